@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// Runs node:test over every *.test.ts below the given folders (default: test/).
+// Node 20's `--test` takes no globs, so we find the files ourselves.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const roots = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const extra = process.argv.slice(2).filter((a) => a.startsWith('-'));
+const files = [];
+function walk(dir) {
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (name.endsWith('.test.ts')) files.push(p);
+  }
+}
+for (const r of roots.length ? roots : ['test']) {
+  if (statSync(r).isFile()) files.push(r);
+  else walk(r);
+}
+if (files.length === 0) {
+  console.error('run-tests: no test files found');
+  process.exit(1);
+}
+const concurrency = process.env.TEST_CONCURRENCY ?? '2';
+const res = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...extra, ...files],
+  { stdio: 'inherit' },
+);
+process.exit(res.status ?? 1);
