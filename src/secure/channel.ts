@@ -1,0 +1,150 @@
+/**
+ * A secure channel: the record layer bound to one stream-carrier connection.
+ * The session above hands it whole record plaintexts and receives whole
+ * record plaintexts; the channel owns keys, nonces, rekeying and the socket.
+ *
+ * Lifecycle: 'open' → 'closed' (once). `close()` ends the carrier gracefully
+ * after queued bytes; `abort(err)` destroys it at once. Both are idempotent.
+ */
+import type { Duplex } from 'node:stream';
+import { ChunkList } from '../core/chunks.js';
+import { toError } from '../core/errors.js';
+import { RecordOpener, RecordSealer, RECORD_DATA } from './record.js';
+
+export interface ChannelInit {
+  /** Send a key update after this many bytes under one key. @default 1 GiB */
+  rekeyBytes?: number;
+  /** Send a key update after this long under one key. @default 1 hour */
+  rekeyMs?: number;
+}
+
+export interface ChannelInfo {
+  remote: string;
+  local: string;
+  carrier: string;
+  /** Noise handshake hash (channel binding), for resume proofs and logs. */
+  handshakeHash: Buffer;
+}
+
+export class SecureChannel {
+  readonly info: ChannelInfo;
+  private readonly input = new ChunkList();
+  private closed = false;
+  private recordHandler: (plaintext: Buffer) => void = () => undefined;
+  private closeHandlers: ((err?: Error) => void)[] = [];
+  private drainHandler: () => void = () => undefined;
+  private readonly rekeyBytes: number;
+  private readonly rekeyMs: number;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly sealer: RecordSealer,
+    private readonly opener: RecordOpener,
+    info: ChannelInfo,
+    leftover: Buffer | undefined,
+    init: ChannelInit = {},
+  ) {
+    this.info = info;
+    this.rekeyBytes = init.rekeyBytes ?? 2 ** 30;
+    this.rekeyMs = init.rekeyMs ?? 3_600_000;
+    if (leftover && leftover.length > 0) this.input.push(leftover);
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('drain', () => this.drainHandler());
+    stream.on('error', (err: Error) => this.finish(err));
+    stream.on('close', () => this.finish());
+    stream.on('end', () => this.finish());
+  }
+
+  /** Starts delivering records (call after setting the handlers). */
+  start(): void {
+    if (this.input.length > 0) setImmediate(() => this.pump());
+  }
+
+  onRecord(handler: (plaintext: Buffer) => void): void {
+    this.recordHandler = handler;
+  }
+
+  onDrain(handler: () => void): void {
+    this.drainHandler = handler;
+  }
+
+  /** Called once when the channel ends; err is undefined for a clean end. */
+  onClose(handler: (err?: Error) => void): void {
+    if (this.closed) handler();
+    else this.closeHandlers.push(handler);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** True when the carrier would accept more without queueing in userspace. */
+  get writable(): boolean {
+    return !this.closed && !this.stream.writableNeedDrain;
+  }
+
+  /**
+   * Seals and writes one record whose plaintext is `buf[0..len)`, first byte
+   * RECORD_DATA. Returns false when the carrier wants the writer to wait for
+   * drain. Writing to a closed channel is a no-op returning false.
+   */
+  write(buf: Buffer, len: number): boolean {
+    if (this.closed) return false;
+    const s = this.stream;
+    s.cork();
+    if (this.sealer.bytesUnderKey >= this.rekeyBytes || Date.now() - this.sealer.keySince >= this.rekeyMs) {
+      for (const part of this.sealer.sealKeyUpdate()) s.write(part);
+    }
+    const [hdr, ct, tag] = this.sealer.seal(buf, len);
+    s.write(hdr);
+    s.write(ct);
+    const ok = s.write(tag);
+    s.uncork();
+    this.bytesOut += len + 18;
+    return ok;
+  }
+
+  /** Graceful: ends the carrier after what is queued. */
+  close(): void {
+    if (this.closed) return;
+    this.stream.end();
+    // A peer that never closes its side must not hold the socket forever.
+    setTimeout(() => this.stream.destroy(), 5000).unref();
+  }
+
+  /** Immediate teardown. */
+  abort(err?: Error): void {
+    if (this.closed) return;
+    this.stream.destroy();
+    this.finish(err);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    this.input.push(chunk);
+    this.pump();
+  }
+
+  private pump(): void {
+    try {
+      while (!this.closed) {
+        const pt = this.opener.next(this.input);
+        if (pt === null) return;
+        if (pt[0] === RECORD_DATA) this.recordHandler(pt);
+      }
+    } catch (err) {
+      this.abort(toError(err));
+    }
+  }
+
+  private finish(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.stream.destroyed) this.stream.destroy();
+    const hs = this.closeHandlers;
+    this.closeHandlers = [];
+    for (const h of hs) h(err);
+  }
+}

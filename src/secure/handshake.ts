@@ -1,0 +1,335 @@
+/**
+ * The polytun handshake over a stream carrier: Noise IK
+ * (Noise_IK_25519_ChaChaPoly_SHA256). The client pins the server's static
+ * key; the client's own static key identifies the user. Two messages:
+ *
+ * ```
+ * client → server   e, es, s, ss  + ClientHello(64)   = 160 bytes, then pad
+ * server → client   e, ee, se     + ServerHello(64)   = 112 bytes, then pad
+ * ```
+ *
+ * Probe resistance: a server that cannot authenticate message 1 (a scanner,
+ * a wrong key, garbage) answers nothing: it keeps reading and discarding for
+ * a random time, then closes. A replayed message 1 (timestamp outside the
+ * window, or an ephemeral key already seen) is treated the same way.
+ * Typed rejects (unauthorized, busy, draining…) go only to clients that
+ * proved they know the server's key.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { ChunkList } from '../core/chunks.js';
+import { AbortedError, AuthError, PolytunError, ProtocolError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
+import { SecureChannel, type ChannelInit } from './channel.js';
+import {
+  CAP_DATAGRAM, CAP_RESUME, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
+  encodeClientHello, encodeServerHello, type ClientHello, type ServerHello,
+} from './hello.js';
+import type { KeyPair } from './keys.js';
+import { HandshakeState } from './noise.js';
+import { RecordOpener, RecordSealer } from './record.js';
+
+export const NOISE_PROTOCOL = 'Noise_IK_25519_ChaChaPoly_SHA256';
+const PROLOGUE = Buffer.from('polytun');
+export const MSG1_SIZE = 32 + 48 + HELLO_SIZE + 16;
+export const MSG2_SIZE = 32 + HELLO_SIZE + 16;
+
+/** What a stream carrier connection looks like to the handshake. */
+export interface HandshakeConn {
+  stream: Duplex;
+  remote: string;
+  local: string;
+  carrier: string;
+}
+
+/** Reads exactly `n` bytes from a stream with a ChunkList, honouring a deadline. */
+class Reader {
+  readonly input = new ChunkList();
+  private waiter: (() => void) | undefined;
+  private ended: Error | undefined;
+  private readonly onData = (c: Buffer): void => {
+    this.input.push(c);
+    this.waiter?.();
+  };
+  private readonly onEnd = (err?: Error): void => {
+    this.ended ??= err ?? new ProtocolError('connection closed during handshake');
+    this.waiter?.();
+  };
+  private readonly onClose = (): void => this.onEnd();
+  constructor(private readonly stream: Duplex) {
+    stream.on('data', this.onData);
+    stream.on('end', this.onClose);
+    stream.on('close', this.onClose);
+    stream.on('error', this.onEnd);
+  }
+  async read(n: number, signal: AbortSignal): Promise<Buffer> {
+    while (this.input.length < n) {
+      if (this.ended) throw this.ended;
+      if (signal.aborted) throw toError(signal.reason);
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.waiter = undefined;
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        this.waiter = done;
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    return this.input.read(n);
+  }
+  /** Stops listening; returns bytes that arrived past the handshake. */
+  detach(): Buffer {
+    this.stream.off('data', this.onData);
+    this.stream.off('end', this.onClose);
+    this.stream.off('close', this.onClose);
+    this.stream.off('error', this.onEnd);
+    return this.input.readAll();
+  }
+}
+
+function deadline(timeoutMs: number, what: string, outer?: AbortSignal): { signal: AbortSignal; clear: () => void } {
+  const ac = new AbortController();
+  const t = setTimeout(() => ac.abort(new TimeoutError(what)), timeoutMs);
+  t.unref();
+  const onOuter = (): void => ac.abort(new AbortedError(outer?.reason));
+  outer?.addEventListener('abort', onOuter, { once: true });
+  return {
+    signal: ac.signal,
+    clear: () => {
+      clearTimeout(t);
+      outer?.removeEventListener('abort', onOuter);
+    },
+  };
+}
+
+function makeChannel(conn: HandshakeConn, hs: HandshakeState, leftover: Buffer, init: ChannelInit): SecureChannel {
+  const { send, recv } = hs.transport();
+  return new SecureChannel(
+    conn.stream,
+    new RecordSealer(send.exportKey()),
+    new RecordOpener(recv.exportKey()),
+    { remote: conn.remote, local: conn.local, carrier: conn.carrier, handshakeHash: hs.handshakeHash },
+    leftover,
+    init,
+  );
+}
+
+// ───────────────────────────── client ─────────────────────────────
+
+export interface ClientHandshakeInit extends ChannelInit {
+  serverPublicKey: Buffer;
+  clientKeyPair: KeyPair;
+  /** Resume this session (id + highest seq we delivered). */
+  resume?: { id: Buffer; recvSeq: number } | undefined;
+  streamWindow: number;
+  sessionWindow: number;
+  /** @default 10000 */
+  timeoutMs?: number | undefined;
+  signal?: AbortSignal | undefined;
+  /** Random padding after message 1, at most this many bytes. @default 256 */
+  maxPadding?: number;
+}
+
+export interface ClientHandshakeResult {
+  channel: SecureChannel;
+  hello: ServerHello;
+}
+
+/** Runs the client side. Rejects with RejectedError, AuthError, TimeoutError or AbortedError. */
+export async function clientHandshake(conn: HandshakeConn, init: ClientHandshakeInit): Promise<ClientHandshakeResult> {
+  const hs = new HandshakeState({
+    protocolName: NOISE_PROTOCOL,
+    initiator: true,
+    prologue: PROLOGUE,
+    staticKeyPair: init.clientKeyPair,
+    remoteStaticKey: init.serverPublicKey,
+  });
+  const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
+  const hello: ClientHello = {
+    minVersion: PROTOCOL_VERSION,
+    maxVersion: PROTOCOL_VERSION,
+    caps: OUR_CAPS,
+    timestampMs: Date.now(),
+    resumeId: init.resume?.id,
+    recvSeq: init.resume?.recvSeq ?? 0,
+    streamWindow: init.streamWindow,
+    sessionWindow: init.sessionWindow,
+    padLen,
+  };
+  const reader = new Reader(conn.stream);
+  const dl = deadline(init.timeoutMs ?? 10_000, 'handshake', init.signal);
+  try {
+    conn.stream.write(Buffer.concat([hs.writeMessage(encodeClientHello(hello)), randomBytes(padLen)]));
+    let msg2: Buffer;
+    try {
+      msg2 = await reader.read(MSG2_SIZE, dl.signal);
+    } catch (err) {
+      if (err instanceof PolytunError && err.code === 'ERR_PROTOCOL') {
+        throw new AuthError('server closed the connection during the handshake (wrong server key in the link, a clock more than the allowed skew off, or not a polytun server)', { cause: err });
+      }
+      throw err;
+    }
+    const sh = decodeServerHello(hs.readMessage(msg2));
+    if (sh.padLen > 0) await reader.read(sh.padLen, dl.signal);
+    if (sh.status !== 0) throw new RejectedError(sh.status);
+    if (sh.version !== PROTOCOL_VERSION) throw new ProtocolError(`server chose unsupported version ${sh.version}`);
+    const leftover = reader.detach();
+    return { channel: makeChannel(conn, hs, leftover, init), hello: sh };
+  } catch (err) {
+    reader.detach();
+    conn.stream.destroy();
+    throw err;
+  } finally {
+    dl.clear();
+  }
+}
+
+// ───────────────────────────── server ─────────────────────────────
+
+/** The server's verdict on an authenticated client hello. */
+export type Admission =
+  | { accept: true; sessionId: Buffer; recvSeq: number; resumed: boolean; streamWindow: number; sessionWindow: number }
+  | { accept: false; reject: number; detail?: string };
+
+export interface ServerHandshakeInit extends ChannelInit {
+  staticKeyPair: KeyPair;
+  /** Decides on an authenticated client (its static key and hello). */
+  admit: (clientKey: Buffer, hello: ClientHello) => Admission | Promise<Admission>;
+  replay: ReplayGuard;
+  /** @default 10000 */
+  timeoutMs?: number | undefined;
+  /** Accepted difference between client and server clocks. @default 300000 */
+  maxSkewMs?: number | undefined;
+  /** @default 256 */
+  maxPadding?: number;
+  signal?: AbortSignal | undefined;
+  /** Called for silent drops (probe, replay, skew): for logs and metrics. */
+  onDrop?: (reason: string, detail?: Record<string, unknown>) => void;
+}
+
+export interface ServerHandshakeResult {
+  channel: SecureChannel;
+  clientKey: Buffer;
+  hello: ClientHello;
+  admission: Extract<Admission, { accept: true }>;
+}
+
+/** Thrown (after the silent close) when a connection was dropped without an answer. */
+export class SilentDropError extends PolytunError {
+  constructor(readonly reason: string) {
+    super('ERR_HANDSHAKE_DROPPED', `handshake dropped: ${reason}`);
+  }
+}
+
+/**
+ * Keeps recently seen handshake ephemerals so a captured message 1 cannot be
+ * replayed to make the server answer. Entries live for twice the clock skew.
+ * Bounded: when full, new handshakes are dropped (unauthenticated work is
+ * dropped under load, not queued).
+ */
+export class ReplayGuard {
+  private readonly seen = new Map<string, number>();
+  constructor(
+    private readonly ttlMs = 600_000,
+    private readonly max = 200_000,
+  ) {}
+  /** Returns false if `key` was seen (replay) or the guard is full. */
+  remember(key: Buffer, now = Date.now()): boolean {
+    const k = key.toString('base64');
+    if (this.seen.has(k)) return false;
+    if (this.seen.size >= this.max) {
+      for (const [kk, exp] of this.seen) if (exp <= now) this.seen.delete(kk);
+      if (this.seen.size >= this.max) return false;
+    }
+    this.seen.set(k, now + this.ttlMs);
+    return true;
+  }
+  get size(): number {
+    return this.seen.size;
+  }
+}
+
+/** Reads and discards for a random time, then closes: no signal to a prober. */
+function silentClose(stream: Duplex, maxMs: number): void {
+  stream.removeAllListeners('data');
+  stream.on('data', () => undefined);
+  stream.on('error', () => undefined); // the prober may reset; nothing to report
+  const t = setTimeout(() => stream.destroy(), randomInt(500, Math.max(501, maxMs)));
+  t.unref();
+  stream.once('close', () => clearTimeout(t));
+}
+
+/** Runs the server side. Rejects with SilentDropError, RejectedError (sent to the client) or TimeoutError. */
+export async function serverHandshake(conn: HandshakeConn, init: ServerHandshakeInit): Promise<ServerHandshakeResult> {
+  const timeoutMs = init.timeoutMs ?? 10_000;
+  const hs = new HandshakeState({
+    protocolName: NOISE_PROTOCOL,
+    initiator: false,
+    prologue: PROLOGUE,
+    staticKeyPair: init.staticKeyPair,
+  });
+  const reader = new Reader(conn.stream);
+  const dl = deadline(timeoutMs, 'handshake', init.signal);
+  const drop = (reason: string, detail?: Record<string, unknown>): never => {
+    reader.detach();
+    init.onDrop?.(reason, detail);
+    silentClose(conn.stream, timeoutMs);
+    throw new SilentDropError(reason);
+  };
+  try {
+    let msg1: Buffer;
+    try {
+      msg1 = await reader.read(MSG1_SIZE, dl.signal);
+    } catch (err) {
+      if (err instanceof TimeoutError) return drop('timeout');
+      throw err;
+    }
+    let hello: ClientHello;
+    try {
+      hello = decodeClientHello(hs.readMessage(msg1));
+    } catch {
+      return drop('unauthenticated');
+    }
+    const skew = hello.timestampMs - Date.now();
+    const clientKey = hs.remoteStaticKey as Buffer;
+    if (Math.abs(skew) > (init.maxSkewMs ?? 300_000)) return drop('clock-skew', { skewMs: skew, clientKey: clientKey.toString('base64url') });
+    if (!init.replay.remember(msg1.subarray(0, 32))) return drop('replay');
+    if (hello.padLen > 0) await reader.read(hello.padLen, dl.signal);
+
+    let admission: Admission;
+    if (hello.maxVersion < PROTOCOL_VERSION || hello.minVersion > PROTOCOL_VERSION) admission = { accept: false, reject: RejectCode.unsupportedVersion };
+    else admission = await init.admit(clientKey, hello);
+
+    const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
+    const sh: ServerHello = admission.accept
+      ? {
+          status: 0,
+          version: PROTOCOL_VERSION,
+          caps: OUR_CAPS & hello.caps & (CAP_DATAGRAM | CAP_RESUME),
+          sessionId: admission.sessionId,
+          recvSeq: admission.recvSeq,
+          resumed: admission.resumed,
+          streamWindow: admission.streamWindow,
+          sessionWindow: admission.sessionWindow,
+          padLen,
+        }
+      : { status: admission.reject, version: PROTOCOL_VERSION, caps: 0, sessionId: Buffer.alloc(16), recvSeq: 0, resumed: false, streamWindow: 0, sessionWindow: 0, padLen };
+    conn.stream.write(Buffer.concat([hs.writeMessage(encodeServerHello(sh)), randomBytes(padLen)]));
+    if (!admission.accept) {
+      reader.detach();
+      conn.stream.end();
+      setTimeout(() => conn.stream.destroy(), 2000).unref();
+      throw new RejectedError(admission.reject, admission.detail);
+    }
+    const leftover = reader.detach();
+    return { channel: makeChannel(conn, hs, leftover, init), clientKey, hello, admission };
+  } catch (err) {
+    if (!(err instanceof SilentDropError) && !(err instanceof RejectedError)) {
+      reader.detach();
+      conn.stream.destroy();
+    }
+    throw err;
+  } finally {
+    dl.clear();
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The polytun hello payloads carried inside the Noise IK handshake. Both are
+ * fixed-size (64 bytes before encryption) so message sizes do not depend on
+ * their contents; each names a count of random padding bytes that follow the
+ * Noise message on the wire, so handshake sizes vary per connection.
+ *
+ * Client hello (inside IK message 1, encrypted to the pinned server key):
+ * ```
+ *  0      1      2          6              14                 30          36
+ * +------+------+----------+--------------+------------------+-----------+
+ * |minVer|maxVer| caps u32 | unix ms u64  | resume id (16 B) | recvSeq48 |
+ * +------+------+----------+--------------+------------------+-----------+
+ *  36               40                44         46               64
+ * +----------------+-----------------+----------+----------------+
+ * | streamWin u32  | sessionWin u32  | pad u16  | reserved (0)   |
+ * +----------------+-----------------+----------+----------------+
+ * ```
+ * Server hello (inside IK message 2):
+ * ```
+ *  0      1      2          6                 22          28      29
+ * +------+------+----------+-----------------+-----------+-------+
+ * |status|ver   | caps u32 | session id 16 B | recvSeq48 |resumed|
+ * +------+------+----------+-----------------+-----------+-------+
+ *  29               33                37         39               64
+ * +----------------+-----------------+----------+----------------+
+ * | streamWin u32  | sessionWin u32  | pad u16  | reserved (0)   |
+ * +----------------+-----------------+----------+----------------+
+ * ```
+ * status 0 = accepted, otherwise a RejectCode.
+ */
+import { ProtocolError } from '../core/errors.js';
+
+export const HELLO_SIZE = 64;
+export const PROTOCOL_VERSION = 1;
+export const CAP_DATAGRAM = 1;
+export const CAP_RESUME = 2;
+export const CAP_MULTIPATH = 4;
+export const OUR_CAPS = CAP_DATAGRAM | CAP_RESUME;
+
+const ZERO_ID = Buffer.alloc(16);
+
+export interface ClientHello {
+  minVersion: number;
+  maxVersion: number;
+  caps: number;
+  timestampMs: number;
+  /** Session to resume, or undefined for a new one. */
+  resumeId: Buffer | undefined;
+  /** Highest sequence delivered on the session being resumed. */
+  recvSeq: number;
+  streamWindow: number;
+  sessionWindow: number;
+  padLen: number;
+}
+
+export interface ServerHello {
+  status: number;
+  version: number;
+  caps: number;
+  sessionId: Buffer;
+  recvSeq: number;
+  resumed: boolean;
+  streamWindow: number;
+  sessionWindow: number;
+  padLen: number;
+}
+
+function writeU64(buf: Buffer, off: number, v: number): void {
+  buf.writeUInt32BE(Math.floor(v / 0x100000000), off);
+  buf.writeUInt32BE(v >>> 0, off + 4);
+}
+
+function readU64(buf: Buffer, off: number): number {
+  return buf.readUInt32BE(off) * 0x100000000 + buf.readUInt32BE(off + 4);
+}
+
+export function encodeClientHello(h: ClientHello): Buffer {
+  const b = Buffer.alloc(HELLO_SIZE);
+  b[0] = h.minVersion;
+  b[1] = h.maxVersion;
+  b.writeUInt32BE(h.caps >>> 0, 2);
+  writeU64(b, 6, h.timestampMs);
+  (h.resumeId ?? ZERO_ID).copy(b, 14);
+  b.writeUIntBE(h.recvSeq, 30, 6);
+  b.writeUInt32BE(h.streamWindow >>> 0, 36);
+  b.writeUInt32BE(h.sessionWindow >>> 0, 40);
+  b.writeUInt16BE(h.padLen, 44);
+  return b;
+}
+
+export function decodeClientHello(b: Buffer): ClientHello {
+  if (b.length !== HELLO_SIZE) throw new ProtocolError(`client hello must be ${HELLO_SIZE} bytes, got ${b.length}`);
+  const id = b.subarray(14, 30);
+  const h: ClientHello = {
+    minVersion: b[0] as number,
+    maxVersion: b[1] as number,
+    caps: b.readUInt32BE(2),
+    timestampMs: readU64(b, 6),
+    resumeId: id.equals(ZERO_ID) ? undefined : Buffer.from(id),
+    recvSeq: b.readUIntBE(30, 6),
+    streamWindow: b.readUInt32BE(36),
+    sessionWindow: b.readUInt32BE(40),
+    padLen: b.readUInt16BE(44),
+  };
+  if (h.minVersion > h.maxVersion) throw new ProtocolError('client hello version range is empty');
+  if (h.streamWindow < 1024 || h.sessionWindow < h.streamWindow) throw new ProtocolError('client hello windows are invalid');
+  return h;
+}
+
+export function encodeServerHello(h: ServerHello): Buffer {
+  const b = Buffer.alloc(HELLO_SIZE);
+  b[0] = h.status;
+  b[1] = h.version;
+  b.writeUInt32BE(h.caps >>> 0, 2);
+  h.sessionId.copy(b, 6);
+  b.writeUIntBE(h.recvSeq, 22, 6);
+  b[28] = h.resumed ? 1 : 0;
+  b.writeUInt32BE(h.streamWindow >>> 0, 29);
+  b.writeUInt32BE(h.sessionWindow >>> 0, 33);
+  b.writeUInt16BE(h.padLen, 37);
+  return b;
+}
+
+export function decodeServerHello(b: Buffer): ServerHello {
+  if (b.length !== HELLO_SIZE) throw new ProtocolError(`server hello must be ${HELLO_SIZE} bytes, got ${b.length}`);
+  const h: ServerHello = {
+    status: b[0] as number,
+    version: b[1] as number,
+    caps: b.readUInt32BE(2),
+    sessionId: Buffer.from(b.subarray(6, 22)),
+    recvSeq: b.readUIntBE(22, 6),
+    resumed: b[28] === 1,
+    streamWindow: b.readUInt32BE(29),
+    sessionWindow: b.readUInt32BE(33),
+    padLen: b.readUInt16BE(37),
+  };
+  if (h.status === 0 && (h.streamWindow < 1024 || h.sessionWindow < h.streamWindow)) throw new ProtocolError('server hello windows are invalid');
+  return h;
+}

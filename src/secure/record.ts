@@ -1,0 +1,190 @@
+/**
+ * AEAD record layer for stream carriers.
+ *
+ * After the handshake each direction has its own 32-byte key. A record is
+ *
+ * ```
+ * +------------------+--------------------------------------+-----------+
+ * | masked len (u16) | ChaCha20-Poly1305(plaintext)  (len)  | tag (16)  |
+ * +------------------+--------------------------------------+-----------+
+ * plaintext = | type (u8) | body … |      type 0 = data, 1 = key update
+ * ```
+ *
+ * The length is XOR-masked with ChaCha20 keystream from a separate mask key
+ * (like obfs4's SipHash-OFB lengths), so the stream never shows a plaintext
+ * length field; the masked length is the AEAD's associated data, so tampering
+ * with it fails authentication. One AEAD call per record; the mask keystream
+ * is generated in 4 KiB blocks (2048 lengths per cipher call).
+ *
+ * Nonces are Noise-style: 4 zero bytes || 64-bit little-endian counter, one
+ * counter per direction. A key update record switches the sender to
+ * REKEY(k) (Noise §11.3) for the records that follow it; the receiver follows
+ * on reading it, so keys roll forward without a round trip.
+ */
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
+import { AuthError, LimitError, ProtocolError } from '../core/errors.js';
+import type { ChunkList } from '../core/chunks.js';
+
+export const RECORD_HEADER = 2;
+export const RECORD_TAG = 16;
+/** Largest record plaintext (type byte included). */
+export const MAX_RECORD_PLAINTEXT = 65535;
+export const RECORD_DATA = 0;
+export const RECORD_KEY_UPDATE = 1;
+
+const MASK_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(MASK_BLOCK);
+const ZERO32 = Buffer.alloc(32);
+const MAX_NONCE = 2 ** 53; // far below 2^64; we rekey long before
+
+function hkdf1(key: Buffer, label: string): Buffer {
+  return createHmac('sha256', key).update(label).digest();
+}
+
+/** Noise REKEY: k' = first 32 bytes of ENCRYPT(k, 2^64-1, ε, zeros). */
+export function rekeyKey(k: Buffer): Buffer {
+  const nonce = Buffer.alloc(12);
+  nonce.fill(0xff, 4);
+  const c = createCipheriv('chacha20-poly1305', k, nonce, { authTagLength: 16 });
+  const out = c.update(ZERO32);
+  c.final();
+  return out.subarray(0, 32);
+}
+
+/** Length-mask keystream for one direction. */
+class MaskStream {
+  private cipher;
+  private block = Buffer.alloc(0);
+  private pos = 0;
+  constructor(key: Buffer) {
+    this.cipher = createCipheriv('chacha20', hkdf1(key, 'polytun mask'), Buffer.alloc(16));
+  }
+  next(): number {
+    if (this.pos + 2 > this.block.length) {
+      this.block = this.cipher.update(ZERO_BLOCK);
+      this.pos = 0;
+    }
+    const v = this.block.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+}
+
+function nonceFor(buf: Buffer, counter: number): Buffer {
+  // 4 zero bytes || u64 LE; counters stay below 2^53.
+  buf.writeUInt32LE(counter >>> 0, 4);
+  buf.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
+  return buf;
+}
+
+/** Seals records in one direction. */
+export class RecordSealer {
+  private key: Buffer;
+  private mask: MaskStream;
+  private counter = 0;
+  private readonly nonce = Buffer.alloc(12);
+  /** Bytes sealed under the current key (for rekey-by-volume). */
+  bytesUnderKey = 0;
+  keySince = Date.now();
+
+  constructor(key: Buffer) {
+    this.key = Buffer.from(key);
+    this.mask = new MaskStream(this.key);
+  }
+
+  /**
+   * Seals `plaintext[0..len)` (whose first byte is the record type) and returns
+   * the three pieces to write, in order: header, ciphertext, tag.
+   */
+  seal(plaintext: Buffer, len = plaintext.length): [Buffer, Buffer, Buffer] {
+    if (len < 1 || len > MAX_RECORD_PLAINTEXT) throw new LimitError('record', `record plaintext of ${len} bytes is out of range`);
+    if (this.counter >= MAX_NONCE) throw new LimitError('nonce', 'nonce space exhausted without a rekey');
+    const hdr = Buffer.allocUnsafe(RECORD_HEADER);
+    hdr.writeUInt16BE((len ^ this.mask.next()) & 0xffff, 0);
+    const c = createCipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, this.counter++), { authTagLength: 16 });
+    c.setAAD(hdr, { plaintextLength: len });
+    const ct = c.update(len === plaintext.length ? plaintext : plaintext.subarray(0, len));
+    c.final();
+    this.bytesUnderKey += len;
+    return [hdr, ct, c.getAuthTag()];
+  }
+
+  /** Seals a key-update record under the old key, then switches to the new key. */
+  sealKeyUpdate(): [Buffer, Buffer, Buffer] {
+    const out = this.seal(Buffer.from([RECORD_KEY_UPDATE]));
+    this.rekey();
+    return out;
+  }
+
+  private rekey(): void {
+    this.key = rekeyKey(this.key);
+    this.mask = new MaskStream(this.key);
+    this.counter = 0;
+    this.bytesUnderKey = 0;
+    this.keySince = Date.now();
+  }
+}
+
+/**
+ * Opens records in one direction from a ChunkList fed with carrier bytes.
+ * `next()` returns the next record's plaintext (type byte first) or null when
+ * more bytes are needed. Any failure throws AuthError/ProtocolError and the
+ * opener is dead afterwards: a record stream with a bad record cannot resync.
+ */
+export class RecordOpener {
+  private key: Buffer;
+  private mask: MaskStream;
+  private counter = 0;
+  private readonly nonce = Buffer.alloc(12);
+  private pendingLen = -1;
+  private pendingHdr = Buffer.alloc(RECORD_HEADER);
+  private dead = false;
+
+  constructor(key: Buffer) {
+    this.key = Buffer.from(key);
+    this.mask = new MaskStream(this.key);
+  }
+
+  next(input: ChunkList): Buffer | null {
+    if (this.dead) throw new ProtocolError('record stream is dead after an earlier failure');
+    if (this.pendingLen < 0) {
+      if (input.length < RECORD_HEADER) return null;
+      input.peekInto(this.pendingHdr, RECORD_HEADER);
+      input.skip(RECORD_HEADER);
+      const len = (this.pendingHdr.readUInt16BE(0) ^ this.mask.next()) & 0xffff;
+      if (len === 0) {
+        this.dead = true;
+        throw new AuthError('record length is invalid (wrong key or corrupted stream)');
+      }
+      this.pendingLen = len;
+    }
+    const len = this.pendingLen;
+    if (input.length < len + RECORD_TAG) return null;
+    const ct = input.read(len);
+    const tag = input.read(RECORD_TAG);
+    this.pendingLen = -1;
+    const d = createDecipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, this.counter++), { authTagLength: 16 });
+    d.setAAD(this.pendingHdr, { plaintextLength: len });
+    d.setAuthTag(tag);
+    const pt = d.update(ct);
+    try {
+      d.final();
+    } catch (err) {
+      this.dead = true;
+      throw new AuthError('record failed authentication', { cause: err });
+    }
+    if (pt[0] === RECORD_KEY_UPDATE) {
+      if (pt.length !== 1) {
+        this.dead = true;
+        throw new ProtocolError('key update record has a body');
+      }
+      this.key = rekeyKey(this.key);
+      this.mask = new MaskStream(this.key);
+      this.counter = 0;
+    } else if (pt[0] !== RECORD_DATA) {
+      this.dead = true;
+      throw new ProtocolError(`unknown record type ${pt[0]}`);
+    }
+    return pt;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Accepts carrier connections, runs the handshake, and binds each to a new
+ * session or to the detached session it resumes. Holds the session table.
+ * Unauthenticated work is bounded: past `maxPendingHandshakes` new
+ * connections are dropped at once instead of queued.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { RejectCode, RejectedError, isBenignClose, toError } from '../core/errors.js';
+import { nullLogger, type Logger } from '../core/logger.js';
+import type { StreamConn } from '../carriers/types.js';
+import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
+import type { ClientHello } from '../secure/hello.js';
+import type { ChannelInit } from '../secure/channel.js';
+import type { KeyPair } from '../secure/keys.js';
+import { Session, type SessionInit } from '../session/session.js';
+
+/** The user directory the server consults for each authenticated client key. */
+export interface UserLookup<U> {
+  /** Returns the user for a client static public key, or undefined if unknown. */
+  byKey(clientKey: Buffer, meta: Readonly<Record<string, string>>): U | undefined;
+  /** A reject code when a known user may not connect now (disabled, over quota). */
+  refuse?(user: U): number | undefined;
+}
+
+export type SessionOptions = Omit<SessionInit, 'role' | 'id' | 'logger' | 'peerStreamWindow' | 'peerSessionWindow'>;
+
+export interface SessionServerInit<U> extends ChannelInit {
+  staticKeyPair: KeyPair;
+  users: UserLookup<U>;
+  logger?: Logger;
+  session?: SessionOptions;
+  /** @default 10000 */
+  handshakeTimeoutMs?: number;
+  /** Handshakes in progress at once; more are dropped. @default 256 */
+  maxPendingHandshakes?: number;
+  /** @default 10000 */
+  maxSessions?: number;
+  /** Accepted client clock skew. @default 300000 */
+  maxSkewMs?: number;
+}
+
+export interface SessionEntry<U> {
+  session: Session;
+  user: U;
+  clientKey: Buffer;
+  remote: string;
+  startedAt: number;
+}
+
+export class SessionServer<U> extends EventEmitter {
+  private readonly log: Logger;
+  private readonly replay: ReplayGuard;
+  private pending = 0;
+  private draining = false;
+  readonly sessions = new Map<string, SessionEntry<U>>();
+  /** Counters for status and metrics. */
+  readonly counters = { accepted: 0, resumed: 0, rejected: 0, dropped: 0, overload: 0 };
+
+  constructor(private readonly init: SessionServerInit<U>) {
+    super();
+    this.log = init.logger ?? nullLogger;
+    this.replay = new ReplayGuard(2 * (init.maxSkewMs ?? 300_000));
+  }
+
+  /** Feeds one carrier connection to the server. */
+  handle(conn: StreamConn, carrier = 'tcp'): void {
+    if (this.pending >= (this.init.maxPendingHandshakes ?? 256)) {
+      this.counters.overload++;
+      conn.stream.destroy();
+      return;
+    }
+    this.pending++;
+    conn.stream.on('error', (err: Error) => this.log.debug({ remote: conn.remote, err: err.message }, 'carrier error'));
+    let user: U | undefined;
+    const admit = (clientKey: Buffer, hello: ClientHello): Admission => {
+      user = this.init.users.byKey(clientKey, conn.meta);
+      if (user === undefined) return { accept: false, reject: RejectCode.unauthorized };
+      const refused = this.init.users.refuse?.(user);
+      if (refused !== undefined) return { accept: false, reject: refused };
+      if (this.draining) return { accept: false, reject: RejectCode.draining };
+      const windows = { streamWindow: this.init.session?.streamWindow ?? 1 << 20, sessionWindow: this.init.session?.sessionWindow ?? 16 << 20 };
+      if (hello.resumeId) {
+        const e = this.sessions.get(hello.resumeId.toString('hex'));
+        if (!e || !e.clientKey.equals(clientKey) || e.session.state === 'closed') return { accept: false, reject: RejectCode.sessionUnknown };
+        return { accept: true, sessionId: e.session.id, recvSeq: e.session.receivedSeq, resumed: true, ...windows };
+      }
+      if (this.sessions.size >= (this.init.maxSessions ?? 10_000)) return { accept: false, reject: RejectCode.busy };
+      return { accept: true, sessionId: randomBytes(16), recvSeq: 0, resumed: false, ...windows };
+    };
+    serverHandshake(
+      { stream: conn.stream, remote: conn.remote, local: conn.local, carrier },
+      {
+        ...this.init,
+        admit,
+        replay: this.replay,
+        timeoutMs: this.init.handshakeTimeoutMs,
+        maxSkewMs: this.init.maxSkewMs,
+        onDrop: (reason, detail) => {
+          this.counters.dropped++;
+          // A known client with a bad clock is worth a warning; probes are not.
+          if (reason === 'clock-skew') this.log.warn({ remote: conn.remote, ...detail }, 'handshake refused: client clock is off; fix its NTP or raise maxSkewMs');
+          else this.log.debug({ remote: conn.remote, reason }, 'handshake dropped silently');
+        },
+      },
+    ).then(
+      ({ channel, clientKey, hello, admission }) => {
+        this.pending--;
+        const u = user as U;
+        if (admission.resumed) {
+          const e = this.sessions.get(admission.sessionId.toString('hex'));
+          if (!e || e.session.state === 'closed') {
+            channel.abort();
+            return;
+          }
+          this.counters.resumed++;
+          e.remote = conn.remote;
+          this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), remote: conn.remote }, 'session resumed');
+          e.session.attach(channel, hello.recvSeq);
+          return;
+        }
+        this.counters.accepted++;
+        const session = new Session({
+          ...this.init.session,
+          role: 'server',
+          id: admission.sessionId,
+          logger: this.log,
+          peerStreamWindow: hello.streamWindow,
+          peerSessionWindow: hello.sessionWindow,
+        });
+        const key = admission.sessionId.toString('hex');
+        const entry: SessionEntry<U> = { session, user: u, clientKey, remote: conn.remote, startedAt: Date.now() };
+        this.sessions.set(key, entry);
+        session.once('closed', (err: Error) => {
+          this.sessions.delete(key);
+          if (isBenignClose(err) || err.name === 'SessionClosedError') this.log.debug({ session: key.slice(0, 8), reason: err.message }, 'session closed');
+          else this.log.info({ session: key.slice(0, 8), reason: err.message }, 'session ended');
+          this.emit('sessionClosed', entry, err);
+        });
+        this.log.info({ session: key.slice(0, 8), remote: conn.remote }, 'session opened');
+        this.emit('session', entry);
+        session.attach(channel, 0);
+      },
+      (err: unknown) => {
+        this.pending--;
+        if (err instanceof SilentDropError) return;
+        if (err instanceof RejectedError) {
+          this.counters.rejected++;
+          this.log.info({ remote: conn.remote, reject: err.message }, 'client rejected');
+          return;
+        }
+        this.log.debug({ remote: conn.remote, err: toError(err).message }, 'handshake failed');
+      },
+    );
+  }
+
+  /** Stops admitting new sessions (clients get a typed "draining" reject) and asks live ones to drain. */
+  async drain(timeoutMs = 30_000): Promise<void> {
+    this.draining = true;
+    await Promise.all([...this.sessions.values()].map((e) => e.session.drain(timeoutMs)));
+  }
+
+  /** Closes every session now. */
+  close(): void {
+    this.draining = true;
+    for (const e of this.sessions.values()) e.session.close(0, 'server shutting down');
+  }
+}

@@ -1,0 +1,810 @@
+/**
+ * The session: what the user sees as "the tunnel". It multiplexes streams
+ * (credit flow control per stream and per session), an unreliable datagram
+ * lane and a control lane over a secure channel (a "path"), and survives the
+ * loss of that path: every stream-carrying frame has a session sequence
+ * number, the peer acknowledges them, and unacknowledged frames are kept
+ * (bounded) and sent again when a new path is attached.
+ *
+ * ```
+ *            attach()                      path lost
+ *   (new) ───────────▶ open ◀──────────▶ detached ──grace expired──┐
+ *                       │      attach()                            │
+ *              close()  │                                          ▼
+ *                       └────────▶ closing ─────────────────────▶ closed
+ *                                   abort(err) from any state ───▶ closed
+ * ```
+ *
+ * Send order inside each record: control (ACK, WINDOW, PONG, PING, GOAWAY,
+ * CLOSE) → frames to resend → datagrams → streams round-robin, one frame
+ * each. Control is thus never queued behind bulk data in our own buffers.
+ */
+import { EventEmitter } from 'node:events';
+import { ClosedError, LimitError, PolytunError, ProtocolError, TimeoutError, toError } from '../core/errors.js';
+import { nullLogger, type Logger } from '../core/logger.js';
+import { MAX_RECORD_PLAINTEXT, RECORD_DATA } from '../secure/record.js';
+import type { SecureChannel } from '../secure/channel.js';
+import {
+  ACK_SIZE, DATA_HEADER, DATAGRAM_HEADER, F_DATA, F_FIN, F_OPEN, F_PING, F_PONG, F_RST, GOAWAY_SIZE, PING_SIZE,
+  WINDOW_SIZE, parseFrames, seqFrameSize, writeAck, writeClose, writeDatagram, writeGoaway,
+  writePingPong, writeSeqFrame, writeWindow, type FrameVisitor, type SeqFrame,
+} from './frames.js';
+import { PolyStream, ResetCode, type StreamHost } from './stream.js';
+
+export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
+
+export interface SessionInit {
+  role: 'client' | 'server';
+  /** 16-byte session id (random; the resume handle). */
+  id: Buffer;
+  logger?: Logger;
+  /** Receive window per stream. @default 1 MiB */
+  streamWindow?: number;
+  /** Receive window for the whole session. @default 16 MiB */
+  sessionWindow?: number;
+  /** The peer's windows (from the handshake). @default same as ours */
+  peerStreamWindow?: number;
+  peerSessionWindow?: number;
+  /** Concurrent streams the peer may open. @default 1024 */
+  maxStreams?: number;
+  /** Largest DATA payload per frame. @default 16384 */
+  maxFramePayload?: number;
+  /** Sent-but-unacknowledged bytes kept for resend. @default 16 MiB */
+  maxUnacked?: number;
+  /** Out-of-order frames held for reordering. @default 8192 */
+  maxReorder?: number;
+  /** Datagram bytes queued for sending before new ones are dropped. @default 1 MiB */
+  maxDatagramQueue?: number;
+  /** Write-side buffer per stream before write() returns false. @default 256 KiB */
+  streamHighWaterMark?: number;
+  /** @default 10000 */
+  pingIntervalMs?: number;
+  /** @default 5000 */
+  pingTimeoutMs?: number;
+  /** @default 3 */
+  maxMissedPongs?: number;
+  /** How long a detached session waits for a new path. @default 60000 */
+  graceMs?: number;
+}
+
+export class SessionClosedError extends PolytunError {
+  readonly closeCode: number;
+  constructor(code: number, reason: string, by: 'local' | 'remote') {
+    super('ERR_SESSION_CLOSED', `session closed by ${by} (code ${code}${reason ? `: ${reason}` : ''})`);
+    this.closeCode = code;
+  }
+}
+
+export interface SessionStats {
+  state: SessionState;
+  streams: number;
+  rttMs: number | undefined;
+  bytesSent: number;
+  bytesReceived: number;
+  framesResent: number;
+  attaches: number;
+  unackedBytes: number;
+  datagramsDropped: number;
+}
+
+interface Held {
+  type: SeqFrame['type'];
+  sid: number;
+  payload: Buffer | undefined;
+  code: number;
+}
+
+const ACK_FRAMES = 32;
+const ACK_BYTES = 128 * 1024;
+const ACK_DELAY_MS = 5;
+
+export class Session extends EventEmitter implements StreamHost {
+  readonly id: Buffer;
+  readonly role: 'client' | 'server';
+  private readonly log: Logger;
+  private _state: SessionState = 'detached';
+  private path: SecureChannel | null = null;
+  private readonly scratch = Buffer.allocUnsafe(MAX_RECORD_PLAINTEXT);
+
+  // limits
+  private readonly streamWindow: number;
+  private readonly sessionWindow: number;
+  private readonly peerStreamWindow: number;
+  private readonly maxStreams: number;
+  private readonly maxFramePayload: number;
+  private readonly maxUnacked: number;
+  private readonly maxReorder: number;
+  private readonly maxDatagramQueue: number;
+  private readonly streamHwm: number;
+
+  // streams
+  private readonly streams = new Map<number, PolyStream>();
+  private nextStreamId: number;
+  private peerMaxId = 0;
+  private ring: PolyStream[] = [];
+  private streamHandler: ((s: PolyStream) => void) | undefined;
+
+  // sequenced send state: retransmit deque [head, length), frames before
+  // sendPos went out on the current path.
+  private sendSeq = 0;
+  private rtx: SeqFrame[] = [];
+  private rtxHead = 0;
+  private sendPos = 0;
+  private unackedBytes = 0;
+  private pendingRst: SeqFrame[] = [];
+
+  // receive state
+  private recvSeq = 0;
+  private readonly reorder = new Map<number, Held>();
+  private ackPending = false;
+  private lastAckSent = 0;
+  private bytesSinceAck = 0;
+  private ackTimer: NodeJS.Timeout | undefined;
+
+  // session-level credit
+  private sendLimitSession: number;
+  private sentSession = 0;
+  private recvSession = 0;
+  private consumedSession = 0;
+  private recvLimitSession: number;
+  private readonly windowQueue = new Set<number>();
+
+  // control lane
+  private pongQueue: number[] = [];
+  private pingToSend: number | undefined;
+  private goawayToSend: number | undefined;
+  private peerGoaway = false;
+  private readonly pingIntervalMs: number;
+  private readonly pingTimeoutMs: number;
+  private readonly maxMissed: number;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pingDeadline: NodeJS.Timeout | undefined;
+  private pingSeq = 0;
+  private pingOutstanding: { id: number; at: number } | undefined;
+  private missed = 0;
+  private srtt: number | undefined;
+  private readonly pingWaiters = new Map<number, { at: number; resolve: (rtt: number) => void }>();
+
+  // datagrams
+  private dgQueue: { flow: number; payload: Buffer }[] = [];
+  private dgQueued = 0;
+  private datagramHandler: ((flow: number, payload: Buffer) => void) | undefined;
+
+  // lifecycle
+  private readonly graceMs: number;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private flushScheduled = false;
+  private closeError: Error | undefined;
+
+  // stats
+  private bytesSent = 0;
+  private bytesReceived = 0;
+  private framesResent = 0;
+  private attaches = 0;
+  private datagramsDropped = 0;
+
+  constructor(init: SessionInit) {
+    super();
+    this.id = init.id;
+    this.role = init.role;
+    this.log = (init.logger ?? nullLogger).child({ session: init.id.toString('hex').slice(0, 8) });
+    this.streamWindow = init.streamWindow ?? 1 << 20;
+    this.sessionWindow = init.sessionWindow ?? 16 << 20;
+    this.peerStreamWindow = init.peerStreamWindow ?? this.streamWindow;
+    this.sendLimitSession = init.peerSessionWindow ?? this.sessionWindow;
+    this.recvLimitSession = this.sessionWindow;
+    this.maxStreams = init.maxStreams ?? 1024;
+    this.maxFramePayload = Math.min(init.maxFramePayload ?? 16384, MAX_RECORD_PLAINTEXT - 1 - DATA_HEADER);
+    this.maxUnacked = init.maxUnacked ?? 16 << 20;
+    this.maxReorder = init.maxReorder ?? 8192;
+    this.maxDatagramQueue = init.maxDatagramQueue ?? 1 << 20;
+    this.streamHwm = init.streamHighWaterMark ?? 256 * 1024;
+    this.pingIntervalMs = init.pingIntervalMs ?? 10_000;
+    this.pingTimeoutMs = init.pingTimeoutMs ?? 5_000;
+    this.maxMissed = init.maxMissedPongs ?? 3;
+    this.graceMs = init.graceMs ?? 60_000;
+    this.nextStreamId = init.role === 'client' ? 1 : 2;
+  }
+
+  get state(): SessionState {
+    return this._state;
+  }
+
+  /** Highest sequence number delivered in order (sent in resume handshakes). */
+  get receivedSeq(): number {
+    return this.recvSeq;
+  }
+
+  get rttMs(): number | undefined {
+    return this.srtt;
+  }
+
+  get stats(): SessionStats {
+    return {
+      state: this._state,
+      streams: this.streams.size,
+      rttMs: this.srtt,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      framesResent: this.framesResent,
+      attaches: this.attaches,
+      unackedBytes: this.unackedBytes,
+      datagramsDropped: this.datagramsDropped,
+    };
+  }
+
+  /** The error the session ended with (after 'closed'). */
+  get error(): Error | undefined {
+    return this.closeError;
+  }
+
+  // ───────────────────────────── public API ─────────────────────────────
+
+  /**
+   * Opens a stream. `openPayload` travels with the OPEN frame (e.g. the
+   * destination); data written right away leaves in the same record (0-RTT).
+   */
+  openStream(openPayload: Buffer = Buffer.alloc(0)): PolyStream {
+    if (this._state === 'closed' || this._state === 'closing') throw new ClosedError('session', { cause: this.closeError });
+    if (this.peerGoaway) throw new ClosedError('session (draining)');
+    if (openPayload.length > this.maxFramePayload) throw new LimitError('openPayload', `open payload of ${openPayload.length} bytes exceeds ${this.maxFramePayload}`);
+    if (this.streams.size >= this.maxStreams) throw new LimitError('streams', `stream limit of ${this.maxStreams} reached`);
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const s = new PolyStream(this, id, openPayload, {
+      window: this.streamWindow,
+      peerWindow: this.peerStreamWindow,
+      locallyOpened: true,
+      highWaterMark: this.streamHwm,
+    });
+    this.streams.set(id, s);
+    this.wake(s);
+    return s;
+  }
+
+  /** Handles streams the peer opens. Without a handler they are refused. */
+  onStream(handler: (s: PolyStream) => void): void {
+    this.streamHandler = handler;
+  }
+
+  /**
+   * Sends a datagram (unreliable, unordered with respect to streams). Returns
+   * false when it was dropped (no path, queue full, too large).
+   */
+  sendDatagram(flow: number, payload: Buffer): boolean {
+    if (this._state !== 'open' || payload.length > MAX_RECORD_PLAINTEXT - 1 - DATAGRAM_HEADER || this.dgQueued + payload.length > this.maxDatagramQueue) {
+      this.datagramsDropped++;
+      return false;
+    }
+    this.dgQueue.push({ flow, payload });
+    this.dgQueued += payload.length;
+    this.scheduleFlush();
+    return true;
+  }
+
+  onDatagram(handler: (flow: number, payload: Buffer) => void): void {
+    this.datagramHandler = handler;
+  }
+
+  /** Measures one round trip on the control lane. */
+  ping(signal?: AbortSignal): Promise<number> {
+    if (this._state !== 'open') return Promise.reject(new ClosedError('session path'));
+    const id = this.nextPingId();
+    return new Promise((resolve, reject) => {
+      this.pingWaiters.set(id, { at: performance.now(), resolve });
+      signal?.addEventListener('abort', () => {
+        this.pingWaiters.delete(id);
+        reject(toError(signal.reason));
+      }, { once: true });
+      this.pingToSend = id;
+      this.scheduleFlush();
+    });
+  }
+
+  /** Tells the peer to open no new streams (drain); existing streams go on. */
+  goaway(code = 0): void {
+    if (this._state === 'closed') return;
+    this.goawayToSend = code;
+    this.scheduleFlush();
+  }
+
+  /**
+   * Drains: sends GOAWAY, waits until every stream has ended (or `timeoutMs`
+   * passed), then closes. Resolves when the session is closed.
+   */
+  async drain(timeoutMs = 30_000): Promise<void> {
+    if (this._state === 'closed') return;
+    this.goaway();
+    const deadline = Date.now() + timeoutMs;
+    while (this.streams.size > 0 && Date.now() < deadline && (this._state as SessionState) !== 'closed') {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.close(0, 'drained');
+  }
+
+  /**
+   * Closes now: the queued frames and a CLOSE frame go out, remaining streams
+   * are reset with SessionClosedError, the path is ended. Idempotent.
+   */
+  close(code = 0, reason = ''): void {
+    if (this._state === 'closed' || this._state === 'closing') return;
+    this._state = 'closing';
+    const err = new SessionClosedError(code, reason, 'local');
+    const path = this.path;
+    if (path) {
+      this.flush();
+      const buf = this.scratch;
+      buf[0] = RECORD_DATA;
+      // Written even when the carrier wants a drain: it is the last record.
+      path.write(buf, writeClose(buf, 1, code, Buffer.from(reason.slice(0, 200))));
+      path.close();
+    }
+    // A local close ends our own streams quietly (like socket.destroy());
+    // readers see 'close' without 'end'. Remote closes and aborts carry errors.
+    for (const s of [...this.streams.values()]) s.destroy();
+    this.finish(err);
+  }
+
+  /** Immediate teardown. Idempotent. */
+  abort(err: Error = new ClosedError('session')): void {
+    if (this._state === 'closed') return;
+    this.path?.abort(err);
+    this.finish(err);
+  }
+
+  // ───────────────────────────── paths ─────────────────────────────
+
+  /**
+   * Attaches a secure channel as the session's path. `peerReceivedSeq` is the
+   * highest sequence number the peer had delivered (from the handshake):
+   * frames after it are sent again on this path.
+   */
+  attach(path: SecureChannel, peerReceivedSeq: number): void {
+    if (this._state === 'closed' || this._state === 'closing') {
+      path.abort(new ClosedError('session'));
+      return;
+    }
+    if (peerReceivedSeq > this.sendSeq || peerReceivedSeq < 0) {
+      path.abort();
+      this.abort(new ProtocolError(`peer claims seq ${peerReceivedSeq} but only ${this.sendSeq} were sent`));
+      return;
+    }
+    const old = this.path;
+    this.path = path;
+    if (old && old !== path) old.abort(new ClosedError('superseded path'));
+    this.applyAck(peerReceivedSeq);
+    this.sendPos = this.rtxHead; // everything unacknowledged goes again
+    // Window state and our ack are idempotent: restate them on the new path.
+    this.windowQueue.add(0);
+    for (const s of this.streams.values()) this.windowQueue.add(s.id);
+    this.ackPending = true;
+    this.pongQueue = [];
+    this.pingOutstanding = undefined;
+    this.missed = 0;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    path.onRecord((pt) => this.onRecord(pt));
+    path.onDrain(() => this.flush());
+    path.onClose((err) => this.onPathClosed(path, err));
+    this._state = 'open';
+    this.attaches++;
+    this.startLiveness();
+    path.start();
+    this.emit('attached', path);
+    this.flush();
+  }
+
+  private onPathClosed(path: SecureChannel, err?: Error): void {
+    if (this.path !== path) return;
+    this.path = null;
+    this.stopLiveness();
+    this.dgQueue = [];
+    this.dgQueued = 0;
+    if (this._state !== 'open') return;
+    this._state = 'detached';
+    this.log.debug({ err: err?.message }, 'path lost, waiting for resume');
+    this.graceTimer = setTimeout(() => this.abort(new TimeoutError('session resume grace period')), this.graceMs);
+    this.graceTimer.unref();
+    this.emit('detached', err);
+  }
+
+  // ───────────────────────────── StreamHost ─────────────────────────────
+
+  wake(s: PolyStream): void {
+    if (!s.queued) {
+      s.queued = true;
+      this.ring.push(s);
+    }
+    this.scheduleFlush();
+  }
+
+  consumed(s: PolyStream, delta: number): void {
+    this.consumedSession += delta;
+    if (this.consumedSession + this.sessionWindow - this.recvLimitSession >= this.sessionWindow / 4) {
+      this.recvLimitSession = this.consumedSession + this.sessionWindow;
+      this.windowQueue.add(0);
+    }
+    if (!s.destroyed) this.windowQueue.add(s.id);
+    this.scheduleFlush();
+  }
+
+  remove(s: PolyStream, sendReset: number | undefined): void {
+    if (this.streams.get(s.id) === s) this.streams.delete(s.id);
+    this.windowQueue.delete(s.id);
+    if (sendReset !== undefined && !s.openPending && this._state !== 'closed' && this._state !== 'closing') {
+      this.pendingRst.push({ type: F_RST, seq: 0, sid: s.id, payload: undefined, code: sendReset });
+      this.scheduleFlush();
+    }
+    this.emit('streamClosed', s);
+  }
+
+  // ───────────────────────────── sending ─────────────────────────────
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || !this.path) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    const path = this.path;
+    if (!path) return;
+    const buf = this.scratch;
+    while (path.writable) {
+      buf[0] = RECORD_DATA;
+      let off = this.fillControl(1);
+      off = this.fillResend(off);
+      off = this.fillDatagrams(off);
+      off = this.fillStreams(off);
+      if (off === 1) break;
+      path.write(buf, off);
+    }
+  }
+
+  private fillControl(off: number): number {
+    const buf = this.scratch;
+    const cap = buf.length;
+    if (this.ackPending && cap - off >= ACK_SIZE) {
+      off = writeAck(buf, off, this.recvSeq);
+      this.ackPending = false;
+      this.lastAckSent = this.recvSeq;
+      this.bytesSinceAck = 0;
+    }
+    while (this.pongQueue.length > 0 && cap - off >= PING_SIZE) off = writePingPong(buf, off, F_PONG, this.pongQueue.shift() as number);
+    if (this.pingToSend !== undefined && cap - off >= PING_SIZE) {
+      off = writePingPong(buf, off, F_PING, this.pingToSend);
+      this.pingToSend = undefined;
+    }
+    if (this.goawayToSend !== undefined && cap - off >= GOAWAY_SIZE) {
+      off = writeGoaway(buf, off, this.goawayToSend);
+      this.goawayToSend = undefined;
+    }
+    for (const sid of this.windowQueue) {
+      if (cap - off < WINDOW_SIZE) break;
+      this.windowQueue.delete(sid);
+      if (sid === 0) off = writeWindow(buf, off, 0, this.recvLimitSession);
+      else {
+        const s = this.streams.get(sid);
+        if (s) off = writeWindow(buf, off, sid, s.advertisedLimit);
+      }
+    }
+    return off;
+  }
+
+  private fillResend(off: number): number {
+    const buf = this.scratch;
+    while (this.sendPos < this.rtx.length) {
+      const f = this.rtx[this.sendPos] as SeqFrame;
+      if (buf.length - off < seqFrameSize(f)) break;
+      off = writeSeqFrame(buf, off, f);
+      this.sendPos++;
+      this.framesResent++;
+    }
+    return off;
+  }
+
+  private fillDatagrams(off: number): number {
+    const buf = this.scratch;
+    let i = 0;
+    const q = this.dgQueue;
+    for (; i < q.length; i++) {
+      const d = q[i] as { flow: number; payload: Buffer };
+      if (buf.length - off < DATAGRAM_HEADER + d.payload.length) break;
+      off = writeDatagram(buf, off, d.flow, d.payload);
+      this.dgQueued -= d.payload.length;
+    }
+    if (i > 0) this.dgQueue = i === q.length ? [] : q.slice(i);
+    return off;
+  }
+
+  /** Assigns the next sequence number, keeps the frame for resend, writes it. */
+  private emitSeq(off: number, f: SeqFrame): number {
+    f.seq = ++this.sendSeq;
+    this.rtx.push(f);
+    this.sendPos = this.rtx.length;
+    this.unackedBytes += seqFrameSize(f);
+    return writeSeqFrame(this.scratch, off, f);
+  }
+
+  private fillStreams(off: number): number {
+    const buf = this.scratch;
+    const cap = buf.length;
+    if (this.sendPos < this.rtx.length) return off; // finish resending first: order matters
+    while (this.pendingRst.length > 0 && cap - off >= 15) off = this.emitSeq(off, this.pendingRst.shift() as SeqFrame);
+    const ring = this.ring;
+    while (ring.length > 0 && this.unackedBytes < this.maxUnacked && cap - off >= DATA_HEADER + 1) {
+      const s = ring[0] as PolyStream;
+      if (s.destroyed || !s.sendable) {
+        ring.shift();
+        s.queued = false;
+        continue;
+      }
+      if (s.openPending) {
+        if (cap - off < DATA_HEADER + s.openPayload.length) break;
+        s.openPending = false;
+        off = this.emitSeq(off, { type: F_OPEN, seq: 0, sid: s.id, payload: s.openPayload, code: 0 });
+      } else if (s.takeFin()) {
+        // The loop condition left room for a DATA header, so a FIN always fits.
+        off = this.emitSeq(off, { type: F_FIN, seq: 0, sid: s.id, payload: undefined, code: 0 });
+      } else {
+        const room = Math.min(cap - off - DATA_HEADER, this.maxFramePayload, this.sendLimitSession - this.sentSession);
+        if (room <= 0) break; // record full or session credit exhausted
+        const data = s.takeData(room);
+        if (data) {
+          this.sentSession += data.length;
+          this.bytesSent += data.length;
+          off = this.emitSeq(off, { type: F_DATA, seq: 0, sid: s.id, payload: data, code: 0 });
+        }
+      }
+      // Round-robin: one frame per stream per turn.
+      ring.shift();
+      if (s.sendable && !s.destroyed) ring.push(s);
+      else s.queued = false;
+    }
+    return off;
+  }
+
+  // ───────────────────────────── receiving ─────────────────────────────
+
+  private readonly visitor: FrameVisitor = {
+    seq: (type, seq, sid, payload, code) => {
+      if (seq <= this.recvSeq) return; // already delivered (resend after resume)
+      if (seq !== this.recvSeq + 1) {
+        if (this.reorder.size >= this.maxReorder) throw new ProtocolError('reorder buffer overflow');
+        this.reorder.set(seq, { type, sid, payload, code });
+        return;
+      }
+      this.deliver(type, sid, payload, code);
+      this.recvSeq = seq;
+      for (let h = this.reorder.get(this.recvSeq + 1); h; h = this.reorder.get(this.recvSeq + 1)) {
+        this.reorder.delete(this.recvSeq + 1);
+        this.deliver(h.type, h.sid, h.payload, h.code);
+        this.recvSeq++;
+      }
+    },
+    window: (sid, max) => {
+      if (sid === 0) {
+        if (max > this.sendLimitSession) this.sendLimitSession = max;
+      } else {
+        const s = this.streams.get(sid);
+        if (s && max > s.sendLimit) {
+          s.sendLimit = max;
+          if (s.sendable) this.wake(s);
+        }
+      }
+    },
+    ack: (seq) => {
+      if (seq > this.sendSeq) throw new ProtocolError(`ack ${seq} beyond last sent ${this.sendSeq}`);
+      this.applyAck(seq);
+    },
+    ping: (id) => {
+      if (this.pongQueue.length < 64) this.pongQueue.push(id);
+    },
+    pong: (id) => this.onPong(id),
+    datagram: (flow, payload) => this.datagramHandler?.(flow, payload),
+    goaway: (code) => {
+      this.peerGoaway = true;
+      this.emit('goaway', code);
+    },
+    close: (code, reason) => {
+      const err = new SessionClosedError(code, reason, 'remote');
+      this._state = 'closing';
+      for (const s of [...this.streams.values()]) s.destroy(err);
+      this.path?.close();
+      this.finish(err);
+    },
+  };
+
+  private onRecord(pt: Buffer): void {
+    const before = this.recvSeq;
+    try {
+      parseFrames(pt, 1, this.visitor);
+    } catch (err) {
+      this.log.warn({ err: toError(err).message }, 'protocol error from peer; closing session');
+      this.abort(toError(err));
+      return;
+    }
+    if (this.recvSeq !== before) {
+      this.bytesSinceAck += pt.length;
+      if (this.recvSeq - this.lastAckSent >= ACK_FRAMES || this.bytesSinceAck >= ACK_BYTES) this.ackPending = true;
+      else if (!this.ackTimer) {
+        this.ackTimer = setTimeout(() => {
+          this.ackTimer = undefined;
+          if (this.recvSeq !== this.lastAckSent) {
+            this.ackPending = true;
+            this.scheduleFlush();
+          }
+        }, ACK_DELAY_MS);
+        this.ackTimer.unref();
+      }
+    }
+    this.scheduleFlush();
+  }
+
+  private deliver(type: SeqFrame['type'], sid: number, payload: Buffer | undefined, code: number): void {
+    switch (type) {
+      case F_OPEN:
+        return this.onOpen(sid, payload as Buffer);
+      case F_DATA: {
+        const len = (payload as Buffer).length;
+        this.recvSession += len;
+        this.bytesReceived += len;
+        if (this.recvSession > this.recvLimitSession) throw new ProtocolError('peer exceeded the session flow-control window');
+        const s = this.streams.get(sid);
+        if (!s) {
+          this.checkKnownId(sid);
+          // Data for a stream we already closed: return its credit.
+          this.consumedSession += len;
+          this.windowQueue.add(0);
+          return;
+        }
+        if (!s.onData(payload as Buffer)) {
+          this.log.debug({ sid }, 'stream exceeded its flow-control window; resetting it');
+          s.reset(ResetCode.flowControl);
+        }
+        return;
+      }
+      case F_FIN: {
+        const s = this.streams.get(sid);
+        if (s) s.onFin();
+        else this.checkKnownId(sid);
+        return;
+      }
+      case F_RST: {
+        const s = this.streams.get(sid);
+        if (s) s.onReset(code);
+        return;
+      }
+    }
+  }
+
+  private isPeerId(sid: number): boolean {
+    return (sid % 2 === 1) === (this.role === 'server');
+  }
+
+  private checkKnownId(sid: number): void {
+    const known = this.isPeerId(sid) ? sid <= this.peerMaxId : sid < this.nextStreamId;
+    if (!known) throw new ProtocolError(`frame for stream ${sid} that was never opened`);
+  }
+
+  private onOpen(sid: number, payload: Buffer): void {
+    if (!this.isPeerId(sid) || sid <= this.peerMaxId) throw new ProtocolError(`bad stream id ${sid} in OPEN`);
+    this.peerMaxId = sid;
+    const refuse = this.streams.size >= this.maxStreams || !this.streamHandler || this._state !== 'open';
+    if (refuse) {
+      this.pendingRst.push({ type: F_RST, seq: 0, sid, payload: undefined, code: ResetCode.refused });
+      return;
+    }
+    // The OPEN payload is a view into the record: copy it, it outlives the record.
+    const s = new PolyStream(this, sid, Buffer.from(payload), {
+      window: this.streamWindow,
+      peerWindow: this.peerStreamWindow,
+      locallyOpened: false,
+      highWaterMark: this.streamHwm,
+    });
+    this.streams.set(sid, s);
+    (this.streamHandler as (s: PolyStream) => void)(s);
+  }
+
+  private applyAck(seq: number): void {
+    const rtx = this.rtx;
+    let h = this.rtxHead;
+    while (h < rtx.length && (rtx[h] as SeqFrame).seq <= seq) {
+      this.unackedBytes -= seqFrameSize(rtx[h] as SeqFrame);
+      h++;
+    }
+    if (h === this.rtxHead) return;
+    this.rtxHead = h;
+    if (this.sendPos < h) this.sendPos = h;
+    if (h > 4096 && h * 2 > rtx.length) {
+      this.rtx = rtx.slice(h);
+      this.sendPos -= h;
+      this.rtxHead = 0;
+    }
+    if (this.ring.length > 0) this.scheduleFlush();
+  }
+
+  // ───────────────────────────── liveness ─────────────────────────────
+
+  private nextPingId(): number {
+    this.pingSeq = (this.pingSeq + 1) >>> 0;
+    return this.pingSeq;
+  }
+
+  private startLiveness(): void {
+    this.stopLiveness();
+    this.pingTimer = setInterval(() => this.livenessTick(), this.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+
+  private stopLiveness(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.pingDeadline) clearTimeout(this.pingDeadline);
+    this.pingTimer = undefined;
+    this.pingDeadline = undefined;
+  }
+
+  private livenessTick(): void {
+    if (!this.path || this.pingOutstanding) return;
+    const id = this.nextPingId();
+    this.pingOutstanding = { id, at: performance.now() };
+    this.pingToSend = id;
+    this.scheduleFlush();
+    this.pingDeadline = setTimeout(() => {
+      this.pingDeadline = undefined;
+      if (this.pingOutstanding?.id !== id) return;
+      this.pingOutstanding = undefined;
+      this.missed++;
+      this.log.debug({ missed: this.missed }, 'pong missed');
+      if (this.missed >= this.maxMissed && this.path) {
+        this.log.info({ missed: this.missed }, 'path unresponsive; dropping it');
+        this.path.abort(new TimeoutError('liveness (missed pongs)'));
+      } else this.livenessTick();
+    }, this.pingTimeoutMs);
+    this.pingDeadline.unref();
+  }
+
+  private onPong(id: number): void {
+    const now = performance.now();
+    let sample: number | undefined;
+    if (this.pingOutstanding?.id === id) {
+      sample = now - this.pingOutstanding.at;
+      this.pingOutstanding = undefined;
+      this.missed = 0;
+      if (this.pingDeadline) clearTimeout(this.pingDeadline);
+      this.pingDeadline = undefined;
+    }
+    const w = this.pingWaiters.get(id);
+    if (w) {
+      this.pingWaiters.delete(id);
+      sample = now - w.at;
+      this.missed = 0;
+      w.resolve(sample);
+    }
+    if (sample !== undefined) this.srtt = this.srtt === undefined ? sample : this.srtt * 0.875 + sample * 0.125;
+  }
+
+  // ───────────────────────────── teardown ─────────────────────────────
+
+  private finish(err: Error): void {
+    if (this._state === 'closed') return;
+    this._state = 'closed';
+    this.closeError = err;
+    this.stopLiveness();
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    for (const s of [...this.streams.values()]) s.destroy(err);
+    this.streams.clear();
+    this.ring = [];
+    this.rtx = [];
+    this.rtxHead = this.sendPos = 0;
+    this.unackedBytes = 0;
+    this.reorder.clear();
+    this.dgQueue = [];
+    this.pingWaiters.clear();
+    this.emit('closed', err);
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * A multiplexed stream: a Node Duplex whose contract is honoured end to end.
+ * write() returns false once `writableHighWaterMark` bytes wait to be sent;
+ * the write callback fires when the bytes have been handed to the session (so
+ * a stalled peer stalls the writer). On the receiving side the peer may send
+ * only as far as the credit we advertised (consumed + window); credit is
+ * advertised as the application reads, so an unread stream stops its sender
+ * without stopping the others.
+ *
+ * Data written must not be mutated afterwards: it is referenced, not copied,
+ * until acknowledged, because it may be sent again after a path loss.
+ *
+ * States (send side): open → finQueued → finSent; any → reset.
+ */
+import { Duplex } from 'node:stream';
+import { StreamResetError } from '../core/errors.js';
+
+/** Wire reset codes (applications may use codes ≥ 0x100). */
+export const ResetCode = {
+  cancel: 0,
+  refused: 1,
+  flowControl: 2,
+  internal: 3,
+  sessionClosed: 4,
+  tooLarge: 5,
+} as const;
+
+/** What a stream needs from its session (keeps stream.ts free of session.ts). */
+export interface StreamHost {
+  /** A stream has something to send (data with credit, FIN, RST). */
+  wake(s: PolyStream): void;
+  /** The stream consumed bytes; advertise credit if worthwhile. */
+  consumed(s: PolyStream, delta: number): void;
+  /** The stream is finished with; forget it. */
+  remove(s: PolyStream, sendReset: number | undefined): void;
+}
+
+type OutItem = { kind: 'data'; buf: Buffer; off: number; cb: ((err?: Error | null) => void) | undefined } | { kind: 'fin'; cb: (err?: Error | null) => void };
+
+export class PolyStream extends Duplex {
+  readonly id: number;
+  /** Opaque payload carried by the OPEN frame (e.g. the destination). */
+  readonly openPayload: Buffer;
+  /** Bytes the peer allows us to have sent in total. */
+  sendLimit: number;
+  sentOffset = 0;
+  /** Receive accounting. */
+  recvOffset = 0;
+  recvLimit: number;
+  private consumedTotal = 0;
+  private readonly window: number;
+  /** Outgoing items in order. `openPending` is sent before any of them. */
+  readonly out: OutItem[] = [];
+  openPending: boolean;
+  finSent = false;
+  finReceived = false;
+  resetCode: number | undefined;
+  private removed = false;
+  /** Set by the session's scheduler (ring membership). */
+  queued = false;
+
+  constructor(
+    private readonly host: StreamHost,
+    id: number,
+    openPayload: Buffer,
+    opts: { window: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
+  ) {
+    super({ allowHalfOpen: true, readableHighWaterMark: opts.window, writableHighWaterMark: opts.highWaterMark, decodeStrings: true });
+    this.id = id;
+    this.openPayload = openPayload;
+    this.window = opts.window;
+    this.recvLimit = opts.window;
+    this.sendLimit = opts.peerWindow;
+    this.openPending = opts.locallyOpened;
+  }
+
+  /** Bytes we may still send. */
+  get credit(): number {
+    return this.sendLimit - this.sentOffset;
+  }
+
+  /** True when the scheduler has something to send right now. */
+  get sendable(): boolean {
+    if (this.resetCode !== undefined) return false;
+    if (this.openPending) return true;
+    const head = this.out[0];
+    if (!head) return false;
+    return head.kind === 'fin' || this.credit > 0;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (chunk.length === 0) return cb();
+    this.out.push({ kind: 'data', buf: chunk, off: 0, cb });
+    this.host.wake(this);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    const n = chunks.length;
+    for (let i = 0; i < n; i++) {
+      const c = (chunks[i] as { chunk: Buffer }).chunk;
+      this.out.push({ kind: 'data', buf: c, off: 0, cb: i === n - 1 ? cb : undefined });
+    }
+    this.host.wake(this);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.out.push({ kind: 'fin', cb });
+    this.host.wake(this);
+  }
+
+  override _read(): void {
+    this.reportConsumed();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Release write callbacks so the Writable machinery is not left waiting.
+    for (const item of this.out.splice(0)) item.cb?.(err ?? new StreamResetError(ResetCode.cancel, 'local'));
+    if (!this.removed) {
+      this.removed = true;
+      const clean = this.finSent && this.finReceived;
+      let code: number | undefined;
+      if (!clean && this.resetCode === undefined) {
+        code = err instanceof StreamResetError ? err.resetCode : ResetCode.cancel;
+      }
+      // Bytes received but never read still count as consumed for the session window.
+      const unread = this.recvOffset - this.consumedTotal;
+      if (unread > 0) {
+        this.consumedTotal = this.recvOffset;
+        this.host.consumed(this, unread);
+      }
+      this.host.remove(this, code);
+    }
+    cb(err);
+  }
+
+  /**
+   * Takes up to `max` bytes of data for one DATA frame (caller has checked
+   * credit). Returns the slice, or undefined when the head is not data.
+   */
+  takeData(max: number): Buffer | undefined {
+    const head = this.out[0];
+    if (!head || head.kind !== 'data') return undefined;
+    const n = Math.min(max, head.buf.length - head.off, this.credit);
+    if (n <= 0) return undefined;
+    const slice = head.buf.subarray(head.off, head.off + n);
+    head.off += n;
+    this.sentOffset += n;
+    if (head.off === head.buf.length) {
+      this.out.shift();
+      head.cb?.();
+    }
+    return slice;
+  }
+
+  /** Takes the FIN if it is next. */
+  takeFin(): boolean {
+    const head = this.out[0];
+    if (!head || head.kind !== 'fin') return false;
+    this.out.shift();
+    this.finSent = true;
+    head.cb();
+    this.maybeDone();
+    return true;
+  }
+
+  /** Session → stream: data arrived. Returns false on a flow-control violation. */
+  onData(payload: Buffer): boolean {
+    if (this.finReceived) return false;
+    this.recvOffset += payload.length;
+    if (this.recvOffset > this.recvLimit) return false;
+    if (this.destroyed) {
+      this.consumedTotal += payload.length;
+      this.host.consumed(this, payload.length);
+      return true;
+    }
+    this.push(payload);
+    this.reportConsumed();
+    return true;
+  }
+
+  onFin(): void {
+    this.finReceived = true;
+    this.push(null);
+    this.maybeDone();
+  }
+
+  onReset(code: number): void {
+    this.resetCode = code;
+    this.destroy(new StreamResetError(code, 'remote'));
+  }
+
+  /** Resets the stream with a wire code (sent to the peer). */
+  reset(code: number = ResetCode.cancel): void {
+    this.destroy(new StreamResetError(code, 'local'));
+  }
+
+  private reportConsumed(): void {
+    const consumed = this.recvOffset - this.readableLength;
+    const delta = consumed - this.consumedTotal;
+    if (delta <= 0) return;
+    this.consumedTotal = consumed;
+    // Advertise more credit once a quarter of the window has been read.
+    if (consumed + this.window - this.recvLimit >= this.window / 4) this.recvLimit = consumed + this.window;
+    this.host.consumed(this, delta);
+  }
+
+  /** The credit limit to advertise (for WINDOW frames and resume). */
+  get advertisedLimit(): number {
+    return this.recvLimit;
+  }
+
+  private maybeDone(): void {
+    if (this.finSent && this.finReceived && this.readableEnded && !this.destroyed) this.destroy();
+  }
+}

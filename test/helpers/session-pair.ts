@@ -1,0 +1,92 @@
+/**
+ * A real client/server session pair over loopback TCP for tests: a
+ * SessionServer behind a TcpCarrier listener and a SessionClient dialing it,
+ * optionally through a TCP impairment relay.
+ */
+import { TcpCarrier } from '../../src/carriers/tcp.js';
+import type { Endpoint, Listener } from '../../src/carriers/types.js';
+import { SessionClient, type SessionClientInit } from '../../src/client/session-client.js';
+import { generateKeyPair, type KeyPair } from '../../src/secure/keys.js';
+import { SessionServer, type SessionOptions, type SessionServerInit } from '../../src/server/session-server.js';
+import type { Session } from '../../src/session/session.js';
+
+export interface PairInit {
+  session?: SessionOptions;
+  clientSession?: SessionOptions;
+  server?: Partial<SessionServerInit<string>>;
+  client?: Partial<SessionClientInit>;
+  /** Dial this instead of the server (e.g. a relay in front of it). */
+  via?: (server: Endpoint) => Promise<Endpoint>;
+}
+
+export interface Pair {
+  server: SessionServer<string>;
+  client: SessionClient;
+  clientSession: Session;
+  /** Resolves with the server side of the first session. */
+  serverSession: Promise<Session>;
+  serverKeys: KeyPair;
+  clientKeys: KeyPair;
+  listener: Listener;
+  endpoint: Endpoint;
+  close(): Promise<void>;
+}
+
+export async function makePair(init: PairInit = {}): Promise<Pair> {
+  const serverKeys = generateKeyPair();
+  const clientKeys = generateKeyPair();
+  const users = new Map([[clientKeys.publicKey.toString('hex'), 'alice']]);
+  const server = new SessionServer<string>({
+    staticKeyPair: serverKeys,
+    users: { byKey: (k) => users.get(k.toString('hex')) },
+    ...(init.session ? { session: init.session } : {}),
+    ...init.server,
+  });
+  let resolveFirst: (s: Session) => void = () => undefined;
+  const serverSession = new Promise<Session>((r) => (resolveFirst = r));
+  server.on('session', (e: { session: Session }) => resolveFirst(e.session));
+  const carrier = new TcpCarrier();
+  const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (conn) => server.handle(conn));
+  const endpoint = init.via ? await init.via(listener.address) : listener.address;
+  const client = new SessionClient({
+    carrier,
+    endpoint,
+    serverPublicKey: serverKeys.publicKey,
+    clientKeyPair: clientKeys,
+    backoffBaseMs: 20,
+    backoffMaxMs: 200,
+    ...((init.clientSession ?? init.session) ? { session: init.clientSession ?? init.session } : {}),
+    ...init.client,
+  });
+  const clientSession = await client.connect();
+  return {
+    server,
+    client,
+    clientSession,
+    serverSession,
+    serverKeys,
+    clientKeys,
+    listener,
+    endpoint,
+    async close() {
+      client.close();
+      server.close();
+      await listener.close();
+    },
+  };
+}
+
+/** Echoes every stream the server side opens back to the client. */
+export function echoStreams(session: Session): void {
+  session.onStream((s) => {
+    s.on('error', () => undefined); // resets are part of the tests
+    s.pipe(s);
+  });
+}
+
+/** Reads a stream to its end. */
+export async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
