@@ -9,7 +9,7 @@
 import type { Duplex } from 'node:stream';
 import { ChunkList } from '../core/chunks.js';
 import { toError } from '../core/errors.js';
-import { RecordOpener, RecordSealer, RECORD_DATA } from './record.js';
+import { RECORD_DATA, type RecordOpener, type RecordSealer } from './record.js';
 
 export interface ChannelInit {
   /** Send a key update after this many bytes under one key. @default 1 GiB */

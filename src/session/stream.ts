@@ -109,7 +109,9 @@ export class PolyStream extends Duplex {
   }
 
   override _read(): void {
-    this.reportConsumed();
+    // Readable.read() calls _read() before it takes the bytes out of the
+    // buffer, so readableLength is stale here: count after this read.
+    queueMicrotask(() => this.reportConsumed());
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

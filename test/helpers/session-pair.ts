@@ -3,6 +3,7 @@
  * SessionServer behind a TcpCarrier listener and a SessionClient dialing it,
  * optionally through a TCP impairment relay.
  */
+import type { Duplex } from 'node:stream';
 import { TcpCarrier } from '../../src/carriers/tcp.js';
 import type { Endpoint, Listener } from '../../src/carriers/types.js';
 import { SessionClient, type SessionClientInit } from '../../src/client/session-client.js';
@@ -29,6 +30,8 @@ export interface Pair {
   clientKeys: KeyPair;
   listener: Listener;
   endpoint: Endpoint;
+  /** Destroys every carrier connection the server has accepted (a dead link). */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -46,7 +49,12 @@ export async function makePair(init: PairInit = {}): Promise<Pair> {
   const serverSession = new Promise<Session>((r) => (resolveFirst = r));
   server.on('session', (e: { session: Session }) => resolveFirst(e.session));
   const carrier = new TcpCarrier();
-  const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (conn) => server.handle(conn));
+  const conns = new Set<Duplex>();
+  const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    conns.add(conn.stream);
+    conn.stream.once('close', () => conns.delete(conn.stream));
+    server.handle(conn);
+  });
   const endpoint = init.via ? await init.via(listener.address) : listener.address;
   const client = new SessionClient({
     carrier,
@@ -68,6 +76,9 @@ export async function makePair(init: PairInit = {}): Promise<Pair> {
     clientKeys,
     listener,
     endpoint,
+    cut() {
+      for (const c of conns) c.destroy();
+    },
     async close() {
       client.close();
       server.close();

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { PolyStream } from '../../../src/session/stream.js';
+import { makePair, type Pair } from '../../helpers/session-pair.js';
+
+const pairs: Pair[] = [];
+after(async () => {
+  for (const p of pairs) await p.close();
+});
+
+describe('flow control and head-of-line', () => {
+  it('a reader that stops reading stops its writer; buffered bytes stay within the window', async () => {
+    const window = 256 * 1024;
+    const p = await makePair({ session: { streamWindow: window, sessionWindow: 4 * window, streamHighWaterMark: 64 * 1024 } });
+    pairs.push(p);
+    const ss = await p.serverSession;
+    let writer: PolyStream | undefined;
+    let written = 0;
+    let sawBackpressure = false;
+    ss.onStream((s) => {
+      writer = s;
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const pump = (): void => {
+        while (written < 64 << 20) {
+          written += chunk.length;
+          if (!s.write(chunk)) {
+            sawBackpressure = true;
+            s.once('drain', pump);
+            return;
+          }
+        }
+        s.end();
+      };
+      pump();
+    });
+    const r = p.clientSession.openStream();
+    r.pause();
+    r.write('go');
+    await delay(300); // let the writer run into the window
+    assert.ok(writer, 'server saw the stream');
+    assert.ok(sawBackpressure, 'the writer was told to wait');
+    // What the client holds unread is bounded by the window (+ one frame).
+    assert.ok(r.readableLength <= window + 16384, `client buffered ${r.readableLength}`);
+    // What the server accepted from the app: window in flight + its own write buffer.
+    assert.ok(written <= window + 64 * 1024 * 3, `server accepted ${written} bytes`);
+    const stuckAt = written;
+    await delay(200);
+    assert.equal(written, stuckAt, 'no progress while the reader is paused');
+    // Another stream on the same session still works while this one is stalled.
+    const other = p.clientSession.openStream();
+    ss.onStream((s) => s.pipe(s));
+    other.end('still alive');
+    const chunks: Buffer[] = [];
+    for await (const c of other) chunks.push(c as Buffer);
+    assert.equal(Buffer.concat(chunks).toString(), 'still alive');
+    // Resume reading: everything arrives.
+    let total = 0;
+    r.on('data', (c: Buffer) => (total += c.length));
+    r.resume();
+    await once(r, 'end');
+    assert.equal(total, 64 << 20);
+  });
+
+  it('100 request/response exchanges and pings complete while a bulk stream is running', async () => {
+    const p = await makePair();
+    pairs.push(p);
+    const ss = await p.serverSession;
+    let bulkDone = false;
+    let bulkBytes = 0;
+    ss.onStream((s) => {
+      if (s.openPayload.toString() === 'bulk') {
+        // An endless download until the client says stop.
+        const chunk = Buffer.alloc(256 * 1024, 1);
+        const pump = (): void => {
+          while (!bulkDone && s.write(chunk));
+          if (!bulkDone) s.once('drain', pump);
+          else s.end();
+        };
+        s.on('data', () => {
+          bulkDone = true;
+        });
+        pump();
+      } else {
+        s.on('data', (c: Buffer) => s.write(c)); // request → response
+        s.on('end', () => s.end());
+      }
+    });
+    const bulk = p.clientSession.openStream(Buffer.from('bulk'));
+    bulk.on('data', (c: Buffer) => (bulkBytes += c.length));
+    while (bulkBytes < 8 << 20) await delay(5); // bulk is flowing
+    const chat = p.clientSession.openStream(Buffer.from('chat'));
+    const rtts: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const msg = `req-${i}`;
+      chat.write(msg);
+      const [reply] = (await once(chat, 'data')) as [Buffer];
+      assert.equal(reply.toString(), msg);
+      if (i % 20 === 0) rtts.push(await p.clientSession.ping());
+    }
+    assert.equal(rtts.length, 5);
+    assert.equal(bulkDone, false, 'the bulk stream was still running during all exchanges');
+    const bytesDuringChat = bulkBytes;
+    bulk.write('stop');
+    chat.end();
+    await once(bulk, 'end');
+    assert.ok(bytesDuringChat > 8 << 20);
+  });
+});
