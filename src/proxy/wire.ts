@@ -1,0 +1,89 @@
+/**
+ * The proxy protocol spoken over session streams and datagrams, shared by the
+ * client fronts and the server egress. A stream's OPEN payload says what the
+ * stream is for:
+ *
+ * ```
+ * CONNECT  client → server  | 0x01 | destination (address codec) |
+ * BIND     client → server  | 0x02 | bind host/port (address codec) |   (a -R forward)
+ * ACCEPTED server → client  | 0x03 | bind id u32 | peer address (address codec) |
+ * ```
+ *
+ * The first byte the server writes on a CONNECT or BIND stream is a status:
+ * 0x00 success, otherwise a SOCKS5 reply code (0x02 not allowed, 0x04 host
+ * unreachable, 0x05 refused …) after which the server ends the stream. On a
+ * successful BIND the status is followed by | bind id u32 | bound address |
+ * and the stream stays open for as long as the bind lives: ending it, or the
+ * session ending, releases the listener on the server. Data written right
+ * after a CONNECT OPEN leaves with it (0-RTT); it is relayed once the server
+ * has connected.
+ *
+ * UDP rides the datagram lane. The datagram's flow id names a client-chosen
+ * association; payloads are
+ * ```
+ * client → server  | destination (address codec) | data … |
+ * server → client  | source (address codec)      | data … |
+ * ```
+ */
+import { ProtocolError } from '../core/errors.js';
+import { decodeDestination, encodedDestinationLength, writeDestination, type Destination } from '../core/address.js';
+
+export const OPEN_CONNECT = 0x01;
+export const OPEN_BIND = 0x02;
+export const OPEN_ACCEPTED = 0x03;
+
+export const STATUS_OK = 0x00;
+
+export type OpenRequest =
+  | { kind: 'connect'; dest: Destination }
+  | { kind: 'bind'; dest: Destination }
+  | { kind: 'accepted'; bindId: number; peer: Destination };
+
+export function encodeOpen(req: OpenRequest): Buffer {
+  const dest = req.kind === 'accepted' ? req.peer : req.dest;
+  const extra = req.kind === 'accepted' ? 4 : 0;
+  const buf = Buffer.allocUnsafe(1 + extra + encodedDestinationLength(dest));
+  buf[0] = req.kind === 'connect' ? OPEN_CONNECT : req.kind === 'bind' ? OPEN_BIND : OPEN_ACCEPTED;
+  if (req.kind === 'accepted') buf.writeUInt32BE(req.bindId >>> 0, 1);
+  writeDestination(dest, buf, 1 + extra);
+  return buf;
+}
+
+/** Decodes an OPEN payload; throws ProtocolError (AddressError) on anything malformed. */
+export function decodeOpen(buf: Buffer): OpenRequest {
+  if (buf.length < 1) throw new ProtocolError('empty open payload');
+  const kind = buf[0];
+  if (kind === OPEN_ACCEPTED) {
+    if (buf.length < 5) throw new ProtocolError('truncated ACCEPTED open payload');
+    const { dest, bytesRead } = decodeDestination(buf, 5);
+    if (5 + bytesRead !== buf.length) throw new ProtocolError('trailing bytes in open payload');
+    return { kind: 'accepted', bindId: buf.readUInt32BE(1), peer: dest };
+  }
+  if (kind !== OPEN_CONNECT && kind !== OPEN_BIND) throw new ProtocolError(`unknown open kind 0x${(kind as number).toString(16)}`);
+  const { dest, bytesRead } = decodeDestination(buf, 1);
+  if (1 + bytesRead !== buf.length) throw new ProtocolError('trailing bytes in open payload');
+  return { kind: kind === OPEN_CONNECT ? 'connect' : 'bind', dest };
+}
+
+/** The BIND success reply that follows the status byte. */
+export function encodeBindReply(bindId: number, bound: Destination): Buffer {
+  const buf = Buffer.allocUnsafe(1 + 4 + encodedDestinationLength(bound));
+  buf[0] = STATUS_OK;
+  buf.writeUInt32BE(bindId >>> 0, 1);
+  writeDestination(bound, buf, 5);
+  return buf;
+}
+
+/** UDP datagram payload: address then data (the data is a view, not a copy). */
+export function encodeUdp(addr: Destination, data: Buffer): Buffer {
+  const n = encodedDestinationLength(addr);
+  const buf = Buffer.allocUnsafe(n + data.length);
+  writeDestination(addr, buf, 0);
+  data.copy(buf, n);
+  return buf;
+}
+
+export function decodeUdp(buf: Buffer): { addr: Destination; data: Buffer } {
+  const { dest, bytesRead } = decodeDestination(buf, 0);
+  return { addr: dest, data: buf.subarray(bytesRead) };
+}

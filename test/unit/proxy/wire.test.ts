@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { ProtocolError } from '../../../src/core/errors.js';
+import { makeDestination } from '../../../src/core/address.js';
+import { decodeOpen, decodeUdp, encodeBindReply, encodeOpen, encodeUdp } from '../../../src/proxy/wire.js';
+
+describe('proxy wire', () => {
+  it('encodes CONNECT to a fixed layout', () => {
+    assert.equal(encodeOpen({ kind: 'connect', dest: makeDestination('127.0.0.1', 8080) }).toString('hex'), '01017f0000011f90');
+    assert.equal(encodeOpen({ kind: 'connect', dest: makeDestination('example.com', 443) }).toString('hex'), '01030b6578616d706c652e636f6d01bb');
+    assert.equal(encodeOpen({ kind: 'accepted', bindId: 7, peer: makeDestination('::1', 22) }).toString('hex'), '0300000007' + '04' + '00000000000000000000000000000001' + '0016');
+    assert.equal(encodeBindReply(5, makeDestination('0.0.0.0', 9000)).toString('hex'), '00' + '00000005' + '01' + '00000000' + '2328');
+  });
+
+  it('round-trips open requests and udp payloads', () => {
+    for (const req of [
+      { kind: 'connect', dest: makeDestination('example.com', 80) },
+      { kind: 'bind', dest: makeDestination('0.0.0.0', 2222) },
+      { kind: 'accepted', bindId: 0xfffffffe, peer: makeDestination('2001:db8::5', 65535) },
+    ] as const) {
+      assert.deepEqual(decodeOpen(encodeOpen(req)), req);
+    }
+    const u = decodeUdp(encodeUdp(makeDestination('10.1.2.3', 53), Buffer.from('dns')));
+    assert.equal(u.addr.host, '10.1.2.3');
+    assert.equal(u.data.toString(), 'dns');
+  });
+
+  it('rejects malformed open payloads with ProtocolError only', () => {
+    assert.throws(() => decodeOpen(Buffer.alloc(0)), ProtocolError);
+    assert.throws(() => decodeOpen(Buffer.from('09', 'hex')), ProtocolError);
+    assert.throws(() => decodeOpen(Buffer.from('01017f000001', 'hex')), ProtocolError); // no port
+    assert.throws(() => decodeOpen(Buffer.from('01017f0000011f9000', 'hex')), ProtocolError); // trailing
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        try {
+          decodeOpen(Buffer.from(bytes));
+        } catch (err) {
+          if (!(err instanceof ProtocolError)) throw err;
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
