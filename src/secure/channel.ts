@@ -16,6 +16,8 @@ export interface ChannelInit {
   rekeyBytes?: number;
   /** Send a key update after this long under one key. @default 1 hour */
   rekeyMs?: number;
+  /** Bytes queued on the carrier before the writer waits for drain. @default 256 KiB */
+  maxQueuedBytes?: number;
 }
 
 export interface ChannelInfo {
@@ -35,6 +37,7 @@ export class SecureChannel {
   private drainHandler: () => void = () => undefined;
   private readonly rekeyBytes: number;
   private readonly rekeyMs: number;
+  private readonly maxQueued: number;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -49,6 +52,7 @@ export class SecureChannel {
     this.info = info;
     this.rekeyBytes = init.rekeyBytes ?? 2 ** 30;
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
+    this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
     if (leftover && leftover.length > 0) this.input.push(leftover);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('drain', () => this.drainHandler());
@@ -80,9 +84,15 @@ export class SecureChannel {
     return this.closed;
   }
 
-  /** True when the carrier would accept more without queueing in userspace. */
+  /**
+   * True while the carrier's userspace queue is below `maxQueued`. Node's
+   * socket high-water mark (16 KiB) is below one record, so honouring
+   * write() === false would cost a drain round trip per record; a few records
+   * queued let libuv send them in one writev. Still bounded: past the limit
+   * the session waits for 'drain' (write() has returned false by then).
+   */
   get writable(): boolean {
-    return !this.closed && !this.stream.writableNeedDrain;
+    return !this.closed && this.stream.writableLength < this.maxQueued;
   }
 
   /**
