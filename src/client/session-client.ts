@@ -14,8 +14,7 @@ import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/t
 import type { ChannelInit } from '../secure/channel.js';
 import { clientHandshake } from '../secure/handshake.js';
 import type { KeyPair } from '../secure/keys.js';
-import { Session } from '../session/session.js';
-import type { SessionOptions } from '../server/session-server.js';
+import { Session, type SessionOptions } from '../session/session.js';
 
 export interface SessionClientInit extends ChannelInit {
   carrier: StreamCarrier;

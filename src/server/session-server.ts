@@ -13,7 +13,9 @@ import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '.
 import type { ClientHello } from '../secure/hello.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
-import { Session, type SessionInit } from '../session/session.js';
+import { Session, type SessionOptions } from '../session/session.js';
+
+export type { SessionOptions };
 
 /** The user directory the server consults for each authenticated client key. */
 export interface UserLookup<U> {
@@ -22,8 +24,6 @@ export interface UserLookup<U> {
   /** A reject code when a known user may not connect now (disabled, over quota). */
   refuse?(user: U): number | undefined;
 }
-
-export type SessionOptions = Omit<SessionInit, 'role' | 'id' | 'logger' | 'peerStreamWindow' | 'peerSessionWindow'>;
 
 export interface SessionServerInit<U> extends ChannelInit {
   staticKeyPair: KeyPair;

@@ -67,6 +67,9 @@ export interface SessionInit {
   graceMs?: number;
 }
 
+/** The tunables of a session (what a server or client config sets). */
+export type SessionOptions = Omit<SessionInit, 'role' | 'id' | 'logger' | 'peerStreamWindow' | 'peerSessionWindow'>;
+
 export class SessionClosedError extends PolytunError {
   readonly closeCode: number;
   constructor(code: number, reason: string, by: 'local' | 'remote') {
