@@ -100,7 +100,7 @@ export class ConfigError extends PolytunError {
   }
 }
 
-const BENIGN = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_CLOSED', 'ERR_ABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED', 'ABORT_ERR']);
+const BENIGN = new Set(['ECONNRESET', 'ERR_CONN_RESET', 'EPIPE', 'ECONNABORTED', 'ERR_CLOSED', 'ERR_ABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED', 'ABORT_ERR']);
 
 /**
  * True for errors that are an ordinary part of a connection ending (peer

@@ -1,0 +1,158 @@
+/**
+ * Plain TCP stream carrier. Sockets are half-open capable (`allowHalfOpen`),
+ * Nagle is off (the layers above batch their own writes with cork/uncork) and
+ * TCP keepalive is on so a dead peer behind a NAT is eventually noticed even
+ * when the session layer is idle.
+ */
+import net from 'node:net';
+import { nullLogger, type Logger } from '../core/logger.js';
+import { guardDial } from './dial.js';
+import { DialError, ListenError, errnoOf } from './errors.js';
+import { formatEndpoint } from './types.js';
+import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
+
+/** Options of {@link TcpCarrier}. */
+export interface TcpCarrierInit {
+  /** Local address to bind outgoing connections to (a source interface). */
+  localAddress?: string;
+  /** Idle time before the first TCP keepalive probe, ms. @default 30000 */
+  keepAliveInitialDelayMs?: number;
+  /** Happy-eyeballs delay before trying the next address family, ms. @default 250 */
+  autoSelectFamilyAttemptTimeoutMs?: number;
+  /** Listen backlog. @default 511 */
+  backlog?: number;
+  /** Where listener-level errors are reported. @default nullLogger */
+  logger?: Logger;
+}
+
+/** Wraps a connected socket as a StreamConn; addresses are captured now, since they vanish on destroy. */
+export function socketConn(socket: net.Socket, meta: Readonly<Record<string, string>> = {}): StreamConn {
+  return {
+    stream: socket,
+    remote: formatEndpoint({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }),
+    local: formatEndpoint({ host: socket.localAddress ?? '?', port: socket.localPort ?? 0 }),
+    meta,
+  };
+}
+
+/** TCP carrier: `dial` opens a socket, `listen` accepts them. */
+export class TcpCarrier implements StreamCarrier {
+  readonly kind = 'stream';
+  readonly scheme = 'tcp';
+  private readonly init: TcpCarrierInit;
+  private readonly logger: Logger;
+
+  constructor(init: TcpCarrierInit = {}) {
+    this.init = init;
+    this.logger = init.logger ?? nullLogger;
+  }
+
+  /** Opens a TCP connection; rejects with DialError (errno kept), AbortedError or TimeoutError. */
+  async dial(to: Endpoint, opts?: DialOptions): Promise<StreamConn> {
+    const socket = await guardDial(
+      `tcp dial ${formatEndpoint(to)}`,
+      opts,
+      (signal) => this.connectSocket(to, signal),
+      (late) => late.destroy(),
+    );
+    return socketConn(socket);
+  }
+
+  /**
+   * Connects a raw socket, honouring `signal` (which the caller owns, along
+   * with any deadline). Used by `dial` and by carriers layered on TCP (TLS).
+   */
+  connectSocket(to: Endpoint, signal: AbortSignal): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      const opts: net.TcpNetConnectOpts = {
+        host: to.host,
+        port: to.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: this.init.keepAliveInitialDelayMs ?? 30_000,
+        autoSelectFamily: true,
+        autoSelectFamilyAttemptTimeout: this.init.autoSelectFamilyAttemptTimeoutMs ?? 250,
+      };
+      if (this.init.localAddress !== undefined) opts.localAddress = this.init.localAddress;
+      const socket = net.connect(opts);
+      const cleanup = (): void => {
+        socket.off('connect', onConnect);
+        socket.off('error', onError);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onConnect = (): void => {
+        cleanup();
+        resolve(socket);
+      };
+      const onError = (err: Error): void => {
+        cleanup();
+        socket.destroy();
+        reject(new DialError(formatEndpoint(to), errnoOf(err), { cause: err }));
+      };
+      const onAbort = (): void => {
+        cleanup();
+        socket.destroy();
+        reject(signal.reason);
+      };
+      socket.once('connect', onConnect);
+      socket.once('error', onError);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Listens on host:port (port 0 picks a free port, reported in `address`). */
+  async listen(at: Endpoint, onConn: (conn: StreamConn) => void): Promise<Listener> {
+    const server = net.createServer({
+      allowHalfOpen: true,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: this.init.keepAliveInitialDelayMs ?? 30_000,
+    });
+    server.on('connection', (socket: net.Socket) => onConn(socketConn(socket)));
+    await listenServer(server, at, this.init.backlog);
+    server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'tcp listener error'));
+    return new ServerListener(server);
+  }
+}
+
+/** Binds `server` to `at`, turning a bind failure into ListenError. */
+export function listenServer(server: net.Server, at: Endpoint, backlog = 511): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(new ListenError(formatEndpoint(at), errnoOf(err), { cause: err }));
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ host: at.host, port: at.port, backlog });
+  });
+}
+
+/** A Listener over a net.Server (also used by the TLS carrier). */
+export class ServerListener implements Listener {
+  readonly address: Endpoint;
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly server: net.Server) {
+    const a = server.address() as net.AddressInfo;
+    this.address = { host: a.address, port: a.port };
+  }
+
+  close(): Promise<void> {
+    // net.Server#close's callback waits for every accepted connection to
+    // end; our contract is "stop accepting only", so we resolve once the
+    // listening handle is released (the fd is closed synchronously by
+    // close(), the event loop turn lets libuv finish the handle).
+    this.closed ??= new Promise((resolve) => {
+      this.server.close();
+      setImmediate(resolve);
+    });
+    return this.closed;
+  }
+}
