@@ -1,8 +1,10 @@
 /**
- * Keeps one session to a server alive: dials the carrier, runs the client
- * handshake, and when the path dies reconnects (exponential backoff with full
- * jitter) and resumes the same session, so open streams continue with no
- * byte lost or duplicated. If the server no longer knows the session (it
+ * Keeps one session to a server alive over one or several paths. Each path
+ * (a carrier + endpoint, optionally a local bind, a role and a weight) has
+ * its own maintenance loop: when it dies it is dialed again (exponential
+ * backoff with full jitter) and joins the same session; when every path is
+ * gone the first one back resumes the session, so open streams continue with
+ * no byte lost or duplicated. If the server no longer knows the session (it
  * restarted, or the grace period ran out) a fresh session replaces it and
  * 'session' is emitted again.
  */
@@ -14,11 +16,22 @@ import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/t
 import type { ChannelInit } from '../secure/channel.js';
 import { clientHandshake } from '../secure/handshake.js';
 import type { KeyPair } from '../secure/keys.js';
-import { Session, type SessionOptions } from '../session/session.js';
+import { Session, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
 
-export interface SessionClientInit extends ChannelInit {
+/** One network path to the server. */
+export interface PathSpec extends PathOptions {
   carrier: StreamCarrier;
   endpoint: Endpoint;
+}
+
+export interface SessionClientInit extends ChannelInit {
+  /** The first (or only) path. */
+  carrier: StreamCarrier;
+  endpoint: Endpoint;
+  /** Further paths bonded into the same session. */
+  extraPaths?: PathSpec[];
+  /** Role/weight/label of the first path. */
+  firstPath?: PathOptions;
   serverPublicKey: Buffer;
   clientKeyPair: KeyPair;
   logger?: Logger;
@@ -38,11 +51,16 @@ export class SessionClient extends EventEmitter {
   private current: Session | undefined;
   private readonly ac = new AbortController();
   private closed = false;
-  private reconnecting = false;
+  private readonly specs: PathSpec[];
+  /** Path id in the current session → index of its spec. */
+  private readonly pathSpec = new Map<number, number>();
+  private readonly redialing = new Set<number>();
+  private renewing = false;
 
   constructor(private readonly init: SessionClientInit) {
     super();
     this.log = init.logger ?? nullLogger;
+    this.specs = [{ ...init.firstPath, carrier: init.carrier, endpoint: init.endpoint }, ...(init.extraPaths ?? [])];
   }
 
   /** The current session (undefined before connect()). */
@@ -50,80 +68,93 @@ export class SessionClient extends EventEmitter {
     return this.current;
   }
 
-  /** Dials and opens the first session. Fails fast (no retry) so a bad link is reported at once. */
+  /** Dials the first path and opens the session; the other paths join in the background. Fails fast. */
   async connect(signal?: AbortSignal): Promise<Session> {
-    const s = await this.open(undefined, signal);
-    return s;
+    if (this.closed) throw new ClosedError('client');
+    const session = await this.openSession(signal);
+    return session;
   }
 
-  private async dialOnce(resume: Session | undefined, signal?: AbortSignal): Promise<{ session: Session; resumed: boolean }> {
+  private async openSession(signal?: AbortSignal): Promise<Session> {
+    this.pathSpec.clear();
+    const { session } = await this.dialPath(0, undefined, signal);
+    this.adopt(session);
+    for (let i = 1; i < this.specs.length; i++) void this.maintain(i, session, true);
+    return session;
+  }
+
+  /** Dials path `i`; with `into`, resumes/joins that session, else opens a new one. */
+  private async dialPath(i: number, into: Session | undefined, signal?: AbortSignal): Promise<{ session: Session }> {
+    const spec = this.specs[i] as PathSpec;
     const init = this.init;
     const sig = signal ? AbortSignal.any([signal, this.ac.signal]) : this.ac.signal;
-    const conn = await init.carrier.dial(init.endpoint, { signal: sig, timeoutMs: init.handshakeTimeoutMs ?? 10_000 });
+    const conn = await spec.carrier.dial(spec.endpoint, { signal: sig, timeoutMs: init.handshakeTimeoutMs ?? 10_000 });
+    const join = into !== undefined && into.pathCount > 0;
     const { channel, hello } = await clientHandshake(
-      { stream: conn.stream, remote: conn.remote, local: conn.local, carrier: init.carrier.scheme },
+      { stream: conn.stream, remote: conn.remote, local: conn.local, carrier: spec.carrier.scheme },
       {
         ...init,
-        resume: resume ? { id: resume.id, recvSeq: resume.receivedSeq } : undefined,
+        resume: into ? { id: into.id, recvSeq: into.receivedSeq, join, backup: spec.role === 'backup' } : undefined,
         streamWindow: init.session?.streamWindow ?? 1 << 20,
         sessionWindow: init.session?.sessionWindow ?? 16 << 20,
         timeoutMs: init.handshakeTimeoutMs,
         signal: sig,
       },
     );
-    if (resume) {
-      resume.attach(channel, hello.recvSeq);
-      return { session: resume, resumed: true };
-    }
-    const session = new Session({
-      ...init.session,
-      role: 'client',
-      id: hello.sessionId,
-      logger: this.log,
-      peerStreamWindow: hello.streamWindow,
-      peerSessionWindow: hello.sessionWindow,
-    });
-    session.attach(channel, hello.recvSeq);
-    return { session, resumed: false };
-  }
-
-  private async open(resume: Session | undefined, signal?: AbortSignal): Promise<Session> {
-    if (this.closed) throw new ClosedError('client');
-    const { session } = await this.dialOnce(resume, signal);
-    if (session !== this.current) this.adopt(session);
-    return session;
+    const session =
+      into ??
+      new Session({
+        ...init.session,
+        role: 'client',
+        id: hello.sessionId,
+        logger: this.log,
+        peerStreamWindow: hello.streamWindow,
+        peerSessionWindow: hello.sessionWindow,
+      });
+    const path = session.attach(channel, hello.recvSeq, { ...spec, join, label: spec.label ?? formatEndpoint(spec.endpoint) });
+    if (path) this.pathSpec.set(path.id, i);
+    return { session };
   }
 
   private adopt(session: Session): void {
     this.current = session;
+    session.on('pathClosed', (st: PathStats, err?: Error) => {
+      const i = this.pathSpec.get(st.id);
+      this.pathSpec.delete(st.id);
+      if (i === undefined || this.closed || session.state === 'closed' || session.state === 'closing') return;
+      if (session.pathCount > 0) this.log.warn({ path: st.label, reason: err?.message ?? 'carrier closed' }, 'path lost; traffic moved to the other paths; redialing it');
+      void this.maintain(i, session, false);
+    });
     session.on('detached', (err?: Error) => {
       this.log.warn({ server: formatEndpoint(this.init.endpoint), reason: err?.message ?? 'carrier closed' }, 'connection to server lost; reconnecting');
       this.emit('detached', err);
-      void this.reconnect(session);
     });
     session.once('closed', (err: Error) => this.emit('sessionClosed', session, err));
     this.emit('session', session);
   }
 
-  private async reconnect(session: Session): Promise<void> {
-    if (this.reconnecting) return;
-    this.reconnecting = true;
+  /** Redials path `i` into `session` until it is attached, the session ends, or we close. */
+  private async maintain(i: number, session: Session, first: boolean): Promise<void> {
+    if (this.redialing.has(i)) return;
+    this.redialing.add(i);
     const started = Date.now();
     try {
-      for (let attempt = 0; !this.closed && session.state === 'detached'; attempt++) {
+      for (let attempt = first ? -1 : 0; !this.closed && session === this.current && session.state !== 'closed' && session.state !== 'closing'; attempt++) {
         try {
-          await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
-          await this.dialOnce(session);
-          const st = session.stats;
-          this.log.info({ afterMs: Date.now() - started, attempts: attempt + 1, framesResent: st.framesResent }, 'session resumed');
-          this.emit('resumed', session);
+          if (attempt >= 0) await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
+          const wasDetached = session.state === 'detached';
+          await this.dialPath(i, session);
+          if (wasDetached) {
+            this.log.info({ afterMs: Date.now() - started, attempts: attempt + 1, framesResent: session.stats.framesResent }, 'session resumed');
+            this.emit('resumed', session);
+          } else if (!first) this.log.info({ path: this.specs[i]?.label ?? formatEndpoint((this.specs[i] as PathSpec).endpoint) }, 'path rejoined');
           return;
         } catch (err) {
           if (err instanceof AbortedError || this.closed) return;
           if (err instanceof RejectedError && err.reject === RejectCode.sessionUnknown) {
             this.log.warn({}, 'server no longer knows this session; open connections are lost, starting a new session');
             session.abort(err);
-            if (this.init.renew ?? true) await this.renewLoop();
+            if (this.init.renew ?? true) await this.renew();
             return;
           }
           if (err instanceof RejectedError && err.reject === RejectCode.unauthorized) {
@@ -131,24 +162,30 @@ export class SessionClient extends EventEmitter {
             session.abort(err);
             return;
           }
-          this.log.debug({ attempt, err: toError(err).message }, 'reconnect attempt failed');
+          this.log.debug({ path: i, attempt, err: toError(err).message }, 'dial attempt failed');
         }
       }
     } finally {
-      this.reconnecting = false;
+      this.redialing.delete(i);
     }
   }
 
-  private async renewLoop(): Promise<void> {
-    for (let attempt = 0; !this.closed; attempt++) {
-      try {
-        await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
-        await this.open(undefined);
-        return;
-      } catch (err) {
-        if (err instanceof AbortedError || this.closed) return;
-        this.log.debug({ attempt, err: toError(err).message }, 'new session attempt failed');
+  private async renew(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
+    try {
+      for (let attempt = 0; !this.closed; attempt++) {
+        try {
+          await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
+          await this.openSession();
+          return;
+        } catch (err) {
+          if (err instanceof AbortedError || this.closed) return;
+          this.log.debug({ attempt, err: toError(err).message }, 'new session attempt failed');
+        }
       }
+    } finally {
+      this.renewing = false;
     }
   }
 

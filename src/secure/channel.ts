@@ -84,6 +84,11 @@ export class SecureChannel {
     return this.closed;
   }
 
+  /** Bytes waiting in the carrier's userspace queue. */
+  get queuedBytes(): number {
+    return this.stream.writableLength;
+  }
+
   /**
    * True while the carrier's userspace queue is below `maxQueued`. Node's
    * socket high-water mark (16 KiB) is below one record, so honouring

@@ -119,8 +119,8 @@ function makeChannel(conn: HandshakeConn, hs: HandshakeState, leftover: Buffer, 
 export interface ClientHandshakeInit extends ChannelInit {
   serverPublicKey: Buffer;
   clientKeyPair: KeyPair;
-  /** Resume this session (id + highest seq we delivered). */
-  resume?: { id: Buffer; recvSeq: number } | undefined;
+  /** Resume this session (id + highest seq we delivered); `join` adds a path instead of replacing. */
+  resume?: { id: Buffer; recvSeq: number; join?: boolean; backup?: boolean } | undefined;
   streamWindow: number;
   sessionWindow: number;
   /** @default 10000 */
@@ -155,6 +155,8 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
     streamWindow: init.streamWindow,
     sessionWindow: init.sessionWindow,
     padLen,
+    join: init.resume?.join === true,
+    backup: init.resume?.backup === true,
   };
   const reader = new Reader(conn.stream);
   const dl = deadline(init.timeoutMs ?? 10_000, 'handshake', init.signal);

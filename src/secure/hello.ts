@@ -11,10 +11,13 @@
  * |minVer|maxVer| caps u32 | unix ms u64  | resume id (16 B) | recvSeq48 |
  * +------+------+----------+--------------+------------------+-----------+
  *  36               40                44         46               64
- * +----------------+-----------------+----------+----------------+
- * | streamWin u32  | sessionWin u32  | pad u16  | reserved (0)   |
- * +----------------+-----------------+----------+----------------+
+ * +----------------+-----------------+----------+-------+--------+
+ * | streamWin u32  | sessionWin u32  | pad u16  | flags | rsv(0) |
+ * +----------------+-----------------+----------+-------+--------+
  * ```
+ * flags: bit 0 = join (add this connection as another path of the session
+ * being resumed instead of replacing its paths), bit 1 = backup path.
+ *
  * Server hello (inside IK message 2):
  * ```
  *  0      1      2          6                 22          28      29
@@ -51,6 +54,10 @@ export interface ClientHello {
   streamWindow: number;
   sessionWindow: number;
   padLen: number;
+  /** Add a path to the resumed session rather than replacing its paths. */
+  join?: boolean;
+  /** The new path is a backup (used only when no primary path is up). */
+  backup?: boolean;
 }
 
 export interface ServerHello {
@@ -85,6 +92,7 @@ export function encodeClientHello(h: ClientHello): Buffer {
   b.writeUInt32BE(h.streamWindow >>> 0, 36);
   b.writeUInt32BE(h.sessionWindow >>> 0, 40);
   b.writeUInt16BE(h.padLen, 44);
+  b[46] = (h.join ? 1 : 0) | (h.backup ? 2 : 0);
   return b;
 }
 
@@ -101,7 +109,10 @@ export function decodeClientHello(b: Buffer): ClientHello {
     streamWindow: b.readUInt32BE(36),
     sessionWindow: b.readUInt32BE(40),
     padLen: b.readUInt16BE(44),
+    join: ((b[46] as number) & 1) !== 0,
+    backup: ((b[46] as number) & 2) !== 0,
   };
+  if (h.join && !h.resumeId) throw new ProtocolError('client hello asks to join without a session id');
   if (h.minVersion > h.maxVersion) throw new ProtocolError('client hello version range is empty');
   if (h.streamWindow < 1024 || h.sessionWindow < h.streamWindow) throw new ProtocolError('client hello windows are invalid');
   return h;

@@ -115,8 +115,8 @@ export class SessionServer<U> extends EventEmitter {
           }
           this.counters.resumed++;
           e.remote = conn.remote;
-          this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), remote: conn.remote }, 'session resumed');
-          e.session.attach(channel, hello.recvSeq);
+          this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), remote: conn.remote, join: hello.join === true }, hello.join ? 'path joined' : 'session resumed');
+          e.session.attach(channel, hello.recvSeq, { join: hello.join === true, role: hello.backup ? 'backup' : 'primary', label: conn.remote });
           return;
         }
         this.counters.accepted++;
@@ -139,7 +139,7 @@ export class SessionServer<U> extends EventEmitter {
         });
         this.log.info({ session: key.slice(0, 8), remote: conn.remote }, 'session opened');
         this.emit('session', entry);
-        session.attach(channel, 0);
+        session.attach(channel, 0, { label: conn.remote });
       },
       (err: unknown) => {
         this.pending--;

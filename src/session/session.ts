@@ -18,6 +18,12 @@
  * Send order inside each record: control (ACK, WINDOW, PONG, PING, GOAWAY,
  * CLOSE) → frames to resend → datagrams → streams round-robin, one frame
  * each. Control is thus never queued behind bulk data in our own buffers.
+ *
+ * A session may have several paths at once (bonding): each record goes on
+ * the usable path with the earliest expected delivery, the receiver puts
+ * frames back in sequence order (bounded), and what a path that died still
+ * held unacknowledged is sent again on the others at once. "detached" means
+ * no path is left.
  */
 import { EventEmitter } from 'node:events';
 import { ClosedError, LimitError, PolytunError, ProtocolError, TimeoutError, toError } from '../core/errors.js';
@@ -30,6 +36,9 @@ import {
   writePingPong, writeSeqFrame, writeWindow, type FrameVisitor, type SeqFrame,
 } from './frames.js';
 import { PolyStream, ResetCode, type StreamHost } from './stream.js';
+import { SessionPath, type PathOptions, type PathStats } from './path.js';
+
+export type { PathOptions, PathStats } from './path.js';
 
 export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
 
@@ -65,6 +74,8 @@ export interface SessionInit {
   maxMissedPongs?: number;
   /** How long a detached session waits for a new path. @default 60000 */
   graceMs?: number;
+  /** A joining path carries traffic after answering pings for this long. @default 0 */
+  pathUpAfterMs?: number;
 }
 
 /** The tunables of a session (what a server or client config sets). */
@@ -88,6 +99,12 @@ export interface SessionStats {
   attaches: number;
   unackedBytes: number;
   datagramsDropped: number;
+  paths: PathStats[];
+}
+
+/** A sequenced frame plus the path it last went on (0: not sent on a live path). */
+interface PathFrame extends SeqFrame {
+  pathId: number;
 }
 
 interface Held {
@@ -106,7 +123,9 @@ export class Session extends EventEmitter implements StreamHost {
   readonly role: 'client' | 'server';
   private readonly log: Logger;
   private _state: SessionState = 'detached';
-  private path: SecureChannel | null = null;
+  private readonly paths = new Map<number, SessionPath>();
+  private nextPathId = 1;
+  private readonly pathUpAfterMs: number;
   private readonly scratch = Buffer.allocUnsafe(MAX_RECORD_PLAINTEXT);
 
   // limits
@@ -127,12 +146,14 @@ export class Session extends EventEmitter implements StreamHost {
   private ring: PolyStream[] = [];
   private streamHandler: ((s: PolyStream) => void) | undefined;
 
-  // sequenced send state: retransmit deque [head, length), frames before
-  // sendPos went out on the current path.
+  // sequenced send state: retransmit deque [head, length) of unacknowledged
+  // frames (each remembers the path it last went on); resendQ holds those to
+  // send again, in sequence order.
   private sendSeq = 0;
-  private rtx: SeqFrame[] = [];
+  private rtx: PathFrame[] = [];
   private rtxHead = 0;
-  private sendPos = 0;
+  private peerAcked = 0;
+  private resendQ: PathFrame[] = [];
   private unackedBytes = 0;
   private pendingRst: SeqFrame[] = [];
 
@@ -152,20 +173,13 @@ export class Session extends EventEmitter implements StreamHost {
   private recvLimitSession: number;
   private readonly windowQueue = new Set<number>();
 
-  // control lane
-  private pongQueue: number[] = [];
-  private pingToSend: number | undefined;
+  // control lane (pings and pongs live on each path)
   private goawayToSend: number | undefined;
   private peerGoaway = false;
   private readonly pingIntervalMs: number;
   private readonly pingTimeoutMs: number;
   private readonly maxMissed: number;
-  private pingTimer: NodeJS.Timeout | undefined;
-  private pingDeadline: NodeJS.Timeout | undefined;
   private pingSeq = 0;
-  private pingOutstanding: { id: number; at: number } | undefined;
-  private missed = 0;
-  private srtt: number | undefined;
   private readonly pingWaiters = new Map<number, { at: number; resolve: (rtt: number) => void }>();
 
   // datagrams
@@ -206,6 +220,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.pingTimeoutMs = init.pingTimeoutMs ?? 5_000;
     this.maxMissed = init.maxMissedPongs ?? 3;
     this.graceMs = init.graceMs ?? 60_000;
+    this.pathUpAfterMs = init.pathUpAfterMs ?? 0;
     this.nextStreamId = init.role === 'client' ? 1 : 2;
   }
 
@@ -218,21 +233,30 @@ export class Session extends EventEmitter implements StreamHost {
     return this.recvSeq;
   }
 
+  /** Smoothed RTT of the fastest usable path. */
   get rttMs(): number | undefined {
-    return this.srtt;
+    let best: number | undefined;
+    for (const p of this.paths.values()) if (p.up && p.srtt !== undefined && (best === undefined || p.srtt < best)) best = p.srtt;
+    return best;
+  }
+
+  /** Number of live paths. */
+  get pathCount(): number {
+    return this.paths.size;
   }
 
   get stats(): SessionStats {
     return {
       state: this._state,
       streams: this.streams.size,
-      rttMs: this.srtt,
+      rttMs: this.rttMs,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
       framesResent: this.framesResent,
       attaches: this.attaches,
       unackedBytes: this.unackedBytes,
       datagramsDropped: this.datagramsDropped,
+      paths: [...this.paths.values()].map((p) => p.stats()),
     };
   }
 
@@ -299,7 +323,13 @@ export class Session extends EventEmitter implements StreamHost {
         this.pingWaiters.delete(id);
         reject(toError(signal.reason));
       }, { once: true });
-      this.pingToSend = id;
+      const path = this.bestControlPath();
+      if (!path) {
+        this.pingWaiters.delete(id);
+        reject(new ClosedError('session path'));
+        return;
+      }
+      path.pingToSend = id;
       this.scheduleFlush();
     });
   }
@@ -333,14 +363,16 @@ export class Session extends EventEmitter implements StreamHost {
     if (this._state === 'closed' || this._state === 'closing') return;
     this._state = 'closing';
     const err = new SessionClosedError(code, reason, 'local');
-    const path = this.path;
-    if (path) {
+    if (this.paths.size > 0) {
       this.flush();
       const buf = this.scratch;
       buf[0] = RECORD_DATA;
-      // Written even when the carrier wants a drain: it is the last record.
-      path.write(buf, writeClose(buf, 1, code, Buffer.from(reason.slice(0, 200))));
-      path.close();
+      const len = writeClose(buf, 1, code, Buffer.from(reason.slice(0, 200)));
+      // Written on every path even when a carrier wants a drain: it is the last record.
+      for (const path of this.paths.values()) {
+        path.channel.write(buf, len);
+        path.channel.close();
+      }
     }
     // A local close ends our own streams quietly (like socket.destroy());
     // readers see 'close' without 'end'. Remote closes and aborts carry errors.
@@ -351,56 +383,84 @@ export class Session extends EventEmitter implements StreamHost {
   /** Immediate teardown. Idempotent. */
   abort(err: Error = new ClosedError('session')): void {
     if (this._state === 'closed') return;
-    this.path?.abort(err);
+    for (const p of this.paths.values()) p.channel.abort(err);
     this.finish(err);
   }
 
   // ───────────────────────────── paths ─────────────────────────────
 
   /**
-   * Attaches a secure channel as the session's path. `peerReceivedSeq` is the
-   * highest sequence number the peer had delivered (from the handshake):
-   * frames after it are sent again on this path.
+   * Attaches a secure channel as a path. `peerReceivedSeq` is the highest
+   * sequence number the peer had delivered (from the handshake). Without
+   * `join`, the channel replaces every path (a resume): all unacknowledged
+   * frames are sent again on it. With `join` it is added beside the others
+   * (bonding) and, unless it is the only path, carries traffic once it has
+   * answered pings for `pathUpAfterMs`.
    */
-  attach(path: SecureChannel, peerReceivedSeq: number): void {
+  attach(channel: SecureChannel, peerReceivedSeq: number, opts: PathOptions & { join?: boolean } = {}): SessionPath | undefined {
     if (this._state === 'closed' || this._state === 'closing') {
-      path.abort(new ClosedError('session'));
-      return;
+      channel.abort(new ClosedError('session'));
+      return undefined;
     }
     if (peerReceivedSeq > this.sendSeq || peerReceivedSeq < 0) {
-      path.abort();
+      channel.abort();
       this.abort(new ProtocolError(`peer claims seq ${peerReceivedSeq} but only ${this.sendSeq} were sent`));
-      return;
+      return undefined;
     }
-    const old = this.path;
-    this.path = path;
-    if (old && old !== path) old.abort(new ClosedError('superseded path'));
+    // Joining a session that has no path left is a resume.
+    const replace = !opts.join || this.paths.size === 0;
+    if (replace) {
+      for (const old of [...this.paths.values()]) {
+        this.paths.delete(old.id);
+        old.stopTimers();
+        old.channel.abort(new ClosedError('superseded path'));
+      }
+    }
     this.applyAck(peerReceivedSeq);
-    this.sendPos = this.rtxHead; // everything unacknowledged goes again
+    const alone = this.paths.size === 0;
+    const path = new SessionPath(this.nextPathId++, channel, opts, alone || this.pathUpAfterMs === 0);
+    if (path.up) path.healthySince = performance.now();
+    this.paths.set(path.id, path);
+    if (replace) {
+      // Everything unacknowledged goes again, in order.
+      this.resendQ = this.rtx.slice(this.rtxHead);
+      for (const f of this.resendQ) f.pathId = 0;
+    }
     // Window state and our ack are idempotent: restate them on the new path.
     this.windowQueue.add(0);
     for (const s of this.streams.values()) this.windowQueue.add(s.id);
     this.ackPending = true;
-    this.pongQueue = [];
-    this.pingOutstanding = undefined;
-    this.missed = 0;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
-    path.onRecord((pt) => this.onRecord(pt));
-    path.onDrain(() => this.flush());
-    path.onClose((err) => this.onPathClosed(path, err));
+    channel.onRecord((pt) => this.onRecord(pt, path));
+    channel.onDrain(() => this.flush());
+    channel.onClose((err) => this.onPathClosed(path, err));
     this._state = 'open';
     this.attaches++;
-    this.startLiveness();
-    path.start();
-    this.emit('attached', path);
+    this.startLiveness(path);
+    channel.start();
+    this.emit('attached', channel);
+    this.emit('path', path.stats());
     this.flush();
+    return path;
   }
 
-  private onPathClosed(path: SecureChannel, err?: Error): void {
-    if (this.path !== path) return;
-    this.path = null;
-    this.stopLiveness();
+  private onPathClosed(path: SessionPath, err?: Error): void {
+    if (this.paths.get(path.id) !== path) return;
+    this.paths.delete(path.id);
+    path.stopTimers();
+    this.emit('pathClosed', path.stats(), err);
+    if (this.paths.size > 0) {
+      // Bonding: what this path still held goes again on the others, now.
+      const lost = this.rtx.slice(this.rtxHead).filter((f) => f.pathId === path.id);
+      if (lost.length > 0) {
+        for (const f of lost) f.pathId = 0;
+        this.resendQ = mergeBySeq(this.resendQ, lost);
+        this.log.debug({ path: path.label, frames: lost.length }, 'path lost; resending its frames on the other paths');
+      }
+      this.flush();
+      return;
+    }
     this.dgQueue = [];
     this.dgQueued = 0;
     if (this._state !== 'open') return;
@@ -444,7 +504,7 @@ export class Session extends EventEmitter implements StreamHost {
   // ───────────────────────────── sending ─────────────────────────────
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || !this.path) return;
+    if (this.flushScheduled || this.paths.size === 0) return;
     this.flushScheduled = true;
     queueMicrotask(() => {
       this.flushScheduled = false;
@@ -452,18 +512,75 @@ export class Session extends EventEmitter implements StreamHost {
     });
   }
 
+  /** The usable paths new frames may use: primaries, or backups when no primary is up. */
+  private usablePaths(): SessionPath[] {
+    const up = [...this.paths.values()].filter((p) => p.up);
+    const primaries = up.filter((p) => p.role === 'primary');
+    return primaries.length > 0 ? primaries : up;
+  }
+
+  /** The writable path with the earliest expected delivery (caps apply only when bonding). */
+  private pickPath(): SessionPath | undefined {
+    const usable = this.usablePaths();
+    if (usable.length === 1) {
+      const only = usable[0] as SessionPath;
+      return only.channel.writable ? only : undefined;
+    }
+    let best: SessionPath | undefined;
+    let bestT = Infinity;
+    for (const p of usable) {
+      if (!p.channel.writable || p.inflight >= p.cap) continue;
+      const t = p.expectedDelivery(16384);
+      if (t < bestT) {
+        bestT = t;
+        best = p;
+      }
+    }
+    return best;
+  }
+
+  /** Any writable path, fastest first: for control frames and datagrams. */
+  private bestControlPath(): SessionPath | undefined {
+    let best: SessionPath | undefined;
+    for (const p of this.paths.values()) {
+      if (!p.channel.writable) continue;
+      if (!best || (p.up && !best.up) || (p.up === best.up && (p.srtt ?? 1e9) < (best.srtt ?? 1e9))) best = p;
+    }
+    return best;
+  }
+
   private flush(): void {
-    const path = this.path;
-    if (!path) return;
+    if (this.paths.size === 0) return;
     const buf = this.scratch;
-    while (path.writable) {
-      buf[0] = RECORD_DATA;
+    buf[0] = RECORD_DATA;
+    // Pings and pongs answer on their own path: per-path RTT and liveness.
+    for (const p of this.paths.values()) {
+      if ((p.pongs.length > 0 || p.pingToSend !== undefined) && p.channel.writable) {
+        let off = 1;
+        while (p.pongs.length > 0 && off + PING_SIZE <= 64) off = writePingPong(buf, off, F_PONG, p.pongs.shift() as number);
+        if (p.pingToSend !== undefined) {
+          off = writePingPong(buf, off, F_PING, p.pingToSend);
+          p.pingToSend = undefined;
+        }
+        p.channel.write(buf, off);
+      }
+    }
+    for (;;) {
+      const p = this.pickPath();
+      if (!p) {
+        // No path may take data now; control frames still go on any writable one.
+        const c = this.bestControlPath();
+        if (!c) return;
+        const off = this.fillControl(1);
+        if (off > 1) c.channel.write(buf, off);
+        return;
+      }
       let off = this.fillControl(1);
-      off = this.fillResend(off);
+      off = this.fillResend(off, p);
       off = this.fillDatagrams(off);
-      off = this.fillStreams(off);
-      if (off === 1) break;
-      path.write(buf, off);
+      off = this.fillStreams(off, p);
+      if (off === 1) return;
+      p.channel.write(buf, off);
     }
   }
 
@@ -475,11 +592,6 @@ export class Session extends EventEmitter implements StreamHost {
       this.ackPending = false;
       this.lastAckSent = this.recvSeq;
       this.bytesSinceAck = 0;
-    }
-    while (this.pongQueue.length > 0 && cap - off >= PING_SIZE) off = writePingPong(buf, off, F_PONG, this.pongQueue.shift() as number);
-    if (this.pingToSend !== undefined && cap - off >= PING_SIZE) {
-      off = writePingPong(buf, off, F_PING, this.pingToSend);
-      this.pingToSend = undefined;
     }
     if (this.goawayToSend !== undefined && cap - off >= GOAWAY_SIZE) {
       off = writeGoaway(buf, off, this.goawayToSend);
@@ -497,15 +609,20 @@ export class Session extends EventEmitter implements StreamHost {
     return off;
   }
 
-  private fillResend(off: number): number {
+  private fillResend(off: number, p: SessionPath): number {
     const buf = this.scratch;
-    while (this.sendPos < this.rtx.length) {
-      const f = this.rtx[this.sendPos] as SeqFrame;
+    const q = this.resendQ;
+    let i = 0;
+    for (; i < q.length; i++) {
+      const f = q[i] as PathFrame;
+      if (f.seq <= this.peerAcked) continue; // acknowledged meanwhile
       if (buf.length - off < seqFrameSize(f)) break;
       off = writeSeqFrame(buf, off, f);
-      this.sendPos++;
+      f.pathId = p.id;
+      p.inflight += seqFrameSize(f);
       this.framesResent++;
     }
+    if (i > 0) this.resendQ = i === q.length ? [] : q.slice(i);
     return off;
   }
 
@@ -524,19 +641,22 @@ export class Session extends EventEmitter implements StreamHost {
   }
 
   /** Assigns the next sequence number, keeps the frame for resend, writes it. */
-  private emitSeq(off: number, f: SeqFrame): number {
-    f.seq = ++this.sendSeq;
-    this.rtx.push(f);
-    this.sendPos = this.rtx.length;
-    this.unackedBytes += seqFrameSize(f);
-    return writeSeqFrame(this.scratch, off, f);
+  private emitSeq(off: number, f: SeqFrame, p: SessionPath): number {
+    const pf = f as PathFrame;
+    pf.seq = ++this.sendSeq;
+    pf.pathId = p.id;
+    this.rtx.push(pf);
+    const size = seqFrameSize(pf);
+    this.unackedBytes += size;
+    p.inflight += size;
+    return writeSeqFrame(this.scratch, off, pf);
   }
 
-  private fillStreams(off: number): number {
+  private fillStreams(off: number, p: SessionPath): number {
     const buf = this.scratch;
     const cap = buf.length;
-    if (this.sendPos < this.rtx.length) return off; // finish resending first: order matters
-    while (this.pendingRst.length > 0 && cap - off >= 15) off = this.emitSeq(off, this.pendingRst.shift() as SeqFrame);
+    if (this.resendQ.length > 0) return off; // finish resending first: the reorder buffer is bounded
+    while (this.pendingRst.length > 0 && cap - off >= 15) off = this.emitSeq(off, this.pendingRst.shift() as SeqFrame, p);
     const ring = this.ring;
     while (ring.length > 0 && this.unackedBytes < this.maxUnacked && cap - off >= DATA_HEADER + 1) {
       const s = ring[0] as PolyStream;
@@ -548,10 +668,10 @@ export class Session extends EventEmitter implements StreamHost {
       if (s.openPending) {
         if (cap - off < DATA_HEADER + s.openPayload.length) break;
         s.openPending = false;
-        off = this.emitSeq(off, { type: F_OPEN, seq: 0, sid: s.id, payload: s.openPayload, code: 0 });
+        off = this.emitSeq(off, { type: F_OPEN, seq: 0, sid: s.id, payload: s.openPayload, code: 0 }, p);
       } else if (s.takeFin()) {
         // The loop condition left room for a DATA header, so a FIN always fits.
-        off = this.emitSeq(off, { type: F_FIN, seq: 0, sid: s.id, payload: undefined, code: 0 });
+        off = this.emitSeq(off, { type: F_FIN, seq: 0, sid: s.id, payload: undefined, code: 0 }, p);
       } else {
         const room = Math.min(cap - off - DATA_HEADER, this.maxFramePayload, this.sendLimitSession - this.sentSession);
         if (room <= 0) break; // record full or session credit exhausted
@@ -559,7 +679,7 @@ export class Session extends EventEmitter implements StreamHost {
         if (data) {
           this.sentSession += data.length;
           this.bytesSent += data.length;
-          off = this.emitSeq(off, { type: F_DATA, seq: 0, sid: s.id, payload: data, code: 0 });
+          off = this.emitSeq(off, { type: F_DATA, seq: 0, sid: s.id, payload: data, code: 0 }, p);
         }
       }
       // Round-robin: one frame per stream per turn.
@@ -604,9 +724,12 @@ export class Session extends EventEmitter implements StreamHost {
       this.applyAck(seq);
     },
     ping: (id) => {
-      if (this.pongQueue.length < 64) this.pongQueue.push(id);
+      const p = this.rxPath;
+      if (p && p.pongs.length < 64) p.pongs.push(id);
     },
-    pong: (id) => this.onPong(id),
+    pong: (id) => {
+      if (this.rxPath) this.onPong(this.rxPath, id);
+    },
     datagram: (flow, payload) => this.datagramHandler?.(flow, payload),
     goaway: (code) => {
       this.peerGoaway = true;
@@ -616,13 +739,17 @@ export class Session extends EventEmitter implements StreamHost {
       const err = new SessionClosedError(code, reason, 'remote');
       this._state = 'closing';
       for (const s of [...this.streams.values()]) s.destroy(err);
-      this.path?.close();
+      for (const p of this.paths.values()) p.channel.close();
       this.finish(err);
     },
   };
 
-  private onRecord(pt: Buffer): void {
+  /** The path the record being parsed arrived on. */
+  private rxPath: SessionPath | undefined;
+
+  private onRecord(pt: Buffer, path: SessionPath): void {
     const before = this.recvSeq;
+    this.rxPath = path;
     try {
       parseFrames(pt, 1, this.visitor);
     } catch (err) {
@@ -713,21 +840,23 @@ export class Session extends EventEmitter implements StreamHost {
   }
 
   private applyAck(seq: number): void {
+    if (seq > this.peerAcked) this.peerAcked = seq;
     const rtx = this.rtx;
     let h = this.rtxHead;
-    while (h < rtx.length && (rtx[h] as SeqFrame).seq <= seq) {
-      this.unackedBytes -= seqFrameSize(rtx[h] as SeqFrame);
+    while (h < rtx.length && (rtx[h] as PathFrame).seq <= seq) {
+      const f = rtx[h] as PathFrame;
+      const size = seqFrameSize(f);
+      this.unackedBytes -= size;
+      if (f.pathId !== 0) this.paths.get(f.pathId)?.onAcked(size);
       h++;
     }
     if (h === this.rtxHead) return;
     this.rtxHead = h;
-    if (this.sendPos < h) this.sendPos = h;
     if (h > 4096 && h * 2 > rtx.length) {
       this.rtx = rtx.slice(h);
-      this.sendPos -= h;
       this.rtxHead = 0;
     }
-    if (this.ring.length > 0) this.scheduleFlush();
+    if (this.ring.length > 0 || this.resendQ.length > 0) this.scheduleFlush();
   }
 
   // ───────────────────────────── liveness ─────────────────────────────
@@ -737,57 +866,58 @@ export class Session extends EventEmitter implements StreamHost {
     return this.pingSeq;
   }
 
-  private startLiveness(): void {
-    this.stopLiveness();
-    this.pingTimer = setInterval(() => this.livenessTick(), this.pingIntervalMs);
-    this.pingTimer.unref();
+  private startLiveness(p: SessionPath): void {
+    p.stopTimers();
+    p.pingTimer = setInterval(() => this.livenessTick(p), this.pathUpAfterMs > 0 && !p.up ? Math.min(this.pingIntervalMs, Math.max(50, this.pathUpAfterMs / 4)) : this.pingIntervalMs);
+    p.pingTimer.unref();
   }
 
-  private stopLiveness(): void {
-    if (this.pingTimer) clearInterval(this.pingTimer);
-    if (this.pingDeadline) clearTimeout(this.pingDeadline);
-    this.pingTimer = undefined;
-    this.pingDeadline = undefined;
-  }
-
-  private livenessTick(): void {
-    if (!this.path || this.pingOutstanding) return;
+  private livenessTick(p: SessionPath): void {
+    if (this.paths.get(p.id) !== p || p.pingOutstanding) return;
     const id = this.nextPingId();
-    this.pingOutstanding = { id, at: performance.now() };
-    this.pingToSend = id;
+    p.pingOutstanding = { id, at: performance.now() };
+    p.pingToSend = id;
     this.scheduleFlush();
-    this.pingDeadline = setTimeout(() => {
-      this.pingDeadline = undefined;
-      if (this.pingOutstanding?.id !== id) return;
-      this.pingOutstanding = undefined;
-      this.missed++;
-      this.log.debug({ missed: this.missed }, 'pong missed');
-      if (this.missed >= this.maxMissed && this.path) {
-        this.log.info({ missed: this.missed }, 'path unresponsive; dropping it');
-        this.path.abort(new TimeoutError('liveness (missed pongs)'));
-      } else this.livenessTick();
+    p.pingDeadline = setTimeout(() => {
+      p.pingDeadline = undefined;
+      if (p.pingOutstanding?.id !== id) return;
+      p.pingOutstanding = undefined;
+      p.missed++;
+      p.healthySince = undefined;
+      this.log.debug({ path: p.label, missed: p.missed }, 'pong missed');
+      if (p.missed >= this.maxMissed) {
+        this.log.info({ path: p.label, missed: p.missed }, 'path unresponsive; dropping it');
+        p.channel.abort(new TimeoutError('liveness (missed pongs)'));
+      } else this.livenessTick(p);
     }, this.pingTimeoutMs);
-    this.pingDeadline.unref();
+    p.pingDeadline.unref();
   }
 
-  private onPong(id: number): void {
+  private onPong(p: SessionPath, id: number): void {
     const now = performance.now();
-    let sample: number | undefined;
-    if (this.pingOutstanding?.id === id) {
-      sample = now - this.pingOutstanding.at;
-      this.pingOutstanding = undefined;
-      this.missed = 0;
-      if (this.pingDeadline) clearTimeout(this.pingDeadline);
-      this.pingDeadline = undefined;
+    if (p.pingOutstanding?.id === id) {
+      p.onRtt(now - p.pingOutstanding.at);
+      p.pingOutstanding = undefined;
+      p.missed = 0;
+      if (p.pingDeadline) clearTimeout(p.pingDeadline);
+      p.pingDeadline = undefined;
+      p.healthySince ??= now;
+      if (!p.up && now - p.healthySince >= this.pathUpAfterMs) {
+        p.up = true;
+        this.startLiveness(p); // back to the normal probe interval
+        this.log.info({ path: p.label }, 'path up');
+        this.emit('pathUp', p.stats());
+        this.scheduleFlush();
+      }
     }
     const w = this.pingWaiters.get(id);
     if (w) {
       this.pingWaiters.delete(id);
-      sample = now - w.at;
-      this.missed = 0;
+      const sample = now - w.at;
+      p.onRtt(sample);
+      p.missed = 0;
       w.resolve(sample);
     }
-    if (sample !== undefined) this.srtt = this.srtt === undefined ? sample : this.srtt * 0.875 + sample * 0.125;
   }
 
   // ───────────────────────────── teardown ─────────────────────────────
@@ -796,18 +926,32 @@ export class Session extends EventEmitter implements StreamHost {
     if (this._state === 'closed') return;
     this._state = 'closed';
     this.closeError = err;
-    this.stopLiveness();
+    for (const p of this.paths.values()) p.stopTimers();
     if (this.graceTimer) clearTimeout(this.graceTimer);
     if (this.ackTimer) clearTimeout(this.ackTimer);
     for (const s of [...this.streams.values()]) s.destroy(err);
     this.streams.clear();
     this.ring = [];
     this.rtx = [];
-    this.rtxHead = this.sendPos = 0;
+    this.rtxHead = 0;
+    this.resendQ = [];
     this.unackedBytes = 0;
     this.reorder.clear();
     this.dgQueue = [];
     this.pingWaiters.clear();
     this.emit('closed', err);
   }
+}
+
+/** Merges two frame lists that are each in sequence order. */
+function mergeBySeq(a: PathFrame[], b: PathFrame[]): PathFrame[] {
+  if (a.length === 0) return b;
+  const out: PathFrame[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && (a[i] as PathFrame).seq < (b[j] as PathFrame).seq)) out.push(a[i++] as PathFrame);
+    else out.push(b[j++] as PathFrame);
+  }
+  return out;
 }
