@@ -1,0 +1,77 @@
+/**
+ * `polytun client`: flags → typed ClientConfig → the injected `run`. The run
+ * function (session, SOCKS/HTTP fronts, forwards, status endpoint) is wired in
+ * by the program's entry; this file only owns the command line.
+ */
+import { Option, type Command } from 'commander';
+import { ConfigError } from '../core/errors.js';
+import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ClientConfig } from '../config/schema.js';
+import type { FlagValue } from '../config/load.js';
+import { collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
+
+/** Runs the client until it stops; the command resolves when this does. */
+export type ClientRun = (config: ClientConfig) => Promise<void>;
+
+/** `USER:PASS` → `{username, password}`; the password may contain ':'. */
+function socksAuth(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const colon = v.indexOf(':');
+  if (colon < 0) throw new ConfigError('--socks-auth', 'expected USER:PASS');
+  return { username: v.slice(0, colon), password: v.slice(colon + 1) };
+}
+
+const FLAGS: readonly FlagMapping[] = [
+  { attr: 'socks', flag: '--socks', path: ['socks'] },
+  { attr: 'socksAuth', flag: '--socks-auth', path: ['socksAuth'], map: socksAuth },
+  { attr: 'http', flag: '--http', path: ['http'] },
+  { attr: 'forward', flag: '-L', path: ['forwards'] },
+  { attr: 'reverse', flag: '-R', path: ['reverse'] },
+  { attr: 'status', flag: '--status', path: ['status'] },
+  { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
+  { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
+];
+
+const L = DEFAULTS.limits;
+const KEYS: readonly (readonly [string, string])[] = [
+  ['limits.handshakeTimeoutMs', String(L.handshakeTimeoutMs)],
+  ['limits.streamWindow', `${L.streamWindow} (bytes)`],
+  ['limits.sessionWindow', `${L.sessionWindow} (bytes)`],
+  ['limits.maxStreams', String(L.maxStreams)],
+  ['limits.graceMs', String(L.graceMs)],
+  ['limits.idleTimeoutMs', `${L.idleTimeoutMs} (0 = never)`],
+  ['liveness.intervalMs', String(DEFAULTS.liveness.intervalMs)],
+  ['liveness.timeoutMs', String(DEFAULTS.liveness.timeoutMs)],
+  ['liveness.misses', String(DEFAULTS.liveness.misses)],
+];
+
+/**
+ * Adds `polytun client` to `program`. After parsing, the merged and
+ * validated config is passed to `run`; its promise is the command's.
+ */
+export function registerClientCommand(program: Command, run: ClientRun): Command {
+  return program
+    .command('client')
+    .description('connect to a polytun server and open local proxies and forwards through it')
+    .argument('[link]', 'polytun:// link from `polytun link` (or `link:` in --config; a config file with mode 600 keeps it out of `ps`)')
+    .addOption(new Option('--socks <host:port>', 'SOCKS5 proxy listen address').default(DEFAULTS.socks))
+    .option('--no-socks', 'do not open the SOCKS5 proxy')
+    .option('--socks-auth <user:pass>', 'require this SOCKS5 username/password (default: none; prefer socksAuth in --config: command lines are visible to other users)')
+    .option('--http <host:port>', 'HTTP CONNECT proxy listen address (default: off)')
+    .addOption(new Option('-L, --forward <spec>', 'local forward [BIND:]PORT:HOST:PORT[/udp]: listen on BIND:PORT (default bind 127.0.0.1), connect to HOST:PORT from the server (repeatable)').argParser(collect))
+    .addOption(new Option('-R, --reverse <spec>', 'reverse forward [BIND:]PORT:HOST:PORT: the server listens on BIND:PORT, we connect to HOST:PORT (repeatable; the server must allow it)').argParser(collect))
+    .addOption(new Option('--status <host:port>', 'local status endpoint for `polytun status` (loopback only)').default(DEFAULTS.status))
+    .option('--no-status', 'do not open the status endpoint')
+    .option('--config <file>', 'YAML config file; flags override its keys')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+    .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
+    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxStreams=256 (repeatable)').argParser(collect))
+    .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
+    .action(async (link: string | undefined, _opts: unknown, cmd: Command) => {
+      const opts = cmd.opts<{ config?: string; set?: string[] }>();
+      const flags: FlagValue[] = [];
+      if (link !== undefined) flags.push({ path: ['link'], value: link, flag: 'LINK' });
+      flags.push(...typedFlags(cmd, FLAGS), ...setFlags(opts.set));
+      const config = await resolveConfig('client', opts.config, flags);
+      await run(config);
+    });
+}

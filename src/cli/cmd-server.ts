@@ -1,0 +1,70 @@
+/**
+ * `polytun server`: flags → typed ServerConfig → the injected `run`. The run
+ * function (listeners, sessions, egress) is wired in by the program's entry;
+ * this file only owns the command line.
+ */
+import { Option, type Command } from 'commander';
+import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ServerConfig } from '../config/schema.js';
+import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
+
+/** Runs the server until it stops; the command resolves when this does. */
+export type ServerRun = (config: ServerConfig) => Promise<void>;
+
+const FLAGS: readonly FlagMapping[] = [
+  { attr: 'listen', flag: '--listen', path: ['listen'] },
+  { attr: 'dataDir', flag: '--data-dir', path: ['dataDir'], map: absPath },
+  { attr: 'allow', flag: '--allow', path: ['policy', 'allow'] },
+  { attr: 'deny', flag: '--deny', path: ['policy', 'deny'] },
+  { attr: 'cert', flag: '--cert', path: ['tls', 'cert'], map: absPath },
+  { attr: 'key', flag: '--key', path: ['tls', 'key'], map: absPath },
+  { attr: 'host', flag: '--host', path: ['publicHost'] },
+  { attr: 'reverse', flag: '--reverse', path: ['reverse', 'enabled'] },
+  { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
+  { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
+];
+
+const L = DEFAULTS.limits;
+const KEYS: readonly (readonly [string, string])[] = [
+  ['limits.handshakeTimeoutMs', String(L.handshakeTimeoutMs)],
+  ['limits.maxPendingHandshakes', `${L.maxPendingHandshakes} (more are dropped, not queued)`],
+  ['limits.maxSessions', String(L.maxSessions)],
+  ['limits.streamWindow', `${L.streamWindow} (bytes)`],
+  ['limits.sessionWindow', `${L.sessionWindow} (bytes)`],
+  ['limits.maxStreams', `${L.maxStreams} (per session)`],
+  ['limits.graceMs', `${L.graceMs} (a session waits this long to be resumed)`],
+  ['limits.idleTimeoutMs', `${L.idleTimeoutMs} (0 = never)`],
+  ['liveness.intervalMs', String(DEFAULTS.liveness.intervalMs)],
+  ['liveness.timeoutMs', String(DEFAULTS.liveness.timeoutMs)],
+  ['liveness.misses', String(DEFAULTS.liveness.misses)],
+  ['reverse.bindHosts', `[${DEFAULTS.reverse.bindHosts.join(', ')}] (addresses -R may bind)`],
+  ['reverse.ports', `[${DEFAULTS.reverse.ports}] (ports -R may bind)`],
+];
+
+/**
+ * Adds `polytun server` to `program`. After parsing, the merged and
+ * validated config is passed to `run`; its promise is the command's.
+ */
+export function registerServerCommand(program: Command, run: ServerRun): Command {
+  return program
+    .command('server')
+    .description('run a polytun server: accept clients and dial their destinations')
+    .addOption(new Option('--listen <url>', 'accept clients here: tcp://HOST:PORT or tls://HOST:PORT (repeatable; required, here or in --config)').argParser(collect))
+    .option('--data-dir <dir>', 'keys and users; created with a server key and a "default" user on first start (required, here or in --config)')
+    .option('--config <file>', 'YAML config file; flags override its keys')
+    .addOption(new Option('--allow <entry>', 'let clients reach CIDR|HOST[:PORTS] even if it is private or loopback (repeatable)').argParser(collect))
+    .addOption(new Option('--deny <entry>', 'never dial CIDR|HOST|*.suffix[:PORTS]; beats --allow (repeatable)').argParser(collect))
+    .option('--cert <file>', 'TLS certificate (PEM) for tls:// listeners (default: self-signed, pin it via the link)')
+    .option('--key <file>', 'TLS private key (PEM) matching --cert')
+    .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')
+    .option('--reverse', 'let clients open -R listeners on this server (default: off)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+    .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
+    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxSessions=500 (repeatable)').argParser(collect))
+    .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
+    .action(async (_opts: unknown, cmd: Command) => {
+      const opts = cmd.opts<{ config?: string; set?: string[] }>();
+      const flags = [...typedFlags(cmd, FLAGS), ...setFlags(opts.set)];
+      const config = await resolveConfig('server', opts.config, flags);
+      await run(config);
+    });
+}

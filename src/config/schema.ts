@@ -1,0 +1,274 @@
+/**
+ * The config of both roles: TypeScript types, defaults and the validator.
+ *
+ * One YAML file per role, flat at the top level (`listen:`, `dataDir:` for a
+ * server; `link:`, `socks:` for a client). Every key has a CLI flag (or
+ * `--set key.path=VALUE`) and every flag has a key; flags override the file.
+ * `validateConfig` turns the merged raw tree into a fully-defaulted, typed
+ * config, or throws a ConfigValidationError listing every problem with its
+ * file:line and key.
+ *
+ * Server example:                       Client example:
+ *   listen: [tcp://0.0.0.0:4433]          link: polytun://…@vps.example:4433?pk=…
+ *   dataDir: /var/lib/polytun             socks: 127.0.0.1:1080
+ *   policy: { deny: ['*:25'] }            forwards: ['8080:intranet:80', '5353:10.0.0.1:53/udp']
+ *   limits: { maxSessions: 500 }          status: 127.0.0.1:1099
+ */
+import type { ClientLink } from './link.js';
+import {
+  bool, int, listOf, object, oneOf, optional, orFalse, required, str, withDefault, ValidationContext,
+  type Check, type ObjectOptions, type SourceMap,
+} from './check.js';
+import {
+  forward, host, hostPort, link, listenUrl, loopbackHostPort, policyEntry, portRanges,
+  type ForwardSpec, type HostPort, type ListenUrl, type PortRangeList,
+} from './values.js';
+
+export type { ForwardSpec, HostPort, ListenUrl, PortRangeList } from './values.js';
+export { ConfigValidationError, type SourceMap, type ConfigPath, type ConfigIssue } from './check.js';
+
+/** Which program a config is for. */
+export type Role = 'server' | 'client';
+/** pino level names. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+/** `text`: one readable line per event; `json`: pino's JSON lines. */
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** Every default in one place; the CLI help shows these same values. */
+export const DEFAULTS = {
+  socks: '127.0.0.1:1080',
+  status: '127.0.0.1:1099',
+  logLevel: 'info' as LogLevel,
+  logFormat: 'text' as LogFormat,
+  limits: {
+    handshakeTimeoutMs: 10_000,
+    maxPendingHandshakes: 256,
+    maxSessions: 10_000,
+    streamWindow: 1 << 20,
+    sessionWindow: 16 << 20,
+    maxStreams: 1024,
+    graceMs: 60_000,
+    idleTimeoutMs: 0,
+  },
+  liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
+  reverse: { enabled: false, bindHosts: ['127.0.0.1'], ports: '1024-65535' },
+} as const;
+
+/** `log:` — where the level and format of log lines are set. */
+export interface LogConfig {
+  /** @default 'info' */
+  level: LogLevel;
+  /** @default 'text' */
+  format: LogFormat;
+}
+
+/** `liveness:` — control-lane ping/pong that detects a dead path. */
+export interface LivenessConfig {
+  /** Time between pings. @default 10000 */
+  intervalMs: number;
+  /** How long to wait for each pong. @default 5000 */
+  timeoutMs: number;
+  /** Missed pongs before the path is declared dead. @default 3 */
+  misses: number;
+}
+
+/** `limits:` shared by both roles. */
+export interface CommonLimits {
+  /** @default 10000 */
+  handshakeTimeoutMs: number;
+  /** Receive window per stream, bytes. @default 1 MiB */
+  streamWindow: number;
+  /** Receive window per session, bytes. @default 16 MiB */
+  sessionWindow: number;
+  /** Concurrent streams per session. @default 1024 */
+  maxStreams: number;
+  /** How long a session whose path died waits to be resumed. @default 60000 */
+  graceMs: number;
+  /** Close a session with no open stream after this long; 0 = never. @default 0 */
+  idleTimeoutMs: number;
+}
+
+/** Server `limits:`. */
+export interface ServerLimits extends CommonLimits {
+  /** Handshakes in progress at once; more connections are dropped. @default 256 */
+  maxPendingHandshakes: number;
+  /** @default 10000 */
+  maxSessions: number;
+}
+
+/** Server `reverse:` — whether clients may open `-R` listeners on the server. */
+export interface ReverseConfig {
+  /** @default false */
+  enabled: boolean;
+  /** Addresses a client may bind. @default ['127.0.0.1'] */
+  bindHosts: string[];
+  /** Ports a client may bind. @default [[1024, 65535]] */
+  ports: PortRangeList;
+}
+
+/** The whole server config, every key present. */
+export interface ServerConfig {
+  role: 'server';
+  /** Carriers and addresses to accept clients on (`--listen`). At least one. */
+  listen: ListenUrl[];
+  /** Keys and users (`--data-dir`). */
+  dataDir: string;
+  /** Host name put in client links when a listen address is a wildcard (`--host`). */
+  publicHost: string | undefined;
+  /** Certificate and key files for tls:// (`--cert`, `--key`); undefined = self-signed. */
+  tls: { cert: string; key: string } | undefined;
+  /** Destination policy entries (`--allow`, `--deny`); see src/server/policy.ts. */
+  policy: { allow: string[]; deny: string[] };
+  reverse: ReverseConfig;
+  limits: ServerLimits;
+  liveness: LivenessConfig;
+  log: LogConfig;
+}
+
+/** The whole client config, every key present. */
+export interface ClientConfig {
+  role: 'client';
+  /** The server and credentials (the LINK argument). */
+  link: ClientLink;
+  /** SOCKS5 front (`--socks`), false = off. @default 127.0.0.1:1080 */
+  socks: HostPort | false;
+  /** SOCKS5 username/password (RFC 1929) (`--socks-auth USER:PASS`). */
+  socksAuth: { username: string; password: string } | undefined;
+  /** HTTP CONNECT front (`--http`), false = off. @default false */
+  http: HostPort | false;
+  /** Local forwards (`-L`). */
+  forwards: ForwardSpec[];
+  /** Reverse forwards (`-R`): the server listens, we connect. */
+  reverse: ForwardSpec[];
+  /** Local status endpoint (`--status`), loopback only; false = off. @default 127.0.0.1:1099 */
+  status: HostPort | false;
+  limits: CommonLimits;
+  liveness: LivenessConfig;
+  log: LogConfig;
+}
+
+/** The typed config of `role`. */
+export type ConfigFor<R extends Role> = R extends 'server' ? ServerConfig : ClientConfig;
+
+const MS_MAX = 24 * 3600 * 1000;
+const L = DEFAULTS.limits;
+const commonLimits = {
+  handshakeTimeoutMs: withDefault(int(100, MS_MAX), () => L.handshakeTimeoutMs),
+  streamWindow: withDefault(int(16 * 1024, 1 << 30), () => L.streamWindow),
+  sessionWindow: withDefault(int(16 * 1024, 2 ** 31), () => L.sessionWindow),
+  maxStreams: withDefault(int(1, 1 << 20), () => L.maxStreams),
+  graceMs: withDefault(int(0, MS_MAX), () => L.graceMs),
+  idleTimeoutMs: withDefault(int(0, MS_MAX), () => L.idleTimeoutMs),
+};
+const serverOnlyLimits = {
+  maxPendingHandshakes: withDefault(int(1, 1 << 20), () => L.maxPendingHandshakes),
+  maxSessions: withDefault(int(1, 1 << 24), () => L.maxSessions),
+};
+
+const liveness = object({
+  intervalMs: withDefault(int(100, MS_MAX), () => DEFAULTS.liveness.intervalMs),
+  timeoutMs: withDefault(int(100, MS_MAX), () => DEFAULTS.liveness.timeoutMs),
+  misses: withDefault(int(1, 100), () => DEFAULTS.liveness.misses),
+});
+const log = object({
+  level: withDefault(oneOf(LOG_LEVELS), () => DEFAULTS.logLevel),
+  format: withDefault(oneOf(LOG_FORMATS), () => DEFAULTS.logFormat),
+});
+const defaultOf = <T>(check: Check<T>, raw: unknown): (() => T) => () => check(raw, [], new ValidationContext());
+
+const defaultReversePorts = defaultOf(portRanges, [DEFAULTS.reverse.ports]);
+
+const SERVER_ONLY = 'is a server setting (this is a client config)';
+const CLIENT_ONLY = 'is a client setting (this is a server config)';
+
+/** A SOCKS5 username or password: 1 to 255 bytes (RFC 1929). */
+const rfc1929 = (what: string, secret: boolean): Check<string> =>
+  str(`a ${what} of 1 to 255 bytes`, (s) => (Buffer.byteLength(s) > 255 ? `${what} is longer than 255 bytes` : undefined), secret);
+
+const serverShape = object(
+  {
+    listen: required(listOf(listenUrl, 1), ' (at least one tcp:// or tls:// URL, or --listen)'),
+    dataDir: required(str('a directory path'), ' (or --data-dir)'),
+    publicHost: optional(host),
+    tls: optional(object({ cert: required(str('a file path'), ' (or --cert)'), key: required(str('a file path'), ' (or --key)') })),
+    policy: withDefault(
+      object({ allow: withDefault(listOf(policyEntry), () => []), deny: withDefault(listOf(policyEntry), () => []) }),
+      () => ({ allow: [], deny: [] }),
+    ),
+    reverse: withDefault(
+      object({
+        enabled: withDefault(bool, () => DEFAULTS.reverse.enabled),
+        bindHosts: withDefault(listOf(host), () => [...DEFAULTS.reverse.bindHosts]),
+        ports: withDefault(portRanges, defaultReversePorts),
+      }),
+      () => ({ enabled: DEFAULTS.reverse.enabled, bindHosts: [...DEFAULTS.reverse.bindHosts], ports: defaultReversePorts() }),
+    ),
+    limits: withDefault(object({ ...commonLimits, ...serverOnlyLimits }), () => ({ ...L })),
+    liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
+    log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
+  },
+  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status'], CLIENT_ONLY),
+);
+
+const clientLimitsCheck = object(commonLimits, misplaced(Object.keys(serverOnlyLimits), SERVER_ONLY));
+const clientShape = object(
+  {
+    link: required(link, ' (the LINK argument or `link:` in the config file)'),
+    socks: withDefault(orFalse(hostPort(true)), defaultOf(hostPort(true), DEFAULTS.socks)),
+    socksAuth: optional(object({ username: required(rfc1929('username', false)), password: required(rfc1929('password', true)) })),
+    http: withDefault(orFalse(hostPort(true)), () => false as const),
+    forwards: withDefault(listOf(forward(true)), () => []),
+    reverse: withDefault(listOf(forward(false)), () => []),
+    status: withDefault(orFalse(loopbackHostPort()), defaultOf(hostPort(true), DEFAULTS.status)),
+    limits: withDefault(clientLimitsCheck, () => {
+      const { maxPendingHandshakes: _p, maxSessions: _s, ...common } = L;
+      return common;
+    }),
+    liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
+    log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
+  },
+  misplaced(['listen', 'dataDir', 'publicHost', 'tls', 'policy'], SERVER_ONLY),
+);
+
+function misplaced(keys: readonly string[], why: string): ObjectOptions {
+  return { misplaced: Object.fromEntries(keys.map((k) => [k, why])) };
+}
+
+/** Cross-field rules that one key's check cannot see. */
+function crossChecks(cfg: ServerConfig | ClientConfig, ctx: ValidationContext): void {
+  if (cfg.limits !== undefined && cfg.limits.sessionWindow < cfg.limits.streamWindow) {
+    ctx.issue(['limits', 'sessionWindow'], `must be at least limits.streamWindow (${cfg.limits.streamWindow})`);
+  }
+  if (cfg.role === 'client' && Array.isArray(cfg.forwards)) {
+    const seen = new Map<string, number>();
+    cfg.forwards.forEach((f, i) => {
+      if (f === undefined) return;
+      const k = `${f.udp ? 'udp' : 'tcp'} ${f.bindHost} ${f.bindPort}`;
+      const prev = seen.get(k);
+      if (prev !== undefined) ctx.issue(['forwards', i], `listens on the same address as forwards[${prev}] (${f.bindHost}:${f.bindPort})`);
+      else seen.set(k, i);
+    });
+  }
+}
+
+/**
+ * Validates a raw config tree (parsed YAML, possibly merged with flags) for
+ * `role` and returns it fully defaulted and typed. Relative paths are kept as
+ * they are (the loader resolves file paths against the file's folder).
+ * @throws ConfigValidationError listing every problem, located through `sourceMap`.
+ */
+export function validateConfig<R extends Role>(obj: unknown, role: R, sourceMap?: SourceMap): ConfigFor<R> {
+  const ctx = new ValidationContext(sourceMap);
+  const raw = obj === null || obj === undefined ? {} : obj;
+  const cfg = (role === 'server' ? serverShape : clientShape)(raw, [], ctx) as Record<string, unknown> | undefined;
+  if (cfg === undefined) {
+    ctx.finish();
+    return undefined as never;
+  }
+  const typed = { role, ...cfg } as unknown as ServerConfig | ClientConfig;
+  crossChecks(typed, ctx);
+  ctx.finish();
+  return typed as ConfigFor<R>;
+}
