@@ -3,10 +3,10 @@
 /* global process, console, URL */
 import { existsSync } from 'node:fs';
 
-const entry = new URL('../dist/cli/main.js', import.meta.url);
+const entry = new URL('../dist/cli/entry.js', import.meta.url);
 if (!existsSync(entry)) {
   console.error('polytun: not built yet: run `npm run build` in the polytun folder first');
   process.exit(1);
 }
-const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+const { run } = await import(entry.href);
+process.exitCode = await run(process.argv.slice(2));

@@ -26,6 +26,8 @@ export interface CliDeps {
   runServer?: ServerRun;
   /** Runs `polytun client` with its validated config; without it there is no `client` command. */
   runClient?: ClientRun;
+  /** Registers further commands (the entry point adds `demo`). */
+  extend?: (program: Command) => void;
 }
 
 function version(): string {
@@ -51,6 +53,7 @@ export function createProgram(deps: CliDeps = {}): Command {
   registerKeygenCommand(program, io);
   registerConfigCommand(program, io);
   registerStatusCommand(program, io);
+  deps.extend?.(program);
   return program;
 }
 

@@ -438,6 +438,7 @@ export class Session extends EventEmitter implements StreamHost {
     this._state = 'open';
     this.attaches++;
     this.startLiveness(path);
+    this.livenessTick(path); // an RTT (and a liveness verdict) right away, not after the first interval
     channel.start();
     this.emit('attached', channel);
     this.emit('path', path.stats());

@@ -1,0 +1,133 @@
+/**
+ * `polytun client LINK`: connects a session to the server the link names
+ * (reconnecting and resuming by itself), and starts the fronts the config
+ * asks for: SOCKS5, HTTP proxy, -L forwards (TCP/UDP), -R reverse forwards,
+ * and the local status endpoint.
+ */
+import { makeDestination } from '../core/address.js';
+import { toError } from '../core/errors.js';
+import { formatEndpoint } from '../carriers/types.js';
+import { HttpFront } from '../client/http-front.js';
+import { LocalForward } from '../client/forward.js';
+import { ProxyClient } from '../client/proxy-client.js';
+import { ReverseForward } from '../client/reverse.js';
+import { Socks5Front } from '../client/socks5-front.js';
+import { clientForLink } from '../config/dial-link.js';
+import type { ClientConfig } from '../config/schema.js';
+import type { CliIo } from './io.js';
+import { createLogger } from './log.js';
+import { waitForShutdown } from './shutdown.js';
+import { startStatusServer, type StatusReport } from './status-server.js';
+
+interface Front {
+  kind: string;
+  listen: string;
+  close(): Promise<void> | void;
+}
+
+export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
+  const log = createLogger(cfg.log);
+  const link = cfg.link;
+  const server = formatEndpoint({ host: link.host, port: link.port });
+  const client = clientForLink(link, {
+    logger: log,
+    handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
+    session: {
+      streamWindow: cfg.limits.streamWindow,
+      sessionWindow: cfg.limits.sessionWindow,
+      maxStreams: cfg.limits.maxStreams,
+      graceMs: cfg.limits.graceMs,
+      pingIntervalMs: cfg.liveness.intervalMs,
+      pingTimeoutMs: cfg.liveness.timeoutMs,
+      maxMissedPongs: cfg.liveness.misses,
+    },
+  });
+  let lastError: string | undefined;
+  let since = new Date();
+  let reconnects = 0;
+  client.on('session', () => (since = new Date()));
+  client.on('detached', (err?: Error) => (lastError = err?.message ?? 'connection lost'));
+  client.on('resumed', () => reconnects++);
+  try {
+    await client.connect();
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  log.info({ server, carrier: link.carrier }, 'connected');
+
+  const proxy = new ProxyClient({ session: () => client.session, events: client, logger: log });
+  const fronts: Front[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(fronts.map(async (f) => {
+      try {
+        await f.close();
+      } catch (err) {
+        log.debug({ front: f.kind, err: toError(err).message }, 'front close failed');
+      }
+    }));
+    proxy.dispose();
+    client.close();
+  };
+  try {
+    if (cfg.socks) {
+      const f = new Socks5Front({ listen: cfg.socks, proxy, logger: log, ...(cfg.socksAuth ? { auth: cfg.socksAuth } : {}) });
+      await f.start();
+      fronts.push({ kind: 'socks5', listen: formatEndpoint(f.address), close: () => f.close() });
+    }
+    if (cfg.http) {
+      const f = new HttpFront({ listen: cfg.http, proxy, logger: log });
+      await f.start();
+      fronts.push({ kind: 'http', listen: formatEndpoint(f.address), close: () => f.close() });
+    }
+    for (const fw of cfg.forwards) {
+      const f = new LocalForward({
+        listen: { host: fw.bindHost, port: fw.bindPort },
+        target: makeDestination(fw.host, fw.port),
+        protocol: fw.udp ? 'udp' : 'tcp',
+        proxy,
+        logger: log,
+      });
+      await f.start();
+      fronts.push({ kind: fw.udp ? 'forward-udp' : 'forward', listen: `${formatEndpoint(f.address)} -> ${fw.host}:${fw.port}`, close: () => f.close() });
+    }
+    for (const rv of cfg.reverse) {
+      const f = new ReverseForward({ bind: { host: rv.bindHost, port: rv.bindPort }, target: makeDestination(rv.host, rv.port), proxy, logger: log });
+      const bound = await f.start();
+      fronts.push({ kind: 'reverse', listen: `server ${formatEndpoint(bound)} -> ${rv.host}:${rv.port}`, close: () => f.close() });
+    }
+    for (const f of fronts) log.info({ listen: f.listen }, `${f.kind} ready`);
+    if (cfg.status) {
+      const st = await startStatusServer({
+        listen: cfg.status,
+        logger: log,
+        getStatus: (): StatusReport & { paths?: unknown } => {
+          const s = client.session;
+          const stats = s?.stats;
+          return {
+            role: 'client',
+            state: s?.state ?? 'connecting',
+            server,
+            carrier: link.carrier,
+            since: since.toISOString(),
+            ...(stats?.rttMs !== undefined ? { rttMs: Math.round(stats.rttMs * 1000) / 1000 } : {}),
+            bytesSent: stats?.bytesSent ?? 0,
+            bytesReceived: stats?.bytesReceived ?? 0,
+            streams: stats?.streams ?? 0,
+            reconnects,
+            fronts: fronts.map((f) => ({ kind: f.kind, listen: f.listen })),
+            ...(lastError ? { lastError } : {}),
+            paths: stats?.paths ?? [],
+          };
+        },
+      });
+      fronts.push({ kind: 'status', listen: formatEndpoint(st.address), close: () => st.close() });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const signal = await waitForShutdown(log);
+  log.info({ signal }, 'shutting down');
+  await stop();
+}

@@ -1,0 +1,66 @@
+/**
+ * From a polytun:// link to a SessionClient: picks the carrier the link
+ * names (tcp, tls with the pinned certificate fingerprint, ws/wss once the
+ * WebSocket carrier is in), derives the user's key pair from its credential.
+ */
+import { ConfigError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { TcpCarrier } from '../carriers/tcp.js';
+import { TlsCarrier } from '../carriers/tls.js';
+import type { StreamCarrier } from '../carriers/types.js';
+import { SessionClient, type PathSpec, type SessionClientInit } from '../client/session-client.js';
+import { decodeKey, keyPairFromToken, publicKeyOf, type KeyPair } from '../secure/keys.js';
+import type { SessionOptions } from '../session/session.js';
+import type { ClientLink } from './link.js';
+
+/** The user's static key pair from the link's credential. */
+export function linkKeyPair(link: ClientLink): KeyPair {
+  if (link.credentialKind === 'token') return keyPairFromToken(link.credential);
+  const privateKey = decodeKey(link.credential, 'link credential');
+  return { privateKey, publicKey: publicKeyOf(privateKey) };
+}
+
+export interface CarrierExtras {
+  /** Local source address for the TCP connection. */
+  localAddress?: string;
+}
+
+/** The stream carrier a link asks for. */
+export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): StreamCarrier {
+  const tcp = extras.localAddress ? { localAddress: extras.localAddress } : {};
+  switch (link.carrier) {
+    case 'tcp':
+      return new TcpCarrier(tcp);
+    case 'tls':
+      return new TlsCarrier({
+        tcp,
+        servername: link.sni ?? link.host,
+        ...(link.fingerprint ? { pinSha256: link.fingerprint } : {}),
+      });
+    default:
+      throw new ConfigError('link', `carrier '${link.carrier}' is not supported by this build yet`);
+  }
+}
+
+export interface LinkClientOptions {
+  logger?: Logger;
+  session?: SessionOptions;
+  /** Further paths (bonding), each a carrier + endpoint. */
+  extraPaths?: PathSpec[];
+  handshakeTimeoutMs?: number;
+}
+
+/** A SessionClient for the server a link names (not yet connected). */
+export function clientForLink(link: ClientLink, opts: LinkClientOptions = {}): SessionClient {
+  const init: SessionClientInit = {
+    carrier: carrierForLink(link),
+    endpoint: { host: link.host, port: link.port },
+    serverPublicKey: decodeKey(link.serverKey, 'link pk'),
+    clientKeyPair: linkKeyPair(link),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.session ? { session: opts.session } : {}),
+    ...(opts.extraPaths ? { extraPaths: opts.extraPaths } : {}),
+    ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
+  };
+  return new SessionClient(init);
+}
