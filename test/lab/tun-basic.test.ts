@@ -1,0 +1,304 @@
+/**
+ * Lab test (root only): a real TUN device inside a network namespace this
+ * test creates. The device is opened here, moved into the namespace (the fd
+ * keeps working) and configured there, so nothing touches the host's own
+ * network; the namespace is deleted in after(), also on failure.
+ *
+ *   test process (root ns)            namespace NS
+ *   ┌──────────────────┐  fd   ┌───────────────────────────────────┐
+ *   │ TunDevice        │◄─────►│ ptXXXX  LOCAL/30  (PEER is routed │
+ *   │ onPackets/write  │       │ into it)  + child node UDP socket │
+ *   └──────────────────┘       └───────────────────────────────────┘
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { after, before, describe, it } from 'node:test';
+import { ClosedError } from '../../src/core/errors.js';
+import { nativeAvailable, nativeUnavailableReason, TunError } from '../../src/native/addon.js';
+import { TunDevice } from '../../src/tun/device.js';
+import { IprouteError, linkExists, linkUp, listAddresses, runIp } from '../../src/tun/iproute.js';
+
+const LOCAL = '10.213.7.1';
+const PEER = '10.213.7.2';
+
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root (creates a network namespace and a TUN device)'
+    : !existsSync('/dev/net/tun')
+      ? '/dev/net/tun missing (modprobe tun)'
+      : !nativeAvailable
+        ? `native addon unavailable: ${nativeUnavailableReason} (npm run build:native)`
+        : undefined;
+if (skipReason !== undefined) console.log(`# tun-basic skipped: ${skipReason}`);
+
+// ---- minimal IPv4 packet codec (test-local) -------------------------------
+
+function checksum(buf: Uint8Array, initial = 0): number {
+  let sum = initial;
+  for (let i = 0; i + 1 < buf.length; i += 2) sum += ((buf[i] ?? 0) << 8) | (buf[i + 1] ?? 0);
+  if (buf.length % 2 === 1) sum += (buf[buf.length - 1] ?? 0) << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+function ipBytes(ip: string): Buffer {
+  return Buffer.from(ip.split('.').map(Number));
+}
+
+/*
+ *  0       4       8              16                              31
+ * +-------+-------+---------------+-------------------------------+
+ * |ver=4  |IHL=5  |     TOS       |         total length          |
+ * |           identification      |flags|    fragment offset      |
+ * |     TTL       |   protocol    |       header checksum         |
+ * |                        source address                         |
+ * |                     destination address                       |
+ * +---------------------------------------------------------------+
+ */
+function ipv4(src: string, dst: string, protocol: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(20);
+  h[0] = 0x45;
+  h.writeUInt16BE(20 + payload.length, 2);
+  h.writeUInt16BE(0x4000, 6); // DF
+  h[8] = 64;
+  h[9] = protocol;
+  ipBytes(src).copy(h, 12);
+  ipBytes(dst).copy(h, 16);
+  h.writeUInt16BE(checksum(h), 10);
+  return Buffer.concat([h, payload]);
+}
+
+function udp(src: string, sport: number, dst: string, dport: number, data: Buffer): Buffer {
+  const u = Buffer.alloc(8 + data.length);
+  u.writeUInt16BE(sport, 0);
+  u.writeUInt16BE(dport, 2);
+  u.writeUInt16BE(u.length, 4);
+  data.copy(u, 8);
+  const pseudo = Buffer.concat([ipBytes(src), ipBytes(dst), Buffer.from([0, 17, u.length >> 8, u.length & 0xff])]);
+  u.writeUInt16BE(checksum(Buffer.concat([pseudo, u])) || 0xffff, 6);
+  return ipv4(src, dst, 17, u);
+}
+
+interface Ipv4View {
+  version: number;
+  protocol: number;
+  src: string;
+  dst: string;
+  payload: Buffer;
+}
+
+function parseIpv4(p: Buffer): Ipv4View {
+  const ihl = ((p[0] ?? 0) & 0x0f) * 4;
+  return {
+    version: (p[0] ?? 0) >> 4,
+    protocol: p[9] ?? -1,
+    src: [...p.subarray(12, 16)].join('.'),
+    dst: [...p.subarray(16, 20)].join('.'),
+    payload: p.subarray(ihl, p.readUInt16BE(2)),
+  };
+}
+
+// ---- packet waiter: onPackets feeds it, tests await a matching packet -----
+
+class PacketWaiter {
+  private readonly seen: Buffer[] = [];
+  private waiters: { match: (p: Buffer) => boolean; resolve: (p: Buffer) => void }[] = [];
+  push(packets: Buffer[]): void {
+    for (const p of packets) {
+      const w = this.waiters.find((x) => x.match(p));
+      if (w === undefined) this.seen.push(p);
+      else {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        w.resolve(p);
+      }
+    }
+  }
+  wait(what: string, match: (p: Buffer) => boolean, ms = 5000): Promise<Buffer> {
+    const early = this.seen.find(match);
+    if (early !== undefined) return Promise.resolve(early);
+    return new Promise((resolve, reject) => {
+      const entry = {
+        match,
+        resolve: (p: Buffer): void => {
+          clearTimeout(timer);
+          resolve(p);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== entry);
+        reject(new Error(`no packet ${what} within ${ms} ms`));
+      }, ms);
+      this.waiters.push(entry);
+    });
+  }
+}
+
+// The UDP end inside the namespace: binds LOCAL, sends one datagram to
+// PEER:5353, prints its port, then prints the first datagram it receives.
+const CHILD = `
+const dgram = require('node:dgram');
+const [local, peer] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+const t = setTimeout(() => { console.log(JSON.stringify({ timeout: true })); process.exit(2); }, 8000);
+s.on('message', (m, r) => {
+  console.log(JSON.stringify({ data: m.toString(), from: r.address, port: r.port }));
+  clearTimeout(t);
+  s.close();
+});
+s.bind(0, local, () => {
+  console.log(JSON.stringify({ port: s.address().port }));
+  s.send('hello from the namespace', 5353, peer);
+});
+`;
+
+describe('TUN device (lab, network namespace)', { skip: skipReason ?? false }, () => {
+  const tag = randomBytes(4).toString('hex');
+  const ns = `pt-tun-${process.pid}-${tag}`;
+  const waiter = new PacketWaiter();
+  let dev: TunDevice | undefined;
+  const device = (): TunDevice => {
+    assert.ok(dev, 'device was not created');
+    return dev;
+  };
+
+  before(async () => {
+    await runIp(['netns', 'add', ns]);
+    await linkUp('lo', { netns: ns });
+    dev = await TunDevice.create({ name: `pt${tag}`, mtu: 1400, addresses: [`${LOCAL}/30`, 'fd00:213:7::1/64'], txqueuelen: 1000, netns: ns });
+    dev.onPackets((packets) => waiter.push(packets));
+  });
+
+  after(async () => {
+    dev?.close();
+    await runIp(['netns', 'del', ns]);
+  });
+
+  it('is configured inside the namespace only (name, MTU, addresses, up)', async () => {
+    const d = device();
+    assert.equal(d.name, `pt${tag}`);
+    assert.equal(await linkExists(d.name), false, 'device must not remain in the root namespace');
+    const link = JSON.parse(await runIp(['-j', 'link', 'show', 'dev', d.name], { netns: ns })) as { mtu: number; flags: string[]; txqlen: number }[];
+    assert.equal(link[0]?.mtu, 1400);
+    assert.equal(link[0]?.txqlen, 1000);
+    assert.ok(link[0]?.flags.includes('UP'));
+    const addrs = await listAddresses(d.name, { netns: ns });
+    assert.ok(addrs.includes(`${LOCAL}/30`), addrs.join(','));
+    assert.ok(addrs.includes('fd00:213:7::1/64'), addrs.join(','));
+  });
+
+  it('an ICMP echo request written into the TUN is answered by the kernel and the reply is read back', async () => {
+    const id = 0x5054;
+    const data = Buffer.from(`polytun-${tag}`);
+    const icmp = Buffer.concat([Buffer.from([8, 0, 0, 0, id >> 8, id & 0xff, 0, 1]), data]);
+    icmp.writeUInt16BE(checksum(icmp), 2);
+    const reply = waiter.wait('ICMP echo reply', (p) => {
+      const ip = parseIpv4(p);
+      return ip.version === 4 && ip.protocol === 1 && ip.payload[0] === 0 && ip.payload.readUInt16BE(4) === id;
+    });
+    assert.deepEqual(device().write([ipv4(PEER, LOCAL, 1, icmp)]), { written: 1, dropped: 0, invalid: 0 });
+    const ip = parseIpv4(await reply);
+    assert.equal(ip.src, LOCAL);
+    assert.equal(ip.dst, PEER);
+    assert.deepEqual(ip.payload.subarray(8), data);
+  });
+
+  it('UDP both ways: a namespace socket sends into the TUN, our reply written to the TUN reaches it', async () => {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', CHILD, LOCAL, PEER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    try {
+      const first = JSON.parse(String((await lines.next()).value)) as { port: number };
+      const incoming = parseIpv4(
+        await waiter.wait('UDP to PEER:5353', (p) => {
+          const ip = parseIpv4(p);
+          return ip.version === 4 && ip.protocol === 17 && ip.dst === PEER && ip.payload.readUInt16BE(2) === 5353;
+        }),
+      );
+      assert.equal(incoming.src, LOCAL);
+      assert.equal(incoming.payload.readUInt16BE(0), first.port);
+      assert.equal(incoming.payload.subarray(8).toString(), 'hello from the namespace');
+
+      const res = device().write([udp(PEER, 5353, LOCAL, first.port, Buffer.from('hello from the tun'))]);
+      assert.equal(res.written, 1);
+      const got = JSON.parse(String((await lines.next()).value)) as { data: string; from: string; port: number };
+      assert.deepEqual(got, { data: 'hello from the tun', from: PEER, port: 5353 });
+      assert.equal(await exited, 0);
+    } finally {
+      child.kill();
+    }
+  });
+
+  for (const [i, mode] of (['copy', 'batch', 'shared'] as const).entries()) {
+    it(`read mode '${mode}': 100 echo replies arrive intact, in batches of at most readBatch`, async () => {
+      const local = `10.213.${20 + i}.1`;
+      const peer = `10.213.${20 + i}.2`;
+      const d = await TunDevice.create({ name: `p${i}${tag}`, mtu: 1400, addresses: [`${local}/30`], netns: ns, readMode: mode, readBatch: 8 });
+      try {
+        const replies = new Map<number, Buffer>();
+        let largestBatch = 0;
+        const all = new Promise<void>((resolve) => {
+          d.onPackets((packets) => {
+            largestBatch = Math.max(largestBatch, packets.length);
+            for (const p of packets) {
+              const ip = parseIpv4(p);
+              if (ip.protocol !== 1 || ip.payload[0] !== 0) continue;
+              // 'shared' views die when the handler returns: keep a copy
+              replies.set(ip.payload.readUInt16BE(6), Buffer.from(ip.payload.subarray(8)));
+            }
+            if (replies.size === 100) resolve();
+          });
+        });
+        const requests = Array.from({ length: 100 }, (_, seq) => {
+          const icmp = Buffer.concat([Buffer.from([8, 0, 0, 0, 0x50, 0x54, seq >> 8, seq & 0xff]), Buffer.from(`seq ${seq} `.repeat(20))]);
+          icmp.writeUInt16BE(checksum(icmp), 2);
+          return ipv4(peer, local, 1, icmp);
+        });
+        assert.equal(d.write(requests).written, 100);
+        await all;
+        for (let seq = 0; seq < 100; seq++) assert.equal(replies.get(seq)?.toString(), `seq ${seq} `.repeat(20), `seq ${seq}`);
+        assert.ok(largestBatch <= 8, `batch of ${largestBatch} > readBatch`);
+        assert.ok(d.stats.rxBatches >= 13, `100 packets in ${d.stats.rxBatches} batches of <= 8`);
+        assert.equal(d.oversizeDropped, 0);
+      } finally {
+        d.close();
+      }
+    });
+  }
+
+  it('counts malformed packets as invalid instead of throwing', () => {
+    const before = device().stats.txInvalid;
+    // empty, and IP version 0: the kernel cannot tell the protocol (EINVAL)
+    const r = device().write([Buffer.alloc(0), Buffer.alloc(40, 0)]);
+    assert.deepEqual(r, { written: 0, dropped: 0, invalid: 2 });
+    assert.equal(device().stats.txInvalid, before + 2);
+  });
+
+  it('reports a deleted device as a TunError (EBADFD) through onError', async () => {
+    const gone = await TunDevice.create({ name: `pu${tag}`, mtu: 1280, netns: ns });
+    try {
+      const failed = new Promise<TunError>((resolve) => gone.onError(resolve));
+      gone.onPackets(() => undefined);
+      await runIp(['link', 'del', 'dev', gone.name], { netns: ns });
+      const err = await failed;
+      assert.ok(err instanceof TunError);
+      assert.equal(err.code, 'ERR_TUN');
+      assert.equal(err.errno, 'EBADFD');
+      assert.throws(() => gone.write([Buffer.alloc(20, 0x45)]), (e: unknown) => e instanceof TunError && e.errno === 'EBADFD');
+    } finally {
+      gone.close();
+    }
+  });
+
+  it('close() removes the device', async () => {
+    const d = device();
+    d.close();
+    d.close(); // idempotent
+    await assert.rejects(runIp(['link', 'show', 'dev', d.name], { netns: ns }), IprouteError);
+    assert.equal(await linkExists(d.name, { netns: ns }), false);
+    assert.throws(() => d.write([Buffer.alloc(20, 0x45)]), ClosedError);
+    assert.throws(() => d.onPackets(() => undefined), ClosedError);
+  });
+});
