@@ -1,0 +1,128 @@
+/**
+ * Runs the real `polytun` CLI (bin/polytun.js over dist/) as child processes
+ * for e2e tests. Build once per test file with ensureBuilt().
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/polytun.js');
+let built = false;
+
+/** Compiles src/ into dist/ (what `npm ci` does through `prepare`). */
+export function ensureBuilt(): void {
+  if (built) return;
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  built = true;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  /** Everything the process wrote to stderr so far (its log). */
+  log(): string;
+  stop(): Promise<number | null>;
+}
+
+const procs = new Set<Proc>();
+
+export function polytun(args: string[]): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
+  const p: Proc = {
+    child,
+    log: () => log,
+    async stop() {
+      procs.delete(p);
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      return code;
+    },
+  };
+  procs.add(p);
+  return p;
+}
+
+/** Stops every process still running (call from after()). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...procs].map((p) => p.stop()));
+}
+
+export interface Server extends Proc {
+  links: string[];
+  dataDir: string;
+}
+
+/** Starts `polytun server` on a free loopback port; resolves with its printed links. */
+export async function startServer(extra: string[] = [], listen = ['tcp://127.0.0.1:0']): Promise<Server> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'polytun-e2e-'));
+  const p = polytun(['server', ...listen.flatMap((l) => ['--listen', l]), '--data-dir', dataDir, ...extra]);
+  const rl = createInterface({ input: p.child.stdout as NodeJS.ReadableStream });
+  const links: string[] = [];
+  for await (const line of rl) {
+    if (line.startsWith('polytun://')) links.push(line);
+    if (links.length === listen.length) break;
+  }
+  if (links.length < listen.length) throw new Error(`server printed no links; log:\n${p.log()}`);
+  const stop = p.stop;
+  return Object.assign(p, {
+    links,
+    dataDir,
+    async stop() {
+      const code = await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+      return code;
+    },
+  });
+}
+
+/** Resolves once something accepts TCP connections on host:port. */
+export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = net.connect(port, host, () => {
+        s.destroy();
+        res(true);
+      });
+      s.on('error', () => res(false));
+    });
+    if (ok) return;
+    if (proc && proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}); log:\n${proc.log()}`);
+    if (Date.now() > end) throw new Error(`nothing listening on ${host}:${port}${proc ? `; log:\n${proc.log()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A free loopback TCP port (bound then released). */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Starts `polytun client LINK …`; resolves once `readyPort` accepts connections. */
+export async function startClient(link: string, extra: string[], readyPort: number): Promise<Proc> {
+  const p = polytun(['client', link, ...extra]);
+  await waitForPort(readyPort, '127.0.0.1', p);
+  return p;
+}
+
+/** True when a program is on PATH. */
+export function have(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
