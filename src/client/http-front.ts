@@ -1,0 +1,159 @@
+/**
+ * The HTTP proxy front: `CONNECT host:port` opens a tunnel (answered with
+ * 200 once the server has connected), and absolute-form requests
+ * (`GET http://host/path`) are sent to the origin rewritten to origin form
+ * with `Connection: close`, after which bytes are relayed raw both ways.
+ *
+ * ```
+ *   accept ─▶ head (timer) ─▶ [Proxy-Authorization] ─┬─ CONNECT ─▶ status ─▶ 200 / 403 / 502 / 504 ─▶ splice
+ *                                                     └─ GET http://… ─▶ rewritten head + body (0-RTT) ─▶ status ─▶ splice
+ * ```
+ */
+import type { Socket } from 'node:net';
+import { formatHostPort } from '../core/address.js';
+import { AbortedError, isBenignClose, TimeoutError, toError } from '../core/errors.js';
+import { nullLogger, type Logger } from '../core/logger.js';
+import {
+  encodeProxyResponse, HttpProxyError, HttpProxyRequestParser, parseProxyAuthorization, rewriteForOrigin,
+  type HttpProxyRequest,
+} from './http-proxy-codec.js';
+import {
+  checkCredentials, endWithReply, requireAuthOffLoopback, splice, TcpFront, type Credentials, type ListenAddress, type ProxyClient,
+} from './proxy-client.js';
+
+/** Options of {@link HttpFront}. */
+export interface HttpFrontInit {
+  /** Where to listen. Port 0 picks a free port (see `address`). */
+  listen: ListenAddress;
+  proxy: ProxyClient;
+  /** Require `Proxy-Authorization: Basic`. Mandatory on a non-loopback `listen` host. */
+  auth?: Credentials;
+  logger?: Logger;
+  /** Connections handled at once; more are closed on accept. @default 1024 */
+  maxConnections?: number;
+  /** From accept until the request head is complete. @default 10000 */
+  headTimeoutMs?: number;
+}
+
+/**
+ * The HTTP answer for a server status byte (SOCKS5 reply codes): 403 when
+ * the server's policy refused, 504 on a TTL/timeout, 502 for the rest.
+ */
+export function httpStatusForProxyStatus(status: number): 403 | 502 | 504 {
+  if (status === 0x02) return 403;
+  if (status === 0x06) return 504;
+  return 502;
+}
+
+/** See the file comment. */
+export class HttpFront {
+  private readonly log: Logger;
+  private readonly tcp: TcpFront;
+
+  constructor(private readonly init: HttpFrontInit) {
+    this.log = (init.logger ?? nullLogger).child({ front: 'http' });
+    this.tcp = new TcpFront({
+      name: 'http proxy',
+      listen: init.listen,
+      maxConnections: init.maxConnections ?? 1024,
+      logger: this.log,
+      onConnection: (sock) => this.onConnection(sock),
+    });
+  }
+
+  /** Listens. @throws ConfigError (non-loopback without auth), or the listen error */
+  async start(): Promise<void> {
+    requireAuthOffLoopback('http', this.init.listen.host, this.init.auth);
+    await this.tcp.start();
+  }
+
+  /** The bound address (after start). */
+  get address(): ListenAddress {
+    return this.tcp.address;
+  }
+
+  /** Stops listening and closes every connection. Idempotent. */
+  close(): Promise<void> {
+    return this.tcp.close();
+  }
+
+  private onConnection(sock: Socket): void {
+    const parser = new HttpProxyRequestParser();
+    const timer = setTimeout(() => {
+      this.log.debug({ remote: sock.remoteAddress }, 'http proxy request head timed out');
+      sock.destroy();
+    }, this.init.headTimeoutMs ?? 10_000);
+    sock.once('close', () => clearTimeout(timer));
+    const onData = (chunk: Buffer): void => {
+      let req: HttpProxyRequest | null;
+      try {
+        req = parser.push(chunk);
+      } catch (err) {
+        if (!(err instanceof HttpProxyError)) throw err;
+        this.log.debug({ remote: sock.remoteAddress, err: err.message }, 'bad http proxy request');
+        sock.off('data', onData);
+        clearTimeout(timer);
+        endWithReply(sock, encodeProxyResponse(err.status));
+        return;
+      }
+      if (!req) return;
+      sock.off('data', onData);
+      sock.pause();
+      clearTimeout(timer);
+      if (!this.authorized(sock, req)) {
+        endWithReply(sock, encodeProxyResponse(407, [['Proxy-Authenticate', 'Basic realm="polytun"']]));
+        return;
+      }
+      void this.forward(sock, req);
+    };
+    sock.on('data', onData);
+  }
+
+  private authorized(sock: Socket, req: HttpProxyRequest): boolean {
+    const want = this.init.auth;
+    if (!want) return true;
+    for (const [name, value] of req.headers) {
+      if (name.toLowerCase() !== 'proxy-authorization') continue;
+      const got = parseProxyAuthorization(value);
+      if (got && checkCredentials(want, got)) return true;
+    }
+    this.log.info({ remote: sock.remoteAddress }, 'http proxy request without valid credentials');
+    return false;
+  }
+
+  private async forward(sock: Socket, req: HttpProxyRequest): Promise<void> {
+    const target = formatHostPort(req.target);
+    const ac = new AbortController();
+    const onClose = (): void => ac.abort(new AbortedError('http proxy client left'));
+    sock.once('close', onClose);
+    let stream;
+    let status: number;
+    try {
+      const conn = await this.init.proxy.connect(req.target, { signal: ac.signal });
+      stream = conn.stream;
+      // The origin request (or pipelined tunnel bytes) leaves with the OPEN.
+      if (req.path !== null) stream.write(rewriteForOrigin(req));
+      if (req.remainder.length > 0) stream.write(req.remainder);
+      status = await conn.status;
+    } catch (err) {
+      sock.off('close', onClose);
+      if (ac.signal.aborted) return;
+      this.log.info({ target, err: toError(err).message }, 'http proxy connect failed');
+      endWithReply(sock, encodeProxyResponse(err instanceof TimeoutError ? 504 : 502));
+      return;
+    }
+    sock.off('close', onClose);
+    if (status !== 0) {
+      stream.destroy();
+      this.log.info({ target, status }, 'server refused http proxy connect');
+      endWithReply(sock, encodeProxyResponse(httpStatusForProxyStatus(status)));
+      return;
+    }
+    if (req.path === null) sock.write(encodeProxyResponse(200));
+    splice(sock, stream, {
+      onDone: (err) => {
+        if (err && !isBenignClose(err)) this.log.debug({ target, err: err.message }, 'http proxy relay ended with an error');
+      },
+    });
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * The server end of the proxy protocol (src/proxy/wire.ts) on one session:
+ *
+ * ```
+ *  stream OPEN ──decodeOpen──┬─ CONNECT ─▶ EgressDialer.dial ──ok──▶ status 0x00, relay ⇄ target socket
+ *                            │                            └─fail──▶ status = socksReply, end
+ *                            ├─ BIND ────▶ ReverseBinds (listen; each accepted peer → ACCEPTED stream)
+ *                            └─ malformed / ACCEPTED ─▶ reset(ProxyResetCode.badOpen)
+ *  datagram (flow, payload) ───────────▶ UdpFlows (dgram socket per flow and family)
+ * ```
+ *
+ * A CONNECT stream is not read until the target is connected: bytes the client
+ * sent with the OPEN (0-RTT) wait in the stream's receive buffer, bounded by
+ * its flow-control window, and are the first bytes piped to the target.
+ */
+import type { Socket } from 'node:net';
+import { ClosedError, isBenignClose, toError } from '../core/errors.js';
+import { nullLogger, type Logger } from '../core/logger.js';
+import { decodeOpen, STATUS_OK, type OpenRequest } from '../proxy/wire.js';
+import type { Session } from '../session/session.js';
+import { ResetCode, type PolyStream } from '../session/stream.js';
+import { EgressError, SocksReply, type EgressDialer } from './egress.js';
+import type { DestinationPolicy } from './policy.js';
+import { parseReverseInit, ReverseBinds, type ReverseInit } from './reverse-binds.js';
+import { UdpFlows, type UdpInit } from './udp-flows.js';
+
+export type { ReverseInit } from './reverse-binds.js';
+export type { UdpInit } from './udp-flows.js';
+
+/** Stream reset codes the proxy uses (application range, ≥ 0x100). */
+export const ProxyResetCode = {
+  /** The OPEN payload was malformed or not something a client may open. */
+  badOpen: 0x100,
+  /** The target reset the connection (ECONNRESET). */
+  targetReset: 0x101,
+  /** The target connection failed in another way after it was established. */
+  targetError: 0x102,
+  /** No bytes either way for `idleTimeoutMs`. */
+  idleTimeout: 0x103,
+  /** The proxy was closed (`ProxyHandle.close()`). */
+  proxyClosed: 0x104,
+} as const;
+
+/**
+ * Counters of one session's proxy (and, through `ProxyServerInit.counters`,
+ * of whatever group shares a counters object: a user, the whole server).
+ * `bytesUp` is payload from the client towards targets, `bytesDown` towards
+ * the client, over TCP relays (CONNECT and reverse) and UDP together.
+ * Fields ending in `Active` are gauges; all others only grow.
+ */
+export interface ProxyCounters {
+  bytesUp: number;
+  bytesDown: number;
+  /** Malformed or unexpected OPEN payloads. */
+  badOpens: number;
+  connects: number;
+  connectFailures: number;
+  /** Relayed TCP connections alive now (CONNECT and accepted reverse connections). */
+  connectionsActive: number;
+  idleTimeouts: number;
+  binds: number;
+  bindsRefused: number;
+  bindsActive: number;
+  /** Connections accepted on reverse listeners. */
+  bindAccepts: number;
+  /** Accepted connections the client refused or that could not be handed to it. */
+  bindAcceptsFailed: number;
+  udpFlowsOpened: number;
+  udpFlowsActive: number;
+  /** Datagrams of new flows dropped because the flow limit was reached. */
+  udpFlowsRefused: number;
+  udpDatagramsUp: number;
+  udpDatagramsDown: number;
+  udpMalformed: number;
+  /** Datagrams to destinations the policy refuses. */
+  udpDenied: number;
+  /** Datagrams lost for other reasons (send error, session queue full, resolution failed, queue full). */
+  udpDropped: number;
+  /** Datagrams from addresses the flow never sent to (filtered, like a port-restricted NAT). */
+  udpUnsolicited: number;
+}
+
+/** Adds `n` (default 1, may be negative for gauges) to one counter. */
+export type Tally = (key: keyof ProxyCounters, n?: number) => void;
+
+/** A zeroed counters object (share one between sessions to aggregate them). */
+export function createProxyCounters(): ProxyCounters {
+  return {
+    bytesUp: 0, bytesDown: 0, badOpens: 0, connects: 0, connectFailures: 0, connectionsActive: 0, idleTimeouts: 0,
+    binds: 0, bindsRefused: 0, bindsActive: 0, bindAccepts: 0, bindAcceptsFailed: 0,
+    udpFlowsOpened: 0, udpFlowsActive: 0, udpFlowsRefused: 0, udpDatagramsUp: 0, udpDatagramsDown: 0,
+    udpMalformed: 0, udpDenied: 0, udpDropped: 0, udpUnsolicited: 0,
+  };
+}
+
+/** Options of {@link attachProxy}. */
+export interface ProxyServerInit {
+  /** Dials CONNECT targets (policy-checked, Happy Eyeballs). */
+  egress: EgressDialer;
+  /** Checks UDP destinations (CONNECT goes through `egress`, which has its own). */
+  policy: DestinationPolicy;
+  /** @default nullLogger */
+  logger?: Logger;
+  /** Deadline for a CONNECT dial, and for the client's status on an accepted reverse connection. @default 10000 */
+  connectTimeoutMs?: number;
+  /** A relayed TCP connection with no bytes either way for this long is reset. @default 300000 */
+  idleTimeoutMs?: number;
+  /** Reverse forwards (BIND). */
+  reverse?: ReverseInit;
+  /** UDP relay on the datagram lane. */
+  udp?: UdpInit;
+  /** Extra counters object that receives every increment too (e.g. per user). */
+  counters?: ProxyCounters;
+}
+
+/** A proxy attached to one session. */
+export interface ProxyHandle {
+  /** A snapshot of this session's counters. */
+  readonly stats: Readonly<ProxyCounters>;
+  /** Stops serving: resets proxied streams, closes reverse listeners and UDP sockets. Idempotent. */
+  close(): void;
+}
+
+/** Status bytes are written often and never mutated, so one buffer per code is shared. */
+const statusBytes = new Map<number, Buffer>();
+function statusByte(code: number): Buffer {
+  let b = statusBytes.get(code);
+  if (!b) statusBytes.set(code, (b = Buffer.from([code])));
+  return b;
+}
+
+/**
+ * Serves the proxy protocol on `session`: takes over its `onStream` and
+ * `onDatagram` handlers and releases everything when the session closes.
+ * @throws ConfigError when `init.reverse` is malformed
+ */
+export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandle {
+  const log = (init.logger ?? nullLogger).child({ session: session.id.toString('hex').slice(0, 8), component: 'proxy' });
+  const connectTimeoutMs = init.connectTimeoutMs ?? 10_000;
+  const idleTimeoutMs = init.idleTimeoutMs ?? 300_000;
+  const reverseConfig = parseReverseInit(init.reverse);
+  const counters = createProxyCounters();
+  const shared = init.counters;
+  const tally: Tally = shared
+    ? (key, n = 1) => {
+        counters[key] += n;
+        shared[key] += n;
+      }
+    : (key, n = 1) => {
+        counters[key] += n;
+      };
+  const streams = new Set<PolyStream>();
+  let closed = false;
+
+  const refuse = (s: PolyStream, code: number): void => endWithStatus(s, code, connectTimeoutMs);
+  const relayOne = (s: PolyStream, sock: Socket): void => relay(s, sock, { idleTimeoutMs, tally, log });
+  const binds = new ReverseBinds({ session, config: reverseConfig, statusTimeoutMs: connectTimeoutMs, tally, log, relay: relayOne, refuse });
+  const udp = new UdpFlows({ ...init.udp, policy: init.policy, send: (flow, p) => session.sendDatagram(flow, p), tally, logger: log });
+
+  const connect = (s: PolyStream, req: Extract<OpenRequest, { kind: 'connect' }>): void => {
+    tally('connects');
+    // The client giving up (reset, session gone) cancels the dial.
+    const ac = new AbortController();
+    const onClose = (): void => ac.abort(new ClosedError('proxy stream'));
+    s.once('close', onClose);
+    init.egress.dial({ host: req.dest.host, port: req.dest.port }, { signal: ac.signal, timeoutMs: connectTimeoutMs }).then(
+      (sock) => {
+        s.off('close', onClose);
+        if (s.destroyed) {
+          sock.destroy();
+          return;
+        }
+        s.write(statusByte(STATUS_OK));
+        relayOne(s, sock);
+      },
+      (err: unknown) => {
+        s.off('close', onClose);
+        if (s.destroyed) return;
+        tally('connectFailures');
+        const code = err instanceof EgressError ? err.socksReply : SocksReply.generalFailure;
+        log.debug({ port: req.dest.port, kind: req.dest.kind, code, err: toError(err).message }, 'connect failed');
+        refuse(s, code);
+      },
+    );
+  };
+
+  session.onStream((s) => {
+    s.on('error', (err: Error) => {
+      if (isBenignClose(err) || err.name === 'StreamResetError' || err.name === 'SessionClosedError') log.debug({ sid: s.id, err: err.message }, 'proxy stream ended with error');
+      else log.warn({ sid: s.id, err: err.message }, 'proxy stream error');
+    });
+    if (closed) {
+      s.reset(ResetCode.refused);
+      return;
+    }
+    let req: OpenRequest;
+    try {
+      req = decodeOpen(s.openPayload);
+    } catch (err) {
+      tally('badOpens');
+      log.debug({ sid: s.id, err: toError(err).message }, 'malformed OPEN payload; resetting the stream');
+      s.reset(ProxyResetCode.badOpen);
+      return;
+    }
+    streams.add(s);
+    s.once('close', () => streams.delete(s));
+    if (req.kind === 'connect') connect(s, req);
+    else if (req.kind === 'bind') binds.handle(s, req.dest);
+    else {
+      tally('badOpens');
+      log.debug({ sid: s.id }, 'client opened an ACCEPTED stream; only the server may');
+      s.reset(ProxyResetCode.badOpen);
+    }
+  });
+  session.onDatagram((flow, payload) => udp.handle(flow, payload));
+
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    session.off('closed', close);
+    for (const s of [...streams]) s.reset(ProxyResetCode.proxyClosed);
+    binds.close();
+    udp.close();
+  };
+  if (session.state === 'closed') close();
+  else session.once('closed', close);
+
+  return {
+    get stats() {
+      return { ...counters };
+    },
+    close,
+  };
+}
+
+/**
+ * Ends `s` with a one-byte refusal status. The client's 0-RTT bytes are
+ * discarded so that its FIN completes the stream; a client that never sends
+ * one is reset after `lingerMs`.
+ */
+function endWithStatus(s: PolyStream, code: number, lingerMs: number): void {
+  if (s.destroyed) return;
+  s.end(statusByte(code));
+  s.resume();
+  const t = setTimeout(() => s.destroy(), lingerMs);
+  t.unref();
+  s.once('close', () => clearTimeout(t));
+}
+
+interface RelayOptions {
+  idleTimeoutMs: number;
+  tally: Tally;
+  log: Logger;
+}
+
+/**
+ * Pipes a stream and a connected socket both ways until both are done.
+ *
+ * - FIN travels: client FIN → socket.end(); target FIN → stream.end(). The
+ *   socket is made half-open so the target's FIN does not end our writes.
+ * - Resets travel: a socket error resets the stream (ECONNRESET as
+ *   `targetReset`); a stream that dies unfinished (reset, session gone)
+ *   resets the socket with RST, so the target never mistakes it for a FIN.
+ * - Backpressure: `pipe` pauses each side while the other's buffer is full;
+ *   a paused stream stops granting credit, which stops the client.
+ */
+function relay(s: PolyStream, sock: Socket, o: RelayOptions): void {
+  sock.allowHalfOpen = true;
+  o.tally('connectionsActive');
+  s.on('data', (c: Buffer) => o.tally('bytesUp', c.length));
+  sock.on('data', (c: Buffer) => o.tally('bytesDown', c.length));
+  sock.on('error', (err: NodeJS.ErrnoException) => {
+    o.log.debug({ sid: s.id, err: err.message }, 'target socket error');
+    s.reset(err.code === 'ECONNRESET' ? ProxyResetCode.targetReset : ProxyResetCode.targetError);
+  });
+  sock.on('close', () => {
+    // A clean close (FIN both ways, flushed) leaves the stream to finish its own FIN.
+    if (!(sock.readableEnded && sock.writableFinished)) s.reset(ProxyResetCode.targetError);
+  });
+  s.once('close', () => {
+    o.tally('connectionsActive', -1);
+    if (!(s.finSent && s.finReceived && s.readableEnded)) abortSocket(sock);
+  });
+  sock.setTimeout(o.idleTimeoutMs, () => {
+    o.tally('idleTimeouts');
+    o.log.debug({ sid: s.id }, 'relay idle; resetting it');
+    s.reset(ProxyResetCode.idleTimeout);
+  });
+  s.pipe(sock);
+  sock.pipe(s);
+}
+
+/** Closes a socket with RST when it can (the peer sees ECONNRESET), else plainly. */
+function abortSocket(sock: Socket): void {
+  if (sock.destroyed) return;
+  try {
+    sock.resetAndDestroy();
+  } catch {
+    // Not a TCP handle (an injected connect in tests may hand us a pipe): no RST possible.
+    sock.destroy();
+  }
+}
