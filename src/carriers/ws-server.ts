@@ -1,0 +1,217 @@
+/**
+ * Multi-user WebSocket server: one HTTP(S) port, users told apart by the
+ * upgrade request (URL path, or a token in a header or the query) through an
+ * injected `route` — before a single polytun byte is exchanged. Whatever is
+ * not accepted (unknown path, wrong token, a plain GET, a scanner, a
+ * malformed upgrade) is answered by the decoy, exactly as the site it
+ * imitates would answer; nothing tells a prober a tunnel lives here.
+ *
+ *   request ──► 'request' ───────────────────────────────► decoy
+ *           └─► 'upgrade' ─► valid WS upgrade? ─no──────► decoy (then close)
+ *                                  │yes
+ *                               route(req) ─reject/throw─► decoy (then close)
+ *                                  │accept
+ *                               101 + WsStream ─► onConn({ meta: path, …route meta })
+ *
+ * ws:// suits a TLS-terminating reverse proxy in front; wss:// terminates TLS here.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { nullLogger, type Logger } from '../core/logger.js';
+import { nginxNotFound, rawNginxError, type Decoy } from './decoy.js';
+import { ServerListener, listenServer, type TcpCarrierInit } from './tcp.js';
+import { formatEndpoint } from './types.js';
+import type { Endpoint, Listener, StreamConn } from './types.js';
+import { DEFAULT_WS_MAX_PAYLOAD, WsStream, type WsStreamInit } from './ws.js';
+
+/** What `route` decided about one upgrade request. */
+export type RouteDecision = { accept: true; meta?: Readonly<Record<string, string>> } | { accept: false };
+
+/**
+ * Picks the user of an upgrade request (path, header, query…). May be
+ * async (a store lookup). A throw counts as a refusal.
+ */
+export type Route = (req: http.IncomingMessage) => RouteDecision | Promise<RouteDecision>;
+
+/** Options of {@link WsServer}. */
+export interface WsServerInit {
+  /** Decides which upgrades become connections, and their meta. */
+  route: Route;
+  /** Serve wss:// with this certificate; without it, plain ws:// (behind a TLS front). */
+  tls?: { cert: string | Buffer; key: string | Buffer; /** @default 'TLSv1.2' (what a public web server offers) */ minVersion?: tls.SecureVersion };
+  /** The answer to everything not routed. @default nginxNotFound() */
+  decoy?: Decoy;
+  /** `Server` header of the 101 response and of raw 400s. @default 'nginx' */
+  serverName?: string;
+  /** Largest message accepted from a client. @default 1 MiB */
+  maxPayloadBytes?: number;
+  /** Stream behaviour of accepted connections (keepalive ping, buffers). */
+  stream?: WsStreamInit;
+  /** TCP keepalive and listen backlog. */
+  tcp?: Pick<TcpCarrierInit, 'keepAliveInitialDelayMs' | 'backlog'>;
+  /** Time allowed for a request's headers, ms (nginx client_header_timeout). @default 60000 */
+  headersTimeoutMs?: number;
+  /** Where listener-level events go (decoy hits at debug). @default nullLogger */
+  logger?: Logger;
+}
+
+const REFUSE: RouteDecision = { accept: false };
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/** The path part of a request target (origin-form or absolute-form), without the query. */
+export function requestPath(req: http.IncomingMessage): string {
+  const url = req.url ?? '/';
+  if (url.startsWith('/')) return url.split('?', 1)[0] as string;
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url; // not a URL at all: matches no route
+  }
+}
+
+/** A route that accepts exactly one path (query ignored), with fixed meta. */
+export function exactPathRoute(path: string, meta: Readonly<Record<string, string>> = {}): Route {
+  const want = path.split('?', 1)[0] as string;
+  return (req) => (requestPath(req) === want ? { accept: true, meta } : REFUSE);
+}
+
+/** A route from a table path → meta (e.g. `{ '/u/3f9c': { user: 'alice' } }`); read at each upgrade. */
+export function pathTableRoute(table: ReadonlyMap<string, Readonly<Record<string, string>>>): Route {
+  return (req) => {
+    const meta = table.get(requestPath(req));
+    return meta ? { accept: true, meta } : REFUSE;
+  };
+}
+
+/** Only a well-formed RFC 6455 upgrade may reach `ws`; anything else it would answer with its own 400s. */
+function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
+  const h = req.headers;
+  return (
+    req.method === 'GET' &&
+    h.upgrade?.toLowerCase() === 'websocket' &&
+    typeof h['sec-websocket-key'] === 'string' &&
+    WS_KEY.test(h['sec-websocket-key']) &&
+    h['sec-websocket-version'] === '13'
+  );
+}
+
+/** Multi-user WebSocket server. Each `listen` binds its own port. */
+export class WsServer {
+  private readonly init: WsServerInit;
+  private readonly decoy: Decoy;
+  private readonly logger: Logger;
+  private readonly serverName: string;
+
+  constructor(init: WsServerInit) {
+    this.init = init;
+    this.serverName = init.serverName ?? 'nginx';
+    this.decoy = init.decoy ?? nginxNotFound({ serverName: this.serverName });
+    this.logger = init.logger ?? nullLogger;
+  }
+
+  /** Binds `at`; routed upgrades become StreamConns handed to `onConn`. */
+  async listen(at: Endpoint, onConn: (conn: StreamConn) => void): Promise<Listener> {
+    const opts: http.ServerOptions = {
+      keepAlive: true,
+      keepAliveInitialDelay: this.init.tcp?.keepAliveInitialDelayMs ?? 30_000,
+      noDelay: true,
+    };
+    const t = this.init.tls;
+    const server = t
+      ? https.createServer({ ...opts, cert: t.cert, key: t.key, minVersion: t.minVersion ?? 'TLSv1.2', ALPNProtocols: ['http/1.1'] })
+      : http.createServer(opts);
+    server.keepAliveTimeout = 75_000; // nginx keepalive_timeout
+    server.headersTimeout = this.init.headersTimeoutMs ?? 60_000;
+    server.requestTimeout = Math.max(server.requestTimeout, server.headersTimeout);
+
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      clientTracking: false,
+      skipUTF8Validation: true,
+      maxPayload: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD,
+    });
+    // A WebSocket behind nginx gets nginx's Server and Date in its 101.
+    wss.on('headers', (headers: string[]) => headers.splice(1, 0, `Server: ${this.serverName}`, `Date: ${new Date().toUTCString()}`));
+
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.logger.debug({ path: requestPath(req), method: req.method }, 'decoy request');
+      this.decoy(req, res);
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      void this.onUpgrade(wss, req, socket as net.Socket, head, onConn);
+    });
+    // nginx answers CONNECT and unparsable requests with 400 and a close.
+    server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      socket.end(rawNginxError(400, this.serverName));
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      this.logger.debug({ err }, 'bad http request');
+      if (err.code === 'ECONNRESET' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !socket.writable) return void socket.destroy();
+      socket.end(rawNginxError(400, this.serverName));
+    });
+    if (t) server.on('tlsClientError', (err: Error) => this.logger.debug({ err }, 'tls handshake failed'));
+    await listenServer(server, at, this.init.tcp?.backlog);
+    server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'ws listener error'));
+    return new ServerListener(server);
+  }
+
+  private async onUpgrade(
+    wss: WebSocketServer,
+    req: http.IncomingMessage,
+    socket: net.Socket,
+    head: Buffer,
+    onConn: (conn: StreamConn) => void,
+  ): Promise<void> {
+    const onError = (err: Error): void => {
+      this.logger.debug({ err }, 'upgrade socket error');
+      socket.destroy();
+    };
+    socket.on('error', onError);
+    let decision = REFUSE;
+    if (isWebSocketUpgrade(req)) {
+      try {
+        decision = await this.init.route(req);
+      } catch (err) {
+        this.logger.warn({ err, path: requestPath(req) }, 'route failed; answering with the decoy');
+      }
+    }
+    if (socket.destroyed) return;
+    if (!decision.accept) {
+      this.logger.debug({ path: requestPath(req), method: req.method }, 'decoy upgrade');
+      return this.decoyOnSocket(req, socket);
+    }
+    const meta = { path: requestPath(req), ...decision.meta };
+    // Addresses are read now: they vanish once the socket is destroyed.
+    const remote = formatEndpoint({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 });
+    const local = formatEndpoint({ host: socket.localAddress ?? '?', port: socket.localPort ?? 0 });
+    socket.off('error', onError); // ws installs its own
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      onConn({ stream: new WsStream(ws, this.init.stream), remote, local, meta });
+    });
+  }
+
+  /**
+   * Runs the decoy on a socket Node already detached as an upgrade: a
+   * ServerResponse is bound to it by hand, and the connection closes after
+   * the answer (the HTTP parser is gone, so no keep-alive here).
+   */
+  private decoyOnSocket(req: http.IncomingMessage, socket: net.Socket): void {
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.once('finish', () => {
+      res.detachSocket(socket);
+      socket.end();
+    });
+    res.once('close', () => {
+      if (!res.writableFinished) socket.destroy();
+    });
+    this.decoy(req, res);
+  }
+}
