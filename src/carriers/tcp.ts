@@ -4,6 +4,7 @@
  * TCP keepalive is on so a dead peer behind a NAT is eventually noticed even
  * when the session layer is idle.
  */
+import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { guardDial } from './dial.js';
@@ -23,6 +24,12 @@ export interface TcpCarrierInit {
   backlog?: number;
   /** Where listener-level errors are reported. @default nullLogger */
   logger?: Logger;
+  /** Bind outgoing connections to this interface (SO_BINDTODEVICE; native addon, CAP_NET_RAW). */
+  device?: string;
+  /** Firewall mark on outgoing connections (SO_MARK; native addon, CAP_NET_ADMIN). */
+  mark?: number;
+  /** Open outgoing connections as kernel MPTCP sockets (native addon). @default false */
+  mptcp?: boolean;
 }
 
 /** Wraps a connected socket as a StreamConn; addresses are captured now, since they vanish on destroy. */
@@ -63,6 +70,7 @@ export class TcpCarrier implements StreamCarrier {
    * with any deadline). Used by `dial` and by carriers layered on TCP (TLS).
    */
   connectSocket(to: Endpoint, signal: AbortSignal): Promise<net.Socket> {
+    if (this.init.device !== undefined || this.init.mark !== undefined || this.init.mptcp) return this.connectWithSocketOptions(to, signal);
     return new Promise((resolve, reject) => {
       const opts: net.TcpNetConnectOpts = {
         host: to.host,
@@ -100,6 +108,35 @@ export class TcpCarrier implements StreamCarrier {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /**
+   * Socket options Node cannot set before connect (device, mark, MPTCP) go
+   * through the native addon, which connects an IP literal: resolve first,
+   * then try each address in turn.
+   */
+  private async connectWithSocketOptions(to: Endpoint, signal: AbortSignal): Promise<net.Socket> {
+    const { connectWithOptions } = await import('./socket-opts.js');
+    const addrs = net.isIP(to.host) ? [to.host] : (await lookup(to.host, { all: true })).map((a) => a.address);
+    let last: unknown;
+    for (const host of addrs) {
+      try {
+        return await connectWithOptions({
+          host,
+          port: to.port,
+          signal,
+          keepAliveInitialDelayMs: this.init.keepAliveInitialDelayMs ?? 30_000,
+          ...(this.init.device !== undefined ? { device: this.init.device } : {}),
+          ...(this.init.mark !== undefined ? { mark: this.init.mark } : {}),
+          ...(this.init.mptcp ? { mptcp: true } : {}),
+          ...(this.init.localAddress !== undefined ? { localAddress: this.init.localAddress } : {}),
+        });
+      } catch (err) {
+        if (signal.aborted) throw err;
+        last = err;
+      }
+    }
+    throw last ?? new DialError(formatEndpoint(to), 'ENOTFOUND');
   }
 
   /** Listens on host:port (port 0 picks a free port, reported in `address`). */

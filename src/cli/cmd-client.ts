@@ -27,6 +27,11 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'forward', flag: '-L', path: ['forwards'] },
   { attr: 'reverse', flag: '-R', path: ['reverse'] },
   { attr: 'status', flag: '--status', path: ['status'] },
+  { attr: 'path', flag: '--path', path: ['paths'] },
+  { attr: 'mptcp', flag: '--mptcp', path: ['mptcp'] },
+  { attr: 'pathUpAfter', flag: '--path-up-after', path: ['bonding', 'upAfterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
+  { attr: 'onPathUp', flag: '--on-path-up', path: ['bonding', 'onUp'] },
+  { attr: 'onPathDown', flag: '--on-path-down', path: ['bonding', 'onDown'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -61,6 +66,11 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .addOption(new Option('-R, --reverse <spec>', 'reverse forward [BIND:]PORT:HOST:PORT: the server listens on BIND:PORT, we connect to HOST:PORT (repeatable; the server must allow it)').argParser(collect))
     .addOption(new Option('--status <host:port>', 'local status endpoint for `polytun status` (loopback only)').default(DEFAULTS.status))
     .option('--no-status', 'do not open the status endpoint')
+    .addOption(new Option('--path <spec>', 'bond another network path into the session: URL[,bind=IFACE|ADDR][,role=primary|backup][,weight=N][,mptcp], URL = tcp://HOST:PORT or tls://HOST:PORT of the same server (repeatable)').argParser(collect))
+    .option('--mptcp', 'use a kernel MPTCP socket for the link\'s own TCP path (needs the native addon and net.mptcp.enabled=1)')
+    .option('--path-up-after <ms>', 'a (re)joined path carries traffic only after answering pings for this long (default: 0)')
+    .option('--on-path-up <command>', 'run this shell command when a path comes up (env POLYTUN_PATH, POLYTUN_PATH_STATE)')
+    .option('--on-path-down <command>', 'run this shell command when a path goes down')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))

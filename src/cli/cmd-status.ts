@@ -94,6 +94,19 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
     });
     rows.push(['fronts', fronts.join(', ')]);
   }
+  const paths = (s as Record<string, unknown>).paths;
+  if (Array.isArray(paths) && paths.length > 0) {
+    paths.forEach((p: unknown, i: number) => {
+      const r = (p ?? {}) as Record<string, unknown>;
+      const prtt = num(r.rttMs);
+      const rate = num(r.rateBytesPerSec);
+      rows.push([
+        `path ${i + 1}`,
+        `${text(r.label) ?? '?'} ${text(r.role) ?? ''} ${text(r.state) ?? ''}, rtt ${prtt === undefined ? '-' : `${prtt.toFixed(1)} ms`}, ` +
+          `${rate === undefined ? '' : `${formatBytes(rate)}/s, `}sent ${formatBytes(num(r.bytesSent) ?? 0)}, received ${formatBytes(num(r.bytesReceived) ?? 0)}, missed pings ${num(r.pingsMissed) ?? 0}`,
+      ]);
+    });
+  }
   const last = text(s.lastError);
   if (last !== undefined) rows.push(['last error', last]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;

@@ -4,6 +4,7 @@
  * asks for: SOCKS5, HTTP proxy, -L forwards (TCP/UDP), -R reverse forwards,
  * and the local status endpoint.
  */
+import { spawn } from 'node:child_process';
 import { makeDestination } from '../core/address.js';
 import { toError } from '../core/errors.js';
 import { formatEndpoint } from '../carriers/types.js';
@@ -12,7 +13,8 @@ import { LocalForward } from '../client/forward.js';
 import { ProxyClient } from '../client/proxy-client.js';
 import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
-import { clientForLink } from '../config/dial-link.js';
+import { clientForLink, pathsFromConfig } from '../config/dial-link.js';
+import type { PathStats, Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
 import { createLogger } from './log.js';
@@ -31,6 +33,8 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   const server = formatEndpoint({ host: link.host, port: link.port });
   const client = clientForLink(link, {
     logger: log,
+    mptcp: cfg.mptcp,
+    extraPaths: pathsFromConfig(link, cfg.paths),
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     session: {
       streamWindow: cfg.limits.streamWindow,
@@ -40,7 +44,25 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       pingIntervalMs: cfg.liveness.intervalMs,
       pingTimeoutMs: cfg.liveness.timeoutMs,
       maxMissedPongs: cfg.liveness.misses,
+      pathUpAfterMs: cfg.bonding.upAfterMs,
     },
+  });
+  const hook = (cmd: string | undefined, path: string, state: 'up' | 'down'): void => {
+    if (!cmd) return;
+    const child = spawn('sh', ['-c', cmd], { stdio: 'ignore', env: { ...process.env, POLYTUN_PATH: path, POLYTUN_PATH_STATE: state } });
+    child.on('error', (err) => log.warn({ err: err.message, cmd }, 'path hook failed to start'));
+    child.on('exit', (code) => {
+      if (code !== 0) log.warn({ code, cmd }, 'path hook exited with an error');
+    });
+  };
+  client.on('session', (s: Session) => {
+    // Paths attached before the session was handed over (the first one) count as up now.
+    for (const st of s.stats.paths) if (st.state === 'up') hook(cfg.bonding.onUp, st.label, 'up');
+    s.on('pathUp', (st: PathStats) => hook(cfg.bonding.onUp, st.label, 'up'));
+    s.on('path', (st: PathStats) => {
+      if (st.state === 'up') hook(cfg.bonding.onUp, st.label, 'up');
+    });
+    s.on('pathClosed', (st: PathStats) => hook(cfg.bonding.onDown, st.label, 'down'));
   });
   let lastError: string | undefined;
   let since = new Date();

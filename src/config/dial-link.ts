@@ -12,6 +12,7 @@ import { SessionClient, type PathSpec, type SessionClientInit } from '../client/
 import { decodeKey, keyPairFromToken, publicKeyOf, type KeyPair } from '../secure/keys.js';
 import type { SessionOptions } from '../session/session.js';
 import type { ClientLink } from './link.js';
+import type { PathConfig } from './paths.js';
 
 /** The user's static key pair from the link's credential. */
 export function linkKeyPair(link: ClientLink): KeyPair {
@@ -23,12 +24,22 @@ export function linkKeyPair(link: ClientLink): KeyPair {
 export interface CarrierExtras {
   /** Local source address for the TCP connection. */
   localAddress?: string;
+  /** Local interface (SO_BINDTODEVICE). */
+  device?: string;
+  /** Kernel MPTCP socket. */
+  mptcp?: boolean;
+  /** Override the carrier scheme (a bonding path may use another carrier than the link). */
+  scheme?: 'tcp' | 'tls';
 }
 
 /** The stream carrier a link asks for. */
 export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): StreamCarrier {
-  const tcp = extras.localAddress ? { localAddress: extras.localAddress } : {};
-  switch (link.carrier) {
+  const tcp = {
+    ...(extras.localAddress ? { localAddress: extras.localAddress } : {}),
+    ...(extras.device ? { device: extras.device } : {}),
+    ...(extras.mptcp ? { mptcp: true } : {}),
+  };
+  switch (extras.scheme ?? link.carrier) {
     case 'tcp':
       return new TcpCarrier(tcp);
     case 'tls':
@@ -42,8 +53,26 @@ export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): St
   }
 }
 
+/** The extra bonding paths a config lists, as carrier + endpoint specs. */
+export function pathsFromConfig(link: ClientLink, paths: readonly PathConfig[]): PathSpec[] {
+  return paths.map((p) => ({
+    carrier: carrierForLink(link, {
+      scheme: p.scheme,
+      ...(p.localAddress ? { localAddress: p.localAddress } : {}),
+      ...(p.device ? { device: p.device } : {}),
+      ...(p.mptcp ? { mptcp: true } : {}),
+    }),
+    endpoint: { host: p.host, port: p.port },
+    role: p.role,
+    weight: p.weight,
+    label: p.spec,
+  }));
+}
+
 export interface LinkClientOptions {
   logger?: Logger;
+  /** Kernel MPTCP for the link's own path. */
+  mptcp?: boolean;
   session?: SessionOptions;
   /** Further paths (bonding), each a carrier + endpoint. */
   extraPaths?: PathSpec[];
@@ -53,7 +82,7 @@ export interface LinkClientOptions {
 /** A SessionClient for the server a link names (not yet connected). */
 export function clientForLink(link: ClientLink, opts: LinkClientOptions = {}): SessionClient {
   const init: SessionClientInit = {
-    carrier: carrierForLink(link),
+    carrier: carrierForLink(link, opts.mptcp ? { mptcp: true } : {}),
     endpoint: { host: link.host, port: link.port },
     serverPublicKey: decodeKey(link.serverKey, 'link pk'),
     clientKeyPair: linkKeyPair(link),

@@ -24,7 +24,10 @@ import {
   type ForwardSpec, type HostPort, type ListenUrl, type PortRangeList,
 } from './values.js';
 
+import { pathSpec, type PathConfig } from './paths.js';
+
 export type { ForwardSpec, HostPort, ListenUrl, PortRangeList } from './values.js';
+export type { PathConfig } from './paths.js';
 export { ConfigValidationError, type SourceMap, type ConfigPath, type ConfigIssue } from './check.js';
 
 /** Which program a config is for. */
@@ -127,6 +130,16 @@ export interface ServerConfig {
   log: LogConfig;
 }
 
+/** `bonding:` — when a (re)joined path carries traffic, and commands run on path changes. */
+export interface BondingConfig {
+  /** A path carries traffic after answering pings for this long (hysteresis). @default 0 */
+  upAfterMs: number;
+  /** Run this shell command when a path comes up; env POLYTUN_PATH, POLYTUN_PATH_STATE. */
+  onUp: string | undefined;
+  /** Run this shell command when a path goes down. */
+  onDown: string | undefined;
+}
+
 /** The whole client config, every key present. */
 export interface ClientConfig {
   role: 'client';
@@ -144,6 +157,12 @@ export interface ClientConfig {
   reverse: ForwardSpec[];
   /** Local status endpoint (`--status`), loopback only; false = off. @default 127.0.0.1:1099 */
   status: HostPort | false;
+  /** Further network paths bonded into the session (`--path`). */
+  paths: PathConfig[];
+  /** Bonding: link tracker and hooks. */
+  bonding: BondingConfig;
+  /** Use kernel MPTCP sockets for the link's own TCP path (`--mptcp`). @default false */
+  mptcp: boolean;
   limits: CommonLimits;
   liveness: LivenessConfig;
   log: LogConfig;
@@ -209,7 +228,7 @@ const serverShape = object(
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
   },
-  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status'], CLIENT_ONLY),
+  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp'], CLIENT_ONLY),
 );
 
 const clientLimitsCheck = object(commonLimits, misplaced(Object.keys(serverOnlyLimits), SERVER_ONLY));
@@ -222,6 +241,16 @@ const clientShape = object(
     forwards: withDefault(listOf(forward(true)), () => []),
     reverse: withDefault(listOf(forward(false)), () => []),
     status: withDefault(orFalse(loopbackHostPort()), defaultOf(hostPort(true), DEFAULTS.status)),
+    paths: withDefault(listOf(pathSpec), () => []),
+    bonding: withDefault(
+      object({
+        upAfterMs: withDefault(int(0, 3_600_000), () => 0),
+        onUp: optional(str('a shell command')),
+        onDown: optional(str('a shell command')),
+      }),
+      () => ({ upAfterMs: 0, onUp: undefined, onDown: undefined }),
+    ),
+    mptcp: withDefault(bool, () => false),
     limits: withDefault(clientLimitsCheck, () => {
       const { maxPendingHandshakes: _p, maxSessions: _s, ...common } = L;
       return common;
