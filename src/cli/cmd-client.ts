@@ -32,6 +32,9 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'pathUpAfter', flag: '--path-up-after', path: ['bonding', 'upAfterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'onPathUp', flag: '--on-path-up', path: ['bonding', 'onUp'] },
   { attr: 'onPathDown', flag: '--on-path-down', path: ['bonding', 'onDown'] },
+  { attr: 'backupServer', flag: '--backup-server', path: ['backupServers'] },
+  { attr: 'failoverAfter', flag: '--failover-after', path: ['failover', 'afterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
+  { attr: 'failbackAfter', flag: '--failback-after', path: ['failover', 'failbackAfterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -71,6 +74,9 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .option('--path-up-after <ms>', 'a (re)joined path carries traffic only after answering pings for this long (default: 0)')
     .option('--on-path-up <command>', 'run this shell command when a path comes up (env POLYTUN_PATH, POLYTUN_PATH_STATE)')
     .option('--on-path-down <command>', 'run this shell command when a path goes down')
+    .addOption(new Option('--backup-server <link>', 'a backup server (same fleet key or its own link), used in order when the link\'s server stops answering (repeatable)').argParser(collect))
+    .option('--failover-after <ms>', 'move to the next server after the session has had no path this long (default: 5000)')
+    .option('--failback-after <ms>', 'move back to the first server once it has answered for this long (default: 30000)')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))

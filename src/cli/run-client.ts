@@ -13,7 +13,8 @@ import { LocalForward } from '../client/forward.js';
 import { ProxyClient } from '../client/proxy-client.js';
 import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
-import { clientForLink, pathsFromConfig } from '../config/dial-link.js';
+import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
+import { FailoverClient } from '../client/failover.js';
 import type { PathStats, Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
@@ -31,7 +32,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   const log = createLogger(cfg.log);
   const link = cfg.link;
   const server = formatEndpoint({ host: link.host, port: link.port });
-  const client = clientForLink(link, {
+  const linkOptions = {
     logger: log,
     mptcp: cfg.mptcp,
     extraPaths: pathsFromConfig(link, cfg.paths),
@@ -46,7 +47,17 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       maxMissedPongs: cfg.liveness.misses,
       pathUpAfterMs: cfg.bonding.upAfterMs,
     },
-  });
+  };
+  // With backup servers, a FailoverClient moves between them; otherwise one SessionClient.
+  const client =
+    cfg.backupServers.length === 0
+      ? clientForLink(link, linkOptions)
+      : new FailoverClient({
+          servers: [clientInitForLink(link, linkOptions), ...cfg.backupServers.map((b) => clientInitForLink(b, { ...linkOptions, extraPaths: [] }))],
+          logger: log,
+          failoverAfterMs: cfg.failover.afterMs,
+          failbackAfterMs: cfg.failover.failbackAfterMs,
+        });
   const hook = (cmd: string | undefined, path: string, state: 'up' | 'down'): void => {
     if (!cmd) return;
     const child = spawn('sh', ['-c', cmd], { stdio: 'ignore', env: { ...process.env, POLYTUN_PATH: path, POLYTUN_PATH_STATE: state } });
@@ -64,6 +75,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     });
     s.on('pathClosed', (st: PathStats) => hook(cfg.bonding.onDown, st.label, 'down'));
   });
+  const serverNames = [link, ...cfg.backupServers].map((l) => formatEndpoint({ host: l.host, port: l.port }));
   let lastError: string | undefined;
   let since = new Date();
   let reconnects = 0;
@@ -129,7 +141,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
           return {
             role: 'client',
             state: s?.state ?? 'connecting',
-            server,
+            server: client instanceof FailoverClient ? (serverNames[client.serverIndex ?? 0] ?? server) : server,
             carrier: link.carrier,
             since: since.toISOString(),
             ...(stats?.rttMs !== undefined ? { rttMs: Math.round(stats.rttMs * 1000) / 1000 } : {}),

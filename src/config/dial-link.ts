@@ -81,6 +81,11 @@ export interface LinkClientOptions {
 
 /** A SessionClient for the server a link names (not yet connected). */
 export function clientForLink(link: ClientLink, opts: LinkClientOptions = {}): SessionClient {
+  return new SessionClient(clientInitForLink(link, opts));
+}
+
+/** The SessionClient settings for the server a link names. */
+export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}): SessionClientInit {
   const init: SessionClientInit = {
     carrier: carrierForLink(link, opts.mptcp ? { mptcp: true } : {}),
     endpoint: { host: link.host, port: link.port },
@@ -91,5 +96,5 @@ export function clientForLink(link: ClientLink, opts: LinkClientOptions = {}): S
     ...(opts.extraPaths ? { extraPaths: opts.extraPaths } : {}),
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
   };
-  return new SessionClient(init);
+  return init;
 }

@@ -163,6 +163,9 @@ export interface ClientConfig {
   bonding: BondingConfig;
   /** Use kernel MPTCP sockets for the link's own TCP path (`--mptcp`). @default false */
   mptcp: boolean;
+  /** Backup servers, in order, used when the link's server stops answering (`--backup-server`). */
+  backupServers: ClientLink[];
+  failover: { afterMs: number; failbackAfterMs: number };
   limits: CommonLimits;
   liveness: LivenessConfig;
   log: LogConfig;
@@ -228,7 +231,7 @@ const serverShape = object(
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
   },
-  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp'], CLIENT_ONLY),
+  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover'], CLIENT_ONLY),
 );
 
 const clientLimitsCheck = object(commonLimits, misplaced(Object.keys(serverOnlyLimits), SERVER_ONLY));
@@ -251,6 +254,11 @@ const clientShape = object(
       () => ({ upAfterMs: 0, onUp: undefined, onDown: undefined }),
     ),
     mptcp: withDefault(bool, () => false),
+    backupServers: withDefault(listOf(link), () => []),
+    failover: withDefault(
+      object({ afterMs: withDefault(int(100, 3_600_000), () => 5000), failbackAfterMs: withDefault(int(0, 86_400_000), () => 30_000) }),
+      () => ({ afterMs: 5000, failbackAfterMs: 30_000 }),
+    ),
     limits: withDefault(clientLimitsCheck, () => {
       const { maxPendingHandshakes: _p, maxSessions: _s, ...common } = L;
       return common;
