@@ -1,0 +1,70 @@
+/**
+ * The shared user store suite on SQLite, plus what only SQLite has: the file
+ * in the data directory, its permissions, WAL mode and the migrations table.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { openStore, SqliteStore } from '../../../src/store/index.js';
+import { SCHEMA_VERSION } from '../../../src/store/migrations.js';
+import { userStoreSuite } from './store-suite.js';
+
+userStoreSuite('SQLite', {
+  createDb: () => mkdtemp(join(tmpdir(), 'polytun-store-')),
+  open: (dir) => openStore('', { dataDir: dir }),
+  dropDb: (dir) => rm(dir, { recursive: true, force: true }),
+  sharedNotifications: false,
+});
+
+describe('SQLite user store file', () => {
+  it("openStore('') makes users.db in dataDir, owner-only, in WAL mode, migrated", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'polytun-store-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const data = join(dir, 'nested', 'data');
+    const store = await openStore('', { dataDir: data });
+    await store.createUser({ name: 'a' });
+    await store.close();
+    const file = join(data, 'users.db');
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal((await stat(data)).mode & 0o777, 0o700);
+    const db = new Database(file, { readonly: true });
+    t.after(() => db.close());
+    assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+    const versions = db.prepare('SELECT version FROM polytun_migrations ORDER BY version').all() as { version: number }[];
+    assert.deepEqual(versions.map((v) => v.version), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+    // The secret column is named for what it holds.
+    assert.equal((db.prepare('SELECT count(*) AS n FROM users WHERE secret_plaintext IS NOT NULL').get() as { n: number }).n, 1);
+  });
+
+  it("'sqlite:' means the same file; 'sqlite:PATH' names one; other schemes are refused", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'polytun-store-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const a = await openStore('', { dataDir: dir });
+    const u = await a.createUser({ name: 'same' });
+    await a.close();
+    const b = await openStore('sqlite:', { dataDir: dir });
+    assert.equal((await b.getUser('same'))?.id, u.id);
+    await b.close();
+    const c = await openStore(`sqlite:${join(dir, 'other.db')}`);
+    assert.ok(c instanceof SqliteStore);
+    assert.equal(await c.count(), 0);
+    await c.close();
+    await assert.rejects(openStore(''), { code: 'ERR_STORE_INVALID' });
+    await assert.rejects(openStore('mysql://u:secret@h/db'), (err: Error) => {
+      assert.equal((err as { code?: string }).code, 'ERR_STORE_INVALID');
+      assert.doesNotMatch(err.message, /secret/, 'credentials in the URL are not echoed');
+      return true;
+    });
+  });
+
+  it('a broken file is a typed backend error', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'polytun-store-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(dir, 'users.db'), Buffer.alloc(4096, 0x41));
+    await assert.rejects(openStore('', { dataDir: dir }), { code: 'ERR_STORE_BACKEND' });
+  });
+});
