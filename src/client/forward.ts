@@ -223,7 +223,7 @@ export class LocalForward {
       flow = this.openFlow(udp, key, rinfo);
     }
     flow.timer.refresh();
-    flow.assoc.send(this.init.target, msg);
+    if (!flow.assoc.send(this.init.target, msg)) this.log.debug({ size: msg.length }, 'udp forward: datagram dropped (no path, queue full or too large)');
   }
 
   private openFlow(udp: UdpSocket, key: string, rinfo: RemoteInfo): UdpFlow {

@@ -84,27 +84,41 @@ export class HttpFront {
       sock.destroy();
     }, this.init.headTimeoutMs ?? 10_000);
     sock.once('close', () => clearTimeout(timer));
+    // A client that half-closes before its head is complete will never finish it.
+    const onEnd = (): void => {
+      if (!sock.writableEnded) sock.destroy(); // else our last reply is on its way; the socket closes by itself
+    };
+    sock.once('end', onEnd);
     const onData = (chunk: Buffer): void => {
       let req: HttpProxyRequest | null;
       try {
         req = parser.push(chunk);
       } catch (err) {
-        if (!(err instanceof HttpProxyError)) throw err;
-        this.log.debug({ remote: sock.remoteAddress, err: err.message }, 'bad http proxy request');
         sock.off('data', onData);
+        sock.off('end', onEnd);
         clearTimeout(timer);
+        if (!(err instanceof HttpProxyError)) {
+          this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'http proxy request failed');
+          sock.destroy();
+          return;
+        }
+        this.log.debug({ remote: sock.remoteAddress, err: err.message }, 'bad http proxy request');
         endWithReply(sock, encodeProxyResponse(err.status));
         return;
       }
       if (!req) return;
       sock.off('data', onData);
+      sock.off('end', onEnd);
       sock.pause();
       clearTimeout(timer);
       if (!this.authorized(sock, req)) {
         endWithReply(sock, encodeProxyResponse(407, [['Proxy-Authenticate', 'Basic realm="polytun"']]));
         return;
       }
-      void this.forward(sock, req);
+      this.forward(sock, req).catch((err: unknown) => {
+        this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'http proxy request failed');
+        sock.destroy();
+      });
     };
     sock.on('data', onData);
   }

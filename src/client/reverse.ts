@@ -80,7 +80,14 @@ export class ReverseForward extends EventEmitter {
   async start(): Promise<Destination> {
     if (this.closed) throw new ClosedError('reverse forward');
     this.unsubscribe ??= this.init.proxy.onSession((s) => void this.rebind(s));
-    return (await this.bindOnce()).bound;
+    try {
+      return (await this.bindOnce()).bound;
+    } catch (err) {
+      // Not bound: do not start binding on later sessions behind the caller's back.
+      this.unsubscribe();
+      this.unsubscribe = undefined;
+      throw err;
+    }
   }
 
   private async bindOnce(): Promise<ProxyBind> {

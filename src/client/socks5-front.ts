@@ -77,24 +77,38 @@ export class Socks5Front {
       sock.destroy();
     }, this.init.handshakeTimeoutMs ?? 10_000);
     sock.once('close', () => clearTimeout(timer));
+    // A client that half-closes before its request is complete will never finish it.
+    const onEnd = (): void => {
+      if (!sock.writableEnded) sock.destroy(); // else our last reply is on its way; the socket closes by itself
+    };
+    sock.once('end', onEnd);
     const onData = (chunk: Buffer): void => {
       try {
         let ev = parser.push(chunk);
         while (ev) {
           if (ev.type === 'request') {
             sock.off('data', onData);
+            sock.off('end', onEnd);
             sock.pause();
             clearTimeout(timer);
-            void this.onRequest(sock, ev);
+            this.onRequest(sock, ev).catch((err: unknown) => {
+              this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'socks5 request failed');
+              sock.destroy();
+            });
             return;
           }
           ev = ev.type === 'greeting' ? this.onGreeting(sock, parser, ev.methods) : this.onAuth(sock, parser, ev);
         }
       } catch (err) {
-        if (!(err instanceof Socks5Error)) throw err;
+        sock.off('data', onData);
+        sock.off('end', onEnd);
+        if (!(err instanceof Socks5Error)) {
+          this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'socks5 handshake failed');
+          sock.destroy();
+          return;
+        }
         this.log.debug({ remote: sock.remoteAddress, err: err.message }, 'bad socks5 handshake');
         const reply = socks5ErrorReply(err);
-        sock.off('data', onData);
         if (reply) endWithReply(sock, reply);
         else sock.destroy();
       }
@@ -208,7 +222,7 @@ export class Socks5Front {
         this.log.debug({ err: toError(err).message }, 'socks5 udp datagram dropped');
         return;
       }
-      assoc.send(d.dest, d.payload);
+      if (!assoc.send(d.dest, d.payload)) this.log.debug({ size: d.payload.length }, 'socks5 udp datagram dropped (no path, queue full or too large)');
     });
     assoc.onMessage((src, data) => {
       if (client) sendUdp(udp, encodeUdpDatagram(src, data), client, this.log);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/core/errors.js';
 import { HttpFront, httpStatusForProxyStatus, type HttpFrontInit } from '../../../src/client/http-front.js';
-import { ProxyClient } from '../../../src/client/proxy-client.js';
+import { isLoopbackHost, ProxyClient } from '../../../src/client/proxy-client.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 import { curl, curlPath, fakeEgress, httpOrigin, rawConnect, tcpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
@@ -17,7 +17,7 @@ const noCurl = curlPath() ? false : 'curl not installed';
 before(async () => {
   pair = await makePair();
   // Port 1 stands for "the server's policy refuses this destination".
-  egress = fakeEgress(await pair.serverSession, { refuse: (d) => (d.port === 1 ? 0x02 : undefined) });
+  egress = fakeEgress(await pair.serverSession, { refuse: (d) => (d.port === 1 || !isLoopbackHost(d.host) ? 0x02 : undefined) });
   proxy = ProxyClient.forSessionClient(pair.client);
   origin = await httpOrigin();
 });

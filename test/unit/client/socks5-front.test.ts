@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
+import fc from 'fast-check';
 import { after, before, describe, it } from 'node:test';
 import { decodeDestination, encodeDestination, makeDestination } from '../../../src/core/address.js';
 import { ConfigError } from '../../../src/core/errors.js';
-import { ProxyClient } from '../../../src/client/proxy-client.js';
+import { isLoopbackHost, ProxyClient } from '../../../src/client/proxy-client.js';
 import { Socks5Front, type Socks5FrontInit } from '../../../src/client/socks5-front.js';
 import { decodeUdpDatagram, encodeUdpDatagram } from '../../../src/client/socks5-codec.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
@@ -20,8 +21,9 @@ const cleanups: (() => Promise<void> | void)[] = [];
 
 before(async () => {
   pair = await makePair();
-  // Port 1 stands for "the server's policy refuses this destination".
-  egress = fakeEgress(await pair.serverSession, { refuse: (d) => (d.port === 1 ? 0x02 : undefined) });
+  // Port 1 stands for "the server's policy refuses this destination"; and
+  // nothing (fuzzed requests included) may ever leave loopback.
+  egress = fakeEgress(await pair.serverSession, { refuse: (d) => (d.port === 1 || !isLoopbackHost(d.host) ? 0x02 : undefined) });
   proxy = ProxyClient.forSessionClient(pair.client);
 });
 after(async () => {
@@ -147,6 +149,31 @@ describe('Socks5Front', () => {
     const second = await rawConnect(f.address.port);
     second.sock.end(Buffer.concat([connectRequest('127.0.0.1', echo.address.port), Buffer.from('still alive')]));
     assert.equal((await second.reader.rest()).subarray(12).toString(), 'still alive');
+  });
+
+  it('survives random and mutated handshakes and keeps serving', async () => {
+    const f = await front({ auth: { username: 'u', password: 'p' } });
+    const valid = [5, 1, 2, 1, 1, 0x75, 1, 0x70, 5, 1, 0, 1, 127, 0, 0, 1, 0, 80];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }),
+          fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })).map(([i, b]) => Uint8Array.from(valid.map((x, j) => (j === i ? b : x)))),
+        ),
+        async (bytes) => {
+          const { sock, reader } = await rawConnect(f.address.port);
+          sock.end(Buffer.from(bytes));
+          await reader.rest();
+        },
+      ),
+      { numRuns: 60 },
+    );
+    const echo = await tcpEcho();
+    cleanups.push(() => echo.close());
+    const { sock, reader } = await rawConnect(f.address.port);
+    const req = connectRequest('127.0.0.1', echo.address.port).subarray(3);
+    sock.end(Buffer.concat([Buffer.from([5, 1, 2, 1, 1, 0x75, 1, 0x70]), req, Buffer.from('alive')]));
+    assert.equal((await reader.rest()).subarray(4 + 10).toString(), 'alive');
   });
 
   it('answers bad requests with the codec reply: general failure, bad address type, BIND not supported', async () => {
