@@ -11,6 +11,12 @@
  *   into the cache, so it is never imported at all);
  * - public keys are imported as JWK `{kty:'OKP', crv:'X25519', x}`, which
  *   carries the same raw bytes as the SPKI DER form at a tenth of the cost.
+ *
+ * Never call `KeyObject.export({ format: 'jwk' })` here: on Node 20.20 it
+ * deadlocks the process after a thousand or two calls (main thread parked in
+ * a futex; gone with --no-opt). `generateKeyPairSync` with JWK encodings and
+ * JWK/DER imports are unaffected, and the tests call generateKeyPair enough
+ * times to notice a regression.
  */
 import {
   createPrivateKey,
@@ -75,25 +81,38 @@ function publicKeyObject(pub: Buffer): KeyObject {
   return key;
 }
 
-function rawFromJwk(value: string | undefined): Buffer {
-  // Node always fills d/x for OKP keys; a missing one would be a Node bug.
-  const raw = Buffer.from(value ?? '', 'base64url');
-  if (raw.length !== KEY_LENGTH) throw new AuthError('X25519 key export returned an unexpected length');
-  return raw;
+interface OkpJwk {
+  readonly d?: string;
+  readonly x?: string;
 }
+type JwkEncoding = { readonly format: 'jwk' };
+// Node accepts the 'jwk' encoding here (documented as "see keyObject.export()"),
+// @types/node has no overload for it.
+const generateJwkPair = generateKeyPairSync as unknown as (
+  type: 'x25519',
+  options: { publicKeyEncoding: JwkEncoding; privateKeyEncoding: JwkEncoding },
+) => { publicKey: OkpJwk; privateKey: OkpJwk };
+const JWK: JwkEncoding = { format: 'jwk' };
 
 /** Generates a fresh random X25519 key pair. */
 export function generateKeyPair(): KeyPair {
-  const { privateKey: priv, publicKey: pub } = generateKeyPairSync('x25519');
-  const privateKey = rawFromJwk(priv.export({ format: 'jwk' }).d);
-  const publicKey = rawFromJwk(pub.export({ format: 'jwk' }).x);
-  privateCache.set(privateKey, { copy: Buffer.from(privateKey), key: priv });
+  const { d, x } = generateJwkPair('x25519', { publicKeyEncoding: JWK, privateKeyEncoding: JWK }).privateKey;
+  const privateKey = Buffer.from(d ?? '', 'base64url');
+  const publicKey = Buffer.from(x ?? '', 'base64url');
+  if (d === undefined || x === undefined || privateKey.length !== KEY_LENGTH || publicKey.length !== KEY_LENGTH) {
+    throw new ConfigError('x25519', 'key generation returned a malformed key (is node:crypto built without X25519?)');
+  }
+  // An ephemeral key is used for DH right away: import it now, while its
+  // public half is known and the cheap JWK path applies (~37 µs vs ~360 µs).
+  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x }, format: 'jwk' });
+  privateCache.set(privateKey, { copy: Buffer.from(privateKey), key });
   return { privateKey, publicKey };
 }
 
 /** Computes the public key of a 32-byte private key. */
 export function publicKeyOf(priv: Buffer): Buffer {
-  return rawFromJwk(createPublicKey(privateKeyObject(priv)).export({ format: 'jwk' }).x);
+  const spki = createPublicKey(privateKeyObject(priv)).export({ format: 'der', type: 'spki' });
+  return Buffer.from(spki.subarray(spki.length - KEY_LENGTH));
 }
 
 /**

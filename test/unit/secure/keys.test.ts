@@ -1,5 +1,3 @@
-// node:test's describe/it return promises that the test runner itself awaits.
-/* eslint-disable @typescript-eslint/no-floating-promises */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, diffieHellman } from 'node:crypto';
@@ -31,6 +29,16 @@ describe('X25519 keys', () => {
     assert.equal(kp.publicKey.length, 32);
     assert.deepEqual(publicKeyOf(Buffer.from(kp.privateKey)), kp.publicKey);
     assert.notDeepEqual(generateKeyPair().privateKey, kp.privateKey);
+  });
+
+  it('survives thousands of key generations (Node 20 KeyObject JWK-export deadlock guard)', () => {
+    // KeyObject.export({format:'jwk'}) hangs Node 20.20 after ~1-2k calls;
+    // keys.ts must not go through it. A regression shows as a test timeout.
+    const seen = new Set<string>();
+    for (let i = 0; i < 5000; i++) seen.add(generateKeyPair().publicKey.toString('hex'));
+    assert.equal(seen.size, 5000);
+    const kp = generateKeyPair();
+    for (let i = 0; i < 3000; i++) assert.equal(publicKeyOf(kp.privateKey).length, 32);
   });
 
   it('dh is symmetric and agrees with the DER-built KeyObjects', () => {
