@@ -62,6 +62,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
       sessionWindow: cfg.limits.sessionWindow,
       maxStreams: cfg.limits.maxStreams,
       graceMs: cfg.limits.graceMs,
+      idleTimeoutMs: cfg.limits.idleTimeoutMs,
       pingIntervalMs: cfg.liveness.intervalMs,
       pingTimeoutMs: cfg.liveness.timeoutMs,
       maxMissedPongs: cfg.liveness.misses,

@@ -16,7 +16,7 @@ import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/t
 import type { ChannelInit } from '../secure/channel.js';
 import { clientHandshake } from '../secure/handshake.js';
 import type { KeyPair } from '../secure/keys.js';
-import { Session, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
+import { CloseCode, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
 
 /** One network path to the server. */
 export interface PathSpec extends PathOptions {
@@ -129,7 +129,16 @@ export class SessionClient extends EventEmitter {
       this.log.warn({ server: formatEndpoint(this.init.endpoint), reason: err?.message ?? 'carrier closed' }, 'connection to server lost; reconnecting');
       this.emit('detached', err);
     });
-    session.once('closed', (err: Error) => this.emit('sessionClosed', session, err));
+    session.once('closed', (err: Error) => {
+      this.emit('sessionClosed', session, err);
+      // The server closed an idle session, or is restarting: open a new one
+      // (backoff applies). Kicks, quota and expiry are final.
+      const code = err instanceof SessionClosedError && err.by === 'remote' ? err.closeCode : undefined;
+      if (!this.closed && session === this.current && (code === CloseCode.idle || code === CloseCode.shutdown) && (this.init.renew ?? true)) {
+        this.log.info({ reason: err.message }, 'server closed the session; opening a new one');
+        void this.renew();
+      }
+    });
     this.emit('session', session);
   }
 

@@ -13,7 +13,7 @@ import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '.
 import type { ClientHello } from '../secure/hello.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
-import { Session, type SessionOptions } from '../session/session.js';
+import { CloseCode, Session, type SessionOptions } from '../session/session.js';
 
 export type { SessionOptions };
 
@@ -163,6 +163,6 @@ export class SessionServer<U> extends EventEmitter {
   /** Closes every session now. */
   close(): void {
     this.draining = true;
-    for (const e of this.sessions.values()) e.session.close(0, 'server shutting down');
+    for (const e of this.sessions.values()) e.session.close(CloseCode.shutdown, 'server shutting down');
   }
 }

@@ -76,16 +76,31 @@ export interface SessionInit {
   graceMs?: number;
   /** A joining path carries traffic after answering pings for this long. @default 0 */
   pathUpAfterMs?: number;
+  /** Close the session (code CloseCode.idle) after this long with no stream and no datagram; 0 = never. @default 0 */
+  idleTimeoutMs?: number;
 }
+
+/** Codes of a session CLOSE frame. A client renews after idle/shutdown, not after the others. */
+export const CloseCode = {
+  normal: 0,
+  idle: 1,
+  shutdown: 2,
+  kicked: 3,
+  quota: 4,
+  expired: 5,
+} as const;
 
 /** The tunables of a session (what a server or client config sets). */
 export type SessionOptions = Omit<SessionInit, 'role' | 'id' | 'logger' | 'peerStreamWindow' | 'peerSessionWindow'>;
 
 export class SessionClosedError extends PolytunError {
   readonly closeCode: number;
+  /** Which side closed it. */
+  readonly by: 'local' | 'remote';
   constructor(code: number, reason: string, by: 'local' | 'remote') {
     super('ERR_SESSION_CLOSED', `session closed by ${by} (code ${code}${reason ? `: ${reason}` : ''})`);
     this.closeCode = code;
+    this.by = by;
   }
 }
 
@@ -190,6 +205,9 @@ export class Session extends EventEmitter implements StreamHost {
   // lifecycle
   private readonly graceMs: number;
   private graceTimer: NodeJS.Timeout | undefined;
+  private readonly idleTimeoutMs: number;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastActivity = Date.now();
   private flushScheduled = false;
   private closeError: Error | undefined;
 
@@ -220,6 +238,11 @@ export class Session extends EventEmitter implements StreamHost {
     this.pingTimeoutMs = init.pingTimeoutMs ?? 5_000;
     this.maxMissed = init.maxMissedPongs ?? 3;
     this.graceMs = init.graceMs ?? 60_000;
+    this.idleTimeoutMs = init.idleTimeoutMs ?? 0;
+    if (this.idleTimeoutMs > 0) {
+      this.idleTimer = setInterval(() => this.checkIdle(), Math.max(50, Math.min(this.idleTimeoutMs / 4, 30_000)));
+      this.idleTimer.unref();
+    }
     this.pathUpAfterMs = init.pathUpAfterMs ?? 0;
     this.nextStreamId = init.role === 'client' ? 1 : 2;
   }
@@ -305,6 +328,7 @@ export class Session extends EventEmitter implements StreamHost {
     }
     this.dgQueue.push({ flow, payload });
     this.dgQueued += payload.length;
+    this.lastActivity = Date.now();
     this.scheduleFlush();
     return true;
   }
@@ -492,7 +516,20 @@ export class Session extends EventEmitter implements StreamHost {
     this.scheduleFlush();
   }
 
+  private checkIdle(): void {
+    if (this._state !== 'open' && this._state !== 'detached') return;
+    if (this.streams.size > 0) {
+      this.lastActivity = Date.now();
+      return;
+    }
+    if (Date.now() - this.lastActivity >= this.idleTimeoutMs) {
+      this.log.debug({ idleMs: this.idleTimeoutMs }, 'closing idle session');
+      this.close(CloseCode.idle, 'idle');
+    }
+  }
+
   remove(s: PolyStream, sendReset: number | undefined): void {
+    this.lastActivity = Date.now();
     if (this.streams.get(s.id) === s) this.streams.delete(s.id);
     this.windowQueue.delete(s.id);
     if (sendReset !== undefined && !s.openPending && this._state !== 'closed' && this._state !== 'closing') {
@@ -731,7 +768,10 @@ export class Session extends EventEmitter implements StreamHost {
     pong: (id) => {
       if (this.rxPath) this.onPong(this.rxPath, id);
     },
-    datagram: (flow, payload) => this.datagramHandler?.(flow, payload),
+    datagram: (flow, payload) => {
+      this.lastActivity = Date.now();
+      this.datagramHandler?.(flow, payload);
+    },
     goaway: (code) => {
       this.peerGoaway = true;
       this.emit('goaway', code);
@@ -930,6 +970,7 @@ export class Session extends EventEmitter implements StreamHost {
     for (const p of this.paths.values()) p.stopTimers();
     if (this.graceTimer) clearTimeout(this.graceTimer);
     if (this.ackTimer) clearTimeout(this.ackTimer);
+    if (this.idleTimer) clearInterval(this.idleTimer);
     for (const s of [...this.streams.values()]) s.destroy(err);
     this.streams.clear();
     this.ring = [];

@@ -80,3 +80,21 @@ describe('resume', () => {
     assert.equal(p.server.sessions.size, 0);
   });
 });
+
+describe('idle timeout', () => {
+  it('the server closes a session with no stream after idleTimeoutMs and the client opens a new one', async () => {
+    const p = await makePair({ server: { session: { idleTimeoutMs: 200 } } });
+    pairs.push(p);
+    const ss = await p.serverSession;
+    // A stream keeps it alive; its end starts the idle clock.
+    echoStreams(ss);
+    const s = p.clientSession.openStream();
+    s.end('x');
+    await readAll(s);
+    const [err] = (await once(ss, 'closed')) as [Error & { closeCode: number }];
+    assert.equal(err.closeCode, 1);
+    const [fresh] = (await once(p.client, 'session')) as [typeof p.clientSession];
+    assert.notEqual(fresh, p.clientSession);
+    assert.equal(fresh.state, 'open');
+  });
+});
