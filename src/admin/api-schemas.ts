@@ -1,0 +1,136 @@
+/**
+ * Request schemas of the admin REST API (TypeBox, checked by http.ts) and the
+ * JSON form of a user. The limits mirror the store's own checks so that most
+ * bad input is refused here with the field named, before any database work.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { User } from '../store/types.js';
+
+const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(t: T) => Type.Union([t, Type.Null()]);
+
+/** Per-user destination policy overrides. */
+export const PolicySchema = Type.Object(
+  {
+    allow: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000 })),
+    deny: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000 })),
+  },
+  { additionalProperties: false },
+);
+
+/** A token credential: base64url so that it fits in links. */
+const TokenText = Type.String({ pattern: '^[A-Za-z0-9_-]{16,256}$' });
+/** A 32-byte key as unpadded base64url. */
+const KeyText = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' });
+/** A URL path, or 'auto' for a generated `/u/<128-bit hex>`. */
+const WssPath = Nullable(Type.String({ minLength: 1, maxLength: 256 }));
+const Dst = Nullable(Type.String({ minLength: 3, maxLength: 300 }));
+const Count = Nullable(Type.Integer({ minimum: 0 }));
+const Password = Type.String({ minLength: 8, maxLength: 256 });
+
+/** Body of `POST /api/users`. */
+export const CreateUserSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 128 }),
+    kind: Type.Union([Type.Literal('key'), Type.Literal('token')]),
+    /** kind 'token': the token to use instead of a generated one. */
+    token: Type.Optional(TokenText),
+    /** kind 'key': the client's public key alone (it keeps its private key; the server then has no link to give). */
+    publicKey: Type.Optional(KeyText),
+    wssPath: Type.Optional(WssPath),
+    dst: Type.Optional(Dst),
+    policy: Type.Optional(PolicySchema),
+    quotaBytes: Type.Optional(Count),
+    /** ms since the epoch. */
+    expiresAt: Type.Optional(Count),
+    enabled: Type.Optional(Type.Boolean()),
+    /** Password for `POST /token` of provisioning. */
+    provisionPassword: Type.Optional(Password),
+  },
+  { additionalProperties: false },
+);
+export type CreateUserBody = Static<typeof CreateUserSchema>;
+
+/** Body of `PATCH /api/users/:id`: only the fields present change. */
+export const PatchUserSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    wssPath: Type.Optional(WssPath),
+    dst: Type.Optional(Dst),
+    policy: Type.Optional(PolicySchema),
+    quotaBytes: Type.Optional(Count),
+    expiresAt: Type.Optional(Count),
+    enabled: Type.Optional(Type.Boolean()),
+    /** Sets the traffic counters back to 0. */
+    resetTraffic: Type.Optional(Type.Boolean()),
+    /** Issues a new key or token (same kind); the reply carries it once. */
+    rekey: Type.Optional(Type.Boolean()),
+    /** Sets (string) or removes (null) the provisioning password. */
+    provisionPassword: Type.Optional(Type.Union([Password, Type.Null()])),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type PatchUserBody = Static<typeof PatchUserSchema>;
+
+/** Query of `GET /api/users`. */
+export const ListQuerySchema = Type.Object(
+  {
+    /** @default 100 */
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    /** @default 0 */
+    offset: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Keyset paging: users created after this id (the `next` of the previous page). */
+    after: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+export type ListQuery = Static<typeof ListQuerySchema>;
+
+/** Query of `DELETE /api/users/:id`. */
+export const DeleteQuerySchema = Type.Object({ kick: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export type DeleteQuery = Static<typeof DeleteQuerySchema>;
+
+/** Query of `GET /api/sessions`. */
+export const SessionsQuerySchema = Type.Object({ user: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false });
+export type SessionsQuery = Static<typeof SessionsQuerySchema>;
+
+/** A user as the API shows it: never its secret. */
+export interface UserJson {
+  readonly id: string;
+  readonly name: string;
+  readonly kind: 'key' | 'token';
+  /** base64url. */
+  readonly publicKey: string;
+  readonly wssPath: string | null;
+  readonly dst: string | null;
+  readonly policy: User['policy'];
+  readonly quotaBytes: number | null;
+  readonly expiresAt: number | null;
+  readonly enabled: boolean;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+  /** True when the user has a provisioning password. */
+  readonly provisioning: boolean;
+}
+
+/** The JSON form of `u`. */
+export function userJson(u: User, hasPassword: boolean): UserJson {
+  return {
+    id: u.id,
+    name: u.name,
+    kind: u.kind,
+    publicKey: u.publicKey.toString('base64url'),
+    wssPath: u.wssPath,
+    dst: u.dst,
+    policy: u.policy,
+    quotaBytes: u.quotaBytes,
+    expiresAt: u.expiresAt,
+    enabled: u.enabled,
+    createdAt: u.createdAt,
+    updatedAt: u.updatedAt,
+    bytesUp: u.bytesUp,
+    bytesDown: u.bytesDown,
+    provisioning: hasPassword,
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * The admin REST API (JSON over HTTP, fastify).
+ *
+ *   every route: Authorization: Bearer <admin token>   (401 otherwise, same answer for missing and wrong)
+ *
+ *   POST   /api/users                  create → 201 { user, secret, links }   (the secret is shown this once)
+ *   GET    /api/users?limit&offset&after   → { users, total, next }
+ *   GET    /api/users/:id              by id or name
+ *   PATCH  /api/users/:id              → { user } (+ secret, links after rekey)
+ *   DELETE /api/users/:id[?kick=true]  live sessions go on unless kick=true
+ *   POST   /api/users/:id/kick         closes the user's live sessions
+ *   GET    /api/users/:id/traffic
+ *   GET    /api/users/:id/links
+ *   GET    /api/sessions[?user=id]
+ *   DELETE /api/sessions/:id           kick one session
+ *   GET    /api/status
+ *
+ * Errors: `{ error, message, field? }` with 400 (the field is named), 401,
+ * 404, 409 (a unique field another user holds), 413 (body over
+ * `bodyLimit`), 415, 503. Every change goes through the user store, which
+ * the gateway follows live: nothing needs a restart. Fastify's logger is off
+ * (requests carry tokens and secrets); 5xx are logged through `logger`
+ * without request data.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { nullLogger, type Logger } from '../core/logger.js';
+import { decodeKey } from '../secure/keys.js';
+import { StoreError, generateWssPath, type CredentialInput, type User, type UserPatch, type UserStore } from '../store/index.js';
+import {
+  CreateUserSchema,
+  DeleteQuerySchema,
+  ListQuerySchema,
+  PatchUserSchema,
+  SessionsQuerySchema,
+  userJson,
+  type CreateUserBody,
+  type DeleteQuery,
+  type ListQuery,
+  type PatchUserBody,
+  type SessionsQuery,
+} from './api-schemas.js';
+import { userLinks } from './client-config.js';
+import { useErrorReplies, useTypeBox } from './http.js';
+import { hashPassword, type PasswordVault } from './passwords.js';
+import { bearerToken, secretsEqual } from './tokens.js';
+import { AdminInputError, type GatewayView } from './types.js';
+
+/** Options of {@link buildAdminApi}. */
+export interface AdminApiInit {
+  readonly store: UserStore;
+  readonly gateway: GatewayView;
+  /** The bearer token every request must carry (see `ensureAdminToken`). */
+  readonly adminToken: string;
+  /** Where provisioning passwords go; without it `provisionPassword` is refused. */
+  readonly passwords?: PasswordVault;
+  /** Largest accepted request body in bytes. @default 65536 */
+  readonly bodyLimit?: number;
+  /** @default nullLogger */
+  readonly logger?: Logger;
+}
+
+type Req<B = unknown, Q = unknown> = FastifyRequest<{ Body: B; Querystring: Q; Params: { id: string } }>;
+
+function notFound(what: string): StoreError {
+  return new StoreError('ERR_STORE_NOT_FOUND', 'id', `${what} not found`);
+}
+
+/**
+ * Builds the admin API (not listening yet: call `listen({ host, port })`,
+ * and `close()` to stop). Bind it to loopback or put TLS in front of it.
+ */
+export function buildAdminApi(init: AdminApiInit): FastifyInstance {
+  if (typeof init.adminToken !== 'string' || init.adminToken.length < 16) throw new AdminInputError('adminToken', 'expected a token of at least 16 characters');
+  const { store, gateway: view, passwords } = init;
+  const log = init.logger ?? nullLogger;
+  const app = Fastify({ logger: false, bodyLimit: init.bodyLimit ?? 64 * 1024, return503OnClosing: true, exposeHeadRoutes: false });
+  useTypeBox(app);
+  useErrorReplies(app, log);
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    const token = bearerToken(req.headers.authorization);
+    if (token === undefined || !secretsEqual(token, init.adminToken)) {
+      // The same answer for a missing, malformed and wrong token.
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid admin bearer token is required' });
+    }
+  });
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not_found', message: 'no such route' }));
+
+  const hasPassword = async (id: string): Promise<boolean> => (await passwords?.get(id)) !== undefined;
+  const show = async (u: User) => userJson(u, await hasPassword(u.id));
+  const find = async (id: string, withSecret = false): Promise<User> => {
+    const u = await store.getUser(id, { withSecret });
+    if (u === undefined) throw notFound(`user '${id}'`);
+    return u;
+  };
+  const hashFor = async (password: string | undefined): Promise<string | undefined> => {
+    if (password === undefined) return undefined;
+    if (passwords === undefined) throw new AdminInputError('body.provisionPassword', 'provisioning is not enabled on this server');
+    return hashPassword(password);
+  };
+  /** Links for a reply that must not fail because of them (the change already happened). */
+  const linksOrError = (u: User): { links: string[]; linksError?: string } => {
+    try {
+      return { links: userLinks(view, u) };
+    } catch (err) {
+      return { links: [], linksError: (err as Error).message };
+    }
+  };
+
+  app.post('/api/users', { schema: { body: CreateUserSchema } }, async (req: Req<CreateUserBody>, reply) => {
+    const b = req.body;
+    let credential: CredentialInput;
+    if (b.kind === 'token') {
+      if (b.publicKey !== undefined) throw new AdminInputError('body.publicKey', "only for kind 'key'");
+      credential = b.token === undefined ? { kind: 'token' } : { kind: 'token', token: b.token };
+    } else {
+      if (b.token !== undefined) throw new AdminInputError('body.token', "only for kind 'token'");
+      credential = b.publicKey === undefined ? { kind: 'key' } : { kind: 'key', publicKey: decodeKey(b.publicKey, 'body.publicKey') };
+    }
+    const hash = await hashFor(b.provisionPassword);
+    const u = await store.createUser({
+      name: b.name,
+      credential,
+      ...(b.wssPath === undefined ? {} : { wssPath: b.wssPath === 'auto' ? generateWssPath() : b.wssPath }),
+      ...(b.dst === undefined ? {} : { dst: b.dst }),
+      ...(b.policy === undefined ? {} : { policy: b.policy }),
+      ...(b.quotaBytes === undefined ? {} : { quotaBytes: b.quotaBytes }),
+      ...(b.expiresAt === undefined ? {} : { expiresAt: b.expiresAt }),
+      ...(b.enabled === undefined ? {} : { enabled: b.enabled }),
+    });
+    if (hash !== undefined && passwords !== undefined) {
+      try {
+        await passwords.set(u.id, hash);
+      } catch (err) {
+        // Half a user (no password though one was asked for) is worse than none.
+        await store.deleteUser(u.id);
+        throw err;
+      }
+    }
+    return reply.code(201).send({ user: userJson(u, hash !== undefined), secret: u.secret ?? null, ...linksOrError(u) });
+  });
+
+  app.get('/api/users', { schema: { querystring: ListQuerySchema } }, async (req: Req<unknown, ListQuery>) => {
+    const limit = req.query.limit ?? 100;
+    const page = await store.listUsers({ limit, offset: req.query.offset ?? 0, ...(req.query.after === undefined ? {} : { afterId: req.query.after }) });
+    const last = page[page.length - 1];
+    return { users: await Promise.all(page.map(show)), total: await store.count(), next: page.length === limit && last !== undefined ? last.id : null };
+  });
+
+  app.get('/api/users/:id', async (req: Req) => show(await find(req.params.id)));
+
+  app.patch('/api/users/:id', { schema: { body: PatchUserSchema } }, async (req: Req<PatchUserBody>) => {
+    const b = req.body;
+    const cur = await find(req.params.id);
+    const hash = b.provisionPassword === null ? null : await hashFor(b.provisionPassword);
+    const patch: { -readonly [K in keyof UserPatch]: UserPatch[K] } = {};
+    if (b.name !== undefined) patch.name = b.name;
+    if (b.wssPath !== undefined) patch.wssPath = b.wssPath === 'auto' ? generateWssPath() : b.wssPath;
+    if (b.dst !== undefined) patch.dst = b.dst;
+    if (b.policy !== undefined) patch.policy = b.policy;
+    if (b.quotaBytes !== undefined) patch.quotaBytes = b.quotaBytes;
+    if (b.expiresAt !== undefined) patch.expiresAt = b.expiresAt;
+    if (b.enabled !== undefined) patch.enabled = b.enabled;
+    if (b.resetTraffic === true) patch.resetTraffic = true;
+    if (b.rekey === true) patch.credential = { kind: cur.kind };
+    let u = Object.keys(patch).length > 0 ? await store.updateUser(cur.id, patch) : cur;
+    if (hash !== undefined && passwords !== undefined) await passwords.set(cur.id, hash ?? undefined);
+    if (b.rekey !== true) return { user: await show(u) };
+    u = await find(cur.id, true);
+    return { user: await show(u), secret: u.secret ?? null, ...linksOrError(u) };
+  });
+
+  app.delete('/api/users/:id', { schema: { querystring: DeleteQuerySchema } }, async (req: Req<unknown, DeleteQuery>) => {
+    const u = await find(req.params.id);
+    if (!(await store.deleteUser(u.id))) throw notFound(`user '${req.params.id}'`);
+    await passwords?.set(u.id, undefined);
+    // Without kick, live sessions finish on their own (mtt semantics); the user cannot open new ones.
+    const kicked = req.query.kick === true ? view.kickUser(u.id, 'user deleted') : 0;
+    return { deleted: true, id: u.id, kicked };
+  });
+
+  app.post('/api/users/:id/kick', async (req: Req) => {
+    const u = await find(req.params.id);
+    return { id: u.id, kicked: view.kickUser(u.id, 'kicked by admin') };
+  });
+
+  app.get('/api/users/:id/traffic', async (req: Req) => {
+    const u = await find(req.params.id);
+    const live = view.sessions().filter((s) => s.userId === u.id);
+    const total = u.bytesUp + u.bytesDown;
+    return {
+      id: u.id,
+      name: u.name,
+      bytesUp: u.bytesUp,
+      bytesDown: u.bytesDown,
+      totalBytes: total,
+      quotaBytes: u.quotaBytes,
+      remainingBytes: u.quotaBytes === null ? null : Math.max(0, u.quotaBytes - total),
+      live: { sessions: live.length, bytesSent: live.reduce((a, s) => a + s.bytesSent, 0), bytesReceived: live.reduce((a, s) => a + s.bytesReceived, 0) },
+    };
+  });
+
+  app.get('/api/users/:id/links', async (req: Req) => {
+    const u = await find(req.params.id, true);
+    return { id: u.id, kind: u.kind, hasSecret: typeof u.secret === 'string', links: userLinks(view, u) };
+  });
+
+  app.get('/api/sessions', { schema: { querystring: SessionsQuerySchema } }, async (req: Req<unknown, SessionsQuery>) => {
+    const all = view.sessions();
+    if (req.query.user === undefined) return { sessions: all };
+    const u = await find(req.query.user);
+    return { sessions: all.filter((s) => s.userId === u.id) };
+  });
+
+  app.delete('/api/sessions/:id', async (req: Req) => {
+    if (!view.kickSession(req.params.id, 'kicked by admin')) throw notFound(`session '${req.params.id}'`);
+    return { kicked: true, id: req.params.id };
+  });
+
+  app.get('/api/status', async () => ({ ...view.status(), users: await store.count(), store: store.backend }));
+
+  return app;
+}

@@ -1,0 +1,82 @@
+/**
+ * A user's client configuration and links, built from the gateway's
+ * endpoints and the user's stored credential. Shared by the admin API
+ * (`/api/users/:id/links`, the reply to a create) and provisioning (`/config`).
+ */
+import { encodeLink, type ClientLink, type LinkCarrier } from '../config/link.js';
+import { ConfigError } from '../core/errors.js';
+import type { User } from '../store/types.js';
+import type { GatewayEndpoint, GatewayView } from './types.js';
+
+/** One endpoint as a client should use it (the user's path already applied). */
+export interface ClientEndpoint {
+  readonly carrier: LinkCarrier;
+  readonly host: string;
+  readonly port: number;
+  readonly sni?: string;
+  readonly fingerprint?: string;
+  readonly path?: string;
+}
+
+/** Everything a client needs to connect as `user`. */
+export interface ClientConfig {
+  /** Format version of this object. */
+  readonly version: 1;
+  readonly user: { readonly id: string; readonly name: string };
+  /** The secret the client authenticates with; null when the server does not hold it (the client kept its private key). */
+  readonly credential: { readonly kind: 'key' | 'token'; readonly secret: string | null };
+  readonly server: { readonly publicKey: string; readonly endpoints: readonly ClientEndpoint[] };
+  /** The user's WSS path on shared ports; null when unused. */
+  readonly wssPath: string | null;
+  /** Fixed destination of the user's traffic; null when the client chooses. */
+  readonly dst: string | null;
+  /** Ready `polytun://` links, one per endpoint (empty without a secret). */
+  readonly links: readonly string[];
+}
+
+const WS: readonly LinkCarrier[] = ['ws', 'wss'];
+const TLS: readonly LinkCarrier[] = ['tls', 'wss'];
+
+function endpointFor(e: GatewayEndpoint, user: User): ClientEndpoint {
+  const out: { -readonly [K in keyof ClientEndpoint]: ClientEndpoint[K] } = { carrier: e.carrier, host: e.host, port: e.port };
+  if (TLS.includes(e.carrier)) {
+    if (e.sni !== undefined) out.sni = e.sni;
+    if (e.fingerprint !== undefined) out.fingerprint = e.fingerprint;
+  }
+  if (WS.includes(e.carrier)) out.path = user.wssPath ?? e.path ?? '/';
+  return out;
+}
+
+/**
+ * The links of `user` (which must have been read `withSecret`), one per
+ * endpoint. A user whose secret the server does not hold has none.
+ * @throws ConfigError when an endpoint or the credential cannot go into a link
+ *   (a token with characters outside base64url, a bad host).
+ */
+export function userLinks(view: GatewayView, user: User): string[] {
+  const secret = user.secret;
+  if (secret === undefined || secret === null) return [];
+  const serverKey = view.serverPublicKey();
+  return view.endpoints().map((e) => {
+    const ep = endpointFor(e, user);
+    const link: ClientLink = { credential: secret, credentialKind: user.kind, host: ep.host, port: ep.port, serverKey, carrier: ep.carrier, name: user.name };
+    if (ep.sni !== undefined) link.sni = ep.sni;
+    if (ep.fingerprint !== undefined) link.fingerprint = ep.fingerprint;
+    if (ep.path !== undefined) link.path = ep.path;
+    return encodeLink(link, `link of user '${user.name}' on ${ep.carrier}://${ep.host}:${ep.port}`);
+  });
+}
+
+/** The full client configuration of `user` (read `withSecret`). */
+export function clientConfig(view: GatewayView, user: User): ClientConfig {
+  if (user.secret === undefined) throw new ConfigError('client config', 'the user was read without its secret');
+  return {
+    version: 1,
+    user: { id: user.id, name: user.name },
+    credential: { kind: user.kind, secret: user.secret },
+    server: { publicKey: view.serverPublicKey(), endpoints: view.endpoints().map((e) => endpointFor(e, user)) },
+    wssPath: user.wssPath,
+    dst: user.dst,
+    links: userLinks(view, user),
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * The seam between the management APIs (admin REST, mtt controller,
+ * provisioning) and the running gateway. The APIs change users through the
+ * user store (the gateway follows it live); everything that only the running
+ * server knows — its sessions, its status, where clients reach it — comes
+ * through {@link GatewayView}, which the server implements.
+ */
+import { PolytunError } from '../core/errors.js';
+import type { LinkCarrier } from '../config/link.js';
+
+/** One live session, as the APIs show it. Plain data: safe to serialize. */
+export interface SessionInfo {
+  /** Session id, lowercase hex (the SessionServer's map key). */
+  readonly id: string;
+  /** Store id of the session's user; null when the user is not a store user. */
+  readonly userId: string | null;
+  /** Name of the user at the time the session opened; null when unknown. */
+  readonly userName: string | null;
+  /** Remote address of the newest path (`ip:port`). */
+  readonly remote: string;
+  /** When the session opened, ms since the epoch. */
+  readonly startedAt: number;
+  /** Session state ('open', 'detached', 'closing', …). */
+  readonly state: string;
+  /** Open streams. */
+  readonly streams: number;
+  /** Live paths (carrier connections) of the session. */
+  readonly paths: number;
+  /** Smoothed round-trip time; null before the first measurement. */
+  readonly rttMs: number | null;
+  /** Bytes the server sent to the client on this session. */
+  readonly bytesSent: number;
+  /** Bytes the server received from the client on this session. */
+  readonly bytesReceived: number;
+}
+
+/** One listener of the running gateway. */
+export interface ListenerInfo {
+  readonly carrier: LinkCarrier;
+  /** Bound address and port (the real port when 0 was asked). */
+  readonly address: string;
+  readonly port: number;
+}
+
+/** What `GET /api/status` reports about the running gateway. */
+export interface GatewayStatus {
+  /** polytun version. */
+  readonly version: string;
+  /** When the gateway started, ms since the epoch. */
+  readonly startedAt: number;
+  /** True once the gateway refuses new sessions while live ones finish. */
+  readonly draining: boolean;
+  /** Live sessions right now. */
+  readonly sessions: number;
+  readonly listeners: readonly ListenerInfo[];
+  /** Handshake counters (accepted, resumed, rejected, dropped, overload…). */
+  readonly counters: Readonly<Record<string, number>>;
+}
+
+/**
+ * One way clients reach the gateway: what a link and a client config need.
+ * For ws/wss the user's own `wssPath` replaces `path` when the user has one.
+ */
+export interface GatewayEndpoint {
+  readonly carrier: LinkCarrier;
+  /** Public host name or IP clients dial (not the wildcard bind address). */
+  readonly host: string;
+  readonly port: number;
+  /** TLS server name (tls/wss). */
+  readonly sni?: string;
+  /** SHA-256 of the server certificate, base64url (tls/wss), for pinning. */
+  readonly fingerprint?: string;
+  /** Default WebSocket path (ws/wss) for users without a wssPath. @default '/' */
+  readonly path?: string;
+}
+
+/**
+ * The running gateway as the management APIs see it. Implemented by the
+ * server (over SessionServer.sessions and its listeners); tests pass a fake.
+ * Every method is synchronous: it reads or acts on in-memory state only.
+ */
+export interface GatewayView {
+  /** The live sessions. */
+  sessions(): readonly SessionInfo[];
+  /**
+   * Closes one session now (`session.close(code, reason)`).
+   * @returns false when no session has this id.
+   */
+  kickSession(id: string, reason: string): boolean;
+  /**
+   * Closes every live session of the store user `userId`.
+   * @returns how many sessions were closed.
+   */
+  kickUser(userId: string, reason: string): number;
+  /** The gateway's status. */
+  status(): GatewayStatus;
+  /** The server's static public key, base64url (32 bytes; the `pk` of links). */
+  serverPublicKey(): string;
+  /** Where clients reach the gateway, in the order links should be offered. */
+  endpoints(): readonly GatewayEndpoint[];
+}
+
+/** Stable codes of management API input failures. */
+export type AdminErrorCode = 'ERR_ADMIN_INVALID';
+
+/**
+ * A request to a management API is malformed. `field` names the offending
+ * input (`body.quotaBytes`, `querystring.limit`, `args_bunch[2].dst`).
+ */
+export class AdminInputError extends PolytunError {
+  declare readonly code: AdminErrorCode;
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super('ERR_ADMIN_INVALID', `${field}: ${message}`);
+    this.field = field;
+  }
+}
