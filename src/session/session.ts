@@ -512,8 +512,9 @@ export class Session extends EventEmitter implements StreamHost {
       this.recvLimitSession = this.consumedSession + this.sessionWindow;
       this.windowQueue.add(0);
     }
-    if (!s.destroyed) this.windowQueue.add(s.id);
-    this.scheduleFlush();
+    // Only a raised limit is news to the peer.
+    if (!s.destroyed && s.advertisedLimit > s.windowSent) this.windowQueue.add(s.id);
+    if (this.windowQueue.size > 0) this.scheduleFlush();
   }
 
   private checkIdle(): void {
@@ -641,7 +642,10 @@ export class Session extends EventEmitter implements StreamHost {
       if (sid === 0) off = writeWindow(buf, off, 0, this.recvLimitSession);
       else {
         const s = this.streams.get(sid);
-        if (s) off = writeWindow(buf, off, sid, s.advertisedLimit);
+        if (s) {
+          off = writeWindow(buf, off, sid, s.advertisedLimit);
+          s.windowSent = s.advertisedLimit;
+        }
       }
     }
     return off;
@@ -696,7 +700,8 @@ export class Session extends EventEmitter implements StreamHost {
     if (this.resendQ.length > 0) return off; // finish resending first: the reorder buffer is bounded
     while (this.pendingRst.length > 0 && cap - off >= 15) off = this.emitSeq(off, this.pendingRst.shift() as SeqFrame, p);
     const ring = this.ring;
-    while (ring.length > 0 && this.unackedBytes < this.maxUnacked && cap - off >= DATA_HEADER + 1) {
+    // Bounded by bytes and by frames: the peer reorders at most maxReorder frames.
+    while (ring.length > 0 && this.unackedBytes < this.maxUnacked && this.rtx.length - this.rtxHead < this.maxReorder && cap - off >= DATA_HEADER + 1) {
       const s = ring[0] as PolyStream;
       if (s.destroyed || !s.sendable) {
         ring.shift();

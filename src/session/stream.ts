@@ -211,6 +211,9 @@ export class PolyStream extends Duplex {
     return this.recvLimit;
   }
 
+  /** The limit last put in a WINDOW frame (the session skips unchanged ones). */
+  windowSent = 0;
+
   private maybeDone(): void {
     if (this.finSent && this.finReceived && this.readableEnded && !this.destroyed) this.destroy();
   }
