@@ -111,6 +111,12 @@ export interface ProxyServerInit {
   udp?: UdpInit;
   /** Extra counters object that receives every increment too (e.g. per user). */
   counters?: ProxyCounters;
+  /**
+   * Every CONNECT goes here, whatever target the client asked for (mtt's
+   * per-user `dst`). `egress` must allow it: the caller vouches for it.
+   * @default undefined (the client's target)
+   */
+  fixedDestination?: { host: string; port: number };
 }
 
 /** A proxy attached to one session. */
@@ -163,7 +169,8 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
     const ac = new AbortController();
     const onClose = (): void => ac.abort(new ClosedError('proxy stream'));
     s.once('close', onClose);
-    init.egress.dial({ host: req.dest.host, port: req.dest.port }, { signal: ac.signal, timeoutMs: connectTimeoutMs }).then(
+    const to = init.fixedDestination ?? { host: req.dest.host, port: req.dest.port };
+    init.egress.dial(to, { signal: ac.signal, timeoutMs: connectTimeoutMs }).then(
       (sock) => {
         s.off('close', onClose);
         if (s.destroyed) {
@@ -285,6 +292,7 @@ function relay(s: PolyStream, sock: Socket, o: RelayOptions): void {
     o.tally('idleTimeouts');
     o.log.debug({ sid: s.id }, 'relay idle; resetting it');
     s.reset(ProxyResetCode.idleTimeout);
+    abortSocket(sock); // also when the stream had already finished and only our FIN to the target was stuck
   });
   s.pipe(sock);
   sock.pipe(s);

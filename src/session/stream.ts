@@ -109,9 +109,30 @@ export class PolyStream extends Duplex {
   }
 
   override _read(): void {
-    // Readable.read() calls _read() before it takes the bytes out of the
-    // buffer, so readableLength is stale here: count after this read.
-    queueMicrotask(() => this.reportConsumed());
+    this.scheduleReport();
+  }
+
+  /**
+   * Every consumption goes through read() (flowing mode drains the buffer by
+   * calling it too), but _read() is only called while Node wants more data:
+   * after a pause with less than a window buffered it is not called again, so
+   * credit must be counted here or the peer stalls for good. Counted a
+   * microtask later because read() removes the bytes after calling _read().
+   */
+  override read(size?: number): ReturnType<Duplex['read']> {
+    const r = super.read(size) as ReturnType<Duplex['read']>;
+    this.scheduleReport();
+    return r;
+  }
+
+  private reportScheduled = false;
+  private scheduleReport(): void {
+    if (this.reportScheduled) return;
+    this.reportScheduled = true;
+    queueMicrotask(() => {
+      this.reportScheduled = false;
+      this.reportConsumed();
+    });
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

@@ -108,3 +108,27 @@ describe('flow control and head-of-line', () => {
     assert.ok(bytesDuringChat > 8 << 20);
   });
 });
+
+describe('credit after a partial pause', () => {
+  it('a stream paused with less than a window buffered, read a little, then resumed, gets everything', async () => {
+    const window = 256 * 1024;
+    const p = await makePair({ session: { streamWindow: window, sessionWindow: 4 * window } });
+    pairs.push(p);
+    const ss = await p.serverSession;
+    const total = 4 << 20;
+    ss.onStream((s) => {
+      s.resume();
+      s.end(Buffer.alloc(total, 3));
+    });
+    const r = p.clientSession.openStream();
+    r.end();
+    r.pause();
+    await delay(200); // the window fills while paused
+    r.read(1);
+    let got = 1;
+    r.on('data', (c: Buffer) => (got += c.length));
+    r.resume();
+    await once(r, 'end');
+    assert.equal(got, total);
+  });
+});
