@@ -17,7 +17,7 @@ import { sleep } from '../core/abort.js';
 import { AbortedError, ClosedError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { formatEndpoint } from '../carriers/types.js';
-import type { Session } from '../session/session.js';
+import { CloseCode, SessionClosedError, type Session } from '../session/session.js';
 import { SessionClient, type SessionClientInit } from './session-client.js';
 
 export interface FailoverInit {
@@ -102,7 +102,7 @@ export class FailoverClient extends EventEmitter {
     client.on('session', (s: Session) => {
       if (this.active?.client === client) this.emit('session', s);
     });
-    client.on('detached', () => {
+    const arm = (): void => {
       if (this.active?.client !== client || this.init.servers.length < 2) return;
       clearTimeout(this.detachTimer);
       this.detachTimer = setTimeout(() => {
@@ -111,6 +111,12 @@ export class FailoverClient extends EventEmitter {
         void this.failover(i);
       }, this.init.failoverAfterMs ?? 5000);
       this.detachTimer.unref();
+    };
+    client.on('detached', arm);
+    // A server shutting down closes its sessions (the client then tries to
+    // open new ones there): if none opens in time, move on just the same.
+    client.on('sessionClosed', (_s: Session, err: Error) => {
+      if (err instanceof SessionClosedError && err.by === 'remote' && err.closeCode === CloseCode.shutdown) arm();
     });
     client.on('resumed', (s: Session) => {
       clearTimeout(this.detachTimer);

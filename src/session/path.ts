@@ -48,6 +48,10 @@ export class SessionPath {
   readonly label: string;
   /** Carries new frames only when up. */
   up: boolean;
+  /** Missed a pong while others were up: no new data until it answers. */
+  suspended = false;
+  /** Lowest RTT seen: the path's RTT without our own queue in it. */
+  minRtt: number | undefined;
   healthySince: number | undefined;
   srtt: number | undefined;
   /** Bytes of sequenced frames last sent on this path and not yet acknowledged. */
@@ -87,7 +91,14 @@ export class SessionPath {
    * rate × RTT products (room to grow), never below 256 KiB.
    */
   get cap(): number {
-    return Math.max(MIN_CAP, 2 * this.rate * ((this.srtt ?? 100) + 10));
+    // Based on the minimum RTT: srtt includes our own queue, and a cap that
+    // grows with the queue lets the queue grow without bound.
+    return Math.max(MIN_CAP, 2 * this.rate * ((this.minRtt ?? this.srtt ?? 100) + 10));
+  }
+
+  /** Bytes sent on this path that the peer has acknowledged (proof of life). */
+  get deliveredBytes(): number {
+    return this.delivered;
   }
 
   onAcked(bytes: number): void {
@@ -104,6 +115,7 @@ export class SessionPath {
   }
 
   onRtt(sample: number): void {
+    if (this.minRtt === undefined || sample < this.minRtt) this.minRtt = sample;
     this.srtt = this.srtt === undefined ? sample : this.srtt * 0.875 + sample * 0.125;
   }
 

@@ -51,6 +51,8 @@ export interface SessionInit {
   streamWindow?: number;
   /** Receive window for the whole session. @default 16 MiB */
   sessionWindow?: number;
+  /** A stream's window grows up to this when its reader keeps up. @default sessionWindow / 2 */
+  maxStreamWindow?: number;
   /** The peer's windows (from the handshake). @default same as ours */
   peerStreamWindow?: number;
   peerSessionWindow?: number;
@@ -146,6 +148,7 @@ export class Session extends EventEmitter implements StreamHost {
   // limits
   private readonly streamWindow: number;
   private readonly sessionWindow: number;
+  private readonly maxStreamWindow: number;
   private readonly peerStreamWindow: number;
   private readonly maxStreams: number;
   private readonly maxFramePayload: number;
@@ -226,6 +229,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.streamWindow = init.streamWindow ?? 1 << 20;
     this.sessionWindow = init.sessionWindow ?? 16 << 20;
     this.peerStreamWindow = init.peerStreamWindow ?? this.streamWindow;
+    this.maxStreamWindow = init.maxStreamWindow ?? Math.max(this.streamWindow, this.sessionWindow / 2);
     this.sendLimitSession = init.peerSessionWindow ?? this.sessionWindow;
     this.recvLimitSession = this.sessionWindow;
     this.maxStreams = init.maxStreams ?? 1024;
@@ -303,6 +307,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.nextStreamId += 2;
     const s = new PolyStream(this, id, openPayload, {
       window: this.streamWindow,
+      maxWindow: this.maxStreamWindow,
       peerWindow: this.peerStreamWindow,
       locallyOpened: true,
       highWaterMark: this.streamHwm,
@@ -470,19 +475,40 @@ export class Session extends EventEmitter implements StreamHost {
     return path;
   }
 
+  /** Sends what `path` holds unacknowledged again on the other paths (the receiver drops duplicates). */
+  private moveInflight(path: SessionPath, why: string): void {
+    const lost = this.rtx.slice(this.rtxHead).filter((f) => f.pathId === path.id);
+    if (lost.length === 0) return;
+    for (const f of lost) {
+      f.pathId = 0;
+      path.inflight -= seqFrameSize(f);
+    }
+    this.resendQ = mergeBySeq(this.resendQ, lost);
+    this.log.debug({ path: path.label, frames: lost.length, why }, 'resending a path\'s frames on the other paths');
+  }
+
   private onPathClosed(path: SessionPath, err?: Error): void {
     if (this.paths.get(path.id) !== path) return;
     this.paths.delete(path.id);
     path.stopTimers();
     this.emit('pathClosed', path.stats(), err);
     if (this.paths.size > 0) {
-      // Bonding: what this path still held goes again on the others, now.
-      const lost = this.rtx.slice(this.rtxHead).filter((f) => f.pathId === path.id);
-      if (lost.length > 0) {
-        for (const f of lost) f.pathId = 0;
-        this.resendQ = mergeBySeq(this.resendQ, lost);
-        this.log.debug({ path: path.label, frames: lost.length }, 'path lost; resending its frames on the other paths');
+      // A suspect path is better than none: if no path is up any more, take suspended ones back.
+      if (![...this.paths.values()].some((o) => o.up)) {
+        for (const o of this.paths.values()) {
+          if (o.suspended) {
+            o.suspended = false;
+            o.up = true;
+          }
+        }
       }
+      // Bonding: what this path still held goes again on the others, now.
+      this.moveInflight(path, 'path lost');
+      // WINDOW and ACK are unsequenced: one sent on the dead path may be
+      // lost, so restate them (idempotent) on the others.
+      this.windowQueue.add(0);
+      for (const s of this.streams.values()) this.windowQueue.add(s.id);
+      this.ackPending = true;
       this.flush();
       return;
     }
@@ -515,6 +541,12 @@ export class Session extends EventEmitter implements StreamHost {
     // Only a raised limit is news to the peer.
     if (!s.destroyed && s.advertisedLimit > s.windowSent) this.windowQueue.add(s.id);
     if (this.windowQueue.size > 0) this.scheduleFlush();
+  }
+
+  windowRttMs(): number {
+    let worst = 0;
+    for (const p of this.paths.values()) if (p.up && p.srtt !== undefined && p.srtt > worst) worst = p.srtt;
+    return worst > 0 ? worst : 10;
   }
 
   private checkIdle(): void {
@@ -877,6 +909,7 @@ export class Session extends EventEmitter implements StreamHost {
     // The OPEN payload is a view into the record: copy it, it outlives the record.
     const s = new PolyStream(this, sid, Buffer.from(payload), {
       window: this.streamWindow,
+      maxWindow: this.maxStreamWindow,
       peerWindow: this.peerStreamWindow,
       locallyOpened: false,
       highWaterMark: this.streamHwm,
@@ -923,14 +956,29 @@ export class Session extends EventEmitter implements StreamHost {
     const id = this.nextPingId();
     p.pingOutstanding = { id, at: performance.now() };
     p.pingToSend = id;
+    const deliveredAtPing = p.deliveredBytes;
     this.scheduleFlush();
     p.pingDeadline = setTimeout(() => {
       p.pingDeadline = undefined;
       if (p.pingOutstanding?.id !== id) return;
       p.pingOutstanding = undefined;
+      // A path whose frames are being acknowledged is alive: its pong is
+      // just queued behind data.
+      if (p.deliveredBytes > deliveredAtPing) {
+        this.livenessTick(p);
+        return;
+      }
       p.missed++;
       p.healthySince = undefined;
       this.log.debug({ path: p.label, missed: p.missed }, 'pong missed');
+      // Bonding: a path that missed a pong is suspect; stop giving it data and
+      // send what it holds on the others now, instead of waiting for the verdict.
+      if (p.up && [...this.paths.values()].some((o) => o !== p && o.up)) {
+        p.up = false;
+        p.suspended = true;
+        this.moveInflight(p, 'pong missed');
+        this.scheduleFlush();
+      }
       if (p.missed >= this.maxMissed) {
         this.log.info({ path: p.label, missed: p.missed }, 'path unresponsive; dropping it');
         p.channel.abort(new TimeoutError('liveness (missed pongs)'));
@@ -948,7 +996,12 @@ export class Session extends EventEmitter implements StreamHost {
       if (p.pingDeadline) clearTimeout(p.pingDeadline);
       p.pingDeadline = undefined;
       p.healthySince ??= now;
-      if (!p.up && now - p.healthySince >= this.pathUpAfterMs) {
+      if (p.suspended) {
+        // It answered after all: take it back at once (it was up before).
+        p.suspended = false;
+        p.up = true;
+        this.scheduleFlush();
+      } else if (!p.up && now - p.healthySince >= this.pathUpAfterMs) {
         p.up = true;
         this.startLiveness(p); // back to the normal probe interval
         this.log.info({ path: p.label }, 'path up');

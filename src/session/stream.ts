@@ -33,6 +33,8 @@ export interface StreamHost {
   consumed(s: PolyStream, delta: number): void;
   /** The stream is finished with; forget it. */
   remove(s: PolyStream, sendReset: number | undefined): void;
+  /** The round trip a window must cover (ms): the slowest usable path's. */
+  windowRttMs(): number;
 }
 
 type OutItem = { kind: 'data'; buf: Buffer; off: number; cb: ((err?: Error | null) => void) | undefined } | { kind: 'fin'; cb: (err?: Error | null) => void };
@@ -48,7 +50,11 @@ export class PolyStream extends Duplex {
   recvOffset = 0;
   recvLimit: number;
   private consumedTotal = 0;
-  private readonly window: number;
+  /** Receive window: starts at the configured size, doubles (up to maxWindow) when the reader drains it within a few RTTs. */
+  private window: number;
+  private readonly maxWindow: number;
+  private tuneAt = performance.now();
+  private tuneConsumed = 0;
   /** Outgoing items in order. `openPending` is sent before any of them. */
   readonly out: OutItem[] = [];
   openPending: boolean;
@@ -63,12 +69,13 @@ export class PolyStream extends Duplex {
     private readonly host: StreamHost,
     id: number,
     openPayload: Buffer,
-    opts: { window: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
+    opts: { window: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: opts.window, writableHighWaterMark: opts.highWaterMark, decodeStrings: true });
     this.id = id;
     this.openPayload = openPayload;
     this.window = opts.window;
+    this.maxWindow = Math.max(opts.window, opts.maxWindow ?? opts.window);
     this.recvLimit = opts.window;
     this.sendLimit = opts.peerWindow;
     this.openPending = opts.locallyOpened;
@@ -222,6 +229,15 @@ export class PolyStream extends Duplex {
     const delta = consumed - this.consumedTotal;
     if (delta <= 0) return;
     this.consumedTotal = consumed;
+    // Auto-tuning: a reader that drains a whole window within 4 RTTs is
+    // limited by the window, not by itself: double it (bounded by maxWindow,
+    // and by the session window, which bounds memory across streams).
+    if (consumed - this.tuneConsumed >= this.window) {
+      const now = performance.now();
+      if (this.window < this.maxWindow && now - this.tuneAt < 4 * this.host.windowRttMs()) this.window = Math.min(this.window * 2, this.maxWindow);
+      this.tuneAt = now;
+      this.tuneConsumed = consumed;
+    }
     // Advertise more credit once a quarter of the window has been read.
     if (consumed + this.window - this.recvLimit >= this.window / 4) this.recvLimit = consumed + this.window;
     this.host.consumed(this, delta);

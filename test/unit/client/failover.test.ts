@@ -120,3 +120,23 @@ describe('master/backup servers', () => {
     assert.equal(await ask(fc), 'backup:x');
   });
 });
+
+describe('master shutdown', () => {
+  it('a master that shuts down gracefully (CLOSE shutdown) is failed over just the same', async () => {
+    const master = new FleetServer('master');
+    const backup = new FleetServer('backup');
+    const masterPort = await master.start();
+    const backupPort = await backup.start();
+    cleanups.push(() => master.kill(), () => backup.kill());
+    const mk = (port: number) => ({ carrier: new TcpCarrier(), endpoint: { host: '127.0.0.1', port }, serverPublicKey: serverKeys.publicKey, clientKeyPair: clientKeys, backoffBaseMs: 20, backoffMaxMs: 100 });
+    const fc = new FailoverClient({ servers: [mk(masterPort), mk(backupPort)], failoverAfterMs: 300, probeIntervalMs: 60_000 });
+    cleanups.push(() => fc.close());
+    await fc.connect();
+    const moved = once(fc, 'server');
+    // Graceful: sessions get CLOSE(shutdown), then the listener goes away.
+    master.server.close();
+    await master.listener?.close();
+    assert.deepEqual(await moved, [1]);
+    assert.equal(await ask(fc), 'backup:x');
+  });
+});

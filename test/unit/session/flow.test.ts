@@ -132,3 +132,26 @@ describe('credit after a partial pause', () => {
     assert.equal(got, total);
   });
 });
+
+describe('window auto-tuning', () => {
+  it('a stream whose reader keeps up gets a larger window than it started with (bounded by maxStreamWindow)', async () => {
+    const start = 64 * 1024;
+    const p = await makePair({ session: { streamWindow: start, sessionWindow: 16 << 20, maxStreamWindow: 2 << 20 } });
+    pairs.push(p);
+    const ss = await p.serverSession;
+    ss.onStream((s) => {
+      s.resume();
+      s.end(Buffer.alloc(32 << 20, 1));
+    });
+    const r = p.clientSession.openStream();
+    r.end();
+    let maxAhead = 0;
+    r.on('data', () => {
+      const consumed = r.recvOffset - r.readableLength;
+      maxAhead = Math.max(maxAhead, r.advertisedLimit - consumed);
+    });
+    await once(r, 'end');
+    assert.ok(maxAhead > start * 2, `window grew to ${maxAhead}`);
+    assert.ok(maxAhead <= 2 << 20, `window stayed within maxStreamWindow (${maxAhead})`);
+  });
+});
