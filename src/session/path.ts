@@ -81,20 +81,27 @@ export class SessionPath {
 
   /** Milliseconds until `bytes` more would be delivered on this path. */
   expectedDelivery(bytes: number): number {
-    const rtt = this.srtt ?? 100;
+    // minRtt, not srtt: srtt already contains the queue that inflight/rate
+    // accounts for, and counting it twice drives traffic off the fast path.
+    const rtt = this.minRtt ?? this.srtt ?? 100;
     const rate = this.rate > 0 ? this.rate : 1000; // 1 MB/s until measured
     return (rtt / 2 + (this.inflight + this.channel.queuedBytes + bytes) / rate) / this.weight;
   }
 
   /**
-   * In-flight bytes allowed when several paths share the load: two delivery-
-   * rate × RTT products (room to grow), never below 256 KiB.
+   * In-flight bytes allowed when several paths share the load: four delivery-
+   * rate × RTT products, never below 256 KiB. The RTT is the slowest usable
+   * path's minimum (`feedbackRttMs`, set by the session): acknowledgements
+   * may come back on any path, so a fast path's feedback loop is as long as
+   * the slowest one's, and a cap on its own RTT would keep its rate estimate
+   * from ever growing. Minimum RTTs, not srtt: srtt contains our own queue.
    */
   get cap(): number {
-    // Based on the minimum RTT: srtt includes our own queue, and a cap that
-    // grows with the queue lets the queue grow without bound.
-    return Math.max(MIN_CAP, 2 * this.rate * ((this.minRtt ?? this.srtt ?? 100) + 10));
+    return Math.max(MIN_CAP, 4 * this.rate * (this.feedbackRttMs + 10));
   }
+
+  /** See {@link cap}. */
+  feedbackRttMs = 100;
 
   /** Bytes sent on this path that the peer has acknowledged (proof of life). */
   get deliveredBytes(): number {

@@ -599,7 +599,10 @@ export class Session extends EventEmitter implements StreamHost {
     }
     let best: SessionPath | undefined;
     let bestT = Infinity;
+    let feedback = 0;
+    for (const p of usable) feedback = Math.max(feedback, p.minRtt ?? p.srtt ?? 100);
     for (const p of usable) {
+      p.feedbackRttMs = feedback;
       if (!p.channel.writable || p.inflight >= p.cap) continue;
       const t = p.expectedDelivery(16384);
       if (t < bestT) {
