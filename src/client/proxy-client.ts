@@ -16,6 +16,7 @@
  * also installs the dispatcher there at once and tells `onSession` listeners
  * (reverse forwards re-register their binds).
  */
+import { corkPerTick } from '../core/cork.js';
 import { AddressError, classifyHost, decodeDestination, type Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
@@ -504,6 +505,7 @@ export function splice(a: Duplex, b: Duplex, init: SpliceInit = {}): Splice {
   const startBtoA = (): void => {
     if (bToA || done) return;
     bToA = true;
+    corkPerTick(b, a);
     b.pipe(a);
   };
   if (!init.deferBtoA) startBtoA();

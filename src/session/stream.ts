@@ -229,12 +229,14 @@ export class PolyStream extends Duplex {
     const delta = consumed - this.consumedTotal;
     if (delta <= 0) return;
     this.consumedTotal = consumed;
-    // Auto-tuning: a reader that drains a whole window within 4 RTTs is
-    // limited by the window, not by itself: double it (bounded by maxWindow,
-    // and by the session window, which bounds memory across streams).
+    // Auto-tuning: a reader that drains a whole window within 4 RTTs (and
+    // at least 50 ms: the credit loop also runs through two event loops,
+    // which a ping RTT on an idle link does not show) is limited by the
+    // window, not by itself: double it, up to maxWindow. Credit is not
+    // memory: the session window bounds what all streams may buffer.
     if (consumed - this.tuneConsumed >= this.window) {
       const now = performance.now();
-      if (this.window < this.maxWindow && now - this.tuneAt < 4 * this.host.windowRttMs()) this.window = Math.min(this.window * 2, this.maxWindow);
+      if (this.window < this.maxWindow && now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs())) this.window = Math.min(this.window * 2, this.maxWindow);
       this.tuneAt = now;
       this.tuneConsumed = consumed;
     }

@@ -31,7 +31,9 @@ export interface Proc {
 const procs = new Set<Proc>();
 
 export function polytun(args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // POLYTUN_CPU_PROF=DIR profiles every polytun process a test starts (node --cpu-prof).
+  const prof = process.env.POLYTUN_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.POLYTUN_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...prof, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
   const p: Proc = {
