@@ -592,6 +592,11 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** The writable path with the earliest expected delivery (caps apply only when bonding). */
   private pickPath(): SessionPath | undefined {
+    // Hot path (one record each): a single path needs no arrays and no scheduling.
+    if (this.paths.size === 1) {
+      const only = this.paths.values().next().value as SessionPath;
+      return only.up && only.channel.writable ? only : undefined;
+    }
     const usable = this.usablePaths();
     if (usable.length === 1) {
       const only = usable[0] as SessionPath;
