@@ -7,6 +7,7 @@ import net from 'node:net';
 import { TcpCarrier } from '../src/carriers/tcp.js';
 import { generateKeyPair } from '../src/secure/keys.js';
 import { SessionServer } from '../src/server/session-server.js';
+import type { Session } from '../src/session/session.js';
 
 const mode = process.argv[2] ?? 'session';
 
@@ -29,7 +30,7 @@ if (mode === 'raw') {
     staticKeyPair: keys,
     users: { byKey: (k) => (k.toString('base64url') === clientPub ? 'bench' : undefined) },
   });
-  server.on('session', (e: { session: import('../src/session/session.js').Session }) => e.session.onStream((s) => sink(s)));
+  server.on('session', (e: { session: Session }) => e.session.onStream((s) => sink(s)));
   const l = await new TcpCarrier().listen({ host: '127.0.0.1', port: 0 }, (c) => server.handle(c));
   console.log(JSON.stringify({ port: l.address.port, pk: keys.publicKey.toString('base64url') }));
 }
