@@ -1,0 +1,235 @@
+/**
+ * The VPN server's packet path, between one TUN device and many client
+ * sessions:
+ *
+ * ```
+ *   TUN read batch ──dst lookup──▶ that client's session.sendDatagram(VPN_FLOW)
+ *        ▲                            (no client: noRoute; queue full: queueFull)
+ *        │ write batch (per tick)
+ *   client datagram ──▶ size ─▶ inspect ─▶ source == lease? ─▶ dst in pool? ──▶ client-to-client
+ *                       oversize  malformed   spoofed              │ (off: c2cBlocked)
+ *                                                                  ▼
+ *                                                    destination policy ─▶ TUN (kernel routes, NAT)
+ *                                                       policyDenied
+ * ```
+ *
+ * Every drop is counted by reason; the first drop of each reason per client
+ * is logged at once, later ones at most every 10 s. Nothing is queued here:
+ * packets go to the session (whose datagram queue is bounded) or to the TUN
+ * (whose kernel queue is bounded) in the same tick.
+ */
+import type { Logger } from '../core/logger.js';
+import type { TunWriteResult } from '../native/addon.js';
+import { cidrContains } from '../tun/ipaddr.js';
+import { inspectPacket, newPacketInfo, packetAddress, V4_DST, V4_SRC, V6_DST, V6_SRC } from '../tun/packet.js';
+import type { AddressPool, Lease } from '../tun/pool.js';
+import { VPN_FLOW } from '../tun/vpn-wire.js';
+
+/** The part of DestinationPolicy the VPN uses. */
+export interface VpnPolicy {
+  checkAddress(ip: string, port: number): { allowed: boolean; reason: string };
+}
+
+/** The part of a TunDevice the router writes to. */
+export interface TunSink {
+  write(packets: readonly Uint8Array[]): TunWriteResult;
+  readonly closed: boolean;
+}
+
+/** The part of a Session the router uses. */
+export interface DatagramSink {
+  sendDatagram(flow: number, payload: Buffer): boolean;
+}
+
+/** Packet counters of the VPN server. */
+export interface VpnCounters {
+  /** Packets read from the TUN and handed to a client session. */
+  toClients: number;
+  /** Packets from clients written to the TUN or passed to another client. */
+  fromClients: number;
+  /** From clients: not a well-formed IPv4/IPv6 packet. */
+  malformed: number;
+  /** From clients: larger than the TUN MTU. */
+  oversize: number;
+  /** From clients: source address other than the client's lease. */
+  spoofed: number;
+  /** From clients: IPv6 link-local or unspecified source (never routed). */
+  linkLocal: number;
+  /** From clients: destination refused by the destination policy. */
+  policyDenied: number;
+  /** From clients: destination is another client and client-to-client is off. */
+  c2cBlocked: number;
+  /** Destination is a pool address nobody holds, or a TUN packet for no client. */
+  noRoute: number;
+  /** The client's session refused the datagram (detached, queue full). */
+  queueFull: number;
+  /** The kernel refused a TUN write (queue full or invalid). */
+  tunDropped: number;
+}
+
+/** Why a client's packet was dropped (a VpnCounters key). */
+export type DropReason = 'malformed' | 'oversize' | 'spoofed' | 'linkLocal' | 'policyDenied' | 'c2cBlocked' | 'noRoute';
+
+/** One client as the router sees it. */
+export interface RoutedClient {
+  readonly user: string;
+  readonly lease: Lease;
+  readonly sink: DatagramSink;
+  /** Last log time per drop reason (rate limit). */
+  readonly logged: Map<DropReason, number>;
+}
+
+/** Options of {@link VpnRouter}. */
+export interface VpnRouterInit {
+  tun: TunSink;
+  pool: AddressPool;
+  mtu: number;
+  clientToClient: boolean;
+  policy: VpnPolicy | undefined;
+  logger: Logger;
+}
+
+/** Judged for protocols without ports (ICMP…): address rules apply as for this port. */
+const PORTLESS = 1;
+const POLICY_CACHE_MAX = 16_384;
+const LOG_EVERY_MS = 10_000;
+
+/** All counters at zero. */
+export function newCounters(): VpnCounters {
+  return { toClients: 0, fromClients: 0, malformed: 0, oversize: 0, spoofed: 0, linkLocal: 0, policyDenied: 0, c2cBlocked: 0, noRoute: 0, queueFull: 0, tunDropped: 0 };
+}
+
+/** See the file comment. */
+export class VpnRouter {
+  readonly counters = newCounters();
+  private readonly byV4 = new Map<number, RoutedClient>();
+  private readonly byV6 = new Map<string, RoutedClient>();
+  private readonly info = newPacketInfo();
+  private readonly policyCache = new Map<number | string, boolean>();
+  private pending: Buffer[] = [];
+  private flushQueued = false;
+  private readonly gw4: number;
+
+  constructor(private readonly init: VpnRouterInit) {
+    this.gw4 = init.pool.gateway4.readUInt32BE(0);
+  }
+
+  /** Clients with a route now. */
+  get size(): number {
+    return this.byV4.size;
+  }
+
+  add(c: RoutedClient): void {
+    this.byV4.set(c.lease.v4.readUInt32BE(0), c);
+    if (c.lease.v6) this.byV6.set(c.lease.v6.toString('latin1'), c);
+  }
+
+  remove(c: RoutedClient): void {
+    const k4 = c.lease.v4.readUInt32BE(0);
+    if (this.byV4.get(k4) === c) this.byV4.delete(k4);
+    if (c.lease.v6) {
+      const k6 = c.lease.v6.toString('latin1');
+      if (this.byV6.get(k6) === c) this.byV6.delete(k6);
+    }
+  }
+
+  /** Forgets cached policy decisions (the policy refreshes its own-address list on its own clock). */
+  clearPolicyCache(): void {
+    this.policyCache.clear();
+  }
+
+  /** A batch read from the TUN: each packet to the client its destination belongs to. */
+  readonly fromTun = (packets: Buffer[]): void => {
+    const k = this.counters;
+    for (const p of packets) {
+      const c = this.clientFor(p, (p[0] as number) >> 4 === 4 ? V4_DST : V6_DST);
+      if (c === undefined) k.noRoute++;
+      else if (c.sink.sendDatagram(VPN_FLOW, p)) k.toClients++;
+      else k.queueFull++;
+    }
+  };
+
+  /** A packet a client sent (a view into its record: used within this tick only). */
+  fromClient(c: RoutedClient, p: Buffer): void {
+    if (p.length > this.init.mtu) return this.drop(c, 'oversize', p);
+    const info = this.info;
+    if (inspectPacket(p, info) !== undefined) return this.drop(c, 'malformed', p);
+    const lease = c.lease;
+    let dstInPool: boolean;
+    let policyKey: number | string;
+    if (info.version === 4) {
+      if (p.readUInt32BE(V4_SRC) !== lease.v4.readUInt32BE(0)) return this.drop(c, 'spoofed', p);
+      const dst = p.readUInt32BE(V4_DST);
+      dstInPool = cidrContains(this.init.pool.v4, p, V4_DST) && dst !== this.gw4;
+      policyKey = dst * 65536 + (info.dstPort < 0 ? PORTLESS : info.dstPort);
+    } else {
+      // fe80::/10 and :: are how a host talks on its own link (RS, MLD, DAD): never routed, not spoofing.
+      if ((p[V6_SRC] === 0xfe && ((p[V6_SRC + 1] as number) & 0xc0) === 0x80) || isZero(p, V6_SRC)) return this.drop(c, 'linkLocal', p);
+      if (!lease.v6 || lease.v6.compare(p, V6_SRC, V6_SRC + 16) !== 0) return this.drop(c, 'spoofed', p);
+      const pool6 = this.init.pool.v6;
+      dstInPool = pool6 !== undefined && cidrContains(pool6, p, V6_DST) && this.init.pool.gateway6?.compare(p, V6_DST, V6_DST + 16) !== 0;
+      policyKey = `${p.toString('latin1', V6_DST, V6_DST + 16)}${info.dstPort < 0 ? PORTLESS : info.dstPort}`;
+    }
+    if (dstInPool) return this.clientToClient(c, p, info.version === 4 ? V4_DST : V6_DST);
+    if (!this.allowed(p, policyKey, info.dstPort)) return this.drop(c, 'policyDenied', p);
+    this.counters.fromClients++;
+    this.pending.push(p);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  private clientToClient(from: RoutedClient, p: Buffer, dstOff: number): void {
+    if (!this.init.clientToClient) return this.drop(from, 'c2cBlocked', p);
+    const to = this.clientFor(p, dstOff);
+    if (to === undefined) return this.drop(from, 'noRoute', p);
+    if (to.sink.sendDatagram(VPN_FLOW, p)) this.counters.fromClients++;
+    else this.counters.queueFull++;
+  }
+
+  private clientFor(p: Buffer, dstOff: number): RoutedClient | undefined {
+    if (dstOff === V4_DST) return p.length >= 20 ? this.byV4.get(p.readUInt32BE(V4_DST)) : undefined;
+    return p.length >= 40 ? this.byV6.get(p.toString('latin1', V6_DST, V6_DST + 16)) : undefined;
+  }
+
+  private allowed(p: Buffer, key: number | string, port: number): boolean {
+    const policy = this.init.policy;
+    if (policy === undefined) return true;
+    let ok = this.policyCache.get(key);
+    if (ok === undefined) {
+      const d = policy.checkAddress(packetAddress(p, 'dst'), port < 0 ? PORTLESS : port);
+      ok = d.allowed;
+      if (this.policyCache.size >= POLICY_CACHE_MAX) this.policyCache.clear();
+      this.policyCache.set(key, ok);
+    }
+    return ok;
+  }
+
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0 || this.init.tun.closed) return;
+    const r = this.init.tun.write(batch);
+    this.counters.tunDropped += r.dropped + r.invalid;
+  };
+
+  private drop(c: RoutedClient, reason: DropReason, p: Buffer): void {
+    const n = ++this.counters[reason];
+    const now = Date.now();
+    const last = c.logged.get(reason);
+    if (last !== undefined && now - last < LOG_EVERY_MS) return;
+    c.logged.set(reason, now);
+    const addr = reason === 'malformed' || reason === 'oversize' ? {} : { src: packetAddress(p, 'src'), dst: packetAddress(p, 'dst') };
+    const fields = { user: c.user, reason, bytes: p.length, ...addr, total: n };
+    // A host's own link chatter (RS, MLD) is expected; everything else says something is wrong.
+    if (reason === 'linkLocal') this.init.logger.debug(fields, 'vpn: dropped a link-local packet from a client');
+    else this.init.logger.warn(fields, 'vpn: dropped a packet from a client');
+  }
+}
+
+function isZero(p: Buffer, off: number): boolean {
+  for (let i = off; i < off + 16; i++) if (p[i] !== 0) return false;
+  return true;
+}

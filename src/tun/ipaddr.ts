@@ -1,0 +1,160 @@
+/**
+ * IP addresses as raw bytes (4 or 16), the form they have inside packets and
+ * on the VPN control stream, with strict text parsing, RFC 5952 formatting
+ * and the little CIDR arithmetic the address pool needs.
+ *
+ * Parsing is strict on purpose (dotted quads without leading zeros, no zone
+ * ids, no short forms): these strings come from config and from the wire.
+ */
+import { ConfigError } from '../core/errors.js';
+
+const DEC_OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
+const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
+
+function parseV4(s: string, out: Buffer, off: number): boolean {
+  const parts = s.split('.');
+  if (parts.length !== 4) return false;
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i] as string;
+    if (!DEC_OCTET.test(p) || Number(p) > 255) return false;
+    out[off + i] = Number(p);
+  }
+  return true;
+}
+
+function parseV6(s: string): Buffer | undefined {
+  const out = Buffer.alloc(16);
+  const dbl = s.indexOf('::');
+  if (dbl !== s.lastIndexOf('::')) return undefined;
+  const headText = dbl < 0 ? s : s.slice(0, dbl);
+  const tailText = dbl < 0 ? '' : s.slice(dbl + 2);
+  const head = headText === '' ? [] : headText.split(':');
+  const tail = tailText === '' ? [] : tailText.split(':');
+  const words: number[] = [];
+  const groups = (list: string[], allowV4Last: boolean): number[] | undefined => {
+    const w: number[] = [];
+    for (let i = 0; i < list.length; i++) {
+      const g = list[i] as string;
+      if (allowV4Last && i === list.length - 1 && g.includes('.')) {
+        const b = Buffer.alloc(4);
+        if (!parseV4(g, b, 0)) return undefined;
+        w.push(b.readUInt16BE(0), b.readUInt16BE(2));
+      } else if (HEX_GROUP.test(g)) w.push(parseInt(g, 16));
+      else return undefined;
+    }
+    return w;
+  };
+  const h = groups(head, dbl < 0);
+  const t = groups(tail, true);
+  if (h === undefined || t === undefined) return undefined;
+  if (dbl < 0) {
+    if (h.length !== 8) return undefined;
+    words.push(...h);
+  } else {
+    if (h.length + t.length > 7) return undefined;
+    words.push(...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t);
+  }
+  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  return out;
+}
+
+/** The bytes of an IPv4 (4) or IPv6 (16) address, or undefined when `text` is not one. */
+export function parseIpBytes(text: string): Buffer | undefined {
+  if (text.includes(':')) return parseV6(text);
+  const b = Buffer.alloc(4);
+  return parseV4(text, b, 0) ? b : undefined;
+}
+
+/** Text of 4 or 16 address bytes; IPv6 per RFC 5952 (lower case, longest zero run as `::`). */
+export function formatIpBytes(b: Uint8Array): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((b[i] as number) << 8) | (b[i + 1] as number));
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestAt < 0) return hex.join(':');
+  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
+}
+
+/** A parsed CIDR block. `bytes` is the network address (host bits zero). */
+export interface IpCidr {
+  readonly family: 4 | 6;
+  readonly bytes: Buffer;
+  readonly prefix: number;
+}
+
+/**
+ * Parses `ADDR/PREFIX`. With `strict` (the default) host bits must be zero:
+ * `10.0.0.5/24` is refused with a hint, since it usually means a typo.
+ * @throws ConfigError naming `where`
+ */
+export function parseIpCidr(text: string, where: string, strict = true): IpCidr {
+  const slash = text.indexOf('/');
+  const bytes = parseIpBytes(slash < 0 ? text : text.slice(0, slash));
+  const prefixText = slash < 0 ? undefined : text.slice(slash + 1);
+  if (bytes === undefined || prefixText === undefined || !/^\d{1,3}$/.test(prefixText)) {
+    throw new ConfigError(where, `expected an IPv4 or IPv6 CIDR like 10.8.0.0/24, got ${JSON.stringify(text)}`);
+  }
+  const family = bytes.length === 4 ? 4 : 6;
+  const prefix = Number(prefixText);
+  if (prefix > bytes.length * 8) throw new ConfigError(where, `prefix /${prefix} is too long for IPv${family} in ${text}`);
+  const net = maskBytes(bytes, prefix);
+  if (strict && !net.equals(bytes)) throw new ConfigError(where, `${text} has host bits set; did you mean ${formatIpBytes(net)}/${prefix}?`);
+  return { family, bytes: net, prefix };
+}
+
+/** `bytes` with everything past `prefix` bits zeroed (a copy). */
+export function maskBytes(bytes: Uint8Array, prefix: number): Buffer {
+  const out = Buffer.from(bytes);
+  for (let i = 0; i < out.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8));
+    out[i] = (out[i] as number) & ((0xff << (8 - keep)) & 0xff);
+  }
+  return out;
+}
+
+/** True when the address at `buf[off..off+len)` lies in `cidr` (same family assumed by length). */
+export function cidrContains(cidr: IpCidr, buf: Uint8Array, off = 0): boolean {
+  const full = cidr.prefix >> 3;
+  for (let i = 0; i < full; i++) if (buf[off + i] !== cidr.bytes[i]) return false;
+  const rest = cidr.prefix & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return ((buf[off + full] as number) & mask) === cidr.bytes[full];
+}
+
+/** The address `n` hosts after the network address of `cidr`. */
+export function cidrHost(cidr: IpCidr, n: bigint): Buffer {
+  const out = Buffer.from(cidr.bytes);
+  let carry = n;
+  for (let i = out.length - 1; i >= 0 && carry > 0n; i--) {
+    const v = BigInt(out[i] as number) + (carry & 0xffn);
+    out[i] = Number(v & 0xffn);
+    carry = (carry >> 8n) + (v >> 8n);
+  }
+  return out;
+}
+
+/** How many addresses `cidr` spans (2^(bits - prefix)). */
+export function cidrSize(cidr: IpCidr): bigint {
+  return 1n << BigInt(cidr.bytes.length * 8 - cidr.prefix);
+}
+
+/** `ADDR/PREFIX` text of a CIDR. */
+export function formatCidr(cidr: IpCidr): string {
+  return `${formatIpBytes(cidr.bytes)}/${cidr.prefix}`;
+}

@@ -1,0 +1,67 @@
+/**
+ * Small JSON state files (VPN leases, the record of system changes) written
+ * atomically: a temporary file beside the target, fsynced, then renamed over
+ * it, so a crash leaves the old or the new content, never half of one.
+ */
+import { randomBytes } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ConfigError } from '../core/errors.js';
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Writes `value` as JSON to `file` atomically (mode 0600), creating the folder (0700) if needed. */
+export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(`${JSON.stringify(value, null, 1)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp);
+    throw err;
+  }
+}
+
+/** Parses a JSON file; undefined when it does not exist. @throws ConfigError when unreadable or not JSON */
+export async function readJsonFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ConfigError(file, 'is not valid JSON (delete it to start afresh)');
+  }
+}
+
+/** Removes a file; a missing one is fine. */
+export async function removeFile(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (err) {
+    if (errno(err) !== 'ENOENT') throw err;
+  }
+}
+
+/** Synchronous removeFile. */
+export function removeFileSync(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch (err) {
+    if (errno(err) !== 'ENOENT') throw err;
+  }
+}
