@@ -19,3 +19,42 @@ if (!only || only === 'session') {
   row('session, 8 streams', r.eightStreamsMBps);
   console.log(`goal: 1 stream >= 3 Gbit/s -> ${(r.oneStreamMBps * 8) / 1000 >= 3 ? 'met' : 'NOT met'}`);
 }
+
+if (!only || only === 'bonding') {
+  const { benchBonding, bondingBenchUnavailable, printBonding } = await import('./bonding.js');
+  const why = bondingBenchUnavailable();
+  console.log('# bonding: two shaped links in a namespace lab (2:1 rates, 1:4 RTTs), beside plain TCP and kernel MPTCP');
+  if (why) console.log(`skipped: ${why}`);
+  else printBonding(await benchBonding());
+}
+
+if (!only || only === 'gateway') {
+  const { benchBulk, benchScale } = await import('./gateway.js');
+  console.log(`# gateway: one bulk stream, client -L -> server -> sink, 4 processes (${(bytes / 2 ** 20).toFixed(0)} MiB per case in 3 interleaved rounds, median)`);
+  const b = await benchBulk(bytes, 3);
+  const row = (name: string, v: number | undefined, ref = b.ssV2rayMBps): void =>
+    console.log(v === undefined ? `${name.padEnd(32)} not installed` : `${name.padEnd(32)} ${v.toFixed(0).padStart(6)} MB/s  ${gbit(v).padStart(14)}${ref ? `  x${(v / ref).toFixed(2)} vs ss+v2ray` : ''}`);
+  row('polytun over tcp', b.tcpMBps);
+  row('polytun over wss', b.wssMBps);
+  row('shadowsocks (chacha20)', b.ssMBps);
+  row('shadowsocks + v2ray-plugin wss', b.ssV2rayMBps);
+  console.log(`wss/tcp ratio ${(b.wssMBps / b.tcpMBps).toFixed(3)}`);
+  console.log(`goal: wss >= 2x ss+v2ray -> ${b.ssV2rayMBps === undefined ? 'not measured (ss-v2ray-plugin not installed)' : b.wssMBps >= 2 * b.ssV2rayMBps ? 'met' : 'NOT met'}`);
+  console.log('# gateway: 1,000 users x 1 wss session x 10 idle streams on one server process (VmRSS of the server)');
+  const s = await benchScale(1000, 10);
+  console.log(`server RSS: ${s.rssBaseMiB.toFixed(1)} MiB with 1,000 users, ${s.rssSessionsMiB.toFixed(1)} MiB with ${s.sessions} sessions, ${s.rssStreamsMiB.toFixed(1)} MiB with ${s.streams} idle streams`);
+  console.log(`per session ${s.perSessionKiB.toFixed(1)} KiB, per idle stream ${s.perIdleStreamKiB.toFixed(1)} KiB (incl. its relay socket to the target); ${s.sessions} wss handshakes in ${s.connectSeconds.toFixed(1)} s`);
+  console.log(`goal: < 64 KiB per idle stream -> ${s.perIdleStreamKiB < 64 ? 'met' : 'NOT met'}`);
+}
+
+if (!only || only === 'proxy') {
+  const { benchProxy, formatProxyBench } = await import('./proxy.js');
+  for (const line of formatProxyBench(await benchProxy())) console.log(line);
+}
+
+if (!only || only === 'vpn') {
+  const { benchVpn, printVpn } = await import('./vpn.js');
+  console.log('# vpn: iperf3 between two namespaces: veth, polytun --tun (TCP carrier), OpenVPN (UDP, chacha20), same run');
+  const r = await benchVpn();
+  if (r) printVpn(r);
+}

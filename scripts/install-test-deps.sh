@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real (curl, iperf3,
-# PostgreSQL, iproute2/iptables for the namespace labs). Idempotent: does
+# PostgreSQL, Chromium, iproute2/iptables for the namespace labs). Idempotent: does
 # nothing when everything is present. Needs root (CI is root).
 set -euo pipefail
 need=()
@@ -11,6 +11,8 @@ have ip || need+=(iproute2)
 have iptables || need+=(iptables)
 have ping || need+=(iputils-ping)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# Debian's Chromium for the decoy browser test (playwright-core drives it; it downloads no browser).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -eq 0 ]; then
   echo "test deps: all present"
   exit 0

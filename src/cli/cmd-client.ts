@@ -8,6 +8,8 @@ import { ConfigError } from '../core/errors.js';
 import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ClientConfig } from '../config/schema.js';
 import type { FlagValue } from '../config/load.js';
 import { collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
+import { CLIENT_VPN_FLAGS, withClientVpnOptions } from './vpn-flags.js';
+import { provisionedConfigFile, type ProvisionFlags } from './provision.js';
 
 /** Runs the client until it stops; the command resolves when this does. */
 export type ClientRun = (config: ClientConfig) => Promise<void>;
@@ -57,7 +59,7 @@ const KEYS: readonly (readonly [string, string])[] = [
  * validated config is passed to `run`; its promise is the command's.
  */
 export function registerClientCommand(program: Command, run: ClientRun): Command {
-  return program
+  return withClientVpnOptions(program
     .command('client')
     .description('connect to a polytun server and open local proxies and forwards through it')
     .argument('[link]', 'polytun:// link from `polytun link` (or `link:` in --config; a config file with mode 600 keeps it out of `ps`)')
@@ -78,16 +80,20 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .option('--failover-after <ms>', 'move to the next server after the session has had no path this long (default: 5000)')
     .option('--failback-after <ms>', 'move back to the first server once it has answered for this long (default: 30000)')
     .option('--config <file>', 'YAML config file; flags override its keys')
+    .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")
+    .option('--save <file>', 'with --provision: where the config is saved, mode 600 (default: ~/.config/polytun/provisioned/USER@HOST_PORT.yaml)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
-    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxStreams=256 (repeatable)').argParser(collect))
+    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxStreams=256 (repeatable)').argParser(collect)))
     .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
     .action(async (link: string | undefined, _opts: unknown, cmd: Command) => {
-      const opts = cmd.opts<{ config?: string; set?: string[] }>();
+      const opts = cmd.opts<{ config?: string; set?: string[] } & ProvisionFlags>();
       const flags: FlagValue[] = [];
       if (link !== undefined) flags.push({ path: ['link'], value: link, flag: 'LINK' });
-      flags.push(...typedFlags(cmd, FLAGS), ...setFlags(opts.set));
-      const config = await resolveConfig('client', opts.config, flags);
+      flags.push(...typedFlags(cmd, [...FLAGS, ...CLIENT_VPN_FLAGS]), ...setFlags(opts.set));
+      // --provision fetches and saves a config file; flags are laid over it like over --config.
+      const configFile = opts.provision === undefined && opts.save === undefined ? opts.config : await provisionedConfigFile(opts, link);
+      const config = await resolveConfig('client', configFile, flags);
       await run(config);
     });
 }

@@ -6,6 +6,7 @@
 import { Option, type Command } from 'commander';
 import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ServerConfig } from '../config/schema.js';
 import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
+import { SERVER_VPN_FLAGS, withServerVpnOptions } from './vpn-flags.js';
 
 /** Runs the server until it stops; the command resolves when this does. */
 export type ServerRun = (config: ServerConfig) => Promise<void>;
@@ -19,6 +20,10 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'key', flag: '--key', path: ['tls', 'key'], map: absPath },
   { attr: 'host', flag: '--host', path: ['publicHost'] },
   { attr: 'reverse', flag: '--reverse', path: ['reverse', 'enabled'] },
+  { attr: 'store', flag: '--store', path: ['gateway', 'store'] },
+  { attr: 'admin', flag: '--admin', path: ['gateway', 'admin'] },
+  { attr: 'controller', flag: '--controller', path: ['gateway', 'controller'] },
+  { attr: 'decoy', flag: '--decoy', path: ['gateway', 'decoy'], map: (v) => (typeof v === 'string' && /^https?:\/\//i.test(v) ? v : absPath(v)) },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -38,6 +43,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['liveness.misses', String(DEFAULTS.liveness.misses)],
   ['reverse.bindHosts', `[${DEFAULTS.reverse.bindHosts.join(', ')}] (addresses -R may bind)`],
   ['reverse.ports', `[${DEFAULTS.reverse.ports}] (ports -R may bind)`],
+  ['gateway.trafficFlushMs', '10000 (per-user traffic counters go to the user store this often)'],
 ];
 
 /**
@@ -45,25 +51,29 @@ const KEYS: readonly (readonly [string, string])[] = [
  * validated config is passed to `run`; its promise is the command's.
  */
 export function registerServerCommand(program: Command, run: ServerRun): Command {
-  return program
+  return withServerVpnOptions(program
     .command('server')
     .description('run a polytun server: accept clients and dial their destinations')
-    .addOption(new Option('--listen <url>', 'accept clients here: tcp://HOST:PORT or tls://HOST:PORT (repeatable; required, here or in --config)').argParser(collect))
+    .addOption(new Option('--listen <url>', 'accept clients here: tcp://, tls://, ws:// or wss://HOST:PORT (repeatable; required, here or in --config); ws/wss pick the user by URL path').argParser(collect))
     .option('--data-dir <dir>', 'keys and users; created with a server key and a "default" user on first start (required, here or in --config)')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .addOption(new Option('--allow <entry>', 'let clients reach CIDR|HOST[:PORTS] even if it is private or loopback (repeatable)').argParser(collect))
     .addOption(new Option('--deny <entry>', 'never dial CIDR|HOST|*.suffix[:PORTS]; beats --allow (repeatable)').argParser(collect))
-    .option('--cert <file>', 'TLS certificate (PEM) for tls:// listeners (default: self-signed, pin it via the link)')
+    .option('--cert <file>', 'TLS certificate (PEM) for tls:// and wss:// listeners and an https:// admin API (default: self-signed, pinned via the links)')
     .option('--key <file>', 'TLS private key (PEM) matching --cert')
+    .option('--store <url>', "user store: postgres://USER@HOST/DB to share users with other servers (default: SQLite users.db in the data dir)")
+    .option('--admin <[http[s]://]host:port>', 'admin REST API (bearer token printed on first start) and client provisioning (/token, /config) (default: off)')
+    .option('--controller <host:port>', "mos-tls-tunnel mtt-mu-server compatible controller; no authentication, keep it on loopback (default: off)")
+    .option('--decoy <dir|url>', 'what ws/wss listeners show to anything that is not a user: a static site folder or an http(s):// backend (default: nginx 404)')
     .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')
     .option('--reverse', 'let clients open -R listeners on this server (default: off)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
-    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxSessions=500 (repeatable)').argParser(collect))
+    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxSessions=500 (repeatable)').argParser(collect)))
     .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.opts<{ config?: string; set?: string[] }>();
-      const flags = [...typedFlags(cmd, FLAGS), ...setFlags(opts.set)];
+      const flags = [...typedFlags(cmd, [...FLAGS, ...SERVER_VPN_FLAGS]), ...setFlags(opts.set)];
       const config = await resolveConfig('server', opts.config, flags);
       await run(config);
     });

@@ -15,11 +15,12 @@ import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
 import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
 import { FailoverClient } from '../client/failover.js';
-import type { PathStats, Session } from '../session/session.js';
+import { CloseCode, SessionClosedError, type PathStats, type Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
 import { createLogger } from './log.js';
 import { waitForShutdown } from './shutdown.js';
+import { startClientVpnFor } from './vpn-run.js';
 import { startStatusServer, type StatusReport } from './status-server.js';
 
 interface Front {
@@ -30,6 +31,10 @@ interface Front {
 
 export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   const log = createLogger(cfg.log);
+  // Listen for SIGINT/SIGTERM from the start: a signal during startup then
+  // runs the normal cleanup (routes, NAT rules, listeners) once startup is
+  // done, instead of killing the process with half its changes applied.
+  const shutdown = waitForShutdown(log);
   const link = cfg.link;
   const server = formatEndpoint({ host: link.host, port: link.port });
   const linkOptions = {
@@ -82,8 +87,20 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   client.on('session', () => (since = new Date()));
   client.on('detached', (err?: Error) => (lastError = err?.message ?? 'connection lost'));
   client.on('resumed', () => reconnects++);
+  // The server's reason (kicked, traffic quota, expired…) is what the user needs to see.
+  client.on('session', (s: Session) =>
+    s.once('closed', (err: Error) => {
+      if (!(err instanceof SessionClosedError) || err.by !== 'remote') return;
+      lastError = err.message;
+      // Idle and shutdown closes are renewed, and logged, by the session client.
+      if (err.closeCode === CloseCode.idle || err.closeCode === CloseCode.shutdown) return;
+      log.warn({ reason: err.message }, 'the server closed the session');
+    }),
+  );
+  let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
   try {
     await client.connect();
+    vpn = await startClientVpnFor(cfg, client, log); // before ProxyClient: the VPN taps the session first
   } catch (err) {
     client.close();
     throw err;
@@ -100,6 +117,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
         log.debug({ front: f.kind, err: toError(err).message }, 'front close failed');
       }
     }));
+    await vpn?.close();
     proxy.dispose();
     client.close();
   };
@@ -161,7 +179,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     await stop();
     throw err;
   }
-  const signal = await waitForShutdown(log);
+  const signal = await shutdown;
   log.info({ signal }, 'shutting down');
   await stop();
 }

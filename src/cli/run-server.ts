@@ -1,7 +1,9 @@
 /**
- * `polytun server`: opens the data dir (keys, users), listens on every
- * --listen URL, admits sessions and serves the proxy on each, prints the
- * users' links, and shuts down cleanly on SIGINT/SIGTERM.
+ * `polytun server`: opens the data dir (keys) and the user store (the
+ * gateway, src/server/gateway.ts), listens on every --listen URL, admits
+ * sessions and serves the proxy on each, starts the admin API and mtt
+ * controller when asked (run-gateway.ts), prints the users' links, and
+ * shuts down cleanly on SIGINT/SIGTERM.
  */
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -11,22 +13,21 @@ import type { Logger } from '../core/logger.js';
 import { certFingerprint, generateSelfSigned } from '../carriers/cert.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
-import type { Listener, StreamCarrier } from '../carriers/types.js';
-import { linksFor } from '../config/links.js';
+import type { Listener, StreamCarrier, StreamConn } from '../carriers/types.js';
 import type { ServerConfig } from '../config/schema.js';
 import { openDataDir } from '../server/datadir.js';
-import { EgressDialer } from '../server/egress.js';
-import { DestinationPolicy } from '../server/policy.js';
-import { attachProxy, createProxyCounters } from '../server/proxy-server.js';
-import { SessionServer } from '../server/session-server.js';
+import { Gateway } from '../server/gateway.js';
+import { SessionServer, type SessionEntry } from '../server/session-server.js';
 import type { Session } from '../session/session.js';
+import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { createLogger } from './log.js';
-import { renderQr } from './qr.js';
+import { decoyFor, listenWs, printLinks, startManagement, type Management } from './run-gateway.js';
 import { waitForShutdown } from './shutdown.js';
+import { startServerVpnFor } from './vpn-run.js';
 
-/** The certificate for tls:// listeners: the configured files, or a self-signed one kept in the data dir. */
-async function loadOrCreateCert(cfg: ServerConfig, log: Logger): Promise<{ cert: string; key: string; fingerprint: string }> {
+/** The certificate for tls://, wss:// and https admin listeners: the configured files, or a self-signed one kept in the data dir. */
+export async function loadOrCreateCert(cfg: ServerConfig, log: Logger): Promise<{ cert: string; key: string; fingerprint: string }> {
   if (cfg.tls) {
     const [cert, key] = await Promise.all([readFile(cfg.tls.cert, 'utf8'), readFile(cfg.tls.key, 'utf8')]);
     return { cert, key, fingerprint: certFingerprint(cert) };
@@ -47,12 +48,24 @@ async function loadOrCreateCert(cfg: ServerConfig, log: Logger): Promise<{ cert:
 
 export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
   const log = createLogger(cfg.log);
+  // Listen for SIGINT/SIGTERM from the start: a signal during startup then
+  // runs the normal cleanup (routes, NAT rules, listeners) once startup is
+  // done, instead of killing the process with half its changes applied.
+  const shutdown = waitForShutdown(log);
   const dd = await openDataDir(cfg.dataDir, { logger: log });
-  const policy = new DestinationPolicy({ allow: cfg.policy.allow, deny: cfg.policy.deny, logger: log });
-  const egress = new EgressDialer({ policy, logger: log });
-  const server = new SessionServer<string>({
+  const ports = cfg.reverse.ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(',');
+  const gw = await Gateway.open({
+    storeUrl: cfg.gateway.store,
+    dataDir: dd,
+    policy: cfg.policy,
+    reverse: { enabled: cfg.reverse.enabled, bindHosts: cfg.reverse.bindHosts, ports },
+    trafficFlushMs: cfg.gateway.trafficFlushMs,
+    logger: log,
+  });
+  const policy = gw.policy;
+  const server = new SessionServer<User>({
     staticKeyPair: dd.serverKeyPair,
-    users: { byKey: (k) => dd.users.findByPublicKey(k)?.name },
+    users: gw.lookup,
     logger: log,
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     maxPendingHandshakes: cfg.limits.maxPendingHandshakes,
@@ -68,40 +81,47 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
       maxMissedPongs: cfg.liveness.misses,
     },
   });
-  const counters = createProxyCounters();
-  const ports = cfg.reverse.ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(',');
-  server.on('session', (e: { session: Session; user: string }) => {
-    const h = attachProxy(e.session, {
-      egress,
-      policy,
-      logger: log.child({ user: e.user }),
-      counters,
-      reverse: { enabled: cfg.reverse.enabled, bindHosts: cfg.reverse.bindHosts, ports },
-    });
-    e.session.once('closed', () => h.close());
-  });
-
-  const tlsNeeded = cfg.listen.some((l) => l.scheme === 'tls');
-  const cert = tlsNeeded ? await loadOrCreateCert(cfg, log) : undefined;
   const listeners: Listener[] = [];
-  for (const l of cfg.listen) {
-    let carrier: StreamCarrier;
-    if (l.scheme === 'tls') carrier = new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log });
-    else carrier = new TcpCarrier({ logger: log });
-    const listener = await carrier.listen({ host: l.host, port: l.port }, (conn) => server.handle(conn, carrier.scheme));
-    listeners.push(listener);
-    log.info({ listen: `${l.scheme}://${listener.address.host}:${listener.address.port}` }, 'listening');
-  }
-  // Links use the real ports (a listen on port 0 gets one from the kernel).
-  const bound = cfg.listen.map((l, i) => ({ ...l, port: (listeners[i] as Listener).address.port }));
-  const links = linksFor(dd, bound, cfg.publicHost, cert ? { fingerprint: cert.fingerprint } : {});
-  for (const link of links) {
-    io.stdout.write(`${link}\n`);
-    if (io.stdout.isTTY) io.stdout.write(`${renderQr(link)}\n`);
-  }
+  let vpn: Awaited<ReturnType<typeof startServerVpnFor>>;
+  let mgmt: Management | undefined;
+  // Whatever was started is stopped again, also when a later step fails (a port in use).
+  try {
+    // The VPN keys its address leases by user name.
+    const vpnSessions = {
+      prependListener: (ev: 'session', l: (e: { session: Session; user: string }) => void) =>
+        server.prependListener(ev, (e: SessionEntry<User>) => l({ session: e.session, user: e.user.name })),
+    };
+    vpn = await startServerVpnFor(cfg, { server: vpnSessions, policy, logger: log });
+    gw.serve(server, { logger: log });
 
-  const signal = await waitForShutdown(log);
-  log.info({ signal, sessions: server.sessions.size }, 'shutting down');
-  server.close();
-  await Promise.all(listeners.map((l) => l.close().catch((err: unknown) => log.debug({ err: toError(err).message }, 'listener close failed'))));
+    const tlsNeeded = cfg.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss') || cfg.gateway.admin?.tls === true;
+    const cert = tlsNeeded ? await loadOrCreateCert(cfg, log) : undefined;
+    const decoy = decoyFor(cfg.gateway.decoy, log);
+    for (const l of cfg.listen) {
+      const onConn = (conn: StreamConn): void => server.handle(conn, l.scheme);
+      let listener: Listener;
+      if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn);
+      else {
+        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log }) : new TcpCarrier({ logger: log });
+        listener = await carrier.listen({ host: l.host, port: l.port }, onConn);
+      }
+      listeners.push(listener);
+      log.info({ listen: `${l.scheme}://${listener.address.host}:${listener.address.port}` }, 'listening');
+    }
+    // Links use the real ports (a listen on port 0 gets one from the kernel).
+    const bound = cfg.listen.map((l, i) => ({ ...l, port: (listeners[i] as Listener).address.port }));
+    mgmt = await startManagement({ cfg, gw, server, dd, bound, cert, io, log });
+    await printLinks(gw, mgmt.view, io, log);
+
+    const signal = await shutdown;
+    log.info({ signal, sessions: server.sessions.size }, 'shutting down');
+    mgmt.draining();
+  } finally {
+    server.close();
+    await vpn?.close();
+    await Promise.all(listeners.map((l) => l.close().catch((err: unknown) => log.debug({ err: toError(err).message }, 'listener close failed'))));
+    await mgmt?.close();
+    // Last: the final traffic flush needs the store.
+    await gw.close();
+  }
 }

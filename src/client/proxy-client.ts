@@ -286,7 +286,8 @@ export class ProxyClient {
   /** A new UDP association with a fresh flow id. */
   udpAssociation(): UdpAssociation {
     let flow = this.nextFlow;
-    while (this.flows.has(flow) || flow === 0) flow = (flow + 1) >>> 0;
+    // Flow ids from 0xFFFF0000 up are reserved (the VPN's IP packet lane is 0xFFFF0000).
+    while (this.flows.has(flow) || flow === 0 || flow >= 0xffff0000) flow = flow >= 0xffff0000 ? 1 : (flow + 1) >>> 0;
     this.nextFlow = (flow + 1) >>> 0;
     const a = new UdpAssociationImpl(this, flow);
     this.flows.set(flow, a);

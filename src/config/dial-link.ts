@@ -1,12 +1,13 @@
 /**
  * From a polytun:// link to a SessionClient: picks the carrier the link
- * names (tcp, tls with the pinned certificate fingerprint, ws/wss once the
- * WebSocket carrier is in), derives the user's key pair from its credential.
+ * names (tcp, tls or wss with the pinned certificate fingerprint, ws/wss with
+ * the user's URL path), derives the user's key pair from its credential.
  */
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
+import { WsCarrier } from '../carriers/ws.js';
 import type { StreamCarrier } from '../carriers/types.js';
 import { SessionClient, type PathSpec, type SessionClientInit } from '../client/session-client.js';
 import { decodeKey, keyPairFromToken, publicKeyOf, type KeyPair } from '../secure/keys.js';
@@ -47,6 +48,16 @@ export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): St
         tcp,
         servername: link.sni ?? link.host,
         ...(link.fingerprint ? { pinSha256: link.fingerprint } : {}),
+      });
+    case 'ws':
+    case 'wss':
+      // The path selects the user on a shared port; SNI and the pin work as for tls.
+      return new WsCarrier({
+        tls: link.carrier === 'wss',
+        path: link.path ?? '/',
+        tcp,
+        ...(link.carrier === 'wss' && link.sni !== undefined ? { servername: link.sni } : {}),
+        ...(link.carrier === 'wss' && link.fingerprint ? { pinSha256: link.fingerprint } : {}),
       });
     default:
       throw new ConfigError('link', `carrier '${link.carrier}' is not supported by this build yet`);

@@ -23,11 +23,15 @@ import {
   forward, host, hostPort, link, listenUrl, loopbackHostPort, policyEntry, portRanges,
   type ForwardSpec, type HostPort, type ListenUrl, type PortRangeList,
 } from './values.js';
+import { clientVpnProp, serverVpnProp, type ClientVpnConfig, type ServerVpnConfig } from './vpn-schema.js';
+import { gatewayProp, type GatewayConfig } from './gateway-schema.js';
 
 import { pathSpec, type PathConfig } from './paths.js';
 
 export type { ForwardSpec, HostPort, ListenUrl, PortRangeList } from './values.js';
 export type { PathConfig } from './paths.js';
+export type { ClientVpnConfig, ServerVpnConfig } from './vpn-schema.js';
+export type { AdminListen, GatewayConfig } from './gateway-schema.js';
 export { ConfigValidationError, type SourceMap, type ConfigPath, type ConfigIssue } from './check.js';
 
 /** Which program a config is for. */
@@ -125,6 +129,10 @@ export interface ServerConfig {
   /** Destination policy entries (`--allow`, `--deny`); see src/server/policy.ts. */
   policy: { allow: string[]; deny: string[] };
   reverse: ReverseConfig;
+  /** VPN mode (`--tun CIDR`…), undefined when off; see vpn-schema.ts. */
+  vpn: ServerVpnConfig | undefined;
+  /** Multi-user gateway: user store, admin API, controller, decoy (`--store`, `--admin`…); see gateway-schema.ts. */
+  gateway: GatewayConfig;
   limits: ServerLimits;
   liveness: LivenessConfig;
   log: LogConfig;
@@ -166,6 +174,8 @@ export interface ClientConfig {
   /** Backup servers, in order, used when the link's server stops answering (`--backup-server`). */
   backupServers: ClientLink[];
   failover: { afterMs: number; failbackAfterMs: number };
+  /** VPN mode (`--tun`…), undefined when off; see vpn-schema.ts. */
+  vpn: ClientVpnConfig | undefined;
   limits: CommonLimits;
   liveness: LivenessConfig;
   log: LogConfig;
@@ -211,7 +221,7 @@ const rfc1929 = (what: string, secret: boolean): Check<string> =>
 
 const serverShape = object(
   {
-    listen: required(listOf(listenUrl, 1), ' (at least one tcp:// or tls:// URL, or --listen)'),
+    listen: required(listOf(listenUrl, 1), ' (at least one tcp://, tls://, ws:// or wss:// URL, or --listen)'),
     dataDir: required(str('a directory path'), ' (or --data-dir)'),
     publicHost: optional(host),
     tls: optional(object({ cert: required(str('a file path'), ' (or --cert)'), key: required(str('a file path'), ' (or --key)') })),
@@ -227,6 +237,8 @@ const serverShape = object(
       }),
       () => ({ enabled: DEFAULTS.reverse.enabled, bindHosts: [...DEFAULTS.reverse.bindHosts], ports: defaultReversePorts() }),
     ),
+    vpn: serverVpnProp,
+    gateway: gatewayProp,
     limits: withDefault(object({ ...commonLimits, ...serverOnlyLimits }), () => ({ ...L })),
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
@@ -244,6 +256,7 @@ const clientShape = object(
     forwards: withDefault(listOf(forward(true)), () => []),
     reverse: withDefault(listOf(forward(false)), () => []),
     status: withDefault(orFalse(loopbackHostPort()), defaultOf(hostPort(true), DEFAULTS.status)),
+    vpn: clientVpnProp,
     paths: withDefault(listOf(pathSpec), () => []),
     bonding: withDefault(
       object({

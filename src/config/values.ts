@@ -18,7 +18,7 @@ export interface HostPort {
 }
 
 /** Carriers a server can listen on. */
-export const LISTEN_SCHEMES = ['tcp', 'tls'] as const;
+export const LISTEN_SCHEMES = ['tcp', 'tls', 'ws', 'wss'] as const;
 /** A carrier a server can listen on. */
 export type ListenScheme = (typeof LISTEN_SCHEMES)[number];
 
@@ -110,7 +110,7 @@ export function parseListenUrl(text: string): ListenUrl | string {
   }
 }
 
-/** A listen URL: `tcp://HOST:PORT` or `tls://HOST:PORT`. */
+/** A listen URL: `tcp://`, `tls://`, `ws://` or `wss://HOST:PORT` (ws/wss: users are told apart by their URL path). */
 export const listenUrl: Check<ListenUrl> = (v, path, ctx) => {
   if (typeof v !== 'string') return expected(ctx, path, `${LISTEN_SCHEMES.join('|')}://HOST:PORT`, v);
   const r = parseListenUrl(v);

@@ -44,6 +44,10 @@ export const RejectCode = {
   draining: 4,
   sessionUnknown: 5,
   quotaExceeded: 6,
+  /** The user exists but an administrator disabled it. */
+  disabled: 7,
+  /** The user's account has expired. */
+  expired: 8,
 } as const;
 export type RejectCode = (typeof RejectCode)[keyof typeof RejectCode];
 

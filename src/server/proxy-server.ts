@@ -303,6 +303,14 @@ function relay(s: PolyStream, sock: Socket, o: RelayOptions): void {
 /** Closes a socket with RST when it can (the peer sees ECONNRESET), else plainly. */
 function abortSocket(sock: Socket): void {
   if (sock.destroyed) return;
+  // After end(), while the FIN is pending, libuv refuses the RST (EINVAL) and
+  // Node 20 then never closes the handle: the fd leaks and, at exit, the
+  // process spins at 100% CPU in its handle cleanup. A socket that already
+  // sent (or is sending) its FIN is closed plainly.
+  if (sock.writableEnded) {
+    sock.destroy();
+    return;
+  }
   try {
     sock.resetAndDestroy();
   } catch {

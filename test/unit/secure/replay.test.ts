@@ -1,5 +1,3 @@
-// node:test's describe/it return promises that the test runner itself awaits.
-/* eslint-disable @typescript-eslint/no-floating-promises */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';

@@ -1,0 +1,211 @@
+/**
+ * The multi-user parts of `polytun server` that sit above the server layer:
+ * ws/wss listeners with their decoy, the management listeners (admin REST
+ * API with provisioning on one port, the mtt controller on another), the
+ * GatewayView those APIs see, and the users' links printed at start.
+ * run-server.ts calls in here; the gateway itself is src/server/gateway.ts.
+ *
+ *   --admin  [http[s]://]HOST:PORT ─┬─ /token, /config ──▶ provisioning (user name + password → token → config)
+ *                                   └─ everything else ──▶ admin API (bearer token)
+ *   --controller HOST:PORT ─────────────────────────────▶ mtt-mu-server controller
+ */
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { toError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { nginxNotFound, reverseProxy, staticSite, type Decoy } from '../carriers/decoy.js';
+import type { Listener, StreamConn } from '../carriers/types.js';
+import { WsServer } from '../carriers/ws-server.js';
+import { buildAdminApi } from '../admin/api.js';
+import { MttController } from '../admin/controller.js';
+import { openPasswordVault } from '../admin/passwords.js';
+import { buildProvisionApi } from '../admin/provision.js';
+import { ensureAdminToken, ensureProvisionSecret } from '../admin/tokens.js';
+import type { GatewayView } from '../admin/types.js';
+import { linkEndpoints, userLinks } from '../config/links.js';
+import type { ListenUrl, ServerConfig } from '../config/schema.js';
+import type { DataDir } from '../server/datadir.js';
+import type { Gateway } from '../server/gateway.js';
+import type { SessionServer } from '../server/session-server.js';
+import type { User } from '../store/index.js';
+import type { CliIo } from './io.js';
+import { renderQr } from './qr.js';
+
+/** The server certificate (configured or self-signed) and its pin. */
+export interface ServerCert {
+  cert: string;
+  key: string;
+  fingerprint: string;
+}
+
+/** The decoy `--decoy` asks for: an http(s) URL is reverse-proxied, anything else is a folder served as a static site. */
+export function decoyFor(spec: string | undefined, log: Logger): Decoy {
+  if (spec === undefined) return nginxNotFound({ logger: log });
+  if (/^https?:\/\//i.test(spec)) return reverseProxy(spec, { logger: log });
+  return staticSite(spec, { logger: log });
+}
+
+/** Listens for ws/wss on `l`: the gateway's route picks the user by path, strangers get the decoy. */
+export function listenWs(l: ListenUrl, gw: Gateway, cert: ServerCert | undefined, decoy: Decoy, log: Logger, onConn: (conn: StreamConn) => void): Promise<Listener> {
+  const server = new WsServer({
+    route: gw.route,
+    decoy,
+    logger: log,
+    ...(l.scheme === 'wss' && cert !== undefined ? { tls: { cert: cert.cert, key: cert.key } } : {}),
+  });
+  return server.listen({ host: l.host, port: l.port }, onConn);
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? '0.0.0';
+}
+
+/** What {@link startManagement} needs. */
+export interface ManagementInit {
+  cfg: ServerConfig;
+  gw: Gateway;
+  server: SessionServer<User>;
+  dd: DataDir;
+  /** The listen URLs with their real ports, in config order. */
+  bound: readonly ListenUrl[];
+  cert: ServerCert | undefined;
+  io: CliIo;
+  log: Logger;
+}
+
+/** The running management side. */
+export interface Management {
+  readonly view: GatewayView;
+  /** Marks the gateway as draining in its status. */
+  draining(): void;
+  /** Stops the admin and controller listeners. */
+  close(): Promise<void>;
+}
+
+/** Builds the GatewayView and starts the admin and controller listeners the config asks for. */
+export async function startManagement(m: ManagementInit): Promise<Management> {
+  const { cfg, gw, server, dd, bound, cert, io, log } = m;
+  const startedAt = Date.now();
+  const ver = version();
+  let draining = false;
+  const endpoints = linkEndpoints(bound, cfg.publicHost, cert ? { fingerprint: cert.fingerprint } : {});
+  const view: GatewayView = {
+    sessions: () => gw.sessions(),
+    kickSession: (id, reason) => gw.kickSession(id, reason),
+    kickUser: (id, reason) => gw.kickUser(id, reason),
+    status: () => ({
+      version: ver,
+      startedAt,
+      draining,
+      sessions: server.sessions.size,
+      listeners: bound.map((l) => ({ carrier: l.scheme, address: l.host, port: l.port })),
+      counters: { ...server.counters },
+    }),
+    serverPublicKey: () => dd.serverPublicKey,
+    endpoints: () => endpoints,
+  };
+  const closers: (() => Promise<void>)[] = [];
+  const g = cfg.gateway;
+  try {
+    if (g.admin !== undefined) {
+      const { token, created } = await ensureAdminToken(dd.dir, { logger: log });
+      // Printed this once; afterwards it is only in DIR/admin.token.
+      if (created) io.stdout.write(`admin token (shown once, also in ${dd.dir}/admin.token): ${token}\n`);
+      const passwords = await openPasswordVault({ dataDir: dd.dir, store: gw.store, logger: log });
+      closers.push(async () => passwords.close());
+      const secret = await ensureProvisionSecret(dd.dir, { logger: log });
+      const admin = buildAdminApi({ store: gw.store, gateway: view, adminToken: token, passwords, logger: log });
+      const provision = buildProvisionApi({ store: gw.store, gateway: view, passwords, secret, logger: log });
+      await Promise.all([admin.ready(), provision.ready()]);
+      closers.push(async () => {
+        await Promise.all([admin.close(), provision.close()]);
+      });
+      const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+        const path = (req.url ?? '/').split('?', 1)[0];
+        (path === '/token' || path === '/config' ? provision : admin).routing(req, res);
+      };
+      // run-server loads the certificate whenever the admin API is https.
+      const srv = g.admin.tls && cert ? https.createServer({ cert: cert.cert, key: cert.key, minVersion: 'TLSv1.2' }, handler) : http.createServer(handler);
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(g.admin?.port, g.admin?.host, () => {
+          srv.off('error', reject);
+          resolve();
+        });
+      });
+      srv.on('error', (err) => log.warn({ err: err.message }, 'admin listener error'));
+      closers.push(
+        () =>
+          new Promise<void>((resolve) => {
+            srv.close(() => resolve());
+            srv.closeAllConnections();
+          }),
+      );
+      const a = srv.address() as AddressInfo;
+      const url = `${g.admin.tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      log.info({ admin: url, ...(g.admin.tls && cert ? { fp: cert.fingerprint } : {}) }, 'admin API and provisioning (/token, /config) listening');
+      if (!g.admin.tls && !isLoopback(a.address)) log.warn({ admin: url }, 'the admin API is plain HTTP on a non-loopback address: tokens and passwords cross the network in clear; use https://');
+    }
+    if (g.controller !== undefined) {
+      const ctl = new MttController({ store: gw.store, logger: log });
+      const a = await ctl.listen(g.controller.port, g.controller.host);
+      closers.push(() => ctl.close());
+      log.info({ controller: `${a.address}:${a.port}` }, 'mtt controller listening');
+      if (!isLoopback(a.address)) log.warn({ controller: `${a.address}:${a.port}` }, 'the mtt controller has no authentication and listens on a non-loopback address');
+    }
+  } catch (err) {
+    await closeAll(closers, log);
+    throw err;
+  }
+  return {
+    view,
+    draining: () => {
+      draining = true;
+    },
+    close: () => closeAll(closers, log),
+  };
+}
+
+async function closeAll(closers: readonly (() => Promise<void>)[], log: Logger): Promise<void> {
+  await Promise.all(
+    closers.map(async (c) => {
+      try {
+        await c();
+      } catch (err) {
+        log.debug({ err: toError(err).message }, 'management listener close failed');
+      }
+    }),
+  );
+}
+
+function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
+/** At most this many users' links are printed at start; the admin API has the rest. */
+const PRINTED_USERS = 10;
+
+/** Prints the links of the first users (a QR code under each on a terminal). */
+export async function printLinks(gw: Gateway, view: GatewayView, io: CliIo, log: Logger): Promise<void> {
+  const users = [...gw.cache.users()];
+  for (const u of users.slice(0, PRINTED_USERS)) {
+    const full = await gw.store.getUser(u.id, { withSecret: true });
+    if (full?.secret === undefined || full.secret === null) continue;
+    let links: string[];
+    try {
+      links = userLinks({ name: full.name, credential: full.secret, credentialKind: full.kind, wssPath: full.wssPath }, view.endpoints(), view.serverPublicKey());
+    } catch (err) {
+      // A token with characters a link cannot carry: that user's links are unusable, the others are not.
+      log.warn({ user: full.name, err: toError(err).message }, 'cannot print this user\'s links');
+      continue;
+    }
+    for (const link of links) {
+      io.stdout.write(`${link}\n`);
+      if (io.stdout.isTTY) io.stdout.write(`${renderQr(link)}\n`);
+    }
+  }
+  if (users.length > PRINTED_USERS) io.stdout.write(`# ${users.length - PRINTED_USERS} more users: GET /api/users/ID/links on the admin API, or polytun link --user NAME\n`);
+}

@@ -1,0 +1,72 @@
+/**
+ * The server's `gateway:` section (multi-user gateway: user store, admin
+ * API with provisioning, mtt controller, decoy, traffic accounting). Every
+ * key has a flag; schema.ts plugs the section in.
+ *
+ *   gateway:
+ *     store: postgres://polytun@db/polytun   # --store; '' = SQLite users.db in the data dir
+ *     admin: https://0.0.0.0:8443             # --admin [http[s]://]HOST:PORT; REST API + /token, /config
+ *     controller: 127.0.0.1:8080              # --controller HOST:PORT; mtt-mu-server's controller
+ *     decoy: /var/www/site                    # --decoy DIR|URL; what ws/wss listeners show strangers
+ *     trafficFlushMs: 10000                   # per-user byte counters go to the store this often
+ */
+import { parseHostPort } from '../core/address.js';
+import { expected, int, object, optional, str, withDefault, type Check } from './check.js';
+import { hostPort, type HostPort } from './values.js';
+
+/** Where the admin API listens; `tls` serves it over HTTPS with the server certificate. */
+export interface AdminListen extends HostPort {
+  tls: boolean;
+}
+
+/** `gateway:` with every key present. */
+export interface GatewayConfig {
+  /** User store URL (`--store`): '' = SQLite `users.db` in the data dir, `postgres://…` shared by a fleet. @default '' */
+  store: string;
+  /** Admin REST API and provisioning (`--admin`); undefined = off. */
+  admin: AdminListen | undefined;
+  /** mtt-mu-server compatible controller (`--controller`), no authentication: keep it on loopback. undefined = off. */
+  controller: HostPort | undefined;
+  /** ws/wss decoy (`--decoy`): a folder served as a static site, or an http(s):// URL reverse-proxied. undefined = nginx's 404 page. */
+  decoy: string | undefined;
+  /** Per-user traffic counters are written to the store this often, ms. @default 10000 */
+  trafficFlushMs: number;
+}
+
+/** Defaults of `gateway:`. */
+export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000 };
+
+/** `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`. */
+const adminListen: Check<AdminListen> = (v, path, ctx) => {
+  const what = '[http://|https://]HOST:PORT';
+  if (typeof v !== 'string') return expected(ctx, path, what, v);
+  const m = /^(https?):\/\/(.+?)\/?$/i.exec(v.trim());
+  const text = m ? (m[2] as string) : v.trim();
+  try {
+    const d = parseHostPort(text);
+    return { host: d.host, port: d.port, tls: m?.[1]?.toLowerCase() === 'https' };
+  } catch {
+    return expected(ctx, path, what, v);
+  }
+};
+
+/** A store URL: '' / 'sqlite:…' / 'postgres(ql)://…'. Secret: it may hold a password. */
+const storeUrl: Check<string> = (v, path, ctx) => {
+  if (v === '') return '';
+  const s = str("'', sqlite:FILE or postgres://…", (t) => (/^(sqlite:|postgres(ql)?:\/\/)/.test(t) ? undefined : "expected '', sqlite:FILE or postgres://USER@HOST/DB"), true)(v, path, ctx);
+  return s;
+};
+
+const decoy: Check<string> = str('a folder or an http(s):// URL');
+
+/** The `gateway:` prop of the server shape. */
+export const gatewayProp = withDefault(
+  object({
+    store: withDefault(storeUrl, () => GATEWAY_DEFAULTS.store),
+    admin: optional(adminListen),
+    controller: optional(hostPort(true)),
+    decoy: optional(decoy),
+    trafficFlushMs: withDefault(int(100, 3_600_000), () => GATEWAY_DEFAULTS.trafficFlushMs),
+  }),
+  () => ({ ...GATEWAY_DEFAULTS }),
+);

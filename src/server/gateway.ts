@@ -1,0 +1,316 @@
+/**
+ * The multi-user gateway, server side: the user store (SQLite in the data
+ * dir, or PostgreSQL shared by a fleet) behind an in-memory cache, as the
+ * SessionServer's user directory and as the WSS route; per-user proxying
+ * (fixed destination, policy overrides), traffic accounting, and quota,
+ * expiry and kick enforcement on live sessions.
+ *
+ *   WSS upgrade ─route: cache.byPath(path)─▶ meta.userId ─┐            (unknown path → decoy)
+ *   tcp/tls/ws(s) conn ─▶ handshake ─byKey(key, meta)──────┴─▶ same user? known? refuse()?
+ *                                                              │ accept
+ *                              'session' ─▶ attachProxy(user's egress, dst, meter.counters)
+ *   store change ─▶ cache ─▶ onUserChange ─▶ quota crossed? close CloseCode.quota
+ *   every second ─▶ expired users' sessions ─▶ close CloseCode.expired
+ *
+ * Live changes follow the store: a new user connects at once, a disabled or
+ * deleted one cannot open new sessions, but its live sessions go on (mtt
+ * semantics) unless an admin kicks them. Quota and expiry do end them.
+ */
+import { parseHostPort } from '../core/address.js';
+import { RejectCode, toError } from '../core/errors.js';
+import { nullLogger, type Logger } from '../core/logger.js';
+import { requestPath, type RouteDecision } from '../carriers/ws-server.js';
+import type { IncomingMessage } from 'node:http';
+import { CloseCode } from '../session/session.js';
+import { openStore, UserCache, userRefusal, type User, type UserStore } from '../store/index.js';
+import type { DataDir } from './datadir.js';
+import { EgressDialer } from './egress.js';
+import { importJsonUsers } from './import-users.js';
+import { DestinationPolicy } from './policy.js';
+import { attachProxy, type ProxyServerInit, type ReverseInit } from './proxy-server.js';
+import type { SessionEntry, SessionServer, UserLookup } from './session-server.js';
+import { UserMeters, type UserMeter } from './user-meter.js';
+
+export { importJsonUsers } from './import-users.js';
+
+/** Options of {@link Gateway.open}. */
+export interface GatewayInit {
+  /** User store URL (see openStore): '' = SQLite `users.db` in the data dir, `postgres://…` for a fleet. */
+  readonly storeUrl: string;
+  /** The opened data dir; its users.json is imported into the store once. */
+  readonly dataDir: DataDir;
+  /** Server-wide destination policy; a user's own entries are added to these. */
+  readonly policy: { readonly allow: readonly string[]; readonly deny: readonly string[] };
+  /** Reverse forwards for users without a fixed destination. @default off */
+  readonly reverse?: ReverseInit;
+  /** Traffic counters go to the store this often, ms. @default 10000 */
+  readonly trafficFlushMs?: number;
+  /** Live sessions of expired users are looked for this often, ms. @default 1000 */
+  readonly expiryCheckMs?: number;
+  /** @default nullLogger */
+  readonly logger?: Logger;
+  /** Clock. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** One live session as the management APIs show it (the shape of admin's SessionInfo). */
+export interface GatewaySession {
+  readonly id: string;
+  readonly userId: string | null;
+  readonly userName: string | null;
+  readonly remote: string;
+  readonly startedAt: number;
+  readonly state: string;
+  readonly streams: number;
+  readonly paths: number;
+  readonly rttMs: number | null;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+}
+
+/** Reject code for each reason a known user is refused. */
+const REFUSAL_CODE = { disabled: RejectCode.disabled, expired: RejectCode.expired, quota: RejectCode.quotaExceeded } as const;
+const QUOTA_REASON = 'traffic quota exceeded';
+const EXPIRED_REASON = 'account expired';
+
+/** The gateway. Create with {@link Gateway.open}; `close()` flushes traffic and closes the store. */
+export class Gateway {
+  /** The user store; the management APIs write through it, the gateway follows. */
+  readonly store: UserStore;
+  /** In-memory view of the users. */
+  readonly cache: UserCache;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly meters: UserMeters;
+  private readonly byUser = new Map<string, Set<SessionEntry<User>>>();
+  private readonly egress: EgressDialer;
+  /** The server-wide destination policy (users without overrides use it). */
+  readonly policy: DestinationPolicy;
+  private readonly perUser = new Map<string, { updatedAt: number; proxy: Pick<ProxyServerInit, 'egress' | 'policy' | 'reverse' | 'fixedDestination'> }>();
+  private readonly expiryTimer: NodeJS.Timeout;
+  private server: SessionServer<User> | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly init: GatewayInit,
+    store: UserStore,
+    cache: UserCache,
+  ) {
+    this.store = store;
+    this.cache = cache;
+    this.log = init.logger ?? nullLogger;
+    this.now = init.now ?? Date.now;
+    this.policy = new DestinationPolicy({ allow: init.policy.allow, deny: init.policy.deny, logger: this.log });
+    this.egress = new EgressDialer({ policy: this.policy, logger: this.log });
+    this.meters = new UserMeters({ store, logger: this.log, onBytes: (m) => this.checkQuota(m), ...(init.trafficFlushMs === undefined ? {} : { flushMs: init.trafficFlushMs }) });
+    cache.onUserChange((id, user) => this.userChanged(id, user));
+    this.expiryTimer = setInterval(() => this.closeExpired(), init.expiryCheckMs ?? 1000);
+    this.expiryTimer.unref();
+  }
+
+  /** Opens the store, imports users.json once, loads the cache. */
+  static async open(init: GatewayInit): Promise<Gateway> {
+    const log = init.logger ?? nullLogger;
+    const store = await openStore(init.storeUrl, { dataDir: init.dataDir.dir, logger: log });
+    try {
+      await importJsonUsers(store, init.dataDir, log);
+      const cache = await UserCache.open({ store, logger: log });
+      return new Gateway(init, store, cache);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /**
+   * The SessionServer's user directory. A connection routed by a WSS path
+   * carries that user's id in its meta: the handshake key must then belong
+   * to the same user, so one user's path cannot carry another user's key.
+   */
+  readonly lookup: UserLookup<User> = {
+    byKey: (clientKey, meta) => {
+      const user = this.cache.byKey(clientKey);
+      if (user === undefined) return undefined;
+      if (meta.userId !== undefined && meta.userId !== user.id) return undefined;
+      return user;
+    },
+    refuse: (user) => {
+      const why = userRefusal(user, this.now()) ?? (this.overQuota(user) ? 'quota' : undefined);
+      return why === undefined ? undefined : REFUSAL_CODE[why];
+    },
+  };
+
+  /** The WsServer route: the URL path picks the user; anything else gets the decoy. */
+  readonly route = (req: IncomingMessage): RouteDecision => {
+    const user = this.cache.byPath(requestPath(req));
+    return user === undefined ? { accept: false } : { accept: true, meta: { userId: user.id } };
+  };
+
+  /** Serves the proxy on every session `server` opens, with the user's settings and meter. */
+  serve(server: SessionServer<User>, base: Omit<ProxyServerInit, 'egress' | 'policy' | 'reverse' | 'counters' | 'fixedDestination'> = {}): void {
+    this.server = server;
+    server.on('session', (e: SessionEntry<User>) => {
+      const user = e.user;
+      let proxy: ReturnType<Gateway['proxyFor']>;
+      try {
+        proxy = this.proxyFor(user);
+      } catch (err) {
+        // The store checks policy entries' shape, not their syntax: one bad entry must not take the server down.
+        this.log.error({ user: user.name, err: toError(err).message }, "the user's destination policy is invalid; closing its session");
+        // After the SessionServer attached the path (right after this event), so the reason reaches the client.
+        queueMicrotask(() => e.session.close(CloseCode.normal, 'server-side configuration error for this user'));
+        return;
+      }
+      const meter = this.meters.meterFor(user.id);
+      meter.refs++;
+      let set = this.byUser.get(user.id);
+      if (set === undefined) this.byUser.set(user.id, (set = new Set()));
+      set.add(e);
+      const h = attachProxy(e.session, { ...base, ...proxy, counters: meter.counters, logger: (base.logger ?? this.log).child({ user: user.name }) });
+      e.session.once('closed', () => {
+        h.close();
+        meter.refs--;
+        set.delete(e);
+        if (set.size === 0 && this.byUser.get(user.id) === set) this.byUser.delete(user.id);
+      });
+    });
+  }
+
+  /** The live sessions. */
+  sessions(): GatewaySession[] {
+    const out: GatewaySession[] = [];
+    for (const [id, e] of this.server?.sessions ?? []) {
+      const st = e.session.stats;
+      out.push({
+        id,
+        userId: e.user.id,
+        userName: e.user.name,
+        remote: e.remote,
+        startedAt: e.startedAt,
+        state: st.state,
+        streams: st.streams,
+        paths: e.session.pathCount,
+        rttMs: st.rttMs ?? null,
+        bytesSent: st.bytesSent,
+        bytesReceived: st.bytesReceived,
+      });
+    }
+    return out;
+  }
+
+  /** Closes one session (CloseCode.kicked). False when no session has this id. */
+  kickSession(id: string, reason: string): boolean {
+    const e = this.server?.sessions.get(id);
+    if (e === undefined) return false;
+    e.session.close(CloseCode.kicked, reason);
+    return true;
+  }
+
+  /** Closes every live session of `userId` (CloseCode.kicked); returns how many. */
+  kickUser(userId: string, reason: string): number {
+    return this.closeUser(userId, CloseCode.kicked, reason);
+  }
+
+  /** Writes pending traffic counters to the store now. */
+  flushTraffic(): Promise<void> {
+    return this.meters.flush();
+  }
+
+  /** Writes pending traffic, stops following the store and closes it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.expiryTimer);
+    await this.meters.close();
+    this.cache.close();
+    await this.store.close();
+  }
+
+  /** Proxy settings for `user`, rebuilt when the user changes. */
+  private proxyFor(user: User): Pick<ProxyServerInit, 'egress' | 'policy' | 'reverse' | 'fixedDestination'> {
+    const hit = this.perUser.get(user.id);
+    if (hit !== undefined && hit.updatedAt === user.updatedAt) return hit.proxy;
+    const allow = user.policy.allow ?? [];
+    const deny = [...this.init.policy.deny, ...(user.policy.deny ?? [])];
+    let proxy: Pick<ProxyServerInit, 'egress' | 'policy' | 'reverse' | 'fixedDestination'>;
+    if (user.dst !== null) {
+      // An admin-set destination is trusted (it is usually a local backend,
+      // which the default ranges refuse); explicit deny entries still apply.
+      // Such a user gets nothing else: no UDP, no reverse listeners.
+      const trusted = new DestinationPolicy({ allow: ['*'], deny, denyOwnAddresses: false, logger: this.log });
+      const d = parseHostPort(user.dst);
+      proxy = {
+        egress: new EgressDialer({ policy: trusted, logger: this.log }),
+        policy: new DestinationPolicy({ deny: ['*'] }),
+        reverse: { enabled: false },
+        fixedDestination: { host: d.host, port: d.port },
+      };
+    } else if (allow.length > 0 || (user.policy.deny ?? []).length > 0) {
+      const policy = new DestinationPolicy({ allow: [...this.init.policy.allow, ...allow], deny, logger: this.log, where: `user '${user.name}' policy` });
+      proxy = { egress: new EgressDialer({ policy, logger: this.log }), policy, reverse: this.init.reverse ?? { enabled: false } };
+    } else {
+      proxy = { egress: this.egress, policy: this.policy, reverse: this.init.reverse ?? { enabled: false } };
+    }
+    this.perUser.set(user.id, { updatedAt: user.updatedAt, proxy });
+    return proxy;
+  }
+
+  /** True when the user's live total (stored + counted here since) reached its quota. */
+  private overQuota(user: User): boolean {
+    if (user.quotaBytes === null) return false;
+    const unseen = this.meters.get(user.id)?.unseen ?? 0;
+    return user.bytesUp + user.bytesDown + unseen >= user.quotaBytes;
+  }
+
+  private checkQuota(m: UserMeter): void {
+    const user = this.cache.byId(m.userId);
+    if (user === undefined || user.quotaBytes === null || !this.byUser.has(m.userId) || !this.overQuota(user)) return;
+    // Not from inside the relay's data handler: the close resets the very streams that are calling us.
+    queueMicrotask(() => {
+      const n = this.closeUser(m.userId, CloseCode.quota, QUOTA_REASON);
+      if (n > 0) {
+        this.log.info({ user: user.name, sessions: n }, 'traffic quota reached; closed the user\'s sessions');
+        // Tell the store (and through it every server of a fleet) now rather than at the next flush.
+        void this.meters.flush();
+      }
+    });
+  }
+
+  private userChanged(id: string, user: User | undefined): void {
+    this.perUser.delete(id);
+    const m = this.meters.get(id);
+    // The fresh row includes everything already flushed; not what is pending or being written.
+    if (m !== undefined) m.unseen = m.pendingUp + m.pendingDown + m.inflight;
+    if (user === undefined || !this.byUser.has(id)) return;
+    if (userRefusal(user, this.now()) === 'quota' || this.overQuota(user)) {
+      const n = this.closeUser(id, CloseCode.quota, QUOTA_REASON);
+      if (n > 0) this.log.info({ user: user.name, sessions: n }, 'user is over its traffic quota; closed its sessions');
+    }
+  }
+
+  private closeExpired(): void {
+    const now = this.now();
+    for (const id of [...this.byUser.keys()]) {
+      const u = this.cache.byId(id);
+      if (u?.expiresAt === null || u?.expiresAt === undefined || now < u.expiresAt) continue;
+      const n = this.closeUser(id, CloseCode.expired, EXPIRED_REASON);
+      if (n > 0) this.log.info({ user: u.name, sessions: n }, 'user account expired; closed its sessions');
+    }
+  }
+
+  private closeUser(userId: string, code: number, reason: string): number {
+    const set = this.byUser.get(userId);
+    if (set === undefined) return 0;
+    let n = 0;
+    for (const e of [...set]) {
+      if (e.session.state === 'closed' || e.session.state === 'closing') continue;
+      try {
+        e.session.close(code, reason);
+        n++;
+      } catch (err) {
+        this.log.warn({ err: toError(err).message, user: e.user.name }, 'closing a session failed');
+      }
+    }
+    return n;
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Per-user traffic accounting for the gateway: every proxied byte of a
+ * user's sessions lands in that user's meter (the proxy's shared counters),
+ * and the meters are flushed to the user store in one batch every few
+ * seconds and at shutdown.
+ *
+ *   relay data ──tally──▶ meter.counters.bytesUp/Down (setter)
+ *                              │ pending += n, unseen += n ──▶ onBytes(userId)  (quota check)
+ *   every flushMs ─────────────┴─▶ store.addTraffic([{ userId, up, down }…])
+ *                                   failure: the batch goes back to pending
+ *
+ * `unseen` is what this server counted that the cached user's own counters
+ * do not include yet: the user cache refreshes a user's counters only when
+ * the user changes (or crosses its quota in the store), so the live total
+ * of a user is `cached bytesUp + bytesDown + unseen`.
+ */
+import type { Logger } from '../core/logger.js';
+import { toError } from '../core/errors.js';
+import type { UserStore } from '../store/types.js';
+import { createProxyCounters, type ProxyCounters } from './proxy-server.js';
+
+/** One user's meter. */
+export interface UserMeter {
+  readonly userId: string;
+  /** Pass as `ProxyServerInit.counters` for every session of the user. */
+  readonly counters: ProxyCounters;
+  /** Bytes counted and not yet handed to the store. */
+  pendingUp: number;
+  pendingDown: number;
+  /** Bytes in a store write that has not finished. */
+  inflight: number;
+  /** Bytes counted here that the cached user's counters do not include. */
+  unseen: number;
+  /** Live sessions using this meter; at 0 with nothing pending, a flush drops the meter. */
+  refs: number;
+}
+
+/** Options of {@link UserMeters}. */
+export interface UserMetersInit {
+  readonly store: UserStore;
+  readonly logger: Logger;
+  /** Called after bytes were added to a user's meter (cheap: it runs per relayed chunk). */
+  readonly onBytes: (meter: UserMeter) => void;
+  /** Flush period. @default 10000 */
+  readonly flushMs?: number;
+}
+
+/** The meters of every user with traffic, and their flushing. */
+export class UserMeters {
+  private readonly meters = new Map<string, UserMeter>();
+  private readonly timer: NodeJS.Timeout;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly init: UserMetersInit) {
+    this.timer = setInterval(() => void this.flush(), init.flushMs ?? 10_000);
+    this.timer.unref();
+  }
+
+  /** The meter of `userId`, created on first use. */
+  meterFor(userId: string): UserMeter {
+    let m = this.meters.get(userId);
+    if (m === undefined) {
+      m = this.create(userId);
+      this.meters.set(userId, m);
+    }
+    return m;
+  }
+
+  /** The meter of `userId` if it has one. */
+  get(userId: string): UserMeter | undefined {
+    return this.meters.get(userId);
+  }
+
+  /**
+   * Writes every pending count to the store in one batch. Flushes run one
+   * after another; the promise settles when this one is done and never
+   * rejects (a failed batch is kept for the next flush and logged).
+   */
+  flush(): Promise<void> {
+    this.chain = this.chain.then(() => this.flushOnce());
+    return this.chain;
+  }
+
+  /** Stops the timer and writes what is pending. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+
+  private create(userId: string): UserMeter {
+    const counters = createProxyCounters();
+    const meter: UserMeter = { userId, counters, pendingUp: 0, pendingDown: 0, inflight: 0, unseen: 0, refs: 0 };
+    let up = 0;
+    let down = 0;
+    // The proxy only ever adds to these two fields (`shared[key] += n`), so a
+    // setter sees each increment without a hook in the relay's hot path.
+    const added = (n: number): void => {
+      meter.unseen += n;
+      const live = this.meters.get(userId);
+      if (live === undefined) this.meters.set(userId, meter);
+      else if (live !== meter) {
+        // Late bytes of a session whose meter a flush already dropped: hand them to the user's current meter.
+        live.pendingUp += meter.pendingUp;
+        live.pendingDown += meter.pendingDown;
+        live.unseen += n;
+        meter.pendingUp = 0;
+        meter.pendingDown = 0;
+      }
+      this.init.onBytes(live ?? meter);
+    };
+    Object.defineProperties(counters, {
+      bytesUp: {
+        enumerable: true,
+        get: () => up,
+        set: (v: number) => {
+          const n = v - up;
+          up = v;
+          meter.pendingUp += n;
+          added(n);
+        },
+      },
+      bytesDown: {
+        enumerable: true,
+        get: () => down,
+        set: (v: number) => {
+          const n = v - down;
+          down = v;
+          meter.pendingDown += n;
+          added(n);
+        },
+      },
+    });
+    return meter;
+  }
+
+  private async flushOnce(): Promise<void> {
+    const batch: { meter: UserMeter; up: number; down: number }[] = [];
+    for (const [id, m] of this.meters) {
+      if (m.pendingUp === 0 && m.pendingDown === 0) {
+        if (m.inflight === 0 && m.refs === 0) this.meters.delete(id);
+        continue;
+      }
+      batch.push({ meter: m, up: m.pendingUp, down: m.pendingDown });
+      m.inflight += m.pendingUp + m.pendingDown;
+      m.pendingUp = 0;
+      m.pendingDown = 0;
+    }
+    if (batch.length === 0) return;
+    try {
+      await this.init.store.addTraffic(batch.map((b) => ({ userId: b.meter.userId, up: b.up, down: b.down })));
+    } catch (err) {
+      // Keep the bytes: they go out with the next flush.
+      for (const b of batch) {
+        b.meter.pendingUp += b.up;
+        b.meter.pendingDown += b.down;
+      }
+      this.init.logger.warn({ err: toError(err).message, users: batch.length }, 'traffic flush to the user store failed; retrying at the next flush');
+    } finally {
+      for (const b of batch) b.meter.inflight -= b.up + b.down;
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Per-user traffic meters: every byte the proxy tallies reaches the store
+ * exactly once, also when a flush fails or a session's bytes arrive after
+ * its meter was dropped.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nullLogger } from '../../../src/core/logger.js';
+import { UserMeters, type UserMeter } from '../../../src/server/user-meter.js';
+import type { TrafficEntry, UserStore } from '../../../src/store/types.js';
+import { StoreError } from '../../../src/store/types.js';
+
+/** A store that records addTraffic batches and fails the next `failures` calls. */
+function fakeStore(failures = 0): { store: UserStore; batches: TrafficEntry[][] } {
+  const batches: TrafficEntry[][] = [];
+  let left = failures;
+  const store = {
+    backend: 'sqlite',
+    addTraffic: async (entries: readonly TrafficEntry[]) => {
+      if (left-- > 0) throw new StoreError('ERR_STORE_BACKEND', undefined, 'database is locked');
+      batches.push([...entries]);
+    },
+  } as unknown as UserStore;
+  return { store, batches };
+}
+
+const sum = (batches: TrafficEntry[][], userId: string) =>
+  batches.flat().filter((e) => e.userId === userId).reduce((a, e) => ({ up: a.up + e.up, down: a.down + e.down }), { up: 0, down: 0 });
+
+describe('UserMeters', () => {
+  it('counts the proxy counters per user, reports each increment, flushes once', async () => {
+    const { store, batches } = fakeStore();
+    const seen: number[] = [];
+    const meters = new UserMeters({ store, logger: nullLogger, flushMs: 3_600_000, onBytes: (m: UserMeter) => seen.push(m.unseen) });
+    const a = meters.meterFor('a');
+    a.counters.bytesUp += 100;
+    a.counters.bytesDown += 50;
+    meters.meterFor('b').counters.bytesDown += 7;
+    assert.deepEqual(seen, [100, 150, 7]);
+    assert.equal(a.counters.bytesUp, 100);
+    await meters.flush();
+    await meters.flush(); // nothing new: no second batch
+    assert.equal(batches.length, 1);
+    assert.deepEqual(sum(batches, 'a'), { up: 100, down: 50 });
+    assert.deepEqual(sum(batches, 'b'), { up: 0, down: 7 });
+    await meters.close();
+  });
+
+  it('keeps the bytes of a failed flush for the next one', async () => {
+    const { store, batches } = fakeStore(1);
+    const meters = new UserMeters({ store, logger: nullLogger, flushMs: 3_600_000, onBytes: () => undefined });
+    const m = meters.meterFor('a');
+    m.refs++;
+    m.counters.bytesUp += 10;
+    await meters.flush();
+    assert.equal(batches.length, 0);
+    m.counters.bytesUp += 5;
+    await meters.close();
+    assert.deepEqual(sum(batches, 'a'), { up: 15, down: 0 });
+  });
+
+  it('late bytes of a dropped meter go to the user\'s current meter, not lost', async () => {
+    const { store, batches } = fakeStore();
+    const meters = new UserMeters({ store, logger: nullLogger, flushMs: 3_600_000, onBytes: () => undefined });
+    const old = meters.meterFor('a');
+    old.counters.bytesUp += 1;
+    await meters.flush();
+    await meters.flush(); // no refs, nothing pending: dropped
+    const fresh = meters.meterFor('a');
+    assert.notEqual(fresh, old);
+    fresh.refs++;
+    old.counters.bytesDown += 3; // a closing relay of the old session
+    fresh.counters.bytesUp += 2;
+    await meters.close();
+    assert.deepEqual(sum(batches, 'a'), { up: 3, down: 3 });
+  });
+});
