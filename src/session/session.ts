@@ -965,14 +965,16 @@ export class Session extends EventEmitter implements StreamHost {
     p.pingOutstanding = { id, at: performance.now() };
     p.pingToSend = id;
     const deliveredAtPing = p.deliveredBytes;
+    const receivedAtPing = p.channel.bytesIn;
     this.scheduleFlush();
     p.pingDeadline = setTimeout(() => {
       p.pingDeadline = undefined;
       if (p.pingOutstanding?.id !== id) return;
       p.pingOutstanding = undefined;
-      // A path whose frames are being acknowledged is alive: its pong is
-      // just queued behind data.
-      if (p.deliveredBytes > deliveredAtPing) {
+      // A path whose frames are being acknowledged, or on which data keeps
+      // arriving, is alive: its pong is just queued behind that data (a
+      // downloading client sends almost nothing to be acknowledged).
+      if (p.deliveredBytes > deliveredAtPing || p.channel.bytesIn > receivedAtPing + 1024) {
         this.livenessTick(p);
         return;
       }

@@ -239,12 +239,10 @@ describe('bonding lab: one session over several shaped, delayed links', { skip: 
   it('(d1) master/backup server: master crashes (SIGKILL) → new connections use the backup; master back and healthy → they return to it', { skip: noFlag }, () =>
     failoverCase('SIGKILL'));
 
-  // Known bug, reported to the lead: on SIGTERM the master closes its sessions
-  // (CloseCode.shutdown), SessionClient renews against the master forever and
-  // never emits 'detached', so FailoverClient's failover timer never starts.
+  // Regression: on SIGTERM the master closes its sessions (CloseCode.shutdown)
+  // and the client used to renew against it forever without failing over.
   it('(d2) master/backup server: master stopped (SIGTERM) → new connections use the backup; master back → they return to it', {
     skip: noFlag,
-    todo: 'failover does not trigger when the master shuts down gracefully (session closed with code shutdown; the client renews against the master forever)',
   }, () => failoverCase('SIGTERM'));
 });
 
