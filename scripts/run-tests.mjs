@@ -23,6 +23,16 @@ if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
 }
+// Build dist/ once, before any test file runs: e2e and lab tests start the
+// compiled CLI, and files rebuilding it concurrently would let one process
+// import a module another is rewriting.
+const tsc = join(process.cwd(), 'node_modules/typescript/bin/tsc');
+const build = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+if (build.status !== 0) {
+  console.error('run-tests: the build (tsc -p tsconfig.build.json) failed');
+  process.exit(1);
+}
+process.env.POLYTUN_DIST_BUILT = '1';
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 const res = spawnSync(
   process.execPath,

@@ -16,7 +16,9 @@ let built = false;
 
 /** Compiles src/ into dist/ (what `npm ci` does through `prepare`). */
 export function ensureBuilt(): void {
-  if (built) return;
+  // scripts/run-tests.mjs builds once before any file runs; rebuilding here
+  // while another file's processes import dist/ would race.
+  if (built || process.env.POLYTUN_DIST_BUILT) return;
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
   built = true;
 }
