@@ -15,9 +15,10 @@
  *   scrypt$<N>$<r>$<p>$<salt, base64url 16 bytes>$<key, base64url 32 bytes>
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
+import { writeAtomic } from '../core/files.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import type { UserStore } from '../store/types.js';
 
@@ -120,22 +121,7 @@ export async function openPasswordVault(init: PasswordVaultInit): Promise<Passwo
   let queue: Promise<void> = Promise.resolve();
   const save = (): Promise<void> => {
     const data = `${JSON.stringify(Object.fromEntries(hashes), null, 2)}\n`;
-    const run = async (): Promise<void> => {
-      const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        await fh.writeFile(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      try {
-        await rename(tmp, file);
-      } catch (err) {
-        await unlink(tmp);
-        throw err;
-      }
-    };
+    const run = (): Promise<void> => writeAtomic(file, data);
     const p = queue.then(run, run);
     // The caller sees the failure through `p`; the queue only orders writes.
     queue = p.then(

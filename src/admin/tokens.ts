@@ -20,9 +20,10 @@
  * clearing the password revokes every token issued under the old one.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { link, open, readFile, stat, unlink } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
+import { createExclusive, readIfExists } from '../core/files.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 
 /** File name of the admin token in the data directory. */
@@ -33,44 +34,6 @@ export const PROVISION_SECRET_FILE = 'provision.secret';
 const SECRET_TEXT = /^[A-Za-z0-9_-]{43}$/;
 const MAC_CONTEXT = 'polytun-provision-v1.';
 const MAX_TOKEN = 2048;
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-async function readIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return undefined;
-    throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
-  }
-}
-
-/**
- * Creates `file` with `data` (0600) atomically and only if it does not exist:
- * a complete temporary file is hard-linked into place, so a crash never
- * leaves a half-written secret and two processes starting at once agree on one.
- */
-async function createExclusive(file: string, data: string): Promise<boolean> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, file);
-    return true;
-  } catch (err) {
-    if (errno(err) === 'EEXIST') return false;
-    throw err;
-  } finally {
-    await unlink(tmp);
-  }
-}
 
 /** Reads a 32-byte base64url secret file, creating it on first use. */
 async function ensureSecretText(dataDir: string, name: string, log: Logger): Promise<{ text: string; created: boolean }> {

@@ -14,15 +14,15 @@
  * the server is verified. The requests go through our own carriers rather
  * than `fetch`, which cannot pin a certificate without an extra dependency.
  */
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { AuthError, ConfigError, PolytunError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { writeAtomic } from '../core/files.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import type { StreamCarrier } from '../carriers/types.js';
@@ -159,20 +159,7 @@ export function defaultProvisionFile(user: string, host: string, port: number): 
 /** Writes `text` to `file` atomically with mode 0600 (the links inside are secrets). */
 async function saveSecretFile(file: string, text: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp);
-    throw err;
-  }
+  await writeAtomic(file, text);
 }
 
 /**

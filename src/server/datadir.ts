@@ -19,10 +19,10 @@
  * its place without touching callers. Links for the users are built by
  * `linksFor` in src/config/links.ts (links are a config-layer format).
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.js';
+import { createExclusive, errnoCode, readIfExists, writeAtomic } from '../core/files.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { decodeKey, encodeKey, generateKeyPair, publicKeyOf, type KeyPair } from '../secure/keys.js';
 
@@ -70,72 +70,6 @@ export interface OpenDataDirInit {
 const KEY_FILE = 'server.key';
 const USERS_FILE = 'users.json';
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-async function readIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return undefined;
-    throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
-  }
-}
-
-/** fsync a directory so a rename or link in it survives a crash. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } catch (err) {
-    // Some filesystems cannot fsync a directory; the rename is still atomic there.
-    if (errno(err) !== 'EINVAL' && errno(err) !== 'EPERM') throw err;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Writes `data` to a new temporary file beside `file` (mode 0600, fsynced) and returns its path. */
-async function writeTemp(file: string, data: string): Promise<string> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  return tmp;
-}
-
-/** Replaces `file` atomically. */
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const tmp = await writeTemp(file, data);
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp);
-    throw err;
-  }
-  await syncDir(resolve(file, '..'));
-}
-
-/** Creates `file` atomically only if it does not exist; returns false if it already did. */
-async function createExclusive(file: string, data: string): Promise<boolean> {
-  const tmp = await writeTemp(file, data);
-  try {
-    await link(tmp, file);
-  } catch (err) {
-    if (errno(err) === 'EEXIST') return false;
-    throw err;
-  } finally {
-    await unlink(tmp);
-  }
-  await syncDir(resolve(file, '..'));
-  return true;
-}
 
 async function warnIfLoose(file: string, log: Logger): Promise<void> {
   const st = await stat(file);
@@ -265,7 +199,7 @@ export async function openDataDir(dir: string, init: OpenDataDirInit = {}): Prom
   const abs = resolve(dir);
   try {
     const st = await stat(abs).catch(async (err: unknown) => {
-      if (errno(err) !== 'ENOENT') throw err;
+      if (errnoCode(err) !== 'ENOENT') throw err;
       await mkdir(abs, { recursive: true, mode: 0o700 });
       return stat(abs);
     });
