@@ -7,22 +7,13 @@ import { AddressError, Atyp, decodeDestination, encodedDestinationLength, writeD
 import type { Destination } from '../core/address.js';
 import { ChunkList } from '../core/chunks.js';
 import { ClosedError, ProtocolError } from '../core/errors.js';
+import { ProxyStatus } from '../proxy/wire.js';
 
 /** Authentication method codes of the greeting / method selection. */
 export const Socks5Method = { noAuth: 0x00, gssapi: 0x01, userPass: 0x02, noAcceptable: 0xff } as const;
 
 /** REP codes of the reply to a request (RFC 1928 §6). */
-export const Socks5Reply = {
-  succeeded: 0x00,
-  generalFailure: 0x01,
-  notAllowed: 0x02,
-  networkUnreachable: 0x03,
-  hostUnreachable: 0x04,
-  connectionRefused: 0x05,
-  ttlExpired: 0x06,
-  commandNotSupported: 0x07,
-  addressTypeNotSupported: 0x08,
-} as const;
+export const Socks5Reply = ProxyStatus;
 /** One of the `Socks5Reply` values. */
 export type Socks5ReplyCode = (typeof Socks5Reply)[keyof typeof Socks5Reply];
 

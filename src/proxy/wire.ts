@@ -34,6 +34,23 @@ export const OPEN_ACCEPTED = 0x03;
 
 export const STATUS_OK = 0x00;
 
+/**
+ * Status bytes: the SOCKS5 reply codes (RFC 1928 §6), so a SOCKS5 front can
+ * pass on exactly what the server saw. The client codec (Socks5Reply) and
+ * the server egress (SocksReply) both use this table.
+ */
+export const ProxyStatus = {
+  succeeded: 0x00,
+  generalFailure: 0x01,
+  notAllowed: 0x02,
+  networkUnreachable: 0x03,
+  hostUnreachable: 0x04,
+  connectionRefused: 0x05,
+  ttlExpired: 0x06,
+  commandNotSupported: 0x07,
+  addressTypeNotSupported: 0x08,
+} as const;
+
 export type OpenRequest =
   | { kind: 'connect'; dest: Destination }
   | { kind: 'bind'; dest: Destination }

@@ -22,23 +22,14 @@ import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { throwIfAborted } from '../core/abort.js';
 import { AbortedError, PolytunError, TimeoutError } from '../core/errors.js';
+import { ProxyStatus } from '../proxy/wire.js';
 import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
 import { formatIp, parseIp } from './cidr.js';
 import type { DestinationPolicy, PolicyDecision } from './policy.js';
 
 /** SOCKS5 reply codes (RFC 1928 §6) that an egress failure maps to. */
-export const SocksReply = {
-  succeeded: 0x00,
-  generalFailure: 0x01,
-  notAllowed: 0x02,
-  networkUnreachable: 0x03,
-  hostUnreachable: 0x04,
-  connectionRefused: 0x05,
-  ttlExpired: 0x06,
-  commandNotSupported: 0x07,
-  addressTypeNotSupported: 0x08,
-} as const;
+export const SocksReply = ProxyStatus;
 /** One of the {@link SocksReply} values. */
 export type SocksReply = (typeof SocksReply)[keyof typeof SocksReply];
 
