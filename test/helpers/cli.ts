@@ -1,6 +1,7 @@
 /**
  * Runs the real `polytun` CLI (bin/polytun.js over dist/) as child processes
- * for e2e tests. Build once per test file with ensureBuilt().
+ * for e2e tests. scripts/run-tests.mjs builds dist/ once; ensureBuilt() only
+ * builds when a file is run on its own.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
