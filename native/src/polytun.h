@@ -42,6 +42,7 @@ bool pt_init_tun_open(napi_env env, napi_value exports);
 bool pt_init_tun_reader(napi_env env, napi_value exports);
 bool pt_init_sock_connect(napi_env env, napi_value exports);
 bool pt_init_sock_info(napi_env env, napi_value exports);
+bool pt_init_aead(napi_env env, napi_value exports);
 bool pt_export(napi_env env, napi_value exports, const char *name, napi_callback fn);
 
 #endif

@@ -43,6 +43,12 @@ export class ChunkList {
     }
   }
 
+  /** True when the next `n` bytes (n <= length) lie in one chunk, so read(n) returns a view. */
+  contiguous(n: number): boolean {
+    const first = this.chunks[0];
+    return first !== undefined && first.length - this.head >= n;
+  }
+
   /** Consumes and returns `n` bytes (a slice when contiguous, else one copy). */
   read(n: number): Buffer {
     if (n > this.total) throw new RangeError('ChunkList.read beyond length');
@@ -55,6 +61,26 @@ export class ChunkList {
     }
     const out = Buffer.allocUnsafe(n);
     this.peekInto(out, n);
+    this.advance(n);
+    return out;
+  }
+
+  /**
+   * Consumes `n` bytes and returns them as views of the chunks they lie in,
+   * in order, without copying (one view when they are contiguous).
+   */
+  readSegments(n: number): Buffer[] {
+    if (n > this.total) throw new RangeError('ChunkList.readSegments beyond length');
+    const out: Buffer[] = [];
+    let left = n;
+    let off = this.head;
+    for (const c of this.chunks) {
+      if (left === 0) break;
+      const take = Math.min(c.length - off, left);
+      out.push(c.subarray(off, off + take));
+      left -= take;
+      off = 0;
+    }
     this.advance(n);
     return out;
   }

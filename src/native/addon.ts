@@ -1,7 +1,8 @@
 /**
  * Loader and typed façade of polytun's native addon (native/, C + N-API),
  * which gives Node what it lacks: TUN devices, socket options before connect
- * (SO_BINDTODEVICE, SO_MARK, local bind) and MPTCP sockets.
+ * (SO_BINDTODEVICE, SO_MARK, local bind), MPTCP sockets, and in-place
+ * ChaCha20-Poly1305 for the record layer (src/secure/aead.ts).
  *
  * The addon is compiled by `npm run build:native` (also run by `npm install`).
  * When it is missing, this module still loads: `nativeAvailable` is false and
@@ -97,6 +98,10 @@ export interface NativeBinding {
   connectCancel(handle: object): void;
   socketInfo(fd: number): { protocol: number; device: string; mark: number };
   mptcpProbe(): string | null;
+  aeadCreate(key: Buffer, encrypt: boolean): object;
+  aeadSeal(handle: object, src: Buffer, srcOff: number, len: number, dst: Buffer, dstOff: number, aad16: number, nonceLo: number, nonceHi: number): void;
+  aeadOpen(handle: object, buf: Buffer, off: number, len: number, aad16: number, nonceLo: number, nonceHi: number): boolean;
+  aeadOpenv(handle: object, dst: Buffer, dstOff: number, len: number, aad16: number, nonceLo: number, nonceHi: number, tag: Buffer, segments: readonly Buffer[]): boolean;
 }
 
 /** Outcome of loading the addon. */

@@ -108,15 +108,10 @@ export class SecureChannel {
   write(buf: Buffer, len: number): boolean {
     if (this.closed) return false;
     const s = this.stream;
-    s.cork();
     if (this.sealer.bytesUnderKey >= this.rekeyBytes || Date.now() - this.sealer.keySince >= this.rekeyMs) {
-      for (const part of this.sealer.sealKeyUpdate()) s.write(part);
+      s.write(this.sealer.sealKeyUpdate());
     }
-    const [hdr, ct, tag] = this.sealer.seal(buf, len);
-    s.write(hdr);
-    s.write(ct);
-    const ok = s.write(tag);
-    s.uncork();
+    const ok = s.write(this.sealer.seal(buf, len));
     this.bytesOut += len + 18;
     return ok;
   }

@@ -13,17 +13,21 @@
  * The length is XOR-masked with ChaCha20 keystream from a separate mask key
  * (like obfs4's SipHash-OFB lengths), so the stream never shows a plaintext
  * length field; the masked length is the AEAD's associated data, so tampering
- * with it fails authentication. One AEAD call per record; the mask keystream
- * is generated in 4 KiB blocks (2048 lengths per cipher call).
+ * with it fails authentication. One AEAD call per record (src/secure/aead.ts:
+ * the native addon when built, else node:crypto); the sealer builds each
+ * record in one fresh buffer (one socket write), the opener decrypts in place
+ * in the received bytes. The mask keystream is generated in 4 KiB blocks
+ * (2048 lengths per cipher call).
  *
  * Nonces are Noise-style: 4 zero bytes || 64-bit little-endian counter, one
  * counter per direction. A key update record switches the sender to
  * REKEY(k) (Noise §11.3) for the records that follow it; the receiver follows
  * on reading it, so keys roll forward without a round trip.
  */
-import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
+import { createCipheriv, createHmac } from 'node:crypto';
 import { AuthError, LimitError, ProtocolError } from '../core/errors.js';
 import type { ChunkList } from '../core/chunks.js';
+import { createRecordAead, type RecordAead } from './aead.js';
 
 export const RECORD_HEADER = 2;
 export const RECORD_TAG = 16;
@@ -70,47 +74,41 @@ class MaskStream {
   }
 }
 
-function nonceFor(buf: Buffer, counter: number): Buffer {
-  // 4 zero bytes || u64 LE; counters stay below 2^53.
-  buf.writeUInt32LE(counter >>> 0, 4);
-  buf.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
-  return buf;
-}
-
 /** Seals records in one direction. */
 export class RecordSealer {
   private key: Buffer;
+  private aead: RecordAead;
   private mask: MaskStream;
   private counter = 0;
-  private readonly nonce = Buffer.alloc(12);
   /** Bytes sealed under the current key (for rekey-by-volume). */
   bytesUnderKey = 0;
   keySince = Date.now();
 
   constructor(key: Buffer) {
     this.key = Buffer.from(key);
+    this.aead = createRecordAead(this.key, true);
     this.mask = new MaskStream(this.key);
   }
 
   /**
-   * Seals `plaintext[0..len)` (whose first byte is the record type) and returns
-   * the three pieces to write, in order: header, ciphertext, tag.
+   * Seals `plaintext[0..len)` (whose first byte is the record type) and
+   * returns the whole record, header, ciphertext and tag, in one new buffer
+   * (the plaintext is read, not kept).
    */
-  seal(plaintext: Buffer, len = plaintext.length): [Buffer, Buffer, Buffer] {
+  seal(plaintext: Buffer, len = plaintext.length): Buffer {
     if (len < 1 || len > MAX_RECORD_PLAINTEXT) throw new LimitError('record', `record plaintext of ${len} bytes is out of range`);
     if (this.counter >= MAX_NONCE) throw new LimitError('nonce', 'nonce space exhausted without a rekey');
-    const hdr = Buffer.allocUnsafe(RECORD_HEADER);
-    hdr.writeUInt16BE((len ^ this.mask.next()) & 0xffff, 0);
-    const c = createCipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, this.counter++), { authTagLength: 16 });
-    c.setAAD(hdr, { plaintextLength: len });
-    const ct = c.update(len === plaintext.length ? plaintext : plaintext.subarray(0, len));
-    c.final();
+    const rec = Buffer.allocUnsafe(RECORD_HEADER + len + RECORD_TAG);
+    const hdr = (len ^ this.mask.next()) & 0xffff;
+    rec[0] = hdr >>> 8;
+    rec[1] = hdr & 0xff;
+    this.aead.seal(plaintext, 0, len, rec, RECORD_HEADER, hdr, this.counter++);
     this.bytesUnderKey += len;
-    return [hdr, ct, c.getAuthTag()];
+    return rec;
   }
 
   /** Seals a key-update record under the old key, then switches to the new key. */
-  sealKeyUpdate(): [Buffer, Buffer, Buffer] {
+  sealKeyUpdate(): Buffer {
     const out = this.seal(Buffer.from([RECORD_KEY_UPDATE]));
     this.rekey();
     return out;
@@ -118,6 +116,7 @@ export class RecordSealer {
 
   private rekey(): void {
     this.key = rekeyKey(this.key);
+    this.aead = createRecordAead(this.key, true);
     this.mask = new MaskStream(this.key);
     this.counter = 0;
     this.bytesUnderKey = 0;
@@ -133,25 +132,34 @@ export class RecordSealer {
  */
 export class RecordOpener {
   private key: Buffer;
+  private aead: RecordAead;
   private mask: MaskStream;
   private counter = 0;
-  private readonly nonce = Buffer.alloc(12);
+  private readonly hdrBuf = Buffer.alloc(RECORD_HEADER);
+  private readonly tag = Buffer.alloc(RECORD_TAG);
   private pendingLen = -1;
-  private pendingHdr = Buffer.alloc(RECORD_HEADER);
+  private pendingHdr = 0;
   private dead = false;
 
   constructor(key: Buffer) {
     this.key = Buffer.from(key);
+    this.aead = createRecordAead(this.key, false);
     this.mask = new MaskStream(this.key);
   }
 
+  /**
+   * The plaintext is decrypted in place: it is a view of the bytes pushed
+   * into `input` when the record lay in one chunk (so those chunks must not
+   * be reused by their producer; socket reads never are), else of one copy.
+   */
   next(input: ChunkList): Buffer | null {
     if (this.dead) throw new ProtocolError('record stream is dead after an earlier failure');
     if (this.pendingLen < 0) {
       if (input.length < RECORD_HEADER) return null;
-      input.peekInto(this.pendingHdr, RECORD_HEADER);
+      input.peekInto(this.hdrBuf, RECORD_HEADER);
       input.skip(RECORD_HEADER);
-      const len = (this.pendingHdr.readUInt16BE(0) ^ this.mask.next()) & 0xffff;
+      this.pendingHdr = this.hdrBuf.readUInt16BE(0);
+      const len = (this.pendingHdr ^ this.mask.next()) & 0xffff;
       if (len === 0) {
         this.dead = true;
         throw new AuthError('record length is invalid (wrong key or corrupted stream)');
@@ -160,18 +168,25 @@ export class RecordOpener {
     }
     const len = this.pendingLen;
     if (input.length < len + RECORD_TAG) return null;
-    const ct = input.read(len);
-    const tag = input.read(RECORD_TAG);
     this.pendingLen = -1;
-    const d = createDecipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, this.counter++), { authTagLength: 16 });
-    d.setAAD(this.pendingHdr, { plaintextLength: len });
-    d.setAuthTag(tag);
-    const pt = d.update(ct);
-    try {
-      d.final();
-    } catch (err) {
+    let pt: Buffer;
+    let ok: boolean;
+    if (input.contiguous(len + RECORD_TAG)) {
+      // The usual case: ciphertext and tag in one received chunk, opened where they lie.
+      const rec = input.read(len + RECORD_TAG);
+      ok = this.aead.open(rec, 0, len, this.pendingHdr, this.counter++);
+      pt = rec.subarray(0, len);
+    } else {
+      // Split across reads: decrypt the pieces straight into one buffer.
+      const segs = input.readSegments(len);
+      input.peekInto(this.tag, RECORD_TAG);
+      input.skip(RECORD_TAG);
+      pt = Buffer.allocUnsafe(len);
+      ok = this.aead.openv(pt, 0, len, this.pendingHdr, this.counter++, this.tag, segs);
+    }
+    if (!ok) {
       this.dead = true;
-      throw new AuthError('record failed authentication', { cause: err });
+      throw new AuthError('record failed authentication');
     }
     if (pt[0] === RECORD_KEY_UPDATE) {
       if (pt.length !== 1) {
@@ -179,6 +194,7 @@ export class RecordOpener {
         throw new ProtocolError('key update record has a body');
       }
       this.key = rekeyKey(this.key);
+      this.aead = createRecordAead(this.key, false);
       this.mask = new MaskStream(this.key);
       this.counter = 0;
     } else if (pt[0] !== RECORD_DATA) {

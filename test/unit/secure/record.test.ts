@@ -8,14 +8,15 @@ import { RECORD_DATA, RecordOpener, RecordSealer, rekeyKey } from '../../../src/
 const KEY = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
 
 function seal(sealer: RecordSealer, body: Buffer): Buffer {
-  return Buffer.concat(sealer.seal(Buffer.concat([Buffer.from([RECORD_DATA]), body])));
+  return sealer.seal(Buffer.concat([Buffer.from([RECORD_DATA]), body]));
 }
 
 function openAll(opener: RecordOpener, wire: Buffer, chunk = wire.length): Buffer[] {
   const input = new ChunkList();
   const out: Buffer[] = [];
   for (let i = 0; i < wire.length; i += chunk) {
-    input.push(wire.subarray(i, i + chunk));
+    // A copy, as a socket read hands over fresh bytes: the opener decrypts in place.
+    input.push(Buffer.from(wire.subarray(i, i + chunk)));
     for (let pt = opener.next(input); pt; pt = opener.next(input)) if (pt[0] === RECORD_DATA) out.push(pt.subarray(1));
   }
   return out;
@@ -83,7 +84,7 @@ describe('record layer', () => {
 
   it('key updates roll both sides forward (and the old key no longer opens)', () => {
     const s = new RecordSealer(KEY);
-    const parts = [seal(s, Buffer.from('before')), Buffer.concat(s.sealKeyUpdate()), seal(s, Buffer.from('after'))];
+    const parts = [seal(s, Buffer.from('before')), s.sealKeyUpdate(), seal(s, Buffer.from('after'))];
     const got = openAll(new RecordOpener(KEY), Buffer.concat(parts));
     assert.deepEqual(got.map(String), ['before', 'after']);
     assert.equal(s.bytesUnderKey, 6);
