@@ -64,6 +64,12 @@ export const PatchUserSchema = Type.Object(
     resetTraffic: Type.Optional(Type.Boolean()),
     /** Issues a new key or token (same kind); the reply carries it once. */
     rekey: Type.Optional(Type.Boolean()),
+    /**
+     * Makes the user a token user with this token ('auto': a generated one),
+     * replacing its key or token; the reply carries it once. A token user is
+     * selected on the shared ws/wss token path by its client's bearer value.
+     */
+    token: Type.Optional(Type.Union([TokenText, Type.Literal('auto')])),
     /** Sets (string) or removes (null) the provisioning password. */
     provisionPassword: Type.Optional(Type.Union([Password, Type.Null()])),
   },

@@ -6,7 +6,7 @@
  *   POST   /api/users                  create → 201 { user, secret, links }   (the secret is shown this once)
  *   GET    /api/users?limit&offset&after   → { users, total, next }
  *   GET    /api/users/:id              by id or name
- *   PATCH  /api/users/:id              → { user } (+ secret, links after rekey)
+ *   PATCH  /api/users/:id              → { user } (+ secret, links after rekey or token)
  *   DELETE /api/users/:id[?kick=true]  live sessions go on unless kick=true
  *   POST   /api/users/:id/kick         closes the user's live sessions
  *   GET    /api/users/:id/traffic
@@ -162,10 +162,12 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     if (b.expiresAt !== undefined) patch.expiresAt = b.expiresAt;
     if (b.enabled !== undefined) patch.enabled = b.enabled;
     if (b.resetTraffic === true) patch.resetTraffic = true;
+    if (b.rekey === true && b.token !== undefined) throw new AdminInputError('body.token', 'give either rekey or token');
     if (b.rekey === true) patch.credential = { kind: cur.kind };
+    if (b.token !== undefined) patch.credential = b.token === 'auto' ? { kind: 'token' } : { kind: 'token', token: b.token };
     let u = Object.keys(patch).length > 0 ? await store.updateUser(cur.id, patch) : cur;
     if (hash !== undefined && passwords !== undefined) await passwords.set(cur.id, hash ?? undefined);
-    if (b.rekey !== true) return { user: await show(u) };
+    if (patch.credential === undefined) return { user: await show(u) };
     u = await find(cur.id, true);
     return { user: await show(u), secret: u.secret ?? null, ...linksOrError(u) };
   });

@@ -37,6 +37,7 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'backupServer', flag: '--backup-server', path: ['backupServers'] },
   { attr: 'failoverAfter', flag: '--failover-after', path: ['failover', 'afterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'failbackAfter', flag: '--failback-after', path: ['failover', 'failbackAfterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
+  { attr: 'refusedRetry', flag: '--refused-retry', path: ['reconnect', 'refusedRetryMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -79,6 +80,7 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .addOption(new Option('--backup-server <link>', 'a backup server (same fleet key or its own link), used in order when the link\'s server stops answering (repeatable)').argParser(collect))
     .option('--failover-after <ms>', 'move to the next server after the session has had no path this long (default: 5000)')
     .option('--failback-after <ms>', 'move back to the first server once it has answered for this long (default: 30000)')
+    .option('--refused-retry <ms>', `when the server refuses this user (unknown key, disabled, expired, over quota) or kicks it: log why once, then try again this often, so a router comes back by itself when the user is re-enabled; 0 = exit with status 1 instead (default: ${DEFAULTS.reconnect.refusedRetryMs})`)
     .option('--config <file>', 'YAML config file; flags override its keys')
     .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")
     .option('--save <file>', 'with --provision: where the config is saved, mode 600 (default: ~/.config/polytun/provisioned/USER@HOST_PORT.yaml)')

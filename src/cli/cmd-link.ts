@@ -4,7 +4,8 @@
  * and the user store creates them (keys, a default user, the self-signed
  * certificate for tls/wss) if they do not exist yet, exactly as the server
  * would, so the links printed are the ones the server will accept. ws/wss
- * links carry each user's own WebSocket path.
+ * links carry each user's own WebSocket path, or for a token user without
+ * one the shared --ws-token-path (its client then sends a bearer value).
  */
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
@@ -23,6 +24,7 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'dataDir', flag: '--data-dir', path: ['dataDir'], map: absPath },
   { attr: 'host', flag: '--host', path: ['publicHost'] },
   { attr: 'store', flag: '--store', path: ['gateway', 'store'] },
+  { attr: 'wsTokenPath', flag: '--ws-token-path', path: ['gateway', 'wsTokenPath'] },
 ];
 
 interface LinkOpts {
@@ -39,6 +41,7 @@ export function registerLinkCommand(program: Command, io: CliIo): Command {
     .option('--data-dir <dir>', "the server's data dir (created with keys and a default user if missing)")
     .addOption(new Option('--listen <url>', 'a listen URL of the server, tcp://HOST:PORT or tls://HOST:PORT (repeatable)').argParser(collect))
     .option('--store <url>', "the server's user store (default: SQLite users.db in the data dir)")
+    .option('--ws-token-path <path>', "the server's --ws-token-path: ws/wss links of token users without a path of their own use it (default: /)")
     .option('--host <public-host>', 'host name or address clients dial (default: the listen host; for 0.0.0.0/:: the first public interface address)')
     .option('--config <file>', "read listen, dataDir and publicHost from the server's YAML config; flags override it")
     .option('--user <name>', 'only this user (default: every user)')
@@ -67,7 +70,7 @@ export function registerLinkCommand(program: Command, io: CliIo): Command {
       if (opts.user !== undefined) users = users.filter((u) => u.name === opts.user);
       const tls = config.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss');
       const cert = tls ? await loadOrCreateCert(config, nullLogger) : undefined;
-      const endpoints = linkEndpoints(config.listen, config.publicHost, cert ? { fingerprint: cert.fingerprint } : {});
+      const endpoints = linkEndpoints(config.listen, config.publicHost, { ...(cert ? { fingerprint: cert.fingerprint } : {}), wsTokenPath: config.gateway.wsTokenPath });
       const qr = opts.qr ?? io.stdout.isTTY === true;
       for (const u of users) {
         // Users whose private key only the client holds have no link here.

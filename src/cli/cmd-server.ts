@@ -24,6 +24,7 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'admin', flag: '--admin', path: ['gateway', 'admin'] },
   { attr: 'controller', flag: '--controller', path: ['gateway', 'controller'] },
   { attr: 'decoy', flag: '--decoy', path: ['gateway', 'decoy'], map: (v) => (typeof v === 'string' && /^https?:\/\//i.test(v) ? v : absPath(v)) },
+  { attr: 'wsTokenPath', flag: '--ws-token-path', path: ['gateway', 'wsTokenPath'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -54,7 +55,7 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
   return withServerVpnOptions(program
     .command('server')
     .description('run a polytun server: accept clients and dial their destinations')
-    .addOption(new Option('--listen <url>', 'accept clients here: tcp://, tls://, ws:// or wss://HOST:PORT (repeatable; required, here or in --config); ws/wss pick the user by URL path').argParser(collect))
+    .addOption(new Option('--listen <url>', 'accept clients here: tcp://, tls://, ws:// or wss://HOST:PORT (repeatable; required, here or in --config); ws/wss pick the user by URL path, or by token on --ws-token-path').argParser(collect))
     .option('--data-dir <dir>', 'keys and users; created with a server key and a "default" user on first start (required, here or in --config)')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .addOption(new Option('--allow <entry>', 'let clients reach CIDR|HOST[:PORTS] even if it is private or loopback (repeatable)').argParser(collect))
@@ -65,6 +66,7 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
     .option('--admin <[http[s]://]host:port>', 'admin REST API (bearer token printed on first start) and client provisioning (/token, /config) (default: off)')
     .option('--controller <host:port>', "mos-tls-tunnel mtt-mu-server compatible controller; no authentication, keep it on loopback (default: off)")
     .option('--decoy <dir|url>', 'what ws/wss listeners show to anything that is not a user: a static site folder or an http(s):// backend (default: nginx 404)')
+    .option('--ws-token-path <path>', 'ws/wss URL path shared by token users: the bearer value their client sends in the upgrade request picks the user; a missing or wrong one gets the decoy (default: /)')
     .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')
     .option('--reverse', 'let clients open -R listeners on this server (default: off)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))

@@ -3,10 +3,17 @@
  * (reconnecting and resuming by itself), and starts the fronts the config
  * asks for: SOCKS5, HTTP proxy, -L forwards (TCP/UDP), -R reverse forwards,
  * and the local status endpoint.
+ *
+ * When the server refuses the user (unknown key, disabled, expired, over
+ * quota) or kicks it, the client says why in one log line and tries again
+ * every `reconnect.refusedRetryMs` (default 60 s), at start as later: a
+ * router then comes back by itself once the user is re-enabled, without
+ * hammering the server. With 0 it exits with status 1 instead.
  */
 import { spawn } from 'node:child_process';
 import { makeDestination } from '../core/address.js';
 import { toError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import { formatEndpoint } from '../carriers/types.js';
 import { HttpFront } from '../client/http-front.js';
 import { LocalForward } from '../client/forward.js';
@@ -15,6 +22,7 @@ import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
 import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
 import { FailoverClient } from '../client/failover.js';
+import { RefusedError, refusalMessage, refusalOf } from '../client/session-client.js';
 import { CloseCode, SessionClosedError, type PathStats, type Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
@@ -42,6 +50,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     mptcp: cfg.mptcp,
     extraPaths: pathsFromConfig(link, cfg.paths),
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
+    refusedRetryMs: cfg.reconnect.refusedRetryMs,
     session: {
       streamWindow: cfg.limits.streamWindow,
       sessionWindow: cfg.limits.sessionWindow,
@@ -92,14 +101,26 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     s.once('closed', (err: Error) => {
       if (!(err instanceof SessionClosedError) || err.by !== 'remote') return;
       lastError = err.message;
-      // Idle and shutdown closes are renewed, and logged, by the session client.
-      if (err.closeCode === CloseCode.idle || err.closeCode === CloseCode.shutdown) return;
+      // Idle and shutdown closes are renewed, and refusals (kicked, quota, expiry) logged, by the session client.
+      if (err.closeCode === CloseCode.idle || err.closeCode === CloseCode.shutdown || refusalOf(err) !== undefined) return;
       log.warn({ reason: err.message }, 'the server closed the session');
     }),
   );
+  // With retries off, a refusal after start ends the program (status 1) once the fronts are closed.
+  let refusedForGood: ((err: RefusedError) => void) | undefined;
+  const gaveUp = new Promise<RefusedError>((resolve) => (refusedForGood = resolve));
+  client.on('refused', (err: RefusedError) => {
+    lastError = err.message;
+    if (cfg.reconnect.refusedRetryMs === 0) refusedForGood?.(err);
+  });
   let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
   try {
-    await client.connect();
+    const stopWaiting = new AbortController();
+    void shutdown.then(() => stopWaiting.abort());
+    if (!(await connectUnlessStopped(client, cfg.reconnect.refusedRetryMs, log, stopWaiting.signal))) {
+      client.close();
+      return; // a signal while the server was refusing us: nothing was started
+    }
     vpn = await startClientVpnFor(cfg, client, log); // before ProxyClient: the VPN taps the session first
   } catch (err) {
     client.close();
@@ -179,7 +200,47 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     await stop();
     throw err;
   }
-  const signal = await shutdown;
-  log.info({ signal }, 'shutting down');
+  const ended = await Promise.race([shutdown, gaveUp]);
+  if (ended instanceof RefusedError) {
+    await stop();
+    throw ended;
+  }
+  log.info({ signal: ended }, 'shutting down');
   await stop();
+}
+
+/**
+ * The first connect. A refusal is logged once per reason and tried again
+ * every `retryMs` (0: thrown as a RefusedError); anything else is thrown as
+ * before. False when `signal` fired while waiting.
+ */
+async function connectUnlessStopped(client: { connect(signal?: AbortSignal): Promise<unknown> }, retryMs: number, log: Logger, signal: AbortSignal): Promise<boolean> {
+  let logged: string | undefined;
+  for (;;) {
+    try {
+      await client.connect(signal);
+      if (logged !== undefined) log.info({ was: logged }, 'server accepts us again');
+      return true;
+    } catch (err) {
+      if (signal.aborted) return false;
+      const why = refusalOf(err);
+      if (why === undefined) throw err;
+      if (retryMs === 0) throw new RefusedError(why, err);
+      if (why !== logged) log.error({}, refusalMessage(why, retryMs));
+      logged = why;
+      // A ref'd timer: nothing else keeps the process alive before the fronts are up.
+      const waited = await new Promise<boolean>((resolve) => {
+        const onAbort = (): void => {
+          clearTimeout(t);
+          resolve(false);
+        };
+        const t = setTimeout(() => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(true);
+        }, retryMs);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+      if (!waited) return false;
+    }
+  }
 }

@@ -47,7 +47,7 @@ export function decoyFor(spec: string | undefined, log: Logger): Decoy {
   return staticSite(spec, { logger: log });
 }
 
-/** Listens for ws/wss on `l`: the gateway's route picks the user by path, strangers get the decoy. */
+/** Listens for ws/wss on `l`: the gateway's route picks the user by path or token, strangers get the decoy. */
 export function listenWs(l: ListenUrl, gw: Gateway, cert: ServerCert | undefined, decoy: Decoy, log: Logger, onConn: (conn: StreamConn) => void): Promise<Listener> {
   const server = new WsServer({
     route: gw.route,
@@ -91,7 +91,7 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
   const startedAt = Date.now();
   const ver = version();
   let draining = false;
-  const endpoints = linkEndpoints(bound, cfg.publicHost, cert ? { fingerprint: cert.fingerprint } : {});
+  const endpoints = linkEndpoints(bound, cfg.publicHost, { ...(cert ? { fingerprint: cert.fingerprint } : {}), wsTokenPath: cfg.gateway.wsTokenPath });
   const view: GatewayView = {
     sessions: () => gw.sessions(),
     kickSession: (id, reason) => gw.kickSession(id, reason),

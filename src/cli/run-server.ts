@@ -60,6 +60,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     policy: cfg.policy,
     reverse: { enabled: cfg.reverse.enabled, bindHosts: cfg.reverse.bindHosts, ports },
     trafficFlushMs: cfg.gateway.trafficFlushMs,
+    wsTokenPath: cfg.gateway.wsTokenPath === false ? null : cfg.gateway.wsTokenPath,
     logger: log,
   });
   const policy = gw.policy;

@@ -125,6 +125,9 @@ export class FailoverClient extends EventEmitter {
     client.on('detached', (err?: Error) => {
       if (this.active?.client === client) this.emit('detached', err);
     });
+    client.on('refused', (err: Error, retryInMs: number | null) => {
+      if (this.active?.client === client) this.emit('refused', err, retryInMs);
+    });
   }
 
   private async failover(from: number): Promise<void> {

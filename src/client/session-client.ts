@@ -7,10 +7,25 @@
  * no byte lost or duplicated. If the server no longer knows the session (it
  * restarted, or the grace period ran out) a fresh session replaces it and
  * 'session' is emitted again.
+ *
+ * Refusals are different: when the server will not have this user (its key
+ * is unknown, the user is disabled, expired or over quota) or ends the
+ * session for such a reason (kicked, quota, expiry), trying again at once
+ * cannot help and only loads the server. The client then logs one line
+ * saying why (once per reason, not per attempt), emits 'refused', and tries
+ * again every `refusedRetryMs` (default 60 s) — so a router comes back by
+ * itself once an administrator re-enables the user — or, with 0, stops.
+ * This holds wherever the refusal comes from: a path redial, a resume, or
+ * opening a replacement session.
+ *
+ *   reject unauthorized | disabled | expired | quotaExceeded ─┐
+ *   CLOSE from the server: kicked | quota | expired ──────────┴─▶ log once, 'refused'
+ *        └─▶ retry every refusedRetryMs (0: stop; the CLI then exits non-zero)
+ *   a path lost while the others carry the session: that path alone retries slowly
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay, sleep } from '../core/abort.js';
-import { AbortedError, ClosedError, RejectCode, RejectedError, toError } from '../core/errors.js';
+import { AbortedError, ClosedError, PolytunError, RejectCode, RejectedError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/types.js';
 import type { ChannelInit } from '../secure/channel.js';
@@ -44,6 +59,60 @@ export interface SessionClientInit extends ChannelInit {
   backoffMaxMs?: number;
   /** Replace a session the server no longer knows with a new one. @default true */
   renew?: boolean;
+  /**
+   * After a refusal (see {@link refusalOf}), try again this often, ms; 0 =
+   * stop trying (a 'refused' event says so). @default 60000
+   */
+  refusedRetryMs?: number;
+}
+
+/** Default of {@link SessionClientInit.refusedRetryMs}. */
+export const DEFAULT_REFUSED_RETRY_MS = 60_000;
+
+/**
+ * Why the server will not have us, in words for a log line, when `err` is a
+ * refusal that retrying soon cannot fix; undefined for anything else
+ * (network errors, busy, draining, a session the server forgot, idle or
+ * shutdown closes), which the normal backoff handles.
+ */
+export function refusalOf(err: unknown): string | undefined {
+  if (err instanceof RejectedError) {
+    switch (err.reject) {
+      case RejectCode.unauthorized:
+        return 'key not accepted (no such user: deleted, re-keyed or never added)';
+      case RejectCode.disabled:
+        return 'user disabled';
+      case RejectCode.expired:
+        return 'account expired';
+      case RejectCode.quotaExceeded:
+        return 'traffic quota exceeded';
+      default:
+        return undefined;
+    }
+  }
+  if (err instanceof SessionClosedError && err.by === 'remote') {
+    switch (err.closeCode) {
+      case CloseCode.kicked:
+        return 'session kicked';
+      case CloseCode.quota:
+        return 'traffic quota exceeded';
+      case CloseCode.expired:
+        return 'account expired';
+      default:
+        return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** The server refused us and the client stopped trying (`refusedRetryMs` 0). `cause` is the server's answer. */
+export class RefusedError extends PolytunError {
+  /** What {@link refusalOf} said. */
+  readonly reason: string;
+  constructor(reason: string, cause: unknown) {
+    super('ERR_REFUSED', `server refused: ${reason}`, { cause });
+    this.reason = reason;
+  }
 }
 
 export class SessionClient extends EventEmitter {
@@ -56,6 +125,8 @@ export class SessionClient extends EventEmitter {
   private readonly pathSpec = new Map<number, number>();
   private readonly redialing = new Set<number>();
   private renewing = false;
+  /** The refusal last logged, until a session is accepted again: the same reason is not logged twice. */
+  private refusal: string | undefined;
 
   constructor(private readonly init: SessionClientInit) {
     super();
@@ -68,16 +139,49 @@ export class SessionClient extends EventEmitter {
     return this.current;
   }
 
-  /** Dials the first path and opens the session; the other paths join in the background. Fails fast. */
+  /** Dials the first path and opens the session; the other paths join in the background. Fails fast (a refusal too). */
   async connect(signal?: AbortSignal): Promise<Session> {
     if (this.closed) throw new ClosedError('client');
     const session = await this.openSession(signal);
     return session;
   }
 
+  private get refusedRetryMs(): number {
+    return this.init.refusedRetryMs ?? DEFAULT_REFUSED_RETRY_MS;
+  }
+
+  /**
+   * Reports a refusal: one log line per distinct reason, and a 'refused'
+   * event (err, retryInMs; null when the client stops trying). Returns
+   * whether to try again.
+   */
+  private refused(why: string, err: Error): boolean {
+    const retry = this.refusedRetryMs > 0 && (this.init.renew ?? true);
+    if (why !== this.refusal) {
+      this.refusal = why;
+      const detail = err instanceof SessionClosedError ? { detail: err.message } : {};
+      this.log.error({ server: formatEndpoint(this.init.endpoint), ...detail }, refusalMessage(why, retry ? this.refusedRetryMs : null));
+    }
+    this.emit('refused', new RefusedError(why, err), retry ? this.refusedRetryMs : null);
+    return retry;
+  }
+
+  /** True when `session` is no longer ours to keep alive. */
+  private gone(session: Session): boolean {
+    return this.closed || session !== this.current || session.state === 'closed' || session.state === 'closing';
+  }
+
+  /** A session was accepted: a later refusal is news again. */
+  private accepted(): void {
+    if (this.refusal === undefined) return;
+    this.log.info({ server: formatEndpoint(this.init.endpoint), was: this.refusal }, 'server accepts us again');
+    this.refusal = undefined;
+  }
+
   private async openSession(signal?: AbortSignal): Promise<Session> {
     this.pathSpec.clear();
     const { session } = await this.dialPath(0, undefined, signal);
+    this.accepted();
     this.adopt(session);
     for (let i = 1; i < this.specs.length; i++) void this.maintain(i, session, true);
     return session;
@@ -131,10 +235,15 @@ export class SessionClient extends EventEmitter {
     });
     session.once('closed', (err: Error) => {
       this.emit('sessionClosed', session, err);
+      if (this.closed || session !== this.current) return;
       // The server closed an idle session, or is restarting: open a new one
-      // (backoff applies). Kicks, quota and expiry are final.
+      // (backoff applies). Kicks, quota and expiry are refusals: slow retry.
       const code = err instanceof SessionClosedError && err.by === 'remote' ? err.closeCode : undefined;
-      if (!this.closed && session === this.current && (code === CloseCode.idle || code === CloseCode.shutdown) && (this.init.renew ?? true)) {
+      // (A reject that made maintain() drop the session was reported there.)
+      const why = code === undefined ? undefined : refusalOf(err);
+      if (why !== undefined) {
+        if (this.refused(why, err)) void this.renew(this.refusedRetryMs);
+      } else if ((code === CloseCode.idle || code === CloseCode.shutdown) && (this.init.renew ?? true)) {
         this.log.info({ reason: err.message }, 'server closed the session; opening a new one');
         void this.renew();
       }
@@ -147,12 +256,17 @@ export class SessionClient extends EventEmitter {
     if (this.redialing.has(i)) return;
     this.redialing.add(i);
     const started = Date.now();
+    /** Set after a refusal while other paths carry the session: this path then retries slowly. */
+    let slow = false;
     try {
       for (let attempt = first ? -1 : 0; !this.closed && session === this.current && session.state !== 'closed' && session.state !== 'closing'; attempt++) {
         try {
-          if (attempt >= 0) await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
+          if (slow) await sleep(this.refusedRetryMs, this.ac.signal);
+          else if (attempt >= 0) await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
+          if (this.gone(session)) return; // while we slept
           const wasDetached = session.state === 'detached';
           await this.dialPath(i, session);
+          this.accepted();
           if (wasDetached) {
             this.log.info({ afterMs: Date.now() - started, attempts: attempt + 1, framesResent: session.stats.framesResent }, 'session resumed');
             this.emit('resumed', session);
@@ -166,9 +280,20 @@ export class SessionClient extends EventEmitter {
             if (this.init.renew ?? true) await this.renew();
             return;
           }
-          if (err instanceof RejectedError && err.reject === RejectCode.unauthorized) {
-            this.log.error({}, 'server refused our key (user removed or disabled); giving up');
-            session.abort(err);
+          const why = refusalOf(err);
+          if (why !== undefined && session.pathCount > 0) {
+            // The server lets a refused user's live session go on: while other
+            // paths carry it, only this path waits (or, with retry off, stays down).
+            if (!slow) this.log.warn({ path: this.specs[i]?.label ?? formatEndpoint((this.specs[i] as PathSpec).endpoint), reason: why }, 'server refused to add this path; the session goes on over the others');
+            if (this.refusedRetryMs === 0) return;
+            slow = true;
+            continue;
+          }
+          if (why !== undefined) {
+            // A session with no path left cannot be resumed: drop it, and open a new one when the server agrees.
+            const retry = this.refused(why, err as Error);
+            session.abort(err as Error);
+            if (retry) void this.renew(this.refusedRetryMs);
             return;
           }
           this.log.debug({ path: i, attempt, err: toError(err).message }, 'dial attempt failed');
@@ -179,17 +304,30 @@ export class SessionClient extends EventEmitter {
     }
   }
 
-  private async renew(): Promise<void> {
+  /**
+   * Opens a new session, again and again until one opens or we close: first
+   * after `firstDelayMs` (default: backoff), then with backoff, or every
+   * refusedRetryMs while the server refuses us.
+   */
+  private async renew(firstDelayMs?: number): Promise<void> {
     if (this.renewing) return;
     this.renewing = true;
     try {
+      let delay = firstDelayMs;
       for (let attempt = 0; !this.closed; attempt++) {
         try {
-          await sleep(backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
+          await sleep(delay ?? backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
           await this.openSession();
           return;
         } catch (err) {
           if (err instanceof AbortedError || this.closed) return;
+          const why = refusalOf(err);
+          if (why !== undefined) {
+            if (!this.refused(why, err as Error)) return;
+            delay = this.refusedRetryMs;
+            continue;
+          }
+          delay = undefined;
           this.log.debug({ attempt, err: toError(err).message }, 'new session attempt failed');
         }
       }
@@ -205,4 +343,11 @@ export class SessionClient extends EventEmitter {
     this.ac.abort(new ClosedError('client'));
     this.current?.close(code, reason);
   }
+}
+
+/** The one log line of a refusal: `server refused: user disabled; trying again every 60 s`. */
+export function refusalMessage(why: string, retryInMs: number | null): string {
+  if (retryInMs === null || retryInMs <= 0) return `server refused: ${why}; not trying again`;
+  const every = retryInMs < 1000 ? `${retryInMs} ms` : `${Math.round(retryInMs / 100) / 10} s`;
+  return `server refused: ${why}; trying again every ${every}`;
 }

@@ -2,6 +2,9 @@
  * From a polytun:// link to a SessionClient: picks the carrier the link
  * names (tcp, tls or wss with the pinned certificate fingerprint, ws/wss with
  * the user's URL path), derives the user's key pair from its credential.
+ * A token link on ws/wss also sends `Authorization: Bearer <value derived
+ * from the token>` in the upgrade, which selects the user on the server's
+ * shared token path (and is ignored on a path of the user's own).
  */
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -10,7 +13,7 @@ import { TlsCarrier } from '../carriers/tls.js';
 import { WsCarrier } from '../carriers/ws.js';
 import type { StreamCarrier } from '../carriers/types.js';
 import { SessionClient, type PathSpec, type SessionClientInit } from '../client/session-client.js';
-import { decodeKey, keyPairFromToken, publicKeyOf, type KeyPair } from '../secure/keys.js';
+import { decodeKey, keyPairFromToken, publicKeyOf, wsBearerFromToken, type KeyPair } from '../secure/keys.js';
 import type { SessionOptions } from '../session/session.js';
 import type { ClientLink } from './link.js';
 import type { PathConfig } from './paths.js';
@@ -51,11 +54,12 @@ export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): St
       });
     case 'ws':
     case 'wss':
-      // The path selects the user on a shared port; SNI and the pin work as for tls.
+      // The path (or, for a token, the bearer value) selects the user on a shared port; SNI and the pin work as for tls.
       return new WsCarrier({
         tls: link.carrier === 'wss',
         path: link.path ?? '/',
         tcp,
+        ...(link.credentialKind === 'token' ? { headers: { Authorization: `Bearer ${wsBearerFromToken(link.credential)}` } } : {}),
         ...(link.carrier === 'wss' && link.sni !== undefined ? { servername: link.sni } : {}),
         ...(link.carrier === 'wss' && link.fingerprint ? { pinSha256: link.fingerprint } : {}),
       });
@@ -88,6 +92,8 @@ export interface LinkClientOptions {
   /** Further paths (bonding), each a carrier + endpoint. */
   extraPaths?: PathSpec[];
   handshakeTimeoutMs?: number;
+  /** After a refusal (user unknown, disabled, expired, over quota, kicked), try again this often, ms; 0 = stop. @default 60000 */
+  refusedRetryMs?: number;
 }
 
 /** A SessionClient for the server a link names (not yet connected). */
@@ -106,6 +112,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.extraPaths ? { extraPaths: opts.extraPaths } : {}),
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
+    ...(opts.refusedRetryMs !== undefined ? { refusedRetryMs: opts.refusedRetryMs } : {}),
   };
   return init;
 }

@@ -8,10 +8,11 @@
  *     admin: https://0.0.0.0:8443             # --admin [http[s]://]HOST:PORT; REST API + /token, /config
  *     controller: 127.0.0.1:8080              # --controller HOST:PORT; mtt-mu-server's controller
  *     decoy: /var/www/site                    # --decoy DIR|URL; what ws/wss listeners show strangers
+ *     wsTokenPath: /                          # --ws-token-path PATH; ws/wss path where a token user's bearer selects it; false = off
  *     trafficFlushMs: 10000                   # per-user byte counters go to the store this often
  */
 import { parseHostPort } from '../core/address.js';
-import { expected, int, object, optional, str, withDefault, type Check } from './check.js';
+import { expected, int, object, optional, orFalse, str, withDefault, type Check } from './check.js';
 import { hostPort, type HostPort } from './values.js';
 
 /** Where the admin API listens; `tls` serves it over HTTPS with the server certificate. */
@@ -31,10 +32,17 @@ export interface GatewayConfig {
   decoy: string | undefined;
   /** Per-user traffic counters are written to the store this often, ms. @default 10000 */
   trafficFlushMs: number;
+  /**
+   * Shared ws/wss URL path (`--ws-token-path`) where a token user is picked by
+   * the `Authorization: Bearer` value its client sends (derived from its
+   * token); links of token users without a path of their own use it.
+   * Without a valid value the path gets the decoy. false = off. @default '/'
+   */
+  wsTokenPath: string | false;
 }
 
 /** Defaults of `gateway:`. */
-export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000 };
+export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/' };
 
 /** `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`. */
 const adminListen: Check<AdminListen> = (v, path, ctx) => {
@@ -59,6 +67,9 @@ const storeUrl: Check<string> = (v, path, ctx) => {
 
 const decoy: Check<string> = str('a folder or an http(s):// URL');
 
+/** A URL path: '/' then printable ASCII, no query or fragment (what requestPath compares against). */
+const urlPath: Check<string> = str("a URL path starting with '/'", (s) => (/^\/[\x21-\x7e]*$/.test(s) && !/[?#]/.test(s) ? undefined : "expected a URL path starting with '/' (printable ASCII, no '?' or '#')"));
+
 /** The `gateway:` prop of the server shape. */
 export const gatewayProp = withDefault(
   object({
@@ -67,6 +78,7 @@ export const gatewayProp = withDefault(
     controller: optional(hostPort(true)),
     decoy: optional(decoy),
     trafficFlushMs: withDefault(int(100, 3_600_000), () => GATEWAY_DEFAULTS.trafficFlushMs),
+    wsTokenPath: withDefault(orFalse(urlPath), () => GATEWAY_DEFAULTS.wsTokenPath),
   }),
   () => ({ ...GATEWAY_DEFAULTS }),
 );

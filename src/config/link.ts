@@ -17,6 +17,13 @@
  * | cred  | `k` (credential is a key) or `t` (a token)                  | default k                     |
  * | #name | display name, percent-encoded                              | optional                      |
  *
+ * Token links on ws/wss: the client sends `Authorization: Bearer <value
+ * derived from the token>` in the upgrade request, so `path` may be the
+ * server's shared token path (`gateway.wsTokenPath`), where that value
+ * selects the user, instead of a path of the user's own. The token already
+ * travels as the credential, so no parameter was added: links written
+ * before token paths existed decode, and mean, the same.
+ *
  * Decoding is strict (unknown or repeated parameters are errors) so that a
  * mistyped security parameter is never silently ignored. Every failure is a
  * ConfigError naming what is wrong; messages never contain the credential.

@@ -2,7 +2,9 @@
  * Client links for a server's users: one polytun:// link per user per
  * listen URL, carrying the user's key, the server's public key (pinned by the
  * client) and the carrier (tls/wss: SNI and certificate pin; ws/wss: the
- * user's own URL path, which selects it on a shared port). It lives in
+ * user's own URL path, which selects it on a shared port, or for a token
+ * user without one the shared token path, where the bearer value its client
+ * derives from the token selects it). It lives in
  * config/ rather than beside the data dir in server/ because links are a
  * config-layer format and imports point down only (server/ may not import
  * config/).
@@ -22,6 +24,8 @@ export interface LinksForOptions {
   users?: readonly string[];
   /** Interface list (tests). @default os.networkInterfaces */
   interfaces?: () => NodeJS.Dict<NetworkInterfaceInfo[]>;
+  /** The server's shared token path (`gateway.wsTokenPath`) for ws/wss endpoints; false = none. @default '/' */
+  wsTokenPath?: string | false;
 }
 
 function isWildcard(host: string): boolean {
@@ -58,6 +62,8 @@ export interface LinkEndpoint {
   readonly sni?: string;
   /** Certificate SHA-256, base64url (tls/wss), pinned by clients. */
   readonly fingerprint?: string;
+  /** ws/wss: the shared token path, for token users without a path of their own; absent = no token path. */
+  readonly path?: string;
 }
 
 /** A user as a link needs it. */
@@ -66,7 +72,7 @@ export interface LinkUser {
   /** Private key (base64url) or token. */
   readonly credential: string;
   readonly credentialKind: CredentialKind;
-  /** The user's WebSocket path; ws/wss endpoints are skipped without one. */
+  /** The user's WebSocket path; without one, ws/wss endpoints are skipped, except the token path for a token user. */
   readonly wssPath?: string | null;
 }
 
@@ -84,22 +90,29 @@ export function linkEndpoints(listen: readonly (string | ListenUrl)[], publicHos
     if (u.port === 0) throw new ConfigError(u.url, 'port 0 is chosen at start and cannot go into a link: listen on a fixed port');
     const host = publicHost ?? (isWildcard(u.host) ? guessAddress(u, opts.interfaces ?? networkInterfaces) : u.host);
     const tls = u.scheme === 'tls' || u.scheme === 'wss';
+    const tokenPath = opts.wsTokenPath ?? '/';
     return {
       carrier: u.scheme,
       host,
       port: u.port,
       ...(tls && isIP(host) === 0 ? { sni: host } : {}),
       ...(tls && opts.fingerprint !== undefined ? { fingerprint: opts.fingerprint } : {}),
+      ...((u.scheme === 'ws' || u.scheme === 'wss') && tokenPath !== false ? { path: tokenPath } : {}),
     };
   });
 }
 
-/** The links of one user, one per endpoint (ws/wss only when the user has a WebSocket path). */
+/**
+ * The links of one user, one per endpoint. ws/wss: the user's own path; a
+ * token user without one gets the endpoint's token path; other users
+ * without one get no ws/wss link.
+ */
 export function userLinks(user: LinkUser, endpoints: readonly LinkEndpoint[], serverKey: string): string[] {
   const out: string[] = [];
   for (const e of endpoints) {
     const ws = e.carrier === 'ws' || e.carrier === 'wss';
-    if (ws && (user.wssPath === undefined || user.wssPath === null)) continue;
+    const path = user.wssPath ?? (user.credentialKind === 'token' ? e.path : undefined);
+    if (ws && path === undefined) continue;
     const l: ClientLink = {
       credential: user.credential,
       credentialKind: user.credentialKind,
@@ -110,7 +123,7 @@ export function userLinks(user: LinkUser, endpoints: readonly LinkEndpoint[], se
       name: user.name,
     };
     if (e.sni !== undefined) l.sni = e.sni;
-    if (ws) l.path = user.wssPath as string;
+    if (ws) l.path = path as string;
     if (e.fingerprint !== undefined) l.fingerprint = e.fingerprint;
     out.push(encodeLink(l, `link for user '${user.name}' on ${e.carrier}://${e.host}:${e.port}`));
   }

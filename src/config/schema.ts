@@ -60,6 +60,7 @@ export const DEFAULTS = {
     idleTimeoutMs: 0,
   },
   liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
+  reconnect: { refusedRetryMs: 60_000 },
   reverse: { enabled: false, bindHosts: ['127.0.0.1'], ports: '1024-65535' },
 } as const;
 
@@ -174,6 +175,14 @@ export interface ClientConfig {
   /** Backup servers, in order, used when the link's server stops answering (`--backup-server`). */
   backupServers: ClientLink[];
   failover: { afterMs: number; failbackAfterMs: number };
+  /**
+   * `reconnect:` — after the server refuses the user (unknown key, disabled,
+   * expired, over quota) or ends its session for such a reason (kicked,
+   * quota, expiry), log it once and try again every `refusedRetryMs`
+   * (`--refused-retry`), so a router comes back by itself when the user is
+   * re-enabled; 0 = exit with a non-zero status instead. @default 60000
+   */
+  reconnect: { refusedRetryMs: number };
   /** VPN mode (`--tun`…), undefined when off; see vpn-schema.ts. */
   vpn: ClientVpnConfig | undefined;
   limits: CommonLimits;
@@ -243,7 +252,7 @@ const serverShape = object(
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
   },
-  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover'], CLIENT_ONLY),
+  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover', 'reconnect'], CLIENT_ONLY),
 );
 
 const clientLimitsCheck = object(commonLimits, misplaced(Object.keys(serverOnlyLimits), SERVER_ONLY));
@@ -271,6 +280,10 @@ const clientShape = object(
     failover: withDefault(
       object({ afterMs: withDefault(int(100, 3_600_000), () => 5000), failbackAfterMs: withDefault(int(0, 86_400_000), () => 30_000) }),
       () => ({ afterMs: 5000, failbackAfterMs: 30_000 }),
+    ),
+    reconnect: withDefault(
+      object({ refusedRetryMs: withDefault(int(0, MS_MAX), () => DEFAULTS.reconnect.refusedRetryMs) }),
+      () => ({ ...DEFAULTS.reconnect }),
     ),
     limits: withDefault(clientLimitsCheck, () => {
       const { maxPendingHandshakes: _p, maxSessions: _s, ...common } = L;

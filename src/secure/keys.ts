@@ -46,6 +46,7 @@ export interface KeyPair {
 // └──────────────────────────────────────────────────────┴──────────────┘
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const TOKEN_INFO = Buffer.from('polytun token key v1', 'utf8');
+const BEARER_INFO = Buffer.from('polytun ws bearer v1', 'utf8');
 const KEY_TEXT = /^[A-Za-z0-9_-]{43}$/;
 
 interface Cached {
@@ -145,6 +146,21 @@ export function keyPairFromToken(token: string): KeyPair {
   if (typeof token !== 'string' || token.length === 0) throw new ConfigError('token', 'the token must be a non-empty string');
   const privateKey = Buffer.from(hkdfSync('sha256', Buffer.from(token, 'utf8'), Buffer.alloc(0), TOKEN_INFO, KEY_LENGTH));
   return { privateKey, publicKey: publicKeyOf(privateKey) };
+}
+
+/**
+ * The value a token user's client sends in `Authorization: Bearer …` on a
+ * WebSocket upgrade, so that a shared URL path can select the user before
+ * any polytun byte is exchanged: HKDF-SHA256 of the token like
+ * {@link keyPairFromToken} but with info "polytun ws bearer v1", as 43
+ * base64url characters. Whoever terminates TLS in front of the server (a
+ * reverse proxy, a CDN) sees this value, never the token: it lets a request
+ * past the route, not through the handshake, which still needs the key
+ * derived from the token.
+ */
+export function wsBearerFromToken(token: string): string {
+  if (typeof token !== 'string' || token.length === 0) throw new ConfigError('token', 'the token must be a non-empty string');
+  return Buffer.from(hkdfSync('sha256', Buffer.from(token, 'utf8'), Buffer.alloc(0), BEARER_INFO, KEY_LENGTH)).toString('base64url');
 }
 
 /** Encodes a 32-byte key as 43 characters of unpadded base64url. */

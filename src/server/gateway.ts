@@ -6,6 +6,7 @@
  * expiry and kick enforcement on live sessions.
  *
  *   WSS upgrade ─route: cache.byPath(path)─▶ meta.userId ─┐            (unknown path → decoy)
+ *     on wsTokenPath: cache.byBearer(Authorization)─▶ ────┤            (missing/wrong token → decoy)
  *   tcp/tls/ws(s) conn ─▶ handshake ─byKey(key, meta)──────┴─▶ same user? known? refuse()?
  *                                                              │ accept
  *                              'session' ─▶ attachProxy(user's egress, dst, meter.counters)
@@ -47,6 +48,12 @@ export interface GatewayInit {
   readonly trafficFlushMs?: number;
   /** Live sessions of expired users are looked for this often, ms. @default 1000 */
   readonly expiryCheckMs?: number;
+  /**
+   * The shared ws/wss URL path on which a token user is selected by the
+   * bearer value its client sends in the upgrade request (see
+   * `wsBearerFromToken`); null: only per-user paths select. @default '/'
+   */
+  readonly wsTokenPath?: string | null;
   /** @default nullLogger */
   readonly logger?: Logger;
   /** Clock. @default Date.now */
@@ -66,6 +73,13 @@ export interface GatewaySession {
   readonly rttMs: number | null;
   readonly bytesSent: number;
   readonly bytesReceived: number;
+}
+
+/** The credentials of `Authorization: Bearer <credentials>` (scheme case-insensitive, RFC 6750); undefined otherwise. */
+function bearerValue(header: string | undefined): string | undefined {
+  if (header === undefined || header.length > 1024) return undefined;
+  const m = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
+  return m?.[1];
 }
 
 /** Reject code for each reason a known user is refused. */
@@ -88,6 +102,7 @@ export class Gateway {
   readonly policy: DestinationPolicy;
   private readonly perUser = new Map<string, { updatedAt: number; proxy: Pick<ProxyServerInit, 'egress' | 'policy' | 'reverse' | 'fixedDestination'> }>();
   private readonly expiryTimer: NodeJS.Timeout;
+  private readonly tokenPath: string | null;
   private server: SessionServer<User> | undefined;
   private closed = false;
 
@@ -100,6 +115,7 @@ export class Gateway {
     this.cache = cache;
     this.log = init.logger ?? nullLogger;
     this.now = init.now ?? Date.now;
+    this.tokenPath = init.wsTokenPath === undefined ? '/' : init.wsTokenPath;
     this.policy = new DestinationPolicy({ allow: init.policy.allow, deny: init.policy.deny, logger: this.log });
     this.egress = new EgressDialer({ policy: this.policy, logger: this.log });
     this.meters = new UserMeters({ store, logger: this.log, onBytes: (m) => this.checkQuota(m), ...(init.trafficFlushMs === undefined ? {} : { flushMs: init.trafficFlushMs }) });
@@ -140,9 +156,28 @@ export class Gateway {
     },
   };
 
-  /** The WsServer route: the URL path picks the user; anything else gets the decoy. */
+  /**
+   * The WsServer route: a user's own URL path picks it; on the shared token
+   * path, `Authorization: Bearer <value>` picks the token user it belongs
+   * to. Anything else (unknown path, missing or wrong bearer) gets the
+   * decoy. The header is never logged.
+   *
+   * Why a bearer header, not a `Sec-WebSocket-Protocol` value: reverse
+   * proxies (nginx, Caddy, HAProxy, CDNs) forward Authorization unchanged
+   * and leave it out of their default access logs, and it needs no answer;
+   * a subprotocol must be echoed in the 101 (copying the secret into the
+   * response), or RFC 6455 clients fail the handshake. A browser cannot set
+   * it, but a browser has no polytun key either: to anything without a
+   * valid value this path is the decoy, as to a browser.
+   */
   readonly route = (req: IncomingMessage): RouteDecision => {
-    const user = this.cache.byPath(requestPath(req));
+    const path = requestPath(req);
+    if (path === this.tokenPath) {
+      const bearer = bearerValue(req.headers.authorization);
+      const byToken = bearer === undefined ? undefined : this.cache.byBearer(bearer);
+      if (byToken !== undefined) return { accept: true, meta: { userId: byToken.id } };
+    }
+    const user = this.cache.byPath(path);
     return user === undefined ? { accept: false } : { accept: true, meta: { userId: user.id } };
   };
 

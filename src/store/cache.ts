@@ -12,9 +12,18 @@
  * Traffic counters in the cache are as of the user's last change: they are
  * refreshed when a batch makes a user cross its quota (the store notifies
  * exactly then), which is what refusal needs.
+ *
+ * Token users can also be found by the bearer value their clients send on a
+ * WebSocket upgrade (`wsBearerFromToken`). Users are read with their secret
+ * for that; the cache keeps only SHA-256 of each bearer value, never the
+ * token, and the users it hands out carry no secret. A presented value is
+ * hashed before the lookup, so the map's string compare runs on a digest
+ * the caller cannot steer: no timing hint about a real bearer value.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
+import { wsBearerFromToken } from '../secure/keys.js';
 import type { StoreChange, User, UserStore } from './types.js';
 
 /** Why a known user may not connect now. */
@@ -40,12 +49,23 @@ export interface UserCacheInit {
 }
 
 const keyOf = (publicKey: Buffer): string => publicKey.toString('hex');
+const bearerDigest = (bearer: string): string => createHash('sha256').update(bearer, 'utf8').digest('hex');
+
+/** The user without its secret, and the digest of its bearer value (token users whose token the store holds). */
+function split(user: User): { user: User; bearer: string | undefined } {
+  if (user.secret === undefined) return { user, bearer: undefined };
+  const { secret, ...rest } = user;
+  return { user: rest, bearer: user.kind === 'token' && typeof secret === 'string' && secret !== '' ? bearerDigest(wsBearerFromToken(secret)) : undefined };
+}
 
 /** The cache. Create with {@link UserCache.open}; it never closes the store. */
 export class UserCache {
   private readonly byIdMap = new Map<string, User>();
   private readonly byKeyMap = new Map<string, User>();
   private readonly byPathMap = new Map<string, User>();
+  private readonly byBearerMap = new Map<string, User>();
+  /** id → digest under which the user sits in byBearerMap. */
+  private readonly bearerOf = new Map<string, string>();
   private readonly gens = new Map<string, number>();
   private readonly listeners = new Set<(id: string, user: User | undefined) => void>();
   private readonly log: Logger;
@@ -82,6 +102,12 @@ export class UserCache {
   /** The user selected by this WSS URL path. */
   byPath(wssPath: string): User | undefined {
     return this.byPathMap.get(wssPath);
+  }
+
+  /** The token user whose client sent `bearer` (see `wsBearerFromToken`); undefined for any other value. */
+  byBearer(bearer: string): User | undefined {
+    if (typeof bearer !== 'string' || bearer === '' || this.byBearerMap.size === 0) return undefined;
+    return this.byBearerMap.get(bearerDigest(bearer));
   }
 
   byId(id: string): User | undefined {
@@ -141,7 +167,7 @@ export class UserCache {
 
   private refresh(id: string): void {
     const gen = this.bump(id);
-    this.init.store.getUser(id).then(
+    this.init.store.getUser(id, { withSecret: true }).then(
       (user) => {
         if (this.closed || this.gens.get(id) !== gen) return;
         this.gens.delete(id);
@@ -198,7 +224,7 @@ export class UserCache {
     const fresh = new Map<string, User>();
     let afterId = '';
     for (;;) {
-      const page = await this.init.store.listUsers({ limit: pageSize, afterId });
+      const page = await this.init.store.listUsers({ limit: pageSize, afterId, withSecret: true });
       for (const u of page) fresh.set(u.id, u);
       const last = page[page.length - 1];
       if (page.length < pageSize || last === undefined) return fresh;
@@ -215,7 +241,7 @@ export class UserCache {
     }
   }
 
-  private put(id: string, user: User | undefined): void {
+  private put(id: string, read: User | undefined): void {
     const old = this.byIdMap.get(id);
     if (old !== undefined) {
       // Remove only entries that still point at this user: another user may
@@ -223,7 +249,11 @@ export class UserCache {
       const k = keyOf(old.publicKey);
       if (this.byKeyMap.get(k)?.id === id) this.byKeyMap.delete(k);
       if (old.wssPath !== null && this.byPathMap.get(old.wssPath)?.id === id) this.byPathMap.delete(old.wssPath);
+      const b = this.bearerOf.get(id);
+      if (b !== undefined && this.byBearerMap.get(b)?.id === id) this.byBearerMap.delete(b);
+      this.bearerOf.delete(id);
     }
+    const { user, bearer } = read === undefined ? { user: undefined, bearer: undefined } : split(read);
     if (user === undefined) {
       if (old === undefined) return;
       this.byIdMap.delete(id);
@@ -231,6 +261,10 @@ export class UserCache {
       this.byIdMap.set(id, user);
       this.byKeyMap.set(keyOf(user.publicKey), user);
       if (user.wssPath !== null) this.byPathMap.set(user.wssPath, user);
+      if (bearer !== undefined) {
+        this.byBearerMap.set(bearer, user);
+        this.bearerOf.set(id, bearer);
+      }
     }
     for (const l of [...this.listeners]) {
       try {

@@ -5,6 +5,7 @@
  * loopback.
  *
  *   polytun client ══ wss://127.0.0.1:P/u/<path> ══▶ polytun server ─▶ echo 127.0.0.1
+ *   polytun client ══ wss://127.0.0.1:P/tunnel + Authorization: Bearer … ══▶ (token users)
  *   test ──▶ admin API / mtt controller (loopback) ──▶ user store ──▶ live effect
  */
 import assert from 'node:assert/strict';
@@ -27,6 +28,7 @@ import { WsUpgradeError } from '../../src/carriers/ws.js';
 import { provisionClient } from '../../src/cli/provision.js';
 import { decodeLink, encodeLink } from '../../src/config/link.js';
 import { clientForLink } from '../../src/config/dial-link.js';
+import { encodeKey, generateKeyPair, generateToken } from '../../src/secure/keys.js';
 import { ensureBuilt, freePort, polytun, ROOT, startClient, stopAll, waitForPort } from '../helpers/cli.js';
 import { api, echoServer, EchoConn, eventually, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
 
@@ -61,7 +63,7 @@ describe('multi-user gateway', () => {
     ensureBuilt();
     echo = await echoServer();
     // --allow 127.0.0.1: users without a fixed destination may reach the echo target on loopback.
-    gw = await startGateway({ controller: true, extra: ['--allow', '127.0.0.1', '--set', 'gateway.trafficFlushMs=200'] });
+    gw = await startGateway({ controller: true, extra: ['--allow', '127.0.0.1', '--set', 'gateway.trafficFlushMs=200', '--ws-token-path', '/tunnel'] });
   });
   after(async () => {
     await stopAll();
@@ -211,8 +213,109 @@ describe('multi-user gateway', () => {
     const kicked = await api(gw, 'DELETE', '/api/users/bob?kick=true');
     assert.deepEqual([kicked.status, kicked.body.kicked], [200, 1]);
     await conn2.closedP();
-    await eventually(async () => assert.match(client2.log(), /the server closed the session.*code 3: user deleted/));
+    await eventually(async () => assert.match(client2.log(), /server refused: session kicked; trying again every 60 s.*code 3: user deleted/));
+    assert.equal(client2.child.exitCode, null, 'a refused client waits and retries; it does not exit');
     await client2.stop();
+  });
+
+  it('token in the upgrade request: a token user on the shared path relays; a wrong or missing token gets the decoy, exactly as an unknown path', async () => {
+    // A key user without a path of its own, made a token user through the admin API.
+    assert.equal((await api(gw, 'POST', '/api/users', { name: 'tina', kind: 'key' })).status, 201);
+    const set = await api(gw, 'PATCH', '/api/users/tina', { token: 'auto' });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    const link = (set.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
+    const d = decodeLink(link);
+    assert.deepEqual([d.path, d.credentialKind, d.credential], ['/tunnel', 'token', set.body.secret]);
+    // `polytun link` prints the same link.
+    const printed = await run(['link', '--data-dir', gw.dataDir, '--listen', `wss://127.0.0.1:${d.port}`, '--ws-token-path', '/tunnel', '--user', 'tina']);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(printed.stdout.trim(), link);
+
+    const port = await freePort();
+    const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts], port);
+    const conn = await EchoConn.open(port);
+    assert.equal(await conn.roundTrip('picked by its token'), 'picked by its token');
+    const sessions = await api(gw, 'GET', '/api/sessions?user=tina');
+    assert.equal((sessions.body.sessions as unknown[]).length, 1);
+    conn.end();
+    await client.stop();
+
+    const decoy = (err: unknown): boolean => err instanceof WsUpgradeError && err.status === 404;
+    await assert.rejects(handshake(encodeLink({ ...d, credential: generateToken() })), decoy, 'a wrong token');
+    await assert.rejects(handshake(encodeLink({ ...d, credential: encodeKey(generateKeyPair().privateKey), credentialKind: 'key' })), decoy, 'no token');
+    await assert.rejects(handshake(encodeLink({ ...d, path: '/' })), decoy, 'the right token on another path');
+    // Byte for byte (but the Date header) what an unknown path gets.
+    const unknown = await rawUpgrade(d.port, d.fingerprint as string, '/no-such-path');
+    assert.match(unknown, /^HTTP\/1\.1 404 /);
+    assert.equal(await rawUpgrade(d.port, d.fingerprint as string, '/tunnel', `Bearer ${'x'.repeat(43)}`), unknown);
+    assert.equal(await rawUpgrade(d.port, d.fingerprint as string, '/tunnel'), unknown);
+    assert.doesNotMatch(gw.log(), new RegExp(String(set.body.secret)), 'the token is never logged');
+  });
+
+  it('a client whose user is disabled and kicked says why once, retries every --refused-retry, and comes back when re-enabled', async () => {
+    const made = await api(gw, 'POST', '/api/users', { name: 'rita', kind: 'key', wssPath: 'auto' });
+    const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
+    const port = await freePort();
+    const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--refused-retry', '400', ...opts], port);
+    const conn = await EchoConn.open(port);
+    assert.equal(await conn.roundTrip('before'), 'before');
+    const mark = gw.log().length;
+    const t0 = Date.now();
+    assert.equal((await api(gw, 'PATCH', '/api/users/rita', { enabled: false })).status, 200);
+    assert.equal((await api(gw, 'POST', '/api/users/rita/kick')).status, 200);
+    await conn.closedP();
+    await new Promise((r) => setTimeout(r, 2000));
+    const rejected = (gw.log().slice(mark).match(/client rejected.*disabled/g) ?? []).length;
+    const elapsed = Date.now() - t0;
+    assert.ok(rejected >= 2, `the client stopped trying (${rejected} attempts)`);
+    assert.ok(rejected <= Math.floor(elapsed / 400) + 1, `${rejected} attempts in ${elapsed} ms with --refused-retry 400`);
+    assert.match(client.log(), /server refused: session kicked; trying again every 400 ms/);
+    assert.equal((client.log().match(/server refused: user disabled; trying again/g) ?? []).length, 1, client.log());
+
+    assert.equal((await api(gw, 'PATCH', '/api/users/rita', { enabled: true })).status, 200);
+    await eventually(async () => {
+      const again = await EchoConn.open(port);
+      try {
+        assert.equal(await again.roundTrip('back by itself'), 'back by itself');
+      } finally {
+        again.end();
+      }
+    });
+    assert.match(client.log(), /server accepts us again/);
+    await client.stop();
+  });
+
+  it('--refused-retry 0: a kicked client says why and exits with status 1', async () => {
+    const made = await api(gw, 'POST', '/api/users', { name: 'rex', kind: 'key', wssPath: 'auto' });
+    const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
+    const port = await freePort();
+    const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--refused-retry', '0', ...opts], port);
+    const exited = once(client.child, 'exit');
+    assert.equal((await api(gw, 'POST', '/api/users/rex/kick')).status, 200);
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 1, client.log());
+    assert.match(client.log(), /server refused: session kicked; not trying again/);
+    assert.match(client.log(), /^polytun: server refused: session kicked$/m);
+  });
+
+  it('refused at start: exit 1 with --refused-retry 0; otherwise wait, and start once the user is re-enabled', async () => {
+    const made = await api(gw, 'POST', '/api/users', { name: 'sam', kind: 'key', wssPath: 'auto', enabled: false });
+    const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
+    const gaveUp = await run(['client', link, '--refused-retry', '0', ...opts]);
+    assert.equal(gaveUp.code, 1, gaveUp.stderr);
+    assert.match(gaveUp.stderr, /^polytun: server refused: user disabled$/m);
+
+    const port = await freePort();
+    const client = polytun(['client', link, '-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--refused-retry', '300', ...opts]);
+    await eventually(async () => assert.match(client.log(), /server refused: user disabled; trying again every 300 ms/));
+    assert.equal(client.child.exitCode, null);
+    assert.equal((await api(gw, 'PATCH', '/api/users/sam', { enabled: true })).status, 200);
+    await waitForPort(port, '127.0.0.1', client);
+    const conn = await EchoConn.open(port);
+    assert.equal(await conn.roundTrip('started late'), 'started late');
+    conn.end();
+    assert.equal((client.log().match(/server refused/g) ?? []).length, 1, client.log());
+    await client.stop();
   });
 
   it('quota: the session of a user past its quota is closed with the quota reason; new ones are refused', async () => {
@@ -226,7 +329,7 @@ describe('multi-user gateway', () => {
     for (let i = 0; i < 64 && !conn.closed; i++) echoed += (await conn.roundTrip(chunk)).length;
     assert.ok(conn.closed, `the connection outlived the quota (${echoed} bytes echoed)`);
     assert.ok(echoed < 4 * 1024 * 1024, `${echoed} bytes went through a 256 KiB quota`);
-    await eventually(async () => assert.match(client.log(), /the server closed the session.*code 4: traffic quota exceeded/));
+    await eventually(async () => assert.match(client.log(), /server refused: traffic quota exceeded;.*code 4: traffic quota exceeded/));
     await assert.rejects(handshake(link), rejects(RejectCode.quotaExceeded));
     const t = await eventually(async () => {
       const r = await api(gw, 'GET', '/api/users/carol/traffic');
@@ -259,7 +362,7 @@ describe('expiry', () => {
     const conn = await EchoConn.open(port);
     assert.equal(await conn.roundTrip('before expiry'), 'before expiry');
     await conn.closedP();
-    await eventually(async () => assert.match(client.log(), /the server closed the session.*code 5: account expired/));
+    await eventually(async () => assert.match(client.log(), /server refused: account expired;.*code 5: account expired/));
     await assert.rejects(handshake(link), rejects(RejectCode.expired));
     await client.stop();
   });
@@ -388,6 +491,21 @@ async function httpsGetPinned(base: string, path: string, token: string, fp: str
     req.on('error', reject);
     req.end();
   });
+}
+
+/** Sends a WebSocket upgrade to `path` over TLS pinned to `fp`; resolves with the whole answer, its Date header blanked. */
+async function rawUpgrade(port: number, fp: string, path: string, authorization?: string): Promise<string> {
+  const conn = await new TlsCarrier({ pinSha256: fp, alpn: ['http/1.1'], minVersion: 'TLSv1.2' }).dial({ host: '127.0.0.1', port });
+  const auth = authorization === undefined ? '' : `Authorization: ${authorization}\r\n`;
+  conn.stream.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${auth}\r\n`);
+  let text = '';
+  conn.stream.on('data', (c: Buffer) => (text += c.toString('latin1')));
+  await new Promise<void>((resolve) => {
+    conn.stream.once('close', () => resolve());
+    conn.stream.once('end', () => resolve());
+  });
+  conn.stream.destroy();
+  return text.replace(/^Date: .*$/m, 'Date: -');
 }
 
 /** Runs the CLI to completion. */

@@ -224,6 +224,29 @@ describe('admin API: users', () => {
     assert.equal((await call('PATCH', '/api/users/nobody', { enabled: true })).status, 404);
   });
 
+  it('PATCH token: a key user becomes a token user (given or generated token), its links carry the token on the shared path', async (t) => {
+    const { call, store } = await setup(t);
+    const created = await call('POST', '/api/users', { name: 'tokenized', kind: 'key' });
+    const id = (created.body?.user as { id: string }).id;
+    const given = 'T'.repeat(20) + '_given-token';
+    const r = await call('PATCH', `/api/users/${id}`, { token: given });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body?.secret, given, 'the reply carries the token once');
+    assert.equal((r.body?.user as { kind: string }).kind, 'token');
+    assert.equal((r.body?.user as { publicKey: string }).publicKey, keyPairFromToken(given).publicKey.toString('base64url'));
+    const wss = decodeLink((r.body?.links as string[])[1] ?? '');
+    assert.deepEqual([wss.credential, wss.credentialKind, wss.path], [given, 'token', '/ws']);
+    assert.equal((await store.getUser(id, { withSecret: true }))?.secret, given);
+
+    const auto = await call('PATCH', `/api/users/${id}`, { token: 'auto' });
+    assert.equal(auto.status, 200);
+    assert.match(String(auto.body?.secret), /^[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(auto.body?.secret, given);
+    assert.deepEqual([(await call('PATCH', `/api/users/${id}`, { token: 'short' })).body?.field], ['body.token']);
+    const both = await call('PATCH', `/api/users/${id}`, { token: 'auto', rekey: true });
+    assert.deepEqual([both.status, both.body?.field], [400, 'body.token']);
+  });
+
   it('provisionPassword is refused when provisioning is not enabled', async (t) => {
     const { call } = await setup(t, { vault: false });
     const r = await call('POST', '/api/users', { name: 'e', kind: 'key', provisionPassword: 'long enough' });

@@ -45,7 +45,7 @@ describe('config schema: defaults', () => {
       tls: undefined,
       policy: { allow: [], deny: [] },
       reverse: { enabled: false, bindHosts: ['127.0.0.1'], ports: [[1024, 65535]] },
-      gateway: { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000 },
+      gateway: { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/' },
       vpn: undefined,
       limits: { ...DEFAULTS.limits },
       liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
@@ -65,6 +65,7 @@ describe('config schema: defaults', () => {
     const { maxPendingHandshakes: _a, maxSessions: _b, ...common } = DEFAULTS.limits;
     assert.deepEqual(c.limits, common);
     assert.deepEqual(c.log, { level: 'info', format: 'text' });
+    assert.deepEqual(c.reconnect, { refusedRetryMs: 60_000 });
   });
 
   it('defaults are fresh objects per config', () => {
@@ -107,6 +108,9 @@ describe('config schema: every key is validated', () => {
     ['liveness.misses', 0, 'from 1'],
     ['log.level', 'verbose', 'one of trace, debug, info'],
     ['log.format', 'xml', 'one of text, json'],
+    ['gateway.wsTokenPath', 'tunnel', "a URL path starting with '/'"],
+    ['gateway.wsTokenPath', '/t?x=1', "no '?' or '#'"],
+    ['reconnect', { refusedRetryMs: 1 }, 'is a client setting'],
   ];
   for (const [path, bad, text] of serverBad) {
     it(`server ${path} = ${JSON.stringify(bad)}`, () => {
@@ -133,6 +137,8 @@ describe('config schema: every key is validated', () => {
     ['limits.streamWindow', 0, 'from 16384'],
     ['liveness.misses', 1000, 'to 100'],
     ['log.level', 3, 'one of'],
+    ['reconnect.refusedRetryMs', -1, 'from 0'],
+    ['reconnect.refusedRetryMs', '60s', 'an integer'],
   ];
   for (const [path, bad, text] of clientBad) {
     it(`client ${path} = ${JSON.stringify(bad).slice(0, 40)}`, () => {
