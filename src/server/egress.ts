@@ -192,8 +192,9 @@ export class EgressDialer {
     const pre = this.#policy.checkName(dest.host, dest.port);
     if (!pre.allowed) throw denied(pre);
     const ac = new AbortController();
-    const deadline = new TimeoutError(`egress dial to port ${dest.port}`);
-    const timer = setTimeout(() => ac.abort(deadline), opts.timeoutMs ?? this.#timeoutMs);
+    // Built only when the deadline passes: an error's stack capture costs more than the rest of a dial.
+    const DEADLINE = Symbol('deadline');
+    const timer = setTimeout(() => ac.abort(DEADLINE), opts.timeoutMs ?? this.#timeoutMs);
     const onAbort = (): void => ac.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -204,7 +205,7 @@ export class EgressDialer {
       return await this.#race(interleaveFamilies(candidates), dest.port, ac.signal);
     } catch (err) {
       if (ac.signal.aborted) {
-        if (ac.signal.reason === deadline) throw new EgressError(SocksReply.hostUnreachable, 'timeout', { cause: deadline });
+        if (ac.signal.reason === DEADLINE) throw new EgressError(SocksReply.hostUnreachable, 'timeout', { cause: new TimeoutError(`egress dial to port ${dest.port}`) });
         throw new AbortedError(signal?.reason);
       }
       throw err;

@@ -77,6 +77,7 @@ export class PolyStream extends Duplex {
     this.window = opts.window;
     this.maxWindow = Math.max(opts.window, opts.maxWindow ?? opts.window);
     this.recvLimit = opts.window;
+    this.windowSent = opts.window;
     this.sendLimit = opts.peerWindow;
     this.openPending = opts.locallyOpened;
   }
@@ -250,8 +251,8 @@ export class PolyStream extends Duplex {
     return this.recvLimit;
   }
 
-  /** The limit last put in a WINDOW frame (the session skips unchanged ones). */
-  windowSent = 0;
+  /** The limit last put in a WINDOW frame (the session skips unchanged ones); the peer starts from our initial window. */
+  windowSent: number;
 
   private maybeDone(): void {
     if (this.finSent && this.finReceived && this.readableEnded && !this.destroyed) this.destroy();
