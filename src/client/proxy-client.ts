@@ -16,7 +16,7 @@
  * also installs the dispatcher there at once and tells `onSession` listeners
  * (reverse forwards re-register their binds).
  */
-import { corkPerTick } from '../core/cork.js';
+import { relay } from '../core/relay.js';
 import { AddressError, classifyHost, decodeDestination, type Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
@@ -470,8 +470,8 @@ export interface Splice {
 }
 
 /**
- * Relays bytes both ways between two duplexes with backpressure (pipe) and
- * passes half-closes through: 'end' on one side ends the other's writable.
+ * Relays bytes both ways between two duplexes with backpressure (see
+ * core/relay.ts) and passes half-closes through: 'end' on one side ends the other's writable.
  * Once both directions have finished, or either side errors or closes
  * early, both are destroyed and `onDone` runs once. Sockets given here must
  * allow half-open connections, or their automatic end() races the relay.
@@ -480,11 +480,11 @@ export function splice(a: Duplex, b: Duplex, init: SpliceInit = {}): Splice {
   let done = false;
   let finished = 0;
   let bToA = false;
+  const stops: (() => void)[] = [];
   const settle = (err?: Error): void => {
     if (done) return;
     done = true;
-    a.unpipe(b);
-    b.unpipe(a);
+    for (const stop of stops) stop();
     a.destroy();
     b.destroy();
     init.onDone?.(err);
@@ -502,12 +502,11 @@ export function splice(a: Duplex, b: Duplex, init: SpliceInit = {}): Splice {
   };
   watch(a);
   watch(b);
-  a.pipe(b);
+  stops.push(relay(a, b));
   const startBtoA = (): void => {
     if (bToA || done) return;
     bToA = true;
-    corkPerTick(b, a);
-    b.pipe(a);
+    stops.push(relay(b, a));
   };
   if (!init.deferBtoA) startBtoA();
   return { startBtoA, destroy: settle };

@@ -6,10 +6,16 @@
  * Lifecycle: 'open' → 'closed' (once). `close()` ends the carrier gracefully
  * after queued bytes; `abort(err)` destroys it at once. Both are idempotent.
  */
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ChunkList } from '../core/chunks.js';
 import { toError } from '../core/errors.js';
-import { RECORD_DATA, type RecordOpener, type RecordSealer } from './record.js';
+import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
+
+/** Records at least this big are built in reused buffers (where the carrier allows); smaller ones come from Node's shared slab. */
+const POOL_FROM = 4096;
+/** Full-size record buffers a channel keeps for reuse. */
+const POOL_KEEP = 4;
 
 export interface ChannelInit {
   /** Send a key update after this many bytes under one key. @default 1 GiB */
@@ -40,6 +46,22 @@ export class SecureChannel {
   private readonly maxQueued: number;
   bytesIn = 0;
   bytesOut = 0;
+  /**
+   * Large records are built in reused buffers when the carrier is a
+   * net.Socket (TCP, or TLS): its write callbacks run in order once the bytes
+   * are in the kernel (or in OpenSSL's buffer), so a buffer is free again
+   * then. A 64 KiB allocation per record was most of the sender's GC time.
+   * Other carriers (WebSocket, memory) may hold on to written buffers, so they
+   * get fresh ones.
+   */
+  private readonly reuse: boolean;
+  private readonly free: Buffer[] = [];
+  /** Buffers handed to the socket, in write order (undefined: not reusable). */
+  private readonly written: (Buffer | undefined)[] = [];
+  private readonly onWritten = (): void => {
+    const b = this.written.shift();
+    if (b !== undefined && this.free.length < POOL_KEEP) this.free.push(b);
+  };
 
   constructor(
     private readonly stream: Duplex,
@@ -53,6 +75,7 @@ export class SecureChannel {
     this.rekeyBytes = init.rekeyBytes ?? 2 ** 30;
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
     this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
+    this.reuse = stream instanceof Socket;
     if (leftover && leftover.length > 0) this.input.push(leftover);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('drain', () => this.drainHandler());
@@ -107,13 +130,20 @@ export class SecureChannel {
    */
   write(buf: Buffer, len: number): boolean {
     if (this.closed) return false;
-    const s = this.stream;
     if (this.sealer.bytesUnderKey >= this.rekeyBytes || Date.now() - this.sealer.keySince >= this.rekeyMs) {
-      s.write(this.sealer.sealKeyUpdate());
+      this.send(this.sealer.sealKeyUpdate(), undefined);
     }
-    const ok = s.write(this.sealer.seal(buf, len));
-    this.bytesOut += len + 18;
-    return ok;
+    this.bytesOut += len + RECORD_OVERHEAD;
+    if (!this.reuse || len < POOL_FROM) return this.send(this.sealer.seal(buf, len), undefined);
+    const out = this.free.pop() ?? Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD);
+    const n = this.sealer.sealInto(buf, len, out);
+    return this.send(out.subarray(0, n), out);
+  }
+
+  private send(rec: Buffer, reusable: Buffer | undefined): boolean {
+    if (!this.reuse) return this.stream.write(rec);
+    this.written.push(reusable);
+    return this.stream.write(rec, this.onWritten);
   }
 
   /** Graceful: ends the carrier after what is queued. */

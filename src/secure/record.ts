@@ -31,6 +31,8 @@ import { createRecordAead, type RecordAead } from './aead.js';
 
 export const RECORD_HEADER = 2;
 export const RECORD_TAG = 16;
+/** Header and tag: what a record adds to its plaintext. */
+export const RECORD_OVERHEAD = RECORD_HEADER + RECORD_TAG;
 /** Largest record plaintext (type byte included). */
 export const MAX_RECORD_PLAINTEXT = 65535;
 export const RECORD_DATA = 0;
@@ -96,15 +98,24 @@ export class RecordSealer {
    * (the plaintext is read, not kept).
    */
   seal(plaintext: Buffer, len = plaintext.length): Buffer {
+    const rec = Buffer.allocUnsafe(RECORD_HEADER + len + RECORD_TAG);
+    this.sealInto(plaintext, len, rec);
+    return rec;
+  }
+
+  /**
+   * Like seal(), into `out[0, len + RECORD_OVERHEAD)` (a buffer the caller
+   * reuses); returns the record's size.
+   */
+  sealInto(plaintext: Buffer, len: number, out: Buffer): number {
     if (len < 1 || len > MAX_RECORD_PLAINTEXT) throw new LimitError('record', `record plaintext of ${len} bytes is out of range`);
     if (this.counter >= MAX_NONCE) throw new LimitError('nonce', 'nonce space exhausted without a rekey');
-    const rec = Buffer.allocUnsafe(RECORD_HEADER + len + RECORD_TAG);
     const hdr = (len ^ this.mask.next()) & 0xffff;
-    rec[0] = hdr >>> 8;
-    rec[1] = hdr & 0xff;
-    this.aead.seal(plaintext, 0, len, rec, RECORD_HEADER, hdr, this.counter++);
+    out[0] = hdr >>> 8;
+    out[1] = hdr & 0xff;
+    this.aead.seal(plaintext, 0, len, out, RECORD_HEADER, hdr, this.counter++);
     this.bytesUnderKey += len;
-    return rec;
+    return RECORD_HEADER + len + RECORD_TAG;
   }
 
   /** Seals a key-update record under the old key, then switches to the new key. */

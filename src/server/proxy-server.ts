@@ -13,7 +13,7 @@
  * sent with the OPEN (0-RTT) wait in the stream's receive buffer, bounded by
  * its flow-control window, and are the first bytes piped to the target.
  */
-import { corkPerTick } from '../core/cork.js';
+import { relay as relayBytes } from '../core/relay.js';
 import type { Socket } from 'node:net';
 import { ClosedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
@@ -295,9 +295,8 @@ function relay(s: PolyStream, sock: Socket, o: RelayOptions): void {
     s.reset(ProxyResetCode.idleTimeout);
     abortSocket(sock); // also when the stream had already finished and only our FIN to the target was stuck
   });
-  corkPerTick(s, sock);
-  s.pipe(sock);
-  sock.pipe(s);
+  relayBytes(s, sock);
+  relayBytes(sock, s);
 }
 
 /** Closes a socket with RST when it can (the peer sees ECONNRESET), else plainly. */

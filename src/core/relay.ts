@@ -1,0 +1,64 @@
+/**
+ * Moves bytes from a readable into a writable, like `Readable#pipe`, but
+ * with the batching a relay of session streams needs:
+ *
+ * - pipe() pauses the source as soon as the destination holds its
+ *   highWaterMark, 16 KiB for a socket: exactly one session frame, so every
+ *   frame of a record became its own write syscall (and its own wake-up of
+ *   the process on the other end). Here the source pauses only once
+ *   `maxQueued` bytes wait in the destination (still bounded; 'drain'
+ *   resumes it).
+ * - The chunks of one tick (a record's frames are pushed synchronously) are
+ *   corked and leave in one writev on the next tick.
+ *
+ * Ends the destination when the source ends (half-close passes through).
+ * Errors and closes are the caller's business, as with pipe().
+ */
+import type { Readable, Writable } from 'node:stream';
+
+/** What a relay lets wait in its destination before pausing the source. */
+export const RELAY_MAX_QUEUED = 256 * 1024;
+
+/** Starts relaying; the returned function stops it (idempotent). */
+export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED): () => void {
+  let corked = false;
+  let waiting = false;
+  let stopped = false;
+  const uncork = (): void => {
+    corked = false;
+    if (!dst.destroyed) dst.uncork();
+  };
+  const onDrain = (): void => {
+    waiting = false;
+    if (!stopped) src.resume();
+  };
+  const onData = (chunk: Buffer): void => {
+    if (dst.destroyed || dst.writableEnded) return;
+    if (!corked) {
+      corked = true;
+      dst.cork();
+      process.nextTick(uncork);
+    }
+    dst.write(chunk);
+    if (!waiting && dst.writableLength >= maxQueued) {
+      waiting = true;
+      src.pause();
+      dst.once('drain', onDrain);
+    }
+  };
+  const onEnd = (): void => {
+    if (!dst.destroyed && !dst.writableEnded) dst.end();
+  };
+  src.on('data', onData);
+  // Like pipe(): a source that already ended (its EOF read with the head of a request) still ends dst.
+  if (src.readableEnded) process.nextTick(onEnd);
+  else src.once('end', onEnd);
+  src.resume();
+  return () => {
+    if (stopped) return;
+    stopped = true;
+    src.off('data', onData);
+    src.off('end', onEnd);
+    dst.off('drain', onDrain);
+  };
+}
