@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SecureChannel } from '../../../src/secure/channel.js';
-import { F_WINDOW } from '../../../src/session/frames.js';
+import { F_ACK, F_DATA, F_OPEN, F_WINDOW } from '../../../src/session/frames.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 
 const pairs: Pair[] = [];
@@ -35,7 +35,7 @@ function frameTypes(pt: Buffer, len: number): number[] {
 }
 
 describe('records per exchange', () => {
-  it('a small request/response on a new stream sends no WINDOW frame (the peer knows the initial window)', async () => {
+  it('a small request/response on a new stream sends no WINDOW frame and no ACK-only record for what a reply can carry', async () => {
     const p = await makePair();
     pairs.push(p);
     const ss = await p.serverSession;
@@ -61,5 +61,10 @@ describe('records per exchange', () => {
     }
     assert.ok(sent.length > 0, 'records were seen');
     assert.ok(!sent.flat().includes(F_WINDOW), `no WINDOW frame expected, saw records ${JSON.stringify(sent)}`);
+    // The reply carries the acknowledgement of the request (no ACK-only
+    // record from the server); only the client, idle for 30 ms above, sends one.
+    const reply = sent.find((r) => r[0] === F_DATA && !r.includes(F_OPEN));
+    assert.ok(reply?.includes(F_ACK), `the reply record should carry an ACK, saw records ${JSON.stringify(sent)}`);
+    assert.ok(sent.filter((r) => r.length === 1 && r[0] === F_ACK).length <= 1, `ACK-only records: ${JSON.stringify(sent)}`);
   });
 });
