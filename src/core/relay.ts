@@ -8,8 +8,12 @@
  *   the process on the other end). Here the source pauses only once
  *   `maxQueued` bytes wait in the destination (still bounded; 'drain'
  *   resumes it).
- * - The chunks of one tick (a record's frames are pushed synchronously) are
- *   corked and leave in one writev on the next tick.
+ * - The chunks delivered in one go (a record's frames are pushed
+ *   synchronously) are corked and leave in one writev as soon as that
+ *   synchronous run ends (a microtask: before the session's own flush, so
+ *   relayed bytes are not queued behind a record write).
+ * - What the source already holds when the relay starts (0-RTT bytes that
+ *   arrived before the destination connected) is written at once.
  *
  * Ends the destination when the source ends (half-close passes through).
  * Errors and closes are the caller's business, as with pipe().
@@ -37,7 +41,7 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
     if (!corked) {
       corked = true;
       dst.cork();
-      process.nextTick(uncork);
+      queueMicrotask(uncork);
     }
     dst.write(chunk);
     if (!waiting && dst.writableLength >= maxQueued) {
@@ -49,6 +53,9 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
   const onEnd = (): void => {
     if (!dst.destroyed && !dst.writableEnded) dst.end();
   };
+  if (src.readableLength > 0 && !dst.destroyed && !dst.writableEnded) {
+    for (let c = src.read() as Buffer | null; c !== null; c = src.read() as Buffer | null) dst.write(c);
+  }
   src.on('data', onData);
   // Like pipe(): a source that already ended (its EOF read with the head of a request) still ends dst.
   if (src.readableEnded) process.nextTick(onEnd);

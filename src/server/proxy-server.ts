@@ -178,8 +178,12 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
           sock.destroy();
           return;
         }
-        s.write(statusByte(STATUS_OK));
+        // Relay first: 0-RTT bytes that came with the OPEN reach the target
+        // before the status record goes out (its write would otherwise
+        // delay them by a wake-up of the client). The status is still the
+        // first byte on the stream: the target cannot answer within this tick.
         relayOne(s, sock);
+        s.write(statusByte(STATUS_OK));
       },
       (err: unknown) => {
         s.off('close', onClose);

@@ -83,6 +83,14 @@ describe('relay', () => {
     assert.equal(s.batches.length, 0);
   });
 
+  it('writes what the source already holds at once, before returning (0-RTT bytes)', () => {
+    const src = new PassThrough();
+    src.write('early');
+    const s = sink();
+    relay(src, s.w);
+    assert.equal(Buffer.concat(s.batches.flat()).toString(), 'early');
+  });
+
   it('stops relaying when told to', async () => {
     const src = new PassThrough();
     const s = sink();
