@@ -232,6 +232,10 @@ export class WsStream extends Duplex {
   }
 }
 
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
 /** The server answered the upgrade with something other than 101 (e.g. the decoy's 404). */
 export class WsUpgradeError extends PolytunError {
   /** The HTTP status the server sent. */
@@ -336,6 +340,14 @@ export class WsCarrier implements StreamCarrier {
       skipUTF8Validation: true,
       followRedirects: false,
       headers,
+      // Masking (RFC 6455 §5.3) keeps attacker-chosen browser bytes from
+      // poisoning caches on the path. Our payload is ciphertext nobody can
+      // choose, and over wss with a pinned certificate no one but our server
+      // sees the frames at all, so we send a zero mask, which ws skips: no
+      // copy and XOR of every byte. Without a pin (a TLS front or CDN that
+      // reads the frames, or plain ws) masks stay random: an all-zero mask
+      // would be a fingerprint there.
+      ...(this.init.tls && this.init.pinSha256 !== undefined && { generateMask: zeroMask }),
     });
     return new Promise((resolve, reject) => {
       let refused: WsUpgradeError | undefined;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
@@ -286,5 +286,51 @@ describe('framePieces', () => {
     );
     assert.deepEqual(Buffer.concat(pieces), Buffer.concat([Buffer.from('abcd'), big, Buffer.from('ef')]));
     assert.ok(pieces.every((p) => p.length > 0 && p.length <= 32_768));
+  });
+});
+
+describe('ws client masking', () => {
+  /** A bare (wss or ws) server that accepts one upgrade by hand and resolves with the first client frame's masking key. */
+  async function firstMask(t: TestContext, secure: boolean): Promise<{ port: number; mask: Promise<Buffer> }> {
+    let resolveMask: (b: Buffer) => void = () => undefined;
+    const mask = new Promise<Buffer>((r) => (resolveMask = r));
+    const onConn = (s: net.Socket): void => {
+      let buf = Buffer.alloc(0);
+      let upgraded = false;
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (!upgraded) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const key = /sec-websocket-key: *(\S+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? '';
+          const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+          s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+          upgraded = true;
+          buf = buf.subarray(end + 4);
+        }
+        if (buf.length >= 6) {
+          assert.ok(((buf[1] as number) & 0x80) !== 0, 'client frames carry the mask bit');
+          resolveMask(Buffer.from(buf.subarray(2, 6)));
+        }
+      });
+      s.on('error', () => undefined);
+    };
+    const server = secure ? tls.createServer({ cert: testCert().cert, key: testCert().key }, onConn) : net.createServer(onConn);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => new Promise<void>((r) => server.close(() => r())));
+    return { port: (server.address() as net.AddressInfo).port, mask };
+  }
+
+  it('wss with a pinned certificate sends zero masks (no per-byte XOR); plain ws keeps random ones', async (t) => {
+    for (const secure of [true, false]) {
+      const { port, mask } = await firstMask(t, secure);
+      const conn = await new WsCarrier({ tls: secure, path: '/m', pinSha256: testCert().fingerprintSha256 }).dial({ host: '127.0.0.1', port });
+      conn.stream.on('error', () => undefined); // our bare server never answers keepalive pings
+      conn.stream.write(Buffer.from('ciphertext'));
+      const m = await mask;
+      conn.stream.destroy();
+      if (secure) assert.deepEqual([...m], [0, 0, 0, 0]);
+      else assert.notDeepEqual([...m], [0, 0, 0, 0]);
+    }
   });
 });
