@@ -6,7 +6,8 @@
  * measured three ways in the same run, interleaved round by round:
  * - veth:    iperf3 straight over the veth (the physical limit of this box);
  * - polytun: `polytun client --tun` ↔ `polytun server --tun` (TCP carrier),
- *            iperf3 to the server's TUN address;
+ *            iperf3 to the server's TUN address; checksum and TCP
+ *            segmentation offload on both TUNs (the default, src/tun/vnet.ts);
  * - openvpn: OpenVPN 2.6 userspace, UDP, CHACHA20-POLY1305 (PEER-BENCH.md).
  * Each: TCP one stream, both directions, median of the rounds; and the rate
  * of 64-byte UDP datagrams (payload) that arrive, in packets per second.
@@ -117,7 +118,7 @@ export async function benchVpn(log: (line: string) => void = console.log): Promi
       return s ? { upMbps: median(s.up), downMbps: median(s.down), smallPps: median(s.pps) } : undefined;
     };
     const stats = await client.stop('SIGTERM').then(() => client.logs().find((l) => l.msg === 'vpn closed; routing restored'));
-    if (stats) log(`# polytun client counters: ${JSON.stringify({ sent: stats.sent, received: stats.received, dropped: stats.dropped })}`);
+    if (stats) log(`# polytun client counters: ${JSON.stringify({ sent: stats.sent, received: stats.received, dropped: stats.dropped, superPackets: stats.superPackets })}`);
     return { veth: fig('veth') as PathFigures, polytun: fig('polytun') as PathFigures, openvpn: fig('openvpn'), mtu };
   } finally {
     await lab.destroy();

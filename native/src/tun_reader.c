@@ -1,8 +1,10 @@
 /*
  * Readiness-driven TUN reader. A uv_poll_t watches the (non-blocking) TUN fd
  * on Node's own event loop; no thread-pool thread is parked in read(2). When
- * the fd is readable we read packets until EAGAIN or until `batch` packets,
- * then call JS once for the whole batch. Stopping at `batch` returns control
+ * the fd is readable we read packets until EAGAIN, until `batch` packets or
+ * until `max_bytes` bytes, then call JS once for the whole batch. (The byte
+ * bound matters for 64 KiB super-packets: a batch must fit the session's
+ * datagram queue, which is flushed only after the batch's callback.) Stopping at `batch` returns control
  * to the event loop; epoll is level-triggered, so the rest is read on the
  * next turn without starving timers and sockets.
  *
@@ -21,6 +23,9 @@
  *
  * `lens` (a Uint32Array shared with JS) holds the batch's packet lengths in
  * lens[0..count), and in lens[batch] a running count of oversize packets.
+ * On a device opened with the vnet header each "packet" here is that 10-byte
+ * header followed by the IP packet (up to 64 KiB with TSO, hence a slot of
+ * up to 64 KiB + 64); src/tun/device.ts splits them.
  */
 #include "polytun.h"
 
@@ -44,6 +49,7 @@ typedef struct {
   uint32_t *lens;
   int fd, mode;
   uint32_t batch, slot;
+  size_t max_bytes;
   bool stopped, env_gone;
   int refs; /* one for the uv handle, one for the JS external */
 } reader_t;
@@ -130,8 +136,9 @@ static void on_readable(uv_poll_t *h, int status, int events) {
    * read(2) tells the real reason (EBADFD once the device is gone). */
   int err = 0;
   uint32_t n = 0;
+  size_t bytes = 0;
   /* Bounded by reads, not packets kept, so oversize packets cannot spin us. */
-  for (uint32_t reads = 0; err == 0 && reads < r->batch; reads++) {
+  for (uint32_t reads = 0; err == 0 && reads < r->batch && bytes < r->max_bytes; reads++) {
     ssize_t len = read(r->fd, r->buf + (size_t)n * r->slot, r->slot);
     if (len > (ssize_t)r->slot) {
       /* The kernel returns the full packet length even when it copied only
@@ -140,6 +147,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       r->lens[r->batch]++;
     } else if (len > 0) {
       r->lens[n++] = (uint32_t)len;
+      bytes += (size_t)len;
     } else if (len < 0 && errno == EINTR) {
       continue;
     } else {
@@ -171,18 +179,21 @@ static napi_value new_uint32_view(napi_env env, uint32_t count, void **data, nap
   return view;
 }
 
-/* tunReaderStart(fd, mode, batch, slot, cb(err, count, data)) → { handle, lens, shared? } */
+/* tunReaderStart(fd, mode, batch, slot, cb(err, count, data), maxBytes?) → { handle, lens, shared? } */
 static napi_value reader_start(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  int32_t fd, mode, batch, slot;
+  size_t argc = 6;
+  napi_value argv[6];
+  int32_t fd, mode, batch, slot, max_bytes = 0;
   napi_valuetype t = napi_undefined;
   PT_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5 || !pt_arg_int32(env, argv[0], &fd) || !pt_arg_int32(env, argv[1], &mode) ||
       !pt_arg_int32(env, argv[2], &batch) || !pt_arg_int32(env, argv[3], &slot) ||
       napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function || mode < 0 || mode > 2 || batch < 1 ||
-      batch > 4096 || slot < 64 || slot > 65536) {
-    return pt_throw_type(env, "tunReaderStart(fd, mode 0-2, batch 1-4096, slot 64-65536, callback)");
+      batch > 4096 || slot < 64 || slot > 65536 + 64) {
+    return pt_throw_type(env, "tunReaderStart(fd, mode 0-2, batch 1-4096, slot 64-65600, callback)");
+  }
+  if (argc >= 6 && !pt_is_nullish(env, argv[5]) && (!pt_arg_int32(env, argv[5], &max_bytes) || max_bytes < 1)) {
+    return pt_throw_type(env, "tunReaderStart: maxBytes must be a positive number");
   }
   reader_t *r = calloc(1, sizeof *r);
   if (r == NULL) return pt_throw_errno(env, ENOMEM, "tunReaderStart", NULL);
@@ -192,6 +203,7 @@ static napi_value reader_start(napi_env env, napi_callback_info info) {
   r->mode = mode;
   r->batch = (uint32_t)batch;
   r->slot = (uint32_t)slot;
+  r->max_bytes = max_bytes > 0 ? (size_t)max_bytes : SIZE_MAX;
   r->refs = 1; /* the uv handle's; the external's is added below */
 
   napi_value result, lens_ab, lens, handle, name;

@@ -7,15 +7,22 @@
  *                      oversize  malformed   misrouted
  * ```
  *
+ * Offloaded packets (src/tun/vnet.ts: TCP super-packets, partial checksums)
+ * go to the server whole on VPN_GSO_FLOW when its CONFIG said it takes them,
+ * else cut into plain ones; from the server they are checked like plain
+ * ones, their metadata too (checkOffload), and written to the TUN as they are.
+ *
  * Nothing waits here: while the session has no carrier, sendDatagram
  * refuses and the packet is dropped (the TCP inside the tunnel retransmits
  * once the session is back); writes to the TUN are gathered per tick and
  * handed to the kernel in one call.
  */
 import type { TunWriteResult } from '../native/addon.js';
+import { sendPacket } from '../tun/gso.js';
 import { parseIpBytes } from '../tun/ipaddr.js';
 import { clampMss, inspectPacket, mssFor, newPacketInfo, V4_DST, V6_DST } from '../tun/packet.js';
-import { VPN_FLOW, type VpnConfig } from '../tun/vpn-wire.js';
+import { checkOffload, GSO_WIRE_HEADER, MAX_SUPER_PACKET, metaOfGsoDatagram, OFF_CSUM, OFF_GSO } from '../tun/vnet.js';
+import { VPN_FLOW, VPN_GSO_FLOW, type VpnConfig } from '../tun/vpn-wire.js';
 
 /** Packet counters of the VPN client. */
 export interface ClientVpnStats {
@@ -27,7 +34,7 @@ export interface ClientVpnStats {
   dropped: number;
   /** From the server: not a well-formed IP packet. */
   malformed: number;
-  /** From the server: larger than our MTU. */
+  /** From the server: larger than our MTU (a super-packet: a segment larger, too many segments, over 64 KiB). */
   oversize: number;
   /** From the server: destination other than our lease. */
   misrouted: number;
@@ -37,12 +44,14 @@ export interface ClientVpnStats {
   clamped: number;
   /** IPv6 packets for this link only (link-local source or multicast destination: RS, MLD): never sent. */
   linkLocal: number;
+  /** TCP super-packets among sent and received (offload, see vnet.ts). */
+  superPackets: number;
 }
 
 /** Options of {@link VpnPacketPath}. */
 export interface VpnPacketPathInit {
-  /** The device (or anything that takes packet batches like it). */
-  tun: { readonly mtu: number; readonly closed: boolean; write(packets: readonly Uint8Array[]): TunWriteResult };
+  /** The device (or anything that takes packet batches like it); `meta`: each packet's offload state (vnet.ts). */
+  tun: { readonly mtu: number; readonly closed: boolean; write(packets: readonly Buffer[], meta?: readonly number[]): TunWriteResult };
   mssClamp: boolean;
   /** The session to send on now (it changes when SessionClient renews it). */
   session: () => { sendDatagram(flow: number, payload: Buffer): boolean } | undefined;
@@ -50,12 +59,14 @@ export interface VpnPacketPathInit {
 
 /** See the file comment. */
 export class VpnPacketPath {
-  readonly counters: ClientVpnStats = { sent: 0, received: 0, dropped: 0, malformed: 0, oversize: 0, misrouted: 0, tunDropped: 0, clamped: 0, linkLocal: 0 };
+  readonly counters: ClientVpnStats = { sent: 0, received: 0, dropped: 0, malformed: 0, oversize: 0, misrouted: 0, tunDropped: 0, clamped: 0, linkLocal: 0, superPackets: 0 };
   private readonly info = newPacketInfo();
   private lease4 = 0;
   private lease6: Buffer | undefined;
   private mtu: number;
+  private peerOffload = false;
   private pending: Buffer[] = [];
+  private pendingMeta: number[] = [];
   private flushQueued = false;
   private stopped = false;
 
@@ -68,36 +79,52 @@ export class VpnPacketPath {
     this.lease4 = (parseIpBytes(c.addr4.ip) as Buffer).readUInt32BE(0);
     this.lease6 = c.addr6 ? parseIpBytes(c.addr6.ip) : undefined;
     this.mtu = c.mtu;
+    this.peerOffload = c.offload === true;
   }
 
   /** Stops both directions (packets are then ignored). */
   stop(): void {
     this.stopped = true;
     this.pending = [];
+    this.pendingMeta = [];
   }
 
-  /** A batch read from the TUN. */
-  readonly fromTun = (packets: Buffer[]): void => {
+  /** A batch read from the TUN, with its offload state when the device has offload. */
+  readonly fromTun = (packets: Buffer[], meta?: readonly number[]): void => {
     if (this.stopped) return;
     const k = this.counters;
     const s = this.init.session();
-    for (const p of packets) {
+    for (let i = 0; i < packets.length; i++) {
+      const p = packets[i] as Buffer;
       // The kernel's own IPv6 chatter on the TUN (router solicitations, MLD) means nothing beyond it.
       if ((p[0] as number) >> 4 === 6 && p.length >= 40 && (p[24] === 0xff || (p[8] === 0xfe && ((p[9] as number) & 0xc0) === 0x80))) {
         k.linkLocal++;
         continue;
       }
-      if (this.init.mssClamp) this.clamp(p);
-      if (s?.sendDatagram(VPN_FLOW, p)) k.sent++;
-      else k.dropped++;
+      const m = meta?.[i] ?? 0;
+      if (this.init.mssClamp && (m & OFF_GSO) === 0) this.clamp(p, (m & OFF_CSUM) !== 0);
+      if (s !== undefined && sendPacket(s, VPN_FLOW, VPN_GSO_FLOW, p, m, this.peerOffload, true, this.info)) {
+        k.sent++;
+        if ((m & OFF_GSO) !== 0) k.superPackets++;
+      } else k.dropped++;
     }
   };
 
-  /** One packet from the server (a view into its record: used within this tick only). */
-  fromServer(p: Buffer): void {
+  /** A VPN_GSO_FLOW datagram from the server: its header, then the packet as fromServer. */
+  fromServerGso(d: Buffer): void {
+    const meta = metaOfGsoDatagram(d);
+    if (meta < 0) {
+      if (!this.stopped) this.counters.malformed++;
+      return;
+    }
+    this.fromServer(d.subarray(GSO_WIRE_HEADER), meta);
+  }
+
+  /** One packet from the server (a view into its record: used within this tick only), with its offload state. */
+  fromServer(p: Buffer, meta = 0): void {
     if (this.stopped) return;
     const k = this.counters;
-    if (p.length > this.mtu) {
+    if (p.length > (meta === 0 ? this.mtu : MAX_SUPER_PACKET)) {
       k.oversize++;
       return;
     }
@@ -105,29 +132,40 @@ export class VpnPacketPath {
       k.malformed++;
       return;
     }
+    if (meta !== 0) {
+      const problem = checkOffload(p, this.info, meta, this.mtu);
+      if (problem !== undefined) {
+        k[problem]++;
+        return;
+      }
+    }
     const ours = this.info.version === 4 ? p.readUInt32BE(V4_DST) === this.lease4 : this.lease6 !== undefined && this.lease6.compare(p, V6_DST, V6_DST + 16) === 0;
     if (!ours) {
       k.misrouted++;
       return;
     }
-    if (this.init.mssClamp && clampMss(p, this.info, mssFor(this.mtu, this.info.version))) k.clamped++;
+    if (this.init.mssClamp && (meta & OFF_GSO) === 0 && clampMss(p, this.info, mssFor(this.mtu, this.info.version), (meta & OFF_CSUM) !== 0)) k.clamped++;
+    if ((meta & OFF_GSO) !== 0) k.superPackets++;
     this.pending.push(p);
+    this.pendingMeta.push(meta);
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flush);
     }
   }
 
-  private clamp(p: Buffer): void {
-    if (inspectPacket(p, this.info) === undefined && clampMss(p, this.info, mssFor(this.mtu, this.info.version))) this.counters.clamped++;
+  private clamp(p: Buffer, partialChecksum: boolean): void {
+    if (inspectPacket(p, this.info) === undefined && clampMss(p, this.info, mssFor(this.mtu, this.info.version), partialChecksum)) this.counters.clamped++;
   }
 
   private readonly flush = (): void => {
     this.flushQueued = false;
     const batch = this.pending;
+    const meta = this.pendingMeta;
     this.pending = [];
+    this.pendingMeta = [];
     if (batch.length === 0 || this.stopped || this.init.tun.closed) return;
-    const r = this.init.tun.write(batch);
+    const r = this.init.tun.write(batch, meta);
     this.counters.received += r.written;
     this.counters.tunDropped += r.dropped + r.invalid;
   };

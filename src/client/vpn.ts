@@ -9,6 +9,12 @@
  * it) the new one is tapped and asked for its config; sticky leases make it
  * the same address, and a different one is applied to the device in place.
  *
+ * The TUN has checksum and TCP segmentation offload (src/tun/vnet.ts)
+ * unless `offload: false`: the client announces OPEN_OFFLOAD, so the server
+ * sends TCP as super-packets, and reads super-packets itself only while the
+ * server's CONFIG says it takes them (a failover to a server without it
+ * switches reads back to plain packets).
+ *
  * Every system change (routes, the host route that pins the server via the
  * old default gateway, resolv.conf) goes through a ChangeJournal whose state
  * file lives in `stateDir`: close() undoes them exactly, SIGTERM included
@@ -35,7 +41,7 @@ import { TunDevice } from '../tun/device.js';
 import { linkSet, runIp } from '../tun/iproute.js';
 import { cidrContains, parseIpBytes, parseIpCidr } from '../tun/ipaddr.js';
 import { tapLanes } from '../tun/lane-tap.js';
-import { VPN_FLOW, VpnMessageDecoder, encodeVpnOpen, type VpnConfig, type VpnMessage } from '../tun/vpn-wire.js';
+import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, VpnMessageDecoder, encodeVpnOpen, VPN_VERSION, type VpnConfig, type VpnMessage } from '../tun/vpn-wire.js';
 import { VpnPacketPath, type ClientVpnStats } from './vpn-path.js';
 
 export type { ClientVpnStats } from './vpn-path.js';
@@ -73,6 +79,8 @@ export interface ClientVpnInit {
   applyDns?: boolean;
   /** Clamp the MSS of TCP SYNs both ways to fit the TUN MTU. @default false */
   mssClamp?: boolean;
+  /** Checksum and TCP segmentation offload (see the file comment). @default true */
+  offload?: boolean;
   /** Where the record of system changes is kept. @default $XDG_RUNTIME_DIR/polytun or /run/polytun */
   stateDir?: string;
   /** @default '/etc/resolv.conf' */
@@ -127,11 +135,12 @@ export class ClientVpn {
     const { journal } = await ChangeJournal.open(join(init.stateDir ?? defaultStateDir(), `vpn-${name}.json`), { logger: log });
     // Tap before anything else can take the session's datagram slot (lane-tap.ts).
     let vpn: ClientVpn | undefined;
-    tapLanes(session, { flow: VPN_FLOW, datagram: (p) => vpn?.path.fromServer(p) });
-    const { config, stream, decoder } = await requestConfig(session, init.configTimeoutMs ?? 15_000);
+    tapLanes(session, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => vpn?.fromServer(p, flow) });
+    const offload = init.offload ?? true;
+    const { config, stream, decoder } = await requestConfig(session, init.configTimeoutMs ?? 15_000, offload);
     let tun: TunDevice | undefined;
     try {
-      tun = await TunDevice.create({ name, mtu: config.mtu, addresses: addressesOf(config), txqueuelen: 1000 });
+      tun = await TunDevice.create({ name, mtu: config.mtu, addresses: addressesOf(config), txqueuelen: 1000, offload, readOffload: config.offload === true });
       vpn = new ClientVpn(init, tun, config, journal, log);
       vpn.adoptControl(stream, decoder);
       await vpn.installRoutes();
@@ -143,7 +152,7 @@ export class ClientVpn {
       throw err;
     }
     init.client.prependListener('session', vpn.onSession);
-    log.info({ dev: name, addr4: config.addr4.ip, ...(config.addr6 ? { addr6: config.addr6.ip } : {}), mtu: config.mtu }, 'vpn up');
+    log.info({ dev: name, addr4: config.addr4.ip, ...(config.addr6 ? { addr6: config.addr6.ip } : {}), mtu: config.mtu, offload: tun.offload && config.offload === true }, 'vpn up');
     return vpn;
   }
 
@@ -169,10 +178,15 @@ export class ClientVpn {
     this.log.info({ ...this.stats }, 'vpn closed; routing restored');
   }
 
+  private fromServer(p: Buffer, flow: number): void {
+    if (flow === VPN_FLOW) this.path.fromServer(p);
+    else this.path.fromServerGso(p);
+  }
+
   private readonly onSession = (s: Session): void => {
     if (this.closed) return;
-    tapLanes(s, { flow: VPN_FLOW, datagram: (p) => this.path.fromServer(p) });
-    requestConfig(s, this.init.configTimeoutMs ?? 15_000).then(
+    tapLanes(s, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => this.fromServer(p, flow) });
+    requestConfig(s, this.init.configTimeoutMs ?? 15_000, this.init.offload ?? true).then(
       ({ config, stream, decoder }) => {
         if (this.closed) return stream.end();
         this.adoptControl(stream, decoder);
@@ -211,6 +225,7 @@ export class ClientVpn {
     const prev = this.cfg;
     this.cfg = next;
     this.path.setLease(next);
+    if ((next.offload === true) !== (prev.offload === true)) this.tun.setReadOffload(next.offload === true);
     const before = addressesOf(prev);
     const after = addressesOf(next);
     for (const a of before) if (!after.includes(a)) await runIp(['addr', 'del', a, 'dev', this.tun.name]);
@@ -289,9 +304,9 @@ function addressesOf(c: VpnConfig): string[] {
   return a;
 }
 
-/** Opens the control stream on `session` and waits for the first CONFIG (or a refusal). */
-function requestConfig(session: Session, timeoutMs: number): Promise<{ config: VpnConfig; stream: PolyStream; decoder: VpnMessageDecoder }> {
-  const stream = session.openStream(encodeVpnOpen());
+/** Opens the control stream on `session` (announcing offload) and waits for the first CONFIG (or a refusal). */
+function requestConfig(session: Session, timeoutMs: number, offload: boolean): Promise<{ config: VpnConfig; stream: PolyStream; decoder: VpnMessageDecoder }> {
+  const stream = session.openStream(encodeVpnOpen(VPN_VERSION, offload ? OPEN_OFFLOAD : 0));
   const decoder = new VpnMessageDecoder();
   return new Promise((resolve, reject) => {
     let settled = false;

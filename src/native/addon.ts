@@ -80,10 +80,11 @@ export interface RawReader {
 
 /** The addon's exports, exactly as the C code registers them. */
 export interface NativeBinding {
-  openTun(name: string | undefined): { fd: number; name: string };
-  writePackets(fd: number, packets: readonly Uint8Array[]): { written: number; dropped: number; invalid: number };
+  openTun(name: string | undefined, flags?: number): { fd: number; name: string };
+  writePackets(fd: number, packets: readonly Uint8Array[], hdrs?: Uint8Array): { written: number; dropped: number; invalid: number };
+  tunSetOffload(fd: number, flags: number): void;
   closeFd(fd: number): void;
-  tunReaderStart(fd: number, mode: number, batch: number, slot: number, cb: RawReadCallback): RawReader;
+  tunReaderStart(fd: number, mode: number, batch: number, slot: number, cb: RawReadCallback, maxBytes?: number): RawReader;
   tunReaderStop(handle: object): void;
   connectStart(
     address: string,
@@ -163,8 +164,13 @@ export interface TunHandle {
  * name the kernel picks `tunN`. Throws TunError: EPERM/EACCES "needs root or
  * CAP_NET_ADMIN", ENOENT "/dev/net/tun missing (modprobe tun)", EBUSY…
  */
-export function openTun(name?: string): TunHandle {
-  return tunCall('TUN devices', (b) => b.openTun(name));
+export function openTun(name?: string, opts: { vnetHdr?: boolean } = {}): TunHandle {
+  return tunCall('TUN devices', (b) => b.openTun(name, opts.vnetHdr === true ? 1 : 0));
+}
+
+/** TUNSETOFFLOAD on a device opened with `vnetHdr`: which TUN_F_* offloads the kernel may use (src/tun/vnet.ts). */
+export function tunSetOffload(fd: number, flags: number): void {
+  tunCall('TUN offload', (b) => b.tunSetOffload(fd, flags));
 }
 
 /** Per-call outcome of writePackets. */
@@ -177,9 +183,13 @@ export interface TunWriteResult {
   invalid: number;
 }
 
-/** Writes each packet with one write(2); never throws for drops, only when the device is unusable. */
-export function writePackets(fd: number, packets: readonly Uint8Array[]): TunWriteResult {
-  return tunCall('TUN devices', (b) => b.writePackets(fd, packets));
+/**
+ * Writes each packet with one write(2) (with `hdrs`, a device opened with
+ * `vnetHdr`: one writev(2) of its 10-byte virtio_net_hdr, hdrs[10i…], and
+ * the packet); never throws for drops, only when the device is unusable.
+ */
+export function writePackets(fd: number, packets: readonly Uint8Array[], hdrs?: Uint8Array): TunWriteResult {
+  return tunCall('TUN devices', (b) => (hdrs === undefined ? b.writePackets(fd, packets) : b.writePackets(fd, packets, hdrs)));
 }
 
 /** Closes an fd the addon returned (a TUN fd: the device disappears). */

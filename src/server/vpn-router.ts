@@ -13,6 +13,11 @@
  *                                                       policyDenied
  * ```
  *
+ * Offloaded packets (src/tun/vnet.ts: TCP super-packets, partial checksums)
+ * take the same path as one packet each, their metadata checked too
+ * (checkOffload: malformed / oversize); they go to a client whole on
+ * VPN_GSO_FLOW when it said it takes them, else cut into plain packets.
+ *
  * Every drop is counted by reason; the first drop of each reason per client
  * is logged at once, later ones at most every 10 s. Nothing is queued here:
  * packets go to the session (whose datagram queue is bounded) or to the TUN
@@ -20,10 +25,12 @@
  */
 import type { Logger } from '../core/logger.js';
 import type { TunWriteResult } from '../native/addon.js';
+import { sendPacket } from '../tun/gso.js';
 import { cidrContains } from '../tun/ipaddr.js';
 import { inspectPacket, newPacketInfo, packetAddress, V4_DST, V4_SRC, V6_DST, V6_SRC } from '../tun/packet.js';
 import type { AddressPool, Lease } from '../tun/pool.js';
-import { VPN_FLOW } from '../tun/vpn-wire.js';
+import { checkOffload, GSO_WIRE_HEADER, MAX_SUPER_PACKET, metaOfGsoDatagram, OFF_GSO } from '../tun/vnet.js';
+import { VPN_FLOW, VPN_GSO_FLOW } from '../tun/vpn-wire.js';
 
 /** The part of DestinationPolicy the VPN uses. */
 export interface VpnPolicy {
@@ -32,7 +39,8 @@ export interface VpnPolicy {
 
 /** The part of a TunDevice the router writes to. */
 export interface TunSink {
-  write(packets: readonly Uint8Array[]): TunWriteResult;
+  /** `meta`: each packet's offload state (vnet.ts), already checked. */
+  write(packets: readonly Buffer[], meta?: readonly number[]): TunWriteResult;
   readonly closed: boolean;
 }
 
@@ -49,7 +57,7 @@ export interface VpnCounters {
   fromClients: number;
   /** From clients: not a well-formed IPv4/IPv6 packet. */
   malformed: number;
-  /** From clients: larger than the TUN MTU. */
+  /** From clients: larger than the TUN MTU (a super-packet: a segment larger, too many segments, over 64 KiB). */
   oversize: number;
   /** From clients: source address other than the client's lease. */
   spoofed: number;
@@ -65,6 +73,8 @@ export interface VpnCounters {
   queueFull: number;
   /** The kernel refused a TUN write (queue full or invalid). */
   tunDropped: number;
+  /** Super-packets (TCP, up to 64 KiB) among toClients and fromClients. */
+  superPackets: number;
 }
 
 /** Why a client's packet was dropped (a VpnCounters key). */
@@ -75,6 +85,8 @@ export interface RoutedClient {
   readonly user: string;
   readonly lease: Lease;
   readonly sink: DatagramSink;
+  /** The client takes VPN_GSO_FLOW (OPEN_OFFLOAD). @default false */
+  readonly offload?: boolean;
   /** Last log time per drop reason (rate limit). */
   readonly logged: Map<DropReason, number>;
 }
@@ -96,7 +108,7 @@ const LOG_EVERY_MS = 10_000;
 
 /** All counters at zero. */
 export function newCounters(): VpnCounters {
-  return { toClients: 0, fromClients: 0, malformed: 0, oversize: 0, spoofed: 0, linkLocal: 0, policyDenied: 0, c2cBlocked: 0, noRoute: 0, queueFull: 0, tunDropped: 0 };
+  return { toClients: 0, fromClients: 0, malformed: 0, oversize: 0, spoofed: 0, linkLocal: 0, policyDenied: 0, c2cBlocked: 0, noRoute: 0, queueFull: 0, tunDropped: 0, superPackets: 0 };
 }
 
 /** See the file comment. */
@@ -107,6 +119,7 @@ export class VpnRouter {
   private readonly info = newPacketInfo();
   private readonly policyCache = new Map<number | string, boolean>();
   private pending: Buffer[] = [];
+  private pendingMeta: number[] = [];
   private flushQueued = false;
   private readonly gw4: number;
 
@@ -138,22 +151,40 @@ export class VpnRouter {
     this.policyCache.clear();
   }
 
-  /** A batch read from the TUN: each packet to the client its destination belongs to. */
-  readonly fromTun = (packets: Buffer[]): void => {
+  /** A batch read from the TUN (with its offload state): each packet to the client its destination belongs to. */
+  readonly fromTun = (packets: Buffer[], meta?: readonly number[]): void => {
     const k = this.counters;
-    for (const p of packets) {
+    for (let i = 0; i < packets.length; i++) {
+      const p = packets[i] as Buffer;
       const c = this.clientFor(p, (p[0] as number) >> 4 === 4 ? V4_DST : V6_DST);
-      if (c === undefined) k.noRoute++;
-      else if (c.sink.sendDatagram(VPN_FLOW, p)) k.toClients++;
-      else k.queueFull++;
+      if (c === undefined) {
+        k.noRoute++;
+        continue;
+      }
+      const m = meta?.[i] ?? 0;
+      if (sendPacket(c.sink, VPN_FLOW, VPN_GSO_FLOW, p, m, c.offload === true, true, this.info)) {
+        k.toClients++;
+        if ((m & OFF_GSO) !== 0) k.superPackets++;
+      } else k.queueFull++;
     }
   };
 
-  /** A packet a client sent (a view into its record: used within this tick only). */
-  fromClient(c: RoutedClient, p: Buffer): void {
-    if (p.length > this.init.mtu) return this.drop(c, 'oversize', p);
+  /** A VPN_GSO_FLOW datagram a client sent: its header, then the packet as fromClient. */
+  fromClientGso(c: RoutedClient, d: Buffer): void {
+    const meta = metaOfGsoDatagram(d);
+    if (meta < 0) return this.drop(c, 'malformed', d);
+    this.fromClient(c, d.subarray(GSO_WIRE_HEADER), meta);
+  }
+
+  /** A packet a client sent (a view into its record: used within this tick only), with its offload state. */
+  fromClient(c: RoutedClient, p: Buffer, meta = 0): void {
+    if (p.length > (meta === 0 ? this.init.mtu : MAX_SUPER_PACKET)) return this.drop(c, 'oversize', p);
     const info = this.info;
     if (inspectPacket(p, info) !== undefined) return this.drop(c, 'malformed', p);
+    if (meta !== 0) {
+      const problem = checkOffload(p, info, meta, this.init.mtu);
+      if (problem !== undefined) return this.drop(c, problem, p);
+    }
     const lease = c.lease;
     let dstInPool: boolean;
     let policyKey: number | string;
@@ -170,21 +201,24 @@ export class VpnRouter {
       dstInPool = pool6 !== undefined && cidrContains(pool6, p, V6_DST) && this.init.pool.gateway6?.compare(p, V6_DST, V6_DST + 16) !== 0;
       policyKey = `${p.toString('latin1', V6_DST, V6_DST + 16)}${info.dstPort < 0 ? PORTLESS : info.dstPort}`;
     }
-    if (dstInPool) return this.clientToClient(c, p, info.version === 4 ? V4_DST : V6_DST);
+    if (dstInPool) return this.clientToClient(c, p, info.version === 4 ? V4_DST : V6_DST, meta);
     if (!this.allowed(p, policyKey, info.dstPort)) return this.drop(c, 'policyDenied', p);
     this.counters.fromClients++;
+    if ((meta & OFF_GSO) !== 0) this.counters.superPackets++;
     this.pending.push(p);
+    this.pendingMeta.push(meta);
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flush);
     }
   }
 
-  private clientToClient(from: RoutedClient, p: Buffer, dstOff: number): void {
+  private clientToClient(from: RoutedClient, p: Buffer, dstOff: number, meta: number): void {
     if (!this.init.clientToClient) return this.drop(from, 'c2cBlocked', p);
     const to = this.clientFor(p, dstOff);
     if (to === undefined) return this.drop(from, 'noRoute', p);
-    if (to.sink.sendDatagram(VPN_FLOW, p)) this.counters.fromClients++;
+    // An offloaded packet came in a VPN_GSO_FLOW datagram: its header is still in front of it.
+    if (sendPacket(to.sink, VPN_FLOW, VPN_GSO_FLOW, p, meta, to.offload === true, true, this.info)) this.counters.fromClients++;
     else this.counters.queueFull++;
   }
 
@@ -209,9 +243,11 @@ export class VpnRouter {
   private readonly flush = (): void => {
     this.flushQueued = false;
     const batch = this.pending;
+    const meta = this.pendingMeta;
     this.pending = [];
+    this.pendingMeta = [];
     if (batch.length === 0 || this.init.tun.closed) return;
-    const r = this.init.tun.write(batch);
+    const r = this.init.tun.write(batch, meta);
     this.counters.tunDropped += r.dropped + r.invalid;
   };
 

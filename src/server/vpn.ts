@@ -6,7 +6,13 @@
  * with a CONFIG (address, gateway, MTU, pushed routes and DNS) and from then
  * on routes IP packets between the TUN and that session's datagram flow
  * (src/server/vpn-router.ts: anti-spoofing, client-to-client, policy).
- * Ending the stream, or the session closing, gives the lease back. A
+ * Ending the stream, or the session closing, gives the lease back.
+ *
+ * The TUN is opened with checksum and TCP segmentation offload
+ * (src/tun/vnet.ts) unless `offload: false`: TCP moves in super-packets of
+ * up to 64 KiB, one datagram each, to and from clients that announce
+ * OPEN_OFFLOAD; the CONFIG tells clients the server takes them. Clients
+ * without it get plain packets, cut here. A
  * session that lost its carrier keeps its lease while it waits to be
  * resumed; packets for it are dropped meanwhile, not queued.
  *
@@ -27,7 +33,7 @@ import { TunDevice } from '../tun/device.js';
 import { formatCidr, formatIpBytes } from '../tun/ipaddr.js';
 import { tapLanes } from '../tun/lane-tap.js';
 import { AddressPool } from '../tun/pool.js';
-import { VPN_FLOW, vpnMtuFor, VPN_VERSION, VpnRefuseCode, decodeVpnOpen, encodeConfig, encodeRefuse, isVpnOpen, type VpnConfig } from '../tun/vpn-wire.js';
+import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, vpnMtuFor, VPN_VERSION, VpnRefuseCode, decodeVpnOpen, encodeConfig, encodeRefuse, isVpnOpen, type VpnConfig } from '../tun/vpn-wire.js';
 import { VpnRouter, type RoutedClient, type VpnCounters, type VpnPolicy } from './vpn-router.js';
 
 export type { VpnCounters, VpnPolicy } from './vpn-router.js';
@@ -54,6 +60,8 @@ export interface ServerVpnInit {
   netns?: string;
   /** Destinations clients may reach through the TUN. @default none: everything */
   policy?: VpnPolicy;
+  /** Checksum and TCP segmentation offload on the TUN (see the file comment). @default true */
+  offload?: boolean;
   /** @default nullLogger */
   logger?: Logger;
 }
@@ -110,7 +118,9 @@ export class ServerVpn {
     const addresses = [`${formatIpBytes(pool.gateway4)}/${pool.v4.prefix}`];
     if (pool.gateway6 && pool.v6) addresses.push(`${formatIpBytes(pool.gateway6)}/${pool.v6.prefix}`);
     if (init.netns !== undefined && init.nat) throw new ConfigError('vpn.nat', 'NAT is set up in the current network namespace; it cannot go with netns');
-    const tun = await TunDevice.create({ name, mtu: init.mtu ?? vpnMtuFor('stream'), addresses, txqueuelen: 1000, ...(init.netns !== undefined ? { netns: init.netns } : {}) });
+    const tun = await TunDevice.create({
+      name, mtu: init.mtu ?? vpnMtuFor('stream'), addresses, txqueuelen: 1000, offload: init.offload ?? true, ...(init.netns !== undefined ? { netns: init.netns } : {}),
+    });
     try {
       if (init.nat) await setUpNat(journal, pool, tun.name, log);
       else if (init.netns === undefined) await warnIfNotForwarding(log);
@@ -119,7 +129,7 @@ export class ServerVpn {
       await journal.undoAll();
       throw err;
     }
-    log.info({ dev: tun.name, pool: pool.description, mtu: tun.mtu, nat: init.nat ?? false, clientToClient: init.clientToClient ?? false }, 'vpn ready');
+    log.info({ dev: tun.name, pool: pool.description, mtu: tun.mtu, offload: tun.offload, nat: init.nat ?? false, clientToClient: init.clientToClient ?? false }, 'vpn ready');
     return new ServerVpn(init, tun, pool, journal);
   }
 
@@ -143,8 +153,11 @@ export class ServerVpn {
     const slot: { client?: RoutedClient } = {};
     tapLanes<PolyStream>(session, {
       flow: VPN_FLOW,
-      datagram: (p) => {
-        if (slot.client) this.router.fromClient(slot.client, p);
+      flow2: VPN_GSO_FLOW,
+      datagram: (p, flow) => {
+        if (slot.client === undefined) return;
+        if (flow === VPN_FLOW) this.router.fromClient(slot.client, p);
+        else this.router.fromClientGso(slot.client, p);
       },
       claims: (s) => isVpnOpen(s.openPayload),
       stream: (s) => this.onControl(session, user, s, slot),
@@ -157,8 +170,9 @@ export class ServerVpn {
       if (!isBenignClose(err)) this.log.debug({ user, err: err.message }, 'vpn control stream error');
     });
     let version: number;
+    let flags: number;
     try {
-      version = decodeVpnOpen(s.openPayload).version;
+      ({ version, flags } = decodeVpnOpen(s.openPayload));
     } catch (err) {
       return refuse(s, VpnRefuseCode.internal, toError(err).message);
     }
@@ -173,12 +187,12 @@ export class ServerVpn {
       this.log.warn({ user, pool: this.pool.description }, 'vpn: address pool exhausted; refusing a client');
       return refuse(s, VpnRefuseCode.poolExhausted, err.message);
     }
-    const client = { user, lease, sink: session, logged: new Map(), stream: s };
+    const client = { user, lease, sink: session, offload: (flags & OPEN_OFFLOAD) !== 0, logged: new Map(), stream: s };
     this.clients.set(session, client);
     this.router.add(client);
     slot.client = client;
     const config = this.configFor(lease.v4, lease.v6);
-    this.log.info({ user, addr4: config.addr4.ip, ...(config.addr6 ? { addr6: config.addr6.ip } : {}) }, 'vpn client up');
+    this.log.info({ user, addr4: config.addr4.ip, ...(config.addr6 ? { addr6: config.addr6.ip } : {}), offload: client.offload }, 'vpn client up');
     s.write(encodeConfig(config));
     // The client never writes on this stream (vpn-wire.ts): anything it sends is a protocol violation.
     s.on('data', () => s.reset(ResetCode.internal));
@@ -201,6 +215,7 @@ export class ServerVpn {
       routes: [...(this.init.pushRoutes ?? [])],
       dns: [...(this.init.pushDns ?? [])],
     };
+    if (this.tun.offload) c.offload = true;
     if (v6 && pool.v6 && pool.gateway6) {
       c.addr6 = { ip: formatIpBytes(v6), prefix: pool.v6.prefix };
       c.gw6 = formatIpBytes(pool.gateway6);

@@ -3,8 +3,8 @@
  *
  * A session has one `onDatagram` and one `onStream` handler, and the proxy
  * (server: attachProxy; client: ProxyClient) takes both. The VPN needs one
- * datagram flow (VPN_FLOW) and, on the server, the streams whose OPEN kind is
- * 0x10. A tap installs a demultiplexer in the slots and takes over the
+ * datagram flows (VPN_FLOW, VPN_GSO_FLOW) and, on the server, the streams
+ * whose OPEN kind is 0x10. A tap installs a demultiplexer in the slots and takes over the
  * session's setters, so a handler registered later receives everything the
  * tap does not claim:
  *
@@ -31,8 +31,10 @@ export interface LaneSlots<S> {
 export interface LaneTapInit<S> {
   /** The datagram flow the tap owns. */
   flow: number;
-  /** Receives the flow's payloads (views into the record: copy to keep). */
-  datagram: (payload: Buffer) => void;
+  /** A second flow it owns. @default none */
+  flow2?: number;
+  /** Receives the flows' payloads (views into the record: copy to keep). */
+  datagram: (payload: Buffer, flow: number) => void;
   /** Streams the tap owns; without it the tap leaves streams alone. */
   claims?: (stream: S) => boolean;
   /** Receives claimed streams. */
@@ -53,8 +55,9 @@ export function tapLanes<S>(host: LaneSlots<S>, init: LaneTapInit<S>): boolean {
   tapped.add(host);
   const setDatagram = host.onDatagram.bind(host);
   let nextDatagram: ((flow: number, payload: Buffer) => void) | undefined;
+  const flow2 = init.flow2 ?? init.flow;
   setDatagram((flow, payload) => {
-    if (flow === init.flow) init.datagram(payload);
+    if (flow === init.flow || flow === flow2) init.datagram(payload, flow);
     else nextDatagram?.(flow, payload);
   });
   host.onDatagram = (h) => {

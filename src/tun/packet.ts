@@ -61,6 +61,8 @@ export interface PacketInfo {
   protocol: number;
   /** Offset of the upper-layer header; -1 for a non-first fragment. */
   l4Offset: number;
+  /** Any fragment (IPv4 MF or offset, IPv6 fragment header), first ones included. */
+  fragment: boolean;
   /** Source / destination port for TCP, UDP, SCTP, UDP-Lite first fragments; -1 otherwise. */
   srcPort: number;
   dstPort: number;
@@ -68,7 +70,7 @@ export interface PacketInfo {
 
 /** A fresh PacketInfo to pass to inspectPacket. */
 export function newPacketInfo(): PacketInfo {
-  return { version: 4, length: 0, protocol: 0, l4Offset: -1, srcPort: -1, dstPort: -1 };
+  return { version: 4, length: 0, protocol: 0, l4Offset: -1, fragment: false, srcPort: -1, dstPort: -1 };
 }
 
 /** Why a packet was judged malformed. */
@@ -84,6 +86,7 @@ export function inspectPacket(p: Uint8Array, info: PacketInfo): MalformedReason 
   info.srcPort = -1;
   info.dstPort = -1;
   info.l4Offset = -1;
+  info.fragment = false;
   if (version === 4) return inspectV4(p, info);
   if (version === 6) return inspectV6(p, info);
   return 'version';
@@ -103,8 +106,9 @@ function inspectV4(p: Uint8Array, info: PacketInfo): MalformedReason | undefined
   if (total !== p.length) return 'total-length';
   if (ihl > total) return 'header-length';
   info.protocol = p[9] as number;
-  const fragOffset = u16(p, 6) & 0x1fff;
-  if (fragOffset !== 0) return undefined; // no upper-layer header in this piece
+  const frag = u16(p, 6);
+  info.fragment = (frag & 0x3fff) !== 0; // MF or an offset
+  if ((frag & 0x1fff) !== 0) return undefined; // no upper-layer header in this piece
   return upperLayer(p, ihl, info);
 }
 
@@ -124,6 +128,7 @@ function inspectV6(p: Uint8Array, info: PacketInfo): MalformedReason | undefined
     let len: number;
     if (next === EXT_FRAGMENT) {
       len = 8;
+      info.fragment = true;
       if (u16(p, off + 2) >> 3 !== 0) {
         info.protocol = hdrNext;
         return undefined; // non-first fragment: no upper-layer header
@@ -187,14 +192,16 @@ export function checksumReplace16(sum: number, from: number, to: number): number
 /**
  * Lowers the MSS option of a TCP SYN (or SYN-ACK) to `maxMss` (per-family:
  * see {@link mssFor}), fixing the TCP checksum incrementally. `info` must
- * come from a successful inspectPacket of `p`. Returns true when the packet
- * was changed. A SYN without an MSS option is left alone: the peer then
+ * come from a successful inspectPacket of `p`. With `partialChecksum` (an
+ * offloaded packet, see vnet.ts: the checksum field holds only the
+ * pseudo-header sum, and whoever completes it sums the options as they are
+ * then) the checksum is left alone. Returns true when the packet was changed. A SYN without an MSS option is left alone: the peer then
  * assumes 536 (IPv4) / 1220 (IPv6), which always fits.
  *
  * Why: hosts behind a VPN router keep their 1500-byte MTU and announce an MSS
  * of 1460, which would make the far end send segments the tunnel cannot carry.
  */
-export function clampMss(p: Buffer, info: PacketInfo, maxMss: number): boolean {
+export function clampMss(p: Buffer, info: PacketInfo, maxMss: number, partialChecksum = false): boolean {
   if (info.protocol !== PROTO_TCP || info.l4Offset < 0) return false;
   const t = info.l4Offset;
   if (((p[t + 13] as number) & 0x02) === 0) return false; // not a SYN
@@ -214,6 +221,7 @@ export function clampMss(p: Buffer, info: PacketInfo, maxMss: number): boolean {
       const mss = p.readUInt16BE(o + 2);
       if (mss <= maxMss) return false;
       p.writeUInt16BE(maxMss, o + 2);
+      if (partialChecksum) return true;
       // The option word sits at an even offset from the TCP header start only
       // when `o - t` is even; the checksum works on 16-bit words of the segment.
       if ((o - t) % 2 === 0) p.writeUInt16BE(checksumReplace16(p.readUInt16BE(t + 16), mss, maxMss), t + 16);

@@ -6,8 +6,10 @@
  *
  * ```
  * +------------+-------------+-----------+
- * | kind 0x10  | version u8  | flags u8  |     version 1, flags 0 (reserved)
+ * | kind 0x10  | version u8  | flags u8  |     version 1
  * +------------+-------------+-----------+
+ *   flags: 0x01 OPEN_OFFLOAD  the client takes VPN_GSO_FLOW datagrams;
+ *          other bits reserved (0), ignored by servers
  * ```
  *
  * (kind bytes 0x01-0x03 belong to the proxy protocol, src/proxy/wire.ts).
@@ -27,6 +29,7 @@
  *               0x07 ROUTE6 | IPv6 (16) | prefix u8 |
  *               0x08 DNS4   | IPv4 (4) |                DNS servers pushed
  *               0x09 DNS6   | IPv6 (16) |
+ *               0x0A OFFLOAD | flags u8 |          0x01: the server takes VPN_GSO_FLOW
  *               unknown tags are skipped (a newer server may add items)
  * REFUSE  0x02  body = | code u8 | reason utf-8 … |
  * ```
@@ -36,7 +39,11 @@
  * nothing on it; a server may send a new CONFIG at any time.
  *
  * Datagram flow VPN_FLOW (0xFFFF0000) carries IP packets, one per datagram,
- * both ways, never on a reliable stream. The session packs every datagram
+ * both ways, never on a reliable stream. Flow VPN_GSO_FLOW (0xFFFF0001)
+ * carries offloaded packets (TCP super-packets of up to 64 KiB, partial
+ * checksums) behind a 3-byte header (src/tun/vnet.ts); a side sends on it
+ * only when the other said it takes it (OPEN_OFFLOAD / the OFFLOAD item),
+ * so peers without it, older ones included, only ever see VPN_FLOW. The session packs every datagram
  * queued in one tick into one record (one AEAD call for a whole TUN read
  * batch) and drops, never queues without bound, when the carrier is slow.
  *
@@ -59,6 +66,10 @@ export const OPEN_VPN = 0x10;
 export const VPN_VERSION = 1;
 /** The datagram flow id reserved for IP packets. */
 export const VPN_FLOW = 0xffff0000;
+/** The datagram flow of offloaded IP packets (see the file comment). */
+export const VPN_GSO_FLOW = 0xffff0001;
+/** OPEN flag: the client takes VPN_GSO_FLOW datagrams. */
+export const OPEN_OFFLOAD = 0x01;
 /** Default TUN MTU on stream carriers (see the file comment). */
 export const DEFAULT_VPN_MTU = 1400;
 /** Bytes a lone packet costs on a stream carrier: record header 2 + tag 16 + record type 1 + frame header 7. */
@@ -90,6 +101,7 @@ const TAG_ROUTE4 = 0x06;
 const TAG_ROUTE6 = 0x07;
 const TAG_DNS4 = 0x08;
 const TAG_DNS6 = 0x09;
+const TAG_OFFLOAD = 0x0a;
 
 /** Why a server refused a VPN request. */
 export const VpnRefuseCode = {
@@ -122,14 +134,16 @@ export interface VpnConfig {
   routes: string[];
   /** DNS servers the server suggests. */
   dns: string[];
+  /** The server takes VPN_GSO_FLOW datagrams. @default false */
+  offload?: boolean;
 }
 
 /** A decoded server message. */
 export type VpnMessage = { type: 'config'; config: VpnConfig } | { type: 'refuse'; code: number; reason: string };
 
-/** The control stream's OPEN payload. */
-export function encodeVpnOpen(version = VPN_VERSION): Buffer {
-  return Buffer.from([OPEN_VPN, version, 0]);
+/** The control stream's OPEN payload; `flags`: OPEN_OFFLOAD or 0. */
+export function encodeVpnOpen(version = VPN_VERSION, flags = 0): Buffer {
+  return Buffer.from([OPEN_VPN, version, flags]);
 }
 
 /** True when an OPEN payload asks for the VPN (first byte 0x10). */
@@ -166,6 +180,7 @@ export function encodeConfig(c: VpnConfig): Buffer {
   items.push(TAG_MTU, 2, c.mtu >> 8, c.mtu & 0xff);
   for (const r of c.routes) cidrItem(items, r, TAG_ROUTE4, TAG_ROUTE6);
   for (const d of c.dns) ipItem(items, d.includes(':') ? TAG_DNS6 : TAG_DNS4, d, undefined, d.includes(':') ? 6 : 4);
+  if (c.offload) items.push(TAG_OFFLOAD, 1, 0x01);
   return message(MSG_CONFIG, Buffer.from(items));
 }
 
@@ -217,6 +232,7 @@ function decodeConfig(body: Buffer): VpnConfig {
       }
       case TAG_DNS4: want(4); c.dns.push(formatIpBytes(v)); break;
       case TAG_DNS6: want(16); c.dns.push(formatIpBytes(v)); break;
+      case TAG_OFFLOAD: want(1); c.offload = ((v[0] as number) & 0x01) !== 0; break;
       default: break; // unknown item: skipped for forward compatibility
     }
   }
@@ -225,6 +241,7 @@ function decodeConfig(body: Buffer): VpnConfig {
   const out: VpnConfig = { addr4: c.addr4, gw4: c.gw4, mtu: c.mtu, routes: c.routes, dns: c.dns };
   if (c.addr6) out.addr6 = c.addr6;
   if (c.gw6 !== undefined) out.gw6 = c.gw6;
+  if (c.offload) out.offload = true;
   return out;
 }
 

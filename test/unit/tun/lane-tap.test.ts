@@ -45,6 +45,19 @@ describe('tapLanes', () => {
     assert.deepEqual(others, ['dg 1 udp', 'stream 1']);
   });
 
+  it('a second flow (flow2) is taken too, and the handler is told which one', () => {
+    const host = new Slots();
+    const mine: string[] = [];
+    tapLanes(host, { flow: 7, flow2: 8, datagram: (p, flow) => mine.push(`${flow} ${p.toString()}`) });
+    const others: number[] = [];
+    host.onDatagram((flow) => others.push(flow));
+    host.datagram?.(7, Buffer.from('plain'));
+    host.datagram?.(8, Buffer.from('offloaded'));
+    host.datagram?.(9, Buffer.from('other'));
+    assert.deepEqual(mine, ['7 plain', '8 offloaded']);
+    assert.deepEqual(others, [9]);
+  });
+
   it('a second tap on the same host is refused; a datagram-only tap leaves streams alone', () => {
     const host = new Slots();
     assert.equal(tapLanes(host, { flow: 1, datagram: () => undefined }), true);

@@ -10,7 +10,7 @@ describe('inspectPacket: well-formed packets', () => {
   it('IPv4 UDP: version, length, protocol, ports, addresses', () => {
     const p = udp('10.8.0.2', 5353, '10.20.0.1', 53, Buffer.from('query'));
     assert.equal(inspectPacket(p, info), undefined);
-    assert.deepEqual({ ...info }, { version: 4, length: p.length, protocol: PROTO_UDP, l4Offset: 20, srcPort: 5353, dstPort: 53 });
+    assert.deepEqual({ ...info }, { version: 4, length: p.length, protocol: PROTO_UDP, l4Offset: 20, fragment: false, srcPort: 5353, dstPort: 53 });
     assert.equal(packetAddress(p, 'src'), '10.8.0.2');
     assert.equal(packetAddress(p, 'dst'), '10.20.0.1');
   });
@@ -18,7 +18,7 @@ describe('inspectPacket: well-formed packets', () => {
   it('IPv6 TCP: ports read after the fixed header', () => {
     const p = tcp('fd00:8::2', 40000, '2001:db8::1', 443, SYN, mssOption(1440));
     assert.equal(inspectPacket(p, info), undefined);
-    assert.deepEqual({ ...info }, { version: 6, length: p.length, protocol: PROTO_TCP, l4Offset: 40, srcPort: 40000, dstPort: 443 });
+    assert.deepEqual({ ...info }, { version: 6, length: p.length, protocol: PROTO_TCP, l4Offset: 40, fragment: false, srcPort: 40000, dstPort: 443 });
     assert.equal(packetAddress(p, 'src'), 'fd00:8::2');
     assert.equal(packetAddress(p, 'dst'), '2001:db8::1');
   });

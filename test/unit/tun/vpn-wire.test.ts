@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ProtocolError } from '../../../src/core/errors.js';
 import {
-  MSG_CONFIG, OPEN_VPN, STREAM_RECORD_OVERHEAD, VPN_FLOW, VpnMessageDecoder, vpnMtuFor, decodeVpnOpen, encodeConfig, encodeRefuse, encodeVpnOpen, isVpnOpen,
+  MSG_CONFIG, OPEN_OFFLOAD, OPEN_VPN, STREAM_RECORD_OVERHEAD, VPN_FLOW, VPN_GSO_FLOW, VpnMessageDecoder, vpnMtuFor, decodeVpnOpen, encodeConfig, encodeRefuse, encodeVpnOpen, isVpnOpen,
   type VpnConfig, type VpnMessage,
 } from '../../../src/tun/vpn-wire.js';
 
@@ -44,6 +44,20 @@ describe('VPN wire: open payload and constants', () => {
     assert.equal(isVpnOpen(Buffer.alloc(0)), false);
     assert.deepEqual(decodeVpnOpen(encodeVpnOpen(7)), { version: 7, flags: 0 });
     assert.throws(() => decodeVpnOpen(Buffer.from([0x10, 1])), ProtocolError);
+  });
+
+  it('offload: OPEN flag 0x01, the OFFLOAD config item (tag 0x0A), its own datagram flow', () => {
+    assert.deepEqual(encodeVpnOpen(1, OPEN_OFFLOAD), Buffer.from([0x10, 1, 0x01]));
+    assert.deepEqual(decodeVpnOpen(encodeVpnOpen(1, OPEN_OFFLOAD)), { version: 1, flags: OPEN_OFFLOAD });
+    assert.equal(VPN_GSO_FLOW, 0xffff0001);
+    const base: VpnConfig = { addr4: { ip: '10.8.0.2', prefix: 24 }, gw4: '10.8.0.1', mtu: 1400, routes: [], dns: [] };
+    const plain = encodeConfig(base);
+    const withOffload = encodeConfig({ ...base, offload: true });
+    // Appended as the last item: | 0x0A | 1 | 0x01 |, and nothing else changes.
+    assert.deepEqual(withOffload.subarray(plain.length), Buffer.from([0x0a, 1, 0x01]));
+    assert.deepEqual(withOffload.subarray(3, plain.length), plain.subarray(3));
+    assert.deepEqual(decodeAll(withOffload), [{ type: 'config', config: { ...base, offload: true } }]);
+    assert.deepEqual(decodeAll(plain), [{ type: 'config', config: base }], 'no item: the server takes no offloaded packets');
   });
 
   it('the datagram flow, the per-record overhead and the MTU per carrier kind are what the docs say', () => {
