@@ -597,6 +597,10 @@ export class Session extends EventEmitter implements StreamHost {
       const only = this.paths.values().next().value as SessionPath;
       return only.up && only.channel.writable ? only : undefined;
     }
+    // Bonding probes (path.ts): flush() writes pings first, so a probe whose
+    // PING has left is settled here, before any data of this flush.
+    const now = performance.now();
+    for (const p of this.paths.values()) p.settleProbe(now);
     const usable = this.usablePaths();
     if (usable.length === 1) {
       const only = usable[0] as SessionPath;
@@ -608,7 +612,11 @@ export class Session extends EventEmitter implements StreamHost {
     for (const p of usable) feedback = Math.max(feedback, p.minRtt ?? p.srtt ?? 100);
     for (const p of usable) {
       p.feedbackRttMs = feedback;
-      if (!p.channel.writable || p.inflight >= p.cap) continue;
+      if (p.pingToSend === undefined && p.probeDue(now)) {
+        p.pingToSend = p.requestProbe(this.nextPingId());
+        this.scheduleFlush();
+      }
+      if (!p.channel.writable || p.load >= p.cap) continue;
       const t = p.expectedDelivery(16384);
       if (t < bestT) {
         bestT = t;
@@ -818,7 +826,9 @@ export class Session extends EventEmitter implements StreamHost {
       if (p && p.pongs.length < 64) p.pongs.push(id);
     },
     pong: (id) => {
-      if (this.rxPath) this.onPong(this.rxPath, id);
+      const p = this.rxPath;
+      // A bonding probe's answer (path.ts), else liveness or ping().
+      if (p && !p.onProbePong(id, performance.now())) this.onPong(p, id);
     },
     datagram: (flow, payload) => {
       this.lastActivity = Date.now();
