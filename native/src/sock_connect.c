@@ -42,7 +42,7 @@ typedef struct {
 } conn_t;
 
 /* Parses an IP literal (IPv6 may carry %scope) with `port` into `ss`. */
-static bool parse_addr(const char *text, int port, struct sockaddr_storage *ss, socklen_t *len) {
+bool pt_parse_addr(const char *text, int port, struct sockaddr_storage *ss, socklen_t *len) {
   char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
   memset(ss, 0, sizeof *ss);
   struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
@@ -148,7 +148,7 @@ static int open_and_connect(napi_env env, napi_value *argv) {
     pt_throw_errno(env, EINVAL, "connectStart", "mark must be -1 (none) or a 32-bit unsigned integer");
     return -1;
   }
-  if (port < 1 || port > 65535 || lport < 0 || lport > 65535 || !parse_addr(addr, port, &ss, &sslen)) {
+  if (port < 1 || port > 65535 || lport < 0 || lport > 65535 || !pt_parse_addr(addr, port, &ss, &sslen)) {
     snprintf(msg, sizeof msg, "connect target must be an IP literal and a port 1-65535, got %s:%d", addr, port);
     pt_throw_errno(env, EINVAL, "connectStart", msg);
     return -1;
@@ -179,14 +179,14 @@ static int open_and_connect(napi_env env, napi_value *argv) {
   }
   bool has_local = !pt_is_nullish(env, argv[5]);
   if (has_local || lport > 0) {
-    if (has_local && (!pt_arg_string(env, argv[5], local, sizeof local) || !parse_addr(local, lport, &ls, &lslen) ||
+    if (has_local && (!pt_arg_string(env, argv[5], local, sizeof local) || !pt_parse_addr(local, lport, &ls, &lslen) ||
                       ls.ss_family != ss.ss_family)) {
       fail(env, fd, EINVAL, "bind", "localAddress must be an IP literal of the same family as the target");
       return -1;
     }
     if (!has_local) {
       /* Port only: the wildcard address of the target's family. */
-      parse_addr(ss.ss_family == AF_INET ? "0.0.0.0" : "::", lport, &ls, &lslen);
+      pt_parse_addr(ss.ss_family == AF_INET ? "0.0.0.0" : "::", lport, &ls, &lslen);
     }
     if (lport == 0) {
       /* Leave the ephemeral port to connect(), which can share it across

@@ -7,6 +7,7 @@
 #include "polytun.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -62,6 +63,41 @@ static napi_value mptcp_probe(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* mptcpListen(host, port, backlog) → fd of a listening IPPROTO_MPTCP socket
+ * (non-blocking, close-on-exec, SO_REUSEADDR) for net.Server#listen({fd}).
+ * Node cannot create one; accepted connections are MPTCP when the client
+ * speaks it and plain TCP otherwise (the kernel falls back by itself). */
+static napi_value mptcp_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+  int32_t port, backlog;
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  PT_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || !pt_arg_string(env, argv[0], host, sizeof host) || !pt_arg_int32(env, argv[1], &port) ||
+      !pt_arg_int32(env, argv[2], &backlog) || port < 0 || port > 65535) {
+    return pt_throw_type(env, "mptcpListen(host, port, backlog): an IP literal, a port and a backlog expected");
+  }
+  if (!pt_parse_addr(host, port, &ss, &sslen)) return pt_throw_type(env, "mptcpListen: host must be an IP literal");
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_MPTCP);
+  if (fd < 0) return pt_throw_errno(env, errno, "socket", "cannot create an MPTCP socket");
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 || bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
+    int err = errno;
+    close(fd);
+    return pt_throw_errno(env, err, "bind", NULL);
+  }
+  if (listen(fd, backlog) < 0) {
+    int err = errno;
+    close(fd);
+    return pt_throw_errno(env, err, "listen", NULL);
+  }
+  PT_CALL(env, napi_create_int32(env, fd, &result));
+  return result;
+}
+
 bool pt_init_sock_info(napi_env env, napi_value exports) {
-  return pt_export(env, exports, "socketInfo", socket_info) && pt_export(env, exports, "mptcpProbe", mptcp_probe);
+  return pt_export(env, exports, "socketInfo", socket_info) && pt_export(env, exports, "mptcpProbe", mptcp_probe) &&
+         pt_export(env, exports, "mptcpListen", mptcp_listen);
 }

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { ConfigError, PolytunError } from '../core/errors.js';
 import { nativeBinding, nativeErrnoOf } from '../native/addon.js';
 import { guardDial } from './dial.js';
-import { DialError } from './errors.js';
+import { DialError, ListenError } from './errors.js';
 import { formatEndpoint } from './types.js';
 
 /** IPPROTO_MPTCP from <netinet/in.h>. */
@@ -209,6 +209,25 @@ export function mptcpStatus(): MptcpStatus {
     sysctl = `no net.mptcp sysctl (kernel built without MPTCP?): ${(err as Error).message}`;
   }
   return { available: false, reason: `socket(IPPROTO_MPTCP) failed with ${probe}; ${sysctl}` };
+}
+
+/**
+ * A listening IPPROTO_MPTCP socket's fd, for `net.Server#listen({ fd })`
+ * (Node cannot create one). `host` must be an IP literal. Connections from
+ * MPTCP clients are accepted as MPTCP; plain TCP clients still connect (the
+ * kernel falls back). Throws ListenError (errno from the kernel) or
+ * SocketOptionError when the addon is missing.
+ */
+export function mptcpListenFd(host: string, port: number, backlog: number): number {
+  const b = nativeBinding('MPTCP listener');
+  try {
+    return b.mptcpListen(host, port, backlog);
+  } catch (err) {
+    const n = nativeErrnoOf(err);
+    const target = formatEndpoint({ host, port });
+    if (n === undefined) throw new ListenError(target, 'EINVAL', { cause: err });
+    throw new ListenError(target, n.code, { cause: err });
+  }
 }
 
 /** True when MPTCP sockets can be created (see mptcpStatus for the reason when not). */

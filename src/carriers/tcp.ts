@@ -28,7 +28,7 @@ export interface TcpCarrierInit {
   device?: string;
   /** Firewall mark on outgoing connections (SO_MARK; native addon, CAP_NET_ADMIN). */
   mark?: number;
-  /** Open outgoing connections as kernel MPTCP sockets (native addon). @default false */
+  /** Kernel MPTCP sockets (native addon): outgoing connections, and the listening socket (IP literal hosts only). @default false */
   mptcp?: boolean;
 }
 
@@ -148,14 +148,16 @@ export class TcpCarrier implements StreamCarrier {
       keepAliveInitialDelay: this.init.keepAliveInitialDelayMs ?? 30_000,
     });
     server.on('connection', (socket: net.Socket) => onConn(socketConn(socket)));
-    await listenServer(server, at, this.init.backlog);
+    await listenServer(server, at, this.init.backlog, this.init.mptcp === true);
     server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'tcp listener error'));
     return new ServerListener(server);
   }
 }
 
-/** Binds `server` to `at`, turning a bind failure into ListenError. */
-export function listenServer(server: net.Server, at: Endpoint, backlog = 511): Promise<void> {
+/** Binds `server` to `at` (as a kernel MPTCP listener when `mptcp`), turning a bind failure into ListenError. */
+export async function listenServer(server: net.Server, at: Endpoint, backlog = 511, mptcp = false): Promise<void> {
+  // Node cannot create an MPTCP socket: the addon makes the listening fd (loaded only when asked for).
+  const fd = mptcp ? (await import('./socket-opts.js')).mptcpListenFd(at.host, at.port, backlog) : undefined;
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => {
       server.off('listening', onListening);
@@ -167,7 +169,8 @@ export function listenServer(server: net.Server, at: Endpoint, backlog = 511): P
     };
     server.once('error', onError);
     server.once('listening', onListening);
-    server.listen({ host: at.host, port: at.port, backlog });
+    if (fd !== undefined) server.listen({ fd });
+    else server.listen({ host: at.host, port: at.port, backlog });
   });
 }
 

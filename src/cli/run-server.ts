@@ -103,11 +103,11 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
       let listener: Listener;
       if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn);
       else {
-        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log }) : new TcpCarrier({ logger: log });
+        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log }) : new TcpCarrier({ logger: log, ...(l.mptcp ? { mptcp: true } : {}) });
         listener = await carrier.listen({ host: l.host, port: l.port }, onConn);
       }
       listeners.push(listener);
-      log.info({ listen: `${l.scheme}://${listener.address.host}:${listener.address.port}` }, 'listening');
+      log.info({ listen: `${l.scheme}://${listener.address.host}:${listener.address.port}${l.mptcp ? '?mptcp' : ''}` }, 'listening');
     }
     // Links use the real ports (a listen on port 0 gets one from the kernel).
     const bound = cfg.listen.map((l, i) => ({ ...l, port: (listeners[i] as Listener).address.port }));

@@ -27,6 +27,8 @@ export interface ListenUrl extends HostPort {
   scheme: ListenScheme;
   /** Canonical text (`tcp://[::]:4433`), for logs and messages. */
   url: string;
+  /** `tcp://HOST:PORT?mptcp`: a kernel MPTCP listener (IP literal host, native addon). */
+  mptcp?: true;
 }
 
 /** One `-L` / `-R` forward: listen on bind host:port, connect to host:port on the other side. */
@@ -94,17 +96,28 @@ export function isLoopbackHost(h: string): boolean {
   return l === 'localhost' || l === '::1' || /^(?:::ffff:)?127\.\d+\.\d+\.\d+$/.test(l);
 }
 
-/** Parses `scheme://HOST:PORT`; returns the error text on failure. */
+/** Parses `scheme://HOST:PORT[?mptcp]`; returns the error text on failure. */
 export function parseListenUrl(text: string): ListenUrl | string {
-  const m = /^([a-z][a-z0-9+]*):\/\/(.+?)\/?$/i.exec(text.trim());
+  let body = text.trim();
+  let mptcp = false;
+  const q = body.indexOf('?');
+  if (q >= 0) {
+    const query = body.slice(q + 1);
+    if (query !== 'mptcp') return `unknown listen option '?${query}' in ${JSON.stringify(text)} (only tcp://HOST:PORT?mptcp)`;
+    mptcp = true;
+    body = body.slice(0, q);
+  }
+  const m = /^([a-z][a-z0-9+]*):\/\/(.+?)\/?$/i.exec(body);
   const schemes = LISTEN_SCHEMES.join('|');
   if (!m) return `expected ${schemes}://HOST:PORT, got ${JSON.stringify(text)}`;
   const scheme = (m[1] ?? '').toLowerCase();
   if (!(LISTEN_SCHEMES as readonly string[]).includes(scheme)) return `unknown listen scheme '${scheme}' (${LISTEN_SCHEMES.join(', ')})`;
+  if (mptcp && scheme !== 'tcp') return `?mptcp works on tcp:// listeners only, got ${JSON.stringify(text)}`;
   try {
     const d = parseHostPort(m[2] ?? '');
+    if (mptcp && isIP(d.host) === 0) return `an MPTCP listener needs an IP address, got ${JSON.stringify(d.host)} in ${JSON.stringify(text)}`;
     const h = d.host.includes(':') ? `[${d.host}]` : d.host;
-    return { scheme: scheme as ListenScheme, host: d.host, port: d.port, url: `${scheme}://${h}:${d.port}` };
+    return { scheme: scheme as ListenScheme, host: d.host, port: d.port, url: `${scheme}://${h}:${d.port}${mptcp ? '?mptcp' : ''}`, ...(mptcp ? { mptcp: true as const } : {}) };
   } catch (err) {
     return `bad address in ${JSON.stringify(text)}: ${err instanceof Error ? err.message : String(err)}`;
   }

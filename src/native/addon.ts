@@ -99,6 +99,7 @@ export interface NativeBinding {
   connectCancel(handle: object): void;
   socketInfo(fd: number): { protocol: number; device: string; mark: number };
   mptcpProbe(): string | null;
+  mptcpListen(host: string, port: number, backlog: number): number;
   aeadCreate(key: Buffer, encrypt: boolean): object;
   aeadSeal(handle: object, src: Buffer, srcOff: number, len: number, dst: Buffer, dstOff: number, aad16: number, nonceLo: number, nonceHi: number): void;
   aeadOpen(handle: object, buf: Buffer, off: number, len: number, aad16: number, nonceLo: number, nonceHi: number): boolean;

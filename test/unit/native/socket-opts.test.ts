@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
-import { DialError } from '../../../src/carriers/errors.js';
+import { DialError, ListenError } from '../../../src/carriers/errors.js';
+import { TcpCarrier } from '../../../src/carriers/tcp.js';
+import { parseListenUrl } from '../../../src/config/values.js';
 import { connectWithOptions, mptcpStatus, SocketOptionError, socketOptionsOf } from '../../../src/carriers/socket-opts.js';
 import type { ConnectWithOptionsInit } from '../../../src/carriers/socket-opts.js';
 import { AbortedError, ConfigError } from '../../../src/core/errors.js';
@@ -142,5 +144,35 @@ describe('connectWithOptions (loopback)', { skip: noAddon }, () => {
     // server must then see that connection closed, i.e. the fd was not leaked.
     await waitUntil(() => echo.sockets.size === 0, 'the server side of the aborted connection to close');
     await assert.rejects(connectWithOptions({ host: '127.0.0.1', port: echo.port, signal: ac.signal }), AbortedError);
+  });
+});
+
+describe('MPTCP listener', { skip: noAddon }, () => {
+  it('accepts MPTCP clients as MPTCP and plain TCP clients as TCP (as the kernel reports on the accepted socket)', async (t) => {
+    const status = mptcpStatus();
+    if (!status.available) {
+      console.log(`# MPTCP listener test skipped: ${status.reason}`);
+      return t.skip(`MPTCP unavailable: ${status.reason}`);
+    }
+    const accepted: string[] = [];
+    const listener = await new TcpCarrier({ mptcp: true }).listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      const s = conn.stream as net.Socket;
+      accepted.push(socketOptionsOf(s).protocol);
+      s.pipe(s);
+    });
+    t.after(() => listener.close());
+    for (const [mptcp, want] of [[true, 'mptcp'], [false, 'tcp']] as const) {
+      const c = await connectWithOptions({ host: '127.0.0.1', port: listener.address.port, mptcp });
+      assert.equal(await roundTrip(c, `hello ${want}`), `hello ${want}`);
+      assert.equal(accepted.at(-1), want, `a ${want} client, seen from the listener`);
+    }
+  });
+
+  it('refuses a bad address with ListenError, and the listen URL option is checked', async () => {
+    await assert.rejects(new TcpCarrier({ mptcp: true }).listen({ host: 'localhost', port: 0 }, () => undefined), ListenError);
+    assert.deepEqual(parseListenUrl('tcp://127.0.0.1:7000?mptcp'), { scheme: 'tcp', host: '127.0.0.1', port: 7000, url: 'tcp://127.0.0.1:7000?mptcp', mptcp: true });
+    assert.match(String(parseListenUrl('tls://127.0.0.1:7000?mptcp')), /tcp:\/\/ listeners only/);
+    assert.match(String(parseListenUrl('tcp://example.org:7000?mptcp')), /needs an IP address/);
+    assert.match(String(parseListenUrl('tcp://127.0.0.1:7000?fast')), /unknown listen option/);
   });
 });
