@@ -6,6 +6,8 @@
 import type { Duplex } from 'node:stream';
 import { TcpCarrier } from '../../src/carriers/tcp.js';
 import type { Endpoint, Listener } from '../../src/carriers/types.js';
+import type { PathRole } from '../../src/session/path.js';
+import { TcpRelay } from '../tools/relay.js';
 import { SessionClient, type SessionClientInit } from '../../src/client/session-client.js';
 import { generateKeyPair, type KeyPair } from '../../src/secure/keys.js';
 import { SessionServer, type SessionOptions, type SessionServerInit } from '../../src/server/session-server.js';
@@ -83,6 +85,45 @@ export async function makePair(init: PairInit = {}): Promise<Pair> {
       client.close();
       server.close();
       await listener.close();
+    },
+  };
+}
+
+/**
+ * A pair whose client session has two paths, A (the first) and B (an extra
+ * path), each through its own TCP relay in front of the server, so a test
+ * can cut, delay or blackhole one path. Close both with `close()`.
+ */
+export async function makeBondedPair(
+  init: { roles?: [PathRole, PathRole]; session?: SessionOptions } = {},
+): Promise<{ p: Pair; relays: TcpRelay[]; close: () => Promise<void> }> {
+  const [roleA, roleB] = init.roles ?? ['primary', 'primary'];
+  const relays: TcpRelay[] = [];
+  let second: Endpoint | undefined;
+  const p = await makePair({
+    ...(init.session ? { session: init.session } : {}),
+    via: async (server) => {
+      for (let i = 0; i < 2; i++) {
+        const r = new TcpRelay({ listen: { host: '127.0.0.1', port: 0 }, target: server });
+        await r.start();
+        relays.push(r);
+      }
+      second = (relays[1] as TcpRelay).address;
+      return (relays[0] as TcpRelay).address;
+    },
+    client: {
+      firstPath: { role: roleA, label: 'A' },
+      get extraPaths() {
+        return [{ carrier: new TcpCarrier(), endpoint: second as Endpoint, role: roleB, label: 'B' }];
+      },
+    },
+  });
+  return {
+    p,
+    relays,
+    async close() {
+      await p.close();
+      for (const r of relays) await r.close();
     },
   };
 }

@@ -2,11 +2,9 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
-import { TcpCarrier } from '../../../src/carriers/tcp.js';
-import type { Endpoint } from '../../../src/carriers/types.js';
 import type { PathRole } from '../../../src/session/path.js';
-import { TcpRelay } from '../../tools/relay.js';
-import { echoStreams, makePair, readAll, type Pair } from '../../helpers/session-pair.js';
+import type { TcpRelay } from '../../tools/relay.js';
+import { echoStreams, makeBondedPair, readAll, type Pair } from '../../helpers/session-pair.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -16,30 +14,9 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** A session whose two paths each run through their own relay. */
 async function bonded(roles: [PathRole, PathRole] = ['primary', 'primary']): Promise<{ p: Pair; relays: TcpRelay[] }> {
-  const relays: TcpRelay[] = [];
-  let second: Endpoint | undefined;
-  const p = await makePair({
-    via: async (server) => {
-      for (let i = 0; i < 2; i++) {
-        const r = new TcpRelay({ listen: { host: '127.0.0.1', port: 0 }, target: server });
-        await r.start();
-        relays.push(r);
-      }
-      second = (relays[1] as TcpRelay).address;
-      return (relays[0] as TcpRelay).address;
-    },
-    client: {
-      firstPath: { role: roles[0], label: 'A' },
-      get extraPaths() {
-        return [{ carrier: new TcpCarrier(), endpoint: second as Endpoint, role: roles[1], label: 'B' }];
-      },
-    },
-  });
-  cleanups.push(async () => {
-    await p.close();
-    for (const r of relays) await r.close();
-  });
-  return { p, relays };
+  const b = await makeBondedPair({ roles });
+  cleanups.push(b.close);
+  return b;
 }
 
 async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {

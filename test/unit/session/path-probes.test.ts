@@ -8,12 +8,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
-import { TcpCarrier } from '../../../src/carriers/tcp.js';
-import type { Endpoint } from '../../../src/carriers/types.js';
 import type { SecureChannel } from '../../../src/secure/channel.js';
 import { SessionPath } from '../../../src/session/path.js';
-import { makePair, readAll } from '../../helpers/session-pair.js';
-import { TcpRelay } from '../../tools/relay.js';
+import { makeBondedPair, readAll } from '../../helpers/session-pair.js';
+import type { TcpRelay } from '../../tools/relay.js';
 
 /** What SessionPath reads from its channel. */
 interface FakeChannel {
@@ -169,31 +167,9 @@ describe('bonded session: probes', () => {
   });
 
   it('each path of the sender is probed and answered on its own: its RTT follows a delay added after attach', async () => {
-    const relays: TcpRelay[] = [];
-    let second: Endpoint | undefined;
-    const p = await makePair({
-      // No liveness ping after the first: RTT samples can only come from probes.
-      session: { pingIntervalMs: 60_000 },
-      via: async (server) => {
-        for (let i = 0; i < 2; i++) {
-          const r = new TcpRelay({ listen: { host: '127.0.0.1', port: 0 }, target: server });
-          await r.start();
-          relays.push(r);
-        }
-        second = (relays[1] as TcpRelay).address;
-        return (relays[0] as TcpRelay).address;
-      },
-      client: {
-        firstPath: { label: 'A' },
-        get extraPaths() {
-          return [{ carrier: new TcpCarrier(), endpoint: second as Endpoint, label: 'B' }];
-        },
-      },
-    });
-    cleanups.push(async () => {
-      await p.close();
-      for (const r of relays) await r.close();
-    });
+    // No liveness ping after the first: RTT samples can only come from probes.
+    const { p, relays, close } = await makeBondedPair({ session: { pingIntervalMs: 60_000 } });
+    cleanups.push(close);
     const server = await p.serverSession;
     const received = new Promise<Buffer>((resolve) => server.onStream((s) => void readAll(s).then(resolve)));
     const end = Date.now() + 5000;
