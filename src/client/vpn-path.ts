@@ -23,6 +23,7 @@ import { parseIpBytes } from '../tun/ipaddr.js';
 import { clampMss, inspectPacket, mssFor, newPacketInfo, V4_DST, V6_DST } from '../tun/packet.js';
 import { checkOffload, GSO_WIRE_HEADER, MAX_SUPER_PACKET, metaOfGsoDatagram, OFF_CSUM, OFF_GSO } from '../tun/vnet.js';
 import { VPN_FLOW, VPN_GSO_FLOW, type VpnConfig } from '../tun/vpn-wire.js';
+import { TunWriteBatch } from '../tun/write-batch.js';
 
 /** Packet counters of the VPN client. */
 export interface ClientVpnStats {
@@ -65,13 +66,15 @@ export class VpnPacketPath {
   private lease6: Buffer | undefined;
   private mtu: number;
   private peerOffload = false;
-  private pending: Buffer[] = [];
-  private pendingMeta: number[] = [];
-  private flushQueued = false;
   private stopped = false;
+  private readonly toTun: TunWriteBatch;
 
   constructor(private readonly init: VpnPacketPathInit) {
     this.mtu = init.tun.mtu;
+    this.toTun = new TunWriteBatch(init.tun, (r) => {
+      this.counters.received += r.written;
+      this.counters.tunDropped += r.dropped + r.invalid;
+    });
   }
 
   /** Takes the addresses and MTU of a (new) config. */
@@ -85,8 +88,7 @@ export class VpnPacketPath {
   /** Stops both directions (packets are then ignored). */
   stop(): void {
     this.stopped = true;
-    this.pending = [];
-    this.pendingMeta = [];
+    this.toTun.clear();
   }
 
   /** A batch read from the TUN, with its offload state when the device has offload. */
@@ -146,27 +148,10 @@ export class VpnPacketPath {
     }
     if (this.init.mssClamp && (meta & OFF_GSO) === 0 && clampMss(p, this.info, mssFor(this.mtu, this.info.version), (meta & OFF_CSUM) !== 0)) k.clamped++;
     if ((meta & OFF_GSO) !== 0) k.superPackets++;
-    this.pending.push(p);
-    this.pendingMeta.push(meta);
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(this.flush);
-    }
+    this.toTun.push(p, meta);
   }
 
   private clamp(p: Buffer, partialChecksum: boolean): void {
     if (inspectPacket(p, this.info) === undefined && clampMss(p, this.info, mssFor(this.mtu, this.info.version), partialChecksum)) this.counters.clamped++;
   }
-
-  private readonly flush = (): void => {
-    this.flushQueued = false;
-    const batch = this.pending;
-    const meta = this.pendingMeta;
-    this.pending = [];
-    this.pendingMeta = [];
-    if (batch.length === 0 || this.stopped || this.init.tun.closed) return;
-    const r = this.init.tun.write(batch, meta);
-    this.counters.received += r.written;
-    this.counters.tunDropped += r.dropped + r.invalid;
-  };
 }

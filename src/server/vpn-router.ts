@@ -24,7 +24,6 @@
  * (whose kernel queue is bounded) in the same tick.
  */
 import type { Logger } from '../core/logger.js';
-import type { TunWriteResult } from '../native/addon.js';
 import { sendPacket } from '../tun/gso.js';
 import { cidrContains } from '../tun/ipaddr.js';
 import { inspectPacket, newPacketInfo, packetAddress, V4_DST, V4_SRC, V6_DST, V6_SRC } from '../tun/packet.js';
@@ -38,11 +37,8 @@ export interface VpnPolicy {
 }
 
 /** The part of a TunDevice the router writes to. */
-export interface TunSink {
-  /** `meta`: each packet's offload state (vnet.ts), already checked. */
-  write(packets: readonly Buffer[], meta?: readonly number[]): TunWriteResult;
-  readonly closed: boolean;
-}
+import { TunWriteBatch, type TunSink } from '../tun/write-batch.js';
+export type { TunSink };
 
 /** The part of a Session the router uses. */
 export interface DatagramSink {
@@ -118,13 +114,12 @@ export class VpnRouter {
   private readonly byV6 = new Map<string, RoutedClient>();
   private readonly info = newPacketInfo();
   private readonly policyCache = new Map<number | string, boolean>();
-  private pending: Buffer[] = [];
-  private pendingMeta: number[] = [];
-  private flushQueued = false;
   private readonly gw4: number;
+  private readonly toTun: TunWriteBatch;
 
   constructor(private readonly init: VpnRouterInit) {
     this.gw4 = init.pool.gateway4.readUInt32BE(0);
+    this.toTun = new TunWriteBatch(init.tun, (r) => (this.counters.tunDropped += r.dropped + r.invalid));
   }
 
   /** Clients with a route now. */
@@ -205,12 +200,7 @@ export class VpnRouter {
     if (!this.allowed(p, policyKey, info.dstPort)) return this.drop(c, 'policyDenied', p);
     this.counters.fromClients++;
     if ((meta & OFF_GSO) !== 0) this.counters.superPackets++;
-    this.pending.push(p);
-    this.pendingMeta.push(meta);
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(this.flush);
-    }
+    this.toTun.push(p, meta);
   }
 
   private clientToClient(from: RoutedClient, p: Buffer, dstOff: number, meta: number): void {
@@ -239,17 +229,6 @@ export class VpnRouter {
     }
     return ok;
   }
-
-  private readonly flush = (): void => {
-    this.flushQueued = false;
-    const batch = this.pending;
-    const meta = this.pendingMeta;
-    this.pending = [];
-    this.pendingMeta = [];
-    if (batch.length === 0 || this.init.tun.closed) return;
-    const r = this.init.tun.write(batch, meta);
-    this.counters.tunDropped += r.dropped + r.invalid;
-  };
 
   private drop(c: RoutedClient, reason: DropReason, p: Buffer): void {
     const n = ++this.counters[reason];
