@@ -99,23 +99,10 @@ export type DeleteQuery = Static<typeof DeleteQuerySchema>;
 export const SessionsQuerySchema = Type.Object({ user: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false });
 export type SessionsQuery = Static<typeof SessionsQuerySchema>;
 
-/** A user as the API shows it: never its secret. */
-export interface UserJson {
-  readonly id: string;
-  readonly name: string;
-  readonly kind: 'key' | 'token';
+/** A user as the API shows it: the store's User, never its secret, the key as text. */
+export interface UserJson extends Omit<User, 'publicKey' | 'secret'> {
   /** base64url. */
   readonly publicKey: string;
-  readonly wssPath: string | null;
-  readonly dst: string | null;
-  readonly policy: User['policy'];
-  readonly quotaBytes: number | null;
-  readonly expiresAt: number | null;
-  readonly enabled: boolean;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-  readonly bytesUp: number;
-  readonly bytesDown: number;
   /** True when the user has a provisioning password. */
   readonly provisioning: boolean;
 }

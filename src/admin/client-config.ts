@@ -8,15 +8,8 @@ import { ConfigError } from '../core/errors.js';
 import type { User } from '../store/types.js';
 import type { GatewayEndpoint, GatewayView } from './types.js';
 
-/** One endpoint as a client should use it (the user's path already applied). */
-export interface ClientEndpoint {
-  readonly carrier: LinkCarrier;
-  readonly host: string;
-  readonly port: number;
-  readonly sni?: string;
-  readonly fingerprint?: string;
-  readonly path?: string;
-}
+/** One endpoint as a client should use it (the user's path already applied to `path`). */
+export type ClientEndpoint = GatewayEndpoint;
 
 /** Everything a client needs to connect as `user`. */
 export interface ClientConfig {

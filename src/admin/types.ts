@@ -7,32 +7,11 @@
  */
 import { PolytunError } from '../core/errors.js';
 import type { LinkCarrier } from '../config/link.js';
+import type { LinkEndpoint } from '../config/links.js';
+import type { GatewaySession } from '../server/gateway.js';
 
-/** One live session, as the APIs show it. Plain data: safe to serialize. */
-export interface SessionInfo {
-  /** Session id, lowercase hex (the SessionServer's map key). */
-  readonly id: string;
-  /** Store id of the session's user; null when the user is not a store user. */
-  readonly userId: string | null;
-  /** Name of the user at the time the session opened; null when unknown. */
-  readonly userName: string | null;
-  /** Remote address of the newest path (`ip:port`). */
-  readonly remote: string;
-  /** When the session opened, ms since the epoch. */
-  readonly startedAt: number;
-  /** Session state ('open', 'detached', 'closing', …). */
-  readonly state: string;
-  /** Open streams. */
-  readonly streams: number;
-  /** Live paths (carrier connections) of the session. */
-  readonly paths: number;
-  /** Smoothed round-trip time; null before the first measurement. */
-  readonly rttMs: number | null;
-  /** Bytes the server sent to the client on this session. */
-  readonly bytesSent: number;
-  /** Bytes the server received from the client on this session. */
-  readonly bytesReceived: number;
-}
+/** One live session, as the APIs show it (defined by the gateway that produces it). */
+export type SessionInfo = GatewaySession;
 
 /** One listener of the running gateway. */
 export interface ListenerInfo {
@@ -58,21 +37,11 @@ export interface GatewayStatus {
 }
 
 /**
- * One way clients reach the gateway: what a link and a client config need.
- * For ws/wss the user's own `wssPath` replaces `path` when the user has one.
+ * One way clients reach the gateway: what a link and a client config need
+ * (the links module's LinkEndpoint). For ws/wss the user's own `wssPath`
+ * replaces `path` when the user has one.
  */
-export interface GatewayEndpoint {
-  readonly carrier: LinkCarrier;
-  /** Public host name or IP clients dial (not the wildcard bind address). */
-  readonly host: string;
-  readonly port: number;
-  /** TLS server name (tls/wss). */
-  readonly sni?: string;
-  /** SHA-256 of the server certificate, base64url (tls/wss), for pinning. */
-  readonly fingerprint?: string;
-  /** Default WebSocket path (ws/wss) for users without a wssPath. @default '/' */
-  readonly path?: string;
-}
+export type GatewayEndpoint = LinkEndpoint;
 
 /**
  * The running gateway as the management APIs see it. Implemented by the

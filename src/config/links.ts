@@ -52,7 +52,7 @@ function guessAddress(listen: ListenUrl, interfaces: () => NodeJS.Dict<NetworkIn
   return pick.address;
 }
 
-/** One way clients reach the server: what a link needs besides the user (the shape of admin's GatewayEndpoint). */
+/** One way clients reach the server: what a link needs besides the user. The admin APIs use the same shape (GatewayEndpoint). */
 export interface LinkEndpoint {
   readonly carrier: LinkCarrier;
   /** Public host name or IP clients dial. */

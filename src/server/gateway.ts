@@ -60,18 +60,29 @@ export interface GatewayInit {
   readonly now?: () => number;
 }
 
-/** One live session as the management APIs show it (the shape of admin's SessionInfo). */
+/** One live session as the management APIs show it (admin's SessionInfo). Plain data: safe to serialize. */
 export interface GatewaySession {
+  /** Session id, lowercase hex (the SessionServer's map key). */
   readonly id: string;
+  /** Store id of the session's user; null when the user is not a store user. */
   readonly userId: string | null;
+  /** Name of the user at the time the session opened; null when unknown. */
   readonly userName: string | null;
+  /** Remote address of the newest path (`ip:port`). */
   readonly remote: string;
+  /** When the session opened, ms since the epoch. */
   readonly startedAt: number;
+  /** Session state ('open', 'detached', 'closing', …). */
   readonly state: string;
+  /** Open streams. */
   readonly streams: number;
+  /** Live paths (carrier connections) of the session. */
   readonly paths: number;
+  /** Smoothed round-trip time; null before the first measurement. */
   readonly rttMs: number | null;
+  /** Bytes the server sent to the client on this session. */
   readonly bytesSent: number;
+  /** Bytes the server received from the client on this session. */
   readonly bytesReceived: number;
 }
 

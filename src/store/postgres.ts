@@ -19,7 +19,7 @@ import { migratePostgres } from './migrations.js';
 import { PgListener } from './pg-listener.js';
 import { StoreError } from './types.js';
 import type { ListOptions, NewUser, ReadOptions, StoreChange, TrafficEntry, User, UserKind, UserPatch, UserPolicy, UserStore } from './types.js';
-import { COLUMN, ChangeHub, aggregateTraffic, conflictField, listBounds, IdGenerator, prepareNew, preparePatch } from './user.js';
+import { COLUMN, ChangeHub, aggregateTraffic, conflictField, listBounds, IdGenerator, prepareNew, preparePatch, userColumns } from './user.js';
 import type { UserValues } from './user.js';
 
 /** Options of {@link PostgresStore.open}. */
@@ -57,8 +57,6 @@ interface Row {
   bytes_down: string;
 }
 
-const COLS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, created_at, updated_at, bytes_up, bytes_down';
-const cols = (withSecret: boolean | undefined): string => (withSecret === true ? `${COLS}, secret_plaintext` : COLS);
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,40}$/;
 const CHANGE_RE = /^(insert|update|delete):(.+)$/;
 
@@ -184,7 +182,7 @@ export class PostgresStore implements UserStore {
     const res = await this.q<Row>(
       `WITH ins AS (
          INSERT INTO users (id, ${keys.map((k) => COLUMN[k]).join(', ')}, created_at, updated_at)
-         VALUES (${marks.join(', ')}) RETURNING ${cols(true)})
+         VALUES (${marks.join(', ')}) RETURNING ${userColumns(true)})
        SELECT ins.*, pg_notify($${params.length}, 'insert:' || ins.id) FROM ins`,
       params,
     );
@@ -193,23 +191,23 @@ export class PostgresStore implements UserStore {
 
   async getUser(idOrName: string, opts?: ReadOptions): Promise<User | undefined> {
     // An id match wins over a user whose name happens to be another user's id.
-    const res = await this.q<Row>(`SELECT ${cols(opts?.withSecret)} FROM users WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1`, [idOrName]);
+    const res = await this.q<Row>(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1`, [idOrName]);
     return res.rows[0] === undefined ? undefined : toUser(res.rows[0]);
   }
 
   async findByPublicKey(publicKey: Buffer, opts?: ReadOptions): Promise<User | undefined> {
-    const res = await this.q<Row>(`SELECT ${cols(opts?.withSecret)} FROM users WHERE public_key = $1`, [publicKey]);
+    const res = await this.q<Row>(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE public_key = $1`, [publicKey]);
     return res.rows[0] === undefined ? undefined : toUser(res.rows[0]);
   }
 
   async findByPath(wssPath: string, opts?: ReadOptions): Promise<User | undefined> {
-    const res = await this.q<Row>(`SELECT ${cols(opts?.withSecret)} FROM users WHERE wss_path = $1`, [wssPath]);
+    const res = await this.q<Row>(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE wss_path = $1`, [wssPath]);
     return res.rows[0] === undefined ? undefined : toUser(res.rows[0]);
   }
 
   async listUsers(opts: ListOptions = {}): Promise<User[]> {
     const { limit, offset } = listBounds(opts.limit, opts.offset);
-    const res = await this.q<Row>(`SELECT ${cols(opts.withSecret)} FROM users WHERE id > $1 ORDER BY id LIMIT $2 OFFSET $3`, [opts.afterId ?? '', limit, offset]);
+    const res = await this.q<Row>(`SELECT ${userColumns(opts.withSecret)} FROM users WHERE id > $1 ORDER BY id LIMIT $2 OFFSET $3`, [opts.afterId ?? '', limit, offset]);
     return res.rows.map(toUser);
   }
 
@@ -222,7 +220,7 @@ export class PostgresStore implements UserStore {
     params.push(new Date(), id, this.channel);
     sets.push(`updated_at = $${params.length - 2}`);
     const res = await this.q<Row>(
-      `WITH upd AS (UPDATE users SET ${sets.join(', ')} WHERE id = $${params.length - 1} RETURNING ${cols(false)})
+      `WITH upd AS (UPDATE users SET ${sets.join(', ')} WHERE id = $${params.length - 1} RETURNING ${userColumns(false)})
        SELECT upd.*, pg_notify($${params.length}, 'update:' || upd.id) FROM upd`,
       params,
     );

@@ -13,7 +13,7 @@ import { nullLogger, type Logger } from '../core/logger.js';
 import { migrateSqlite } from './migrations.js';
 import { StoreError } from './types.js';
 import type { ListOptions, NewUser, ReadOptions, StoreChange, TrafficEntry, User, UserKind, UserPatch, UserStore } from './types.js';
-import { COLUMN, ChangeHub, aggregateTraffic, conflictField, crossedQuota, listBounds, looksLikeId, IdGenerator, prepareNew, preparePatch } from './user.js';
+import { COLUMN, ChangeHub, aggregateTraffic, conflictField, crossedQuota, listBounds, looksLikeId, IdGenerator, prepareNew, preparePatch, userColumns } from './user.js';
 import type { UserValues } from './user.js';
 
 /** Options of {@link SqliteStore}. */
@@ -44,8 +44,6 @@ interface Row {
   bytes_down: number;
 }
 
-const COLS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, created_at, updated_at, bytes_up, bytes_down';
-const cols = (withSecret: boolean | undefined): string => (withSecret === true ? `${COLS}, secret_plaintext` : COLS);
 
 function toUser(r: Row): User {
   const u: User = {
@@ -138,7 +136,7 @@ export class SqliteStore implements UserStore {
       () =>
         this.stmt(
           `INSERT INTO users (id, ${keys.map((k) => COLUMN[k]).join(', ')}, created_at, updated_at)
-           VALUES (${new Array(keys.length + 3).fill('?').join(', ')}) RETURNING ${cols(true)}`,
+           VALUES (${new Array(keys.length + 3).fill('?').join(', ')}) RETURNING ${userColumns(true)}`,
         ).get(this.ids.next(now), ...keys.map((k) => sqlValue(k, v[k])), now, now) as Row,
     );
     this.emit({ op: 'insert', userId: row.id });
@@ -148,26 +146,26 @@ export class SqliteStore implements UserStore {
   async getUser(idOrName: string, opts?: ReadOptions): Promise<User | undefined> {
     return this.guard(() => {
       let row: Row | undefined;
-      if (looksLikeId(idOrName)) row = this.stmt(`SELECT ${cols(opts?.withSecret)} FROM users WHERE id = ?`).get(idOrName) as Row | undefined;
-      row ??= this.stmt(`SELECT ${cols(opts?.withSecret)} FROM users WHERE name = ?`).get(idOrName) as Row | undefined;
+      if (looksLikeId(idOrName)) row = this.stmt(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE id = ?`).get(idOrName) as Row | undefined;
+      row ??= this.stmt(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE name = ?`).get(idOrName) as Row | undefined;
       return row === undefined ? undefined : toUser(row);
     });
   }
 
   async findByPublicKey(publicKey: Buffer, opts?: ReadOptions): Promise<User | undefined> {
-    const row = this.guard(() => this.stmt(`SELECT ${cols(opts?.withSecret)} FROM users WHERE public_key = ?`).get(publicKey) as Row | undefined);
+    const row = this.guard(() => this.stmt(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE public_key = ?`).get(publicKey) as Row | undefined);
     return row === undefined ? undefined : toUser(row);
   }
 
   async findByPath(wssPath: string, opts?: ReadOptions): Promise<User | undefined> {
-    const row = this.guard(() => this.stmt(`SELECT ${cols(opts?.withSecret)} FROM users WHERE wss_path = ?`).get(wssPath) as Row | undefined);
+    const row = this.guard(() => this.stmt(`SELECT ${userColumns(opts?.withSecret)} FROM users WHERE wss_path = ?`).get(wssPath) as Row | undefined);
     return row === undefined ? undefined : toUser(row);
   }
 
   async listUsers(opts: ListOptions = {}): Promise<User[]> {
     const { limit, offset } = listBounds(opts.limit, opts.offset);
     const rows = this.guard(
-      () => this.stmt(`SELECT ${cols(opts.withSecret)} FROM users WHERE id > ? ORDER BY id LIMIT ? OFFSET ?`).all(opts.afterId ?? '', limit, offset) as Row[],
+      () => this.stmt(`SELECT ${userColumns(opts.withSecret)} FROM users WHERE id > ? ORDER BY id LIMIT ? OFFSET ?`).all(opts.afterId ?? '', limit, offset) as Row[],
     );
     return rows.map(toUser);
   }
@@ -180,7 +178,7 @@ export class SqliteStore implements UserStore {
     sets.push('updated_at = ?');
     const row = this.guard(
       () =>
-        this.stmt(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING ${cols(false)}`).get(
+        this.stmt(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING ${userColumns(false)}`).get(
           ...keys.map((k) => sqlValue(k, values[k] as UserValues[typeof k])),
           Date.now(),
           id,

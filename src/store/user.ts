@@ -24,6 +24,13 @@ export interface UserValues {
   enabled: boolean;
 }
 
+const USER_COLUMNS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, created_at, updated_at, bytes_up, bytes_down';
+
+/** The columns a User is read from (same in both schemas); the secret only when asked for. */
+export function userColumns(withSecret: boolean | undefined): string {
+  return withSecret === true ? `${USER_COLUMNS}, secret_plaintext` : USER_COLUMNS;
+}
+
 /** Writable field → column name (same in both schemas). */
 export const COLUMN: { readonly [K in keyof UserValues]: string } = {
   name: 'name',
