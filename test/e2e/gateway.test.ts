@@ -30,7 +30,8 @@ import { decodeLink, encodeLink } from '../../src/config/link.js';
 import { clientForLink } from '../../src/config/dial-link.js';
 import { encodeKey, generateKeyPair, generateToken } from '../../src/secure/keys.js';
 import { ensureBuilt, freePort, polytun, ROOT, startClient, stopAll, waitForPort } from '../helpers/cli.js';
-import { api, echoServer, EchoConn, eventually, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { eventually } from '../helpers/eventually.js';
+import { api, echoServer, EchoConn, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
 
 const opts = ['--no-socks', '--no-status'];
 

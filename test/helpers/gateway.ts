@@ -180,15 +180,3 @@ export class EchoConn {
   }
 }
 
-/** Retries `fn` until it resolves or `ms` pass (for changes that travel through LISTEN/NOTIFY). */
-export async function eventually<T>(fn: () => Promise<T>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}

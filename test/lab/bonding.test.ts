@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../helpers/cli.js';
+import { eventually } from '../helpers/eventually.js';
 import { BondingLab, FAST_LIVENESS, mbps, patternSha256, PORTS } from './bonding-lab.js';
 import { LabError, labUnavailableReason, type LabProc } from './netns.js';
 
@@ -213,19 +214,19 @@ describe('bonding lab: one session over several shaped, delayed links', { skip: 
       master.child.kill(signal);
       await master.stop();
       r0 = await bl.relayBytesDown(0);
-      const viaBackup = await retry(() => bl.download('/file'), 30_000);
+      const viaBackup = await eventually(() => bl.download('/file'), 30_000, 500);
       assert.equal(viaBackup.sha256, expected);
       assert.ok((await bl.relayBytesDown(0)) - r0 < MiB, 'with the master stopped, the download went to the backup');
 
       master = bl.lab.spawn(bl.srv, process.execPath, serverArgs(PORTS.polytun, bl.dataDir), { name: 'master server (restarted)' });
       await master.waitForLine(/^polytun:\/\//);
       // Once the master has answered for --failback-after, new connections go back to it.
-      const back = await retry(async () => {
+      const back = await eventually(async () => {
         const before = await bl.relayBytesDown(0);
         const r = await bl.download('/file');
         if ((await bl.relayBytesDown(0)) - before < SIZE) throw new LabError('download still went to the backup');
         return r;
-      }, 60_000);
+      }, 60_000, 500);
       assert.equal(back.sha256, expected);
     } catch (err) {
       throw withLogs(err, { client, backup, master });
@@ -266,15 +267,3 @@ function withLogs(err: unknown, procs: Record<string, LabProc | undefined>): unk
   return err;
 }
 
-/** Retries `fn` until it resolves or `ms` pass (failover takes a moment). */
-async function retry<T>(fn: () => Promise<T>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-}

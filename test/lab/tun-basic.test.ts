@@ -21,6 +21,7 @@ import { nativeAvailable, nativeUnavailableReason, TunError } from '../../src/na
 import { TunDevice } from '../../src/tun/device.js';
 import { IprouteError, linkExists, linkUp, listAddresses, runIp } from '../../src/tun/iproute.js';
 import { OFF_CSUM, OFF_GSO } from '../../src/tun/vnet.js';
+import { checksum, ipv4, udp } from '../helpers/ip-packets.js';
 
 const LOCAL = '10.213.7.1';
 const PEER = '10.213.7.2';
@@ -35,53 +36,7 @@ const skipReason =
         : undefined;
 if (skipReason !== undefined) console.log(`# tun-basic skipped: ${skipReason}`);
 
-// ---- minimal IPv4 packet codec (test-local) -------------------------------
-
-function checksum(buf: Uint8Array, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < buf.length; i += 2) sum += ((buf[i] ?? 0) << 8) | (buf[i + 1] ?? 0);
-  if (buf.length % 2 === 1) sum += (buf[buf.length - 1] ?? 0) << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-function ipBytes(ip: string): Buffer {
-  return Buffer.from(ip.split('.').map(Number));
-}
-
-/*
- *  0       4       8              16                              31
- * +-------+-------+---------------+-------------------------------+
- * |ver=4  |IHL=5  |     TOS       |         total length          |
- * |           identification      |flags|    fragment offset      |
- * |     TTL       |   protocol    |       header checksum         |
- * |                        source address                         |
- * |                     destination address                       |
- * +---------------------------------------------------------------+
- */
-function ipv4(src: string, dst: string, protocol: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(20);
-  h[0] = 0x45;
-  h.writeUInt16BE(20 + payload.length, 2);
-  h.writeUInt16BE(0x4000, 6); // DF
-  h[8] = 64;
-  h[9] = protocol;
-  ipBytes(src).copy(h, 12);
-  ipBytes(dst).copy(h, 16);
-  h.writeUInt16BE(checksum(h), 10);
-  return Buffer.concat([h, payload]);
-}
-
-function udp(src: string, sport: number, dst: string, dport: number, data: Buffer): Buffer {
-  const u = Buffer.alloc(8 + data.length);
-  u.writeUInt16BE(sport, 0);
-  u.writeUInt16BE(dport, 2);
-  u.writeUInt16BE(u.length, 4);
-  data.copy(u, 8);
-  const pseudo = Buffer.concat([ipBytes(src), ipBytes(dst), Buffer.from([0, 17, u.length >> 8, u.length & 0xff])]);
-  u.writeUInt16BE(checksum(Buffer.concat([pseudo, u])) || 0xffff, 6);
-  return ipv4(src, dst, 17, u);
-}
+// ---- IPv4 packets: built by test/helpers/ip-packets.ts, parsed here -------
 
 interface Ipv4View {
   version: number;
