@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Returns NULL from the calling N-API function when an N-API call fails;
  * N-API itself has already recorded (or thrown) the reason. */
@@ -35,8 +36,7 @@ bool pt_arg_int32(napi_env env, napi_value v, int32_t *out);
 bool pt_arg_string(napi_env env, napi_value v, char *buf, size_t cap);
 bool pt_is_nullish(napi_env env, napi_value v);
 /* sock_connect.c: an IP literal (IPv6 may carry %scope) and port into a sockaddr. */
-struct sockaddr_storage;
-bool pt_parse_addr(const char *text, int port, struct sockaddr_storage *ss, unsigned int *len);
+bool pt_parse_addr(const char *text, int port, struct sockaddr_storage *ss, socklen_t *len);
 napi_value pt_undefined(napi_env env);
 bool pt_set_int(napi_env env, napi_value obj, const char *key, int64_t value);
 

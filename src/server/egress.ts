@@ -162,6 +162,12 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/**
+ * The abort reason of a dial whose deadline passed; the TimeoutError is built
+ * only then (an error's stack capture costs more than the rest of a dial).
+ */
+const DEADLINE = Symbol('egress deadline');
+
 /** Dials destinations for users, under a {@link DestinationPolicy}. Stateless between dials. */
 export class EgressDialer {
   readonly #policy: DestinationPolicy;
@@ -192,8 +198,6 @@ export class EgressDialer {
     const pre = this.#policy.checkName(dest.host, dest.port);
     if (!pre.allowed) throw denied(pre);
     const ac = new AbortController();
-    // Built only when the deadline passes: an error's stack capture costs more than the rest of a dial.
-    const DEADLINE = Symbol('deadline');
     const timer = setTimeout(() => ac.abort(DEADLINE), opts.timeoutMs ?? this.#timeoutMs);
     const onAbort = (): void => ac.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
