@@ -36,6 +36,7 @@ import {
   writePingPong, writeSeqFrame, writeWindow, type FrameVisitor, type SeqFrame,
 } from './frames.js';
 import { PolyStream, ResetCode, type StreamHost } from './stream.js';
+import { releaseRecordBuffer, takeRecordBuffer } from './record-pool.js';
 import { SessionPath, type PathOptions, type PathStats } from './path.js';
 
 export type { PathOptions, PathStats } from './path.js';
@@ -58,7 +59,7 @@ export interface SessionInit {
   peerSessionWindow?: number;
   /** Concurrent streams the peer may open. @default 1024 */
   maxStreams?: number;
-  /** Largest DATA payload per frame. @default 16384 */
+  /** Largest DATA payload per frame (capped so one frame fits a record). @default 65536: a bulk read leaves as one frame in one record */
   maxFramePayload?: number;
   /** Sent-but-unacknowledged bytes kept for resend. @default 16 MiB */
   maxUnacked?: number;
@@ -120,6 +121,9 @@ export interface SessionStats {
 }
 
 /** A sequenced frame plus the path it last went on (0: not sent on a live path). */
+/** DATA frames at least this large (header included) are kept for resend as slices of their record; see emitSeq. */
+const HOLD_MIN_FRAME = 8192;
+
 interface PathFrame extends SeqFrame {
   pathId: number;
 }
@@ -143,7 +147,18 @@ export class Session extends EventEmitter implements StreamHost {
   private readonly paths = new Map<number, SessionPath>();
   private nextPathId = 1;
   private readonly pathUpAfterMs: number;
-  private readonly scratch = Buffer.allocUnsafe(MAX_RECORD_PLAINTEXT);
+  /**
+   * The record being assembled. After a record whose DATA frames were kept
+   * as slices of it (see emitSeq), it is held until acknowledged and a fresh
+   * one from the pool takes its place.
+   */
+  private scratch = takeRecordBuffer();
+  /** The record in `scratch` holds frames kept for resend; the highest such seq. */
+  private scratchHeld = false;
+  private scratchMaxSeq = 0;
+  /** Written records kept for resend, oldest first, with the highest seq each holds: [head, length). */
+  private heldRecords: { buf: Buffer; maxSeq: number }[] = [];
+  private heldHead = 0;
 
   // limits
   private readonly streamWindow: number;
@@ -233,7 +248,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.sendLimitSession = init.peerSessionWindow ?? this.sessionWindow;
     this.recvLimitSession = this.sessionWindow;
     this.maxStreams = init.maxStreams ?? 1024;
-    this.maxFramePayload = Math.min(init.maxFramePayload ?? 16384, MAX_RECORD_PLAINTEXT - 1 - DATA_HEADER);
+    this.maxFramePayload = Math.min(init.maxFramePayload ?? 65536, MAX_RECORD_PLAINTEXT - 1 - DATA_HEADER);
     this.maxUnacked = init.maxUnacked ?? 16 << 20;
     this.maxReorder = init.maxReorder ?? 8192;
     this.maxDatagramQueue = init.maxDatagramQueue ?? 1 << 20;
@@ -638,7 +653,7 @@ export class Session extends EventEmitter implements StreamHost {
 
   private flush(): void {
     if (this.paths.size === 0) return;
-    const buf = this.scratch;
+    let buf = this.scratch;
     buf[0] = RECORD_DATA;
     // Pings and pongs answer on their own path: per-path RTT and liveness.
     for (const p of this.paths.values()) {
@@ -672,6 +687,12 @@ export class Session extends EventEmitter implements StreamHost {
       // (in request/response traffic, that record was one write in four).
       if (this.recvSeq !== this.lastAckSent && buf.length - off >= ACK_SIZE) off = this.appendAck(off);
       p.channel.write(buf, off);
+      if (this.scratchHeld) {
+        this.heldRecords.push({ buf, maxSeq: this.scratchMaxSeq });
+        this.scratchHeld = false;
+        buf = this.scratch = takeRecordBuffer();
+        buf[0] = RECORD_DATA;
+      }
     }
   }
 
@@ -746,7 +767,16 @@ export class Session extends EventEmitter implements StreamHost {
     const size = seqFrameSize(pf);
     this.unackedBytes += size;
     p.inflight += size;
-    return writeSeqFrame(this.scratch, off, pf);
+    const end = writeSeqFrame(this.scratch, off, pf);
+    // A large payload is kept as the copy in this record (recycled once
+    // acknowledged), so the caller's chunk is free now; a small one is kept
+    // as is rather than pinning 64 KiB for a few bytes.
+    if (pf.type === F_DATA && size >= HOLD_MIN_FRAME) {
+      pf.payload = this.scratch.subarray(off + DATA_HEADER, end);
+      this.scratchHeld = true;
+      this.scratchMaxSeq = pf.seq;
+    }
+    return end;
   }
 
   private fillStreams(off: number, p: SessionPath): number {
@@ -956,6 +986,16 @@ export class Session extends EventEmitter implements StreamHost {
     }
     if (h === this.rtxHead) return;
     this.rtxHead = h;
+    const held = this.heldRecords;
+    let hh = this.heldHead;
+    while (hh < held.length && (held[hh] as { maxSeq: number }).maxSeq <= this.peerAcked) releaseRecordBuffer((held[hh++] as { buf: Buffer }).buf);
+    if (hh === held.length) {
+      if (hh > 0) this.heldRecords = [];
+      this.heldHead = 0;
+    } else if (hh > 256 && hh * 2 > held.length) {
+      this.heldRecords = held.slice(hh);
+      this.heldHead = 0;
+    } else this.heldHead = hh;
     if (h > 4096 && h * 2 > rtx.length) {
       this.rtx = rtx.slice(h);
       this.rtxHead = 0;
@@ -1061,6 +1101,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.ring = [];
     this.rtx = [];
     this.rtxHead = 0;
+    this.heldRecords = []; // left to the GC: a late reader of a frame must not see a reused buffer
+    this.heldHead = 0;
     this.resendQ = [];
     this.unackedBytes = 0;
     this.reorder.clear();
