@@ -18,7 +18,9 @@
  * Ends the destination when the source ends (half-close passes through).
  * Errors and closes are the caller's business, as with pipe().
  */
+import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import { enableSlabReads } from './slab-reads.js';
 
 /** What a relay lets wait in its destination before pausing the source. */
 export const RELAY_MAX_QUEUED = 256 * 1024;
@@ -36,8 +38,10 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
     waiting = false;
     if (!stopped) src.resume();
   };
+  let slabbed = false;
   const onData = (chunk: Buffer): void => {
     if (dst.destroyed || dst.writableEnded) return;
+    if (!slabbed && chunk.length === 65536 && src instanceof Socket) slabbed = enableSlabReads(src);
     if (!corked) {
       corked = true;
       dst.cork();

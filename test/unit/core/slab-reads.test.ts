@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import { enableSlabReads, SLAB_READ_SIZE } from '../../../src/core/slab-reads.js';
+
+async function socketPair(): Promise<{ accepted: net.Socket; dialed: net.Socket; close: () => void }> {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const dialed = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+  const [accepted] = (await once(srv, 'connection')) as [net.Socket];
+  await once(dialed, 'connect');
+  return { accepted, dialed, close: () => srv.close() };
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('slab reads', () => {
+  for (const side of ['accepted', 'dialed'] as const) {
+    it(`delivers every byte in order as 'data', each chunk at most one record, on a ${side} socket`, async () => {
+      const p = await socketPair();
+      const reader = side === 'accepted' ? p.accepted : p.dialed;
+      const writer = side === 'accepted' ? p.dialed : p.accepted;
+      assert.equal(enableSlabReads(reader), true);
+      const data = randomBytes(8 << 20);
+      const got: Buffer[] = [];
+      let biggest = 0;
+      let paused = 0;
+      reader.on('data', (c: Buffer) => {
+        got.push(c);
+        biggest = Math.max(biggest, c.length);
+        // A slow consumer: pause now and then, as a relay does under backpressure.
+        if (got.length % 16 === 0) {
+          paused++;
+          reader.pause();
+          setTimeout(() => reader.resume(), 2);
+        }
+      });
+      writer.end(data);
+      await once(reader, 'end');
+      const all = Buffer.concat(got);
+      assert.equal(all.length, data.length);
+      assert.equal(sha(all), sha(data));
+      assert.ok(biggest <= SLAB_READ_SIZE, `chunk of ${biggest} bytes`);
+      assert.ok(paused > 0);
+      reader.destroy();
+      writer.destroy();
+      p.close();
+    });
+  }
+
+  it('keeps earlier chunks intact while later reads arrive (slices are never reused)', async () => {
+    const p = await socketPair();
+    assert.equal(enableSlabReads(p.accepted), true);
+    const data = randomBytes(2 << 20);
+    const got: Buffer[] = [];
+    p.accepted.on('data', (c: Buffer) => got.push(c)); // kept, not copied
+    p.dialed.end(data);
+    await once(p.accepted, 'end');
+    assert.equal(sha(Buffer.concat(got)), sha(data));
+    p.accepted.destroy();
+    p.close();
+  });
+
+  it('refuses a socket that is not connected, and changes nothing', () => {
+    const s = new net.Socket();
+    assert.equal(enableSlabReads(s), false);
+    s.destroy();
+  });
+});
