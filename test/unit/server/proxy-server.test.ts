@@ -171,6 +171,29 @@ describe('proxy server: CONNECT', () => {
     assert.equal(await got, 'first|second|third');
   });
 
+  it('a client that spoke first gets the status in one record with the target’s first answer', async () => {
+    const t = await target((sock) => sock.pipe(sock));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const connect: EgressConnect = (to) => {
+      const sock = new Socket();
+      void gate.then(() => sock.connect(to.port, to.host));
+      return sock;
+    };
+    const { p } = await setup({ connect });
+    const s = openConnect(p, '127.0.0.1', t.port);
+    s.write('ping');
+    await p.clientSession.ping(); // the 0-RTT bytes wait on the server before the dial completes
+    release();
+    await once(s, 'readable');
+    // Both frames were pushed by one record: the status byte and the echo are buffered together.
+    assert.equal(s.readableLength, 5);
+    const got = s.read() as Buffer;
+    assert.equal(got[0], SocksReply.succeeded);
+    assert.equal(got.subarray(1).toString(), 'ping');
+    s.destroy();
+  });
+
   it('answers 0x05 for a refused port and ends the stream', async () => {
     const dead = await deadTcpEndpoint();
     const { p, proxy } = await setup();
