@@ -20,7 +20,7 @@
  */
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { enableSlabReads } from './slab-reads.js';
+import { enableSlabReads, type SlabReader } from './slab-reads.js';
 
 /** What a relay lets wait in its destination before pausing the source. */
 export const RELAY_MAX_QUEUED = 256 * 1024;
@@ -38,16 +38,33 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
     waiting = false;
     if (!stopped) src.resume();
   };
-  let slabbed = false;
+  let slab: SlabReader | null = null;
+  let triedSlab = false;
+  // Slabs are reused only for a destination that holds no chunk after its
+  // write callback (a session stream copies each into its record).
+  const recycle = (dst as { chunksFreeAfterWrite?: boolean }).chunksFreeAfterWrite === true;
+  let release: (() => void) | undefined;
   const onData = (chunk: Buffer): void => {
-    if (dst.destroyed || dst.writableEnded) return;
-    if (!slabbed && chunk.length === 65536 && src instanceof Socket) slabbed = enableSlabReads(src);
+    const done = release; // undefined for the chunk that switches to slab reads: Node's own buffer
+    if (dst.destroyed || dst.writableEnded) {
+      done?.(); // dropped: released in order all the same
+      return;
+    }
+    if (!triedSlab && chunk.length === 65536 && src instanceof Socket) {
+      triedSlab = true;
+      slab = enableSlabReads(src, { recycle });
+      if (slab && recycle) {
+        const r = slab;
+        release = () => r.release();
+      }
+    }
     if (!corked) {
       corked = true;
       dst.cork();
       queueMicrotask(uncork);
     }
-    dst.write(chunk);
+    if (done) dst.write(chunk, done);
+    else dst.write(chunk);
     if (!waiting && dst.writableLength >= maxQueued) {
       waiting = true;
       src.pause();

@@ -48,28 +48,70 @@ interface UserBufferHandle {
   useUserBuffer?: (buf: Uint8Array) => void;
 }
 
+/** A socket in slab-read mode. */
+export interface SlabReader {
+  /**
+   * The oldest chunk not yet released is no longer referenced by anyone
+   * (only with `recycle`): once all chunks of a full slab are released, the
+   * slab serves reads again instead of becoming garbage.
+   */
+  release(): void;
+}
+
+interface Slab {
+  buf: Buffer;
+  chunks: number;
+  released: number;
+}
+
+/** Free slabs a socket keeps for reuse. */
+const SPARE_SLABS = 2;
+
 /**
- * Switches a connected socket to slab reads. Returns false (and changes
+ * Switches a connected socket to slab reads. Returns null (and changes
  * nothing) when it cannot: not a plain TCP socket, closed, or an unknown Node.
+ *
+ * With `recycle`, slabs are reused: the caller must call release() once per
+ * emitted chunk, in emission order, when nothing references it any more
+ * (every 'data' listener included). Each new ArrayBuffer counts towards
+ * V8's old-generation limit until a sweep after the next scavenge frees
+ * it; at 300 MB/s of fresh read buffers that starts a full mark-compact
+ * every few dozen milliseconds, so a relay reuses its slabs.
  */
-export function enableSlabReads(sock: Socket, readSize = SLAB_READ_SIZE): boolean {
+export function enableSlabReads(sock: Socket, opts: { recycle?: boolean; readSize?: number } = {}): SlabReader | null {
+  const readSize = opts.readSize ?? SLAB_READ_SIZE;
   const sym = findSymbols();
   const handle = (sock as unknown as { _handle?: UserBufferHandle | null })._handle;
-  if (!sym || !handle || typeof handle.useUserBuffer !== 'function' || sock.destroyed || sock.connecting) return false;
+  if (!sym || !handle || typeof handle.useUserBuffer !== 'function' || sock.destroyed || sock.connecting) return null;
   const rec = sock as unknown as Record<symbol, unknown>;
-  if (rec[sym.buffer]) return true; // already in user-buffer mode
+  if (rec[sym.buffer]) return null; // already in user-buffer mode, not ours
   const slabSize = Math.max(SLAB_SIZE, readSize);
-  let slab = Buffer.allocUnsafeSlow(slabSize);
+  const recycle = opts.recycle === true;
+  const spare: Buffer[] = [];
+  /** Slabs with chunks not yet released, oldest first; the last is the one being filled. */
+  const live: Slab[] = [];
+  let cur: Slab = { buf: Buffer.allocUnsafeSlow(slabSize), chunks: 0, released: 0 };
+  live.push(cur);
   let off = 0;
-  const next = (): Buffer => {
-    if (slab.length - off < readSize) {
-      slab = Buffer.allocUnsafeSlow(slabSize);
-      off = 0;
+  const retireDone = (): void => {
+    // Full slabs whose every chunk came back serve reads again.
+    while (live.length > 1 && (live[0] as Slab).released === (live[0] as Slab).chunks) {
+      const s = live.shift() as Slab;
+      if (recycle && spare.length < SPARE_SLABS) spare.push(s.buf);
     }
-    return slab.subarray(off, off + readSize);
+  };
+  const next = (): Buffer => {
+    if (cur.buf.length - off < readSize) {
+      cur = { buf: spare.pop() ?? Buffer.allocUnsafeSlow(slabSize), chunks: 0, released: 0 };
+      live.push(cur);
+      off = 0;
+      retireDone();
+    }
+    return cur.buf.subarray(off, off + readSize);
   };
   const onRead = (n: number, buf: Buffer): boolean => {
     off += n;
+    cur.chunks++;
     sock.emit('data', buf.subarray(0, n));
     return true;
   };
@@ -78,5 +120,14 @@ export function enableSlabReads(sock: Socket, readSize = SLAB_READ_SIZE): boolea
   rec[sym.callback] = onRead;
   rec[sym.buffer] = first;
   handle.useUserBuffer(first);
-  return true;
+  return {
+    release: recycle
+      ? () => {
+          const head = live.find((s) => s.released < s.chunks);
+          if (!head) return;
+          head.released++;
+          retireDone();
+        }
+      : () => undefined,
+  };
 }

@@ -121,9 +121,6 @@ export interface SessionStats {
 }
 
 /** A sequenced frame plus the path it last went on (0: not sent on a live path). */
-/** DATA frames at least this large (header included) are kept for resend as slices of their record; see emitSeq. */
-const HOLD_MIN_FRAME = 8192;
-
 interface PathFrame extends SeqFrame {
   pathId: number;
 }
@@ -768,10 +765,10 @@ export class Session extends EventEmitter implements StreamHost {
     this.unackedBytes += size;
     p.inflight += size;
     const end = writeSeqFrame(this.scratch, off, pf);
-    // A large payload is kept as the copy in this record (recycled once
-    // acknowledged), so the caller's chunk is free now; a small one is kept
-    // as is rather than pinning 64 KiB for a few bytes.
-    if (pf.type === F_DATA && size >= HOLD_MIN_FRAME) {
+    // The payload is kept as the copy in this record (recycled once
+    // acknowledged), so the caller's chunk is free as soon as it is taken:
+    // relays reuse their read buffers (PolyStream.chunksFreeAfterWrite).
+    if (pf.type === F_DATA) {
       pf.payload = this.scratch.subarray(off + DATA_HEADER, end);
       this.scratchHeld = true;
       this.scratchMaxSeq = pf.seq;

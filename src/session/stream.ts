@@ -7,8 +7,9 @@
  * advertised as the application reads, so an unread stream stops its sender
  * without stopping the others.
  *
- * Data written must not be mutated afterwards: it is referenced, not copied,
- * until acknowledged, because it may be sent again after a path loss.
+ * Data written must not be mutated before its write callback: it is
+ * referenced until the session copies it into a record, where it stays
+ * until acknowledged (it may be sent again after a path loss).
  *
  * States (send side): open → finQueued → finSent; any → reset.
  */
@@ -64,6 +65,12 @@ export class PolyStream extends Duplex {
   private removed = false;
   /** Set by the session's scheduler (ring membership). */
   queued = false;
+  /**
+   * A chunk written here is not referenced once its write callback has run:
+   * the session copies each DATA payload into its record (and keeps that
+   * copy for resend), so a relay may reuse its read buffers.
+   */
+  readonly chunksFreeAfterWrite = true;
 
   constructor(
     private readonly host: StreamHost,

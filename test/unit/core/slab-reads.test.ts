@@ -23,7 +23,7 @@ describe('slab reads', () => {
       const p = await socketPair();
       const reader = side === 'accepted' ? p.accepted : p.dialed;
       const writer = side === 'accepted' ? p.dialed : p.accepted;
-      assert.equal(enableSlabReads(reader), true);
+      assert.ok(enableSlabReads(reader));
       const data = randomBytes(8 << 20);
       const got: Buffer[] = [];
       let biggest = 0;
@@ -53,7 +53,7 @@ describe('slab reads', () => {
 
   it('keeps earlier chunks intact while later reads arrive (slices are never reused)', async () => {
     const p = await socketPair();
-    assert.equal(enableSlabReads(p.accepted), true);
+    assert.ok(enableSlabReads(p.accepted));
     const data = randomBytes(2 << 20);
     const got: Buffer[] = [];
     p.accepted.on('data', (c: Buffer) => got.push(c)); // kept, not copied
@@ -64,9 +64,55 @@ describe('slab reads', () => {
     p.close();
   });
 
+  it('with recycle, reuses a slab once all its chunks are released, and the bytes stay intact', async () => {
+    const p = await socketPair();
+    const reader = enableSlabReads(p.accepted, { recycle: true });
+    assert.ok(reader);
+    const data = randomBytes(8 << 20);
+    const copies: Buffer[] = [];
+    const arrays = new Set<ArrayBufferLike>();
+    p.accepted.on('data', (c: Buffer) => {
+      arrays.add(c.buffer);
+      copies.push(Buffer.from(c)); // what a session does: copy, then release
+      reader.release();
+    });
+    p.dialed.end(data);
+    await once(p.accepted, 'end');
+    assert.equal(sha(Buffer.concat(copies)), sha(data));
+    // 8 MiB is 32 slabs of 256 KiB without reuse; with it, a few cycle.
+    assert.ok(arrays.size <= 4, `${arrays.size} slabs for 8 MiB`);
+    p.accepted.destroy();
+    p.close();
+  });
+
+  it('with recycle, never reuses a slab that still has an unreleased chunk', async () => {
+    const p = await socketPair();
+    const reader = enableSlabReads(p.accepted, { recycle: true });
+    assert.ok(reader);
+    const data = randomBytes(4 << 20);
+    const kept: Buffer[] = [];
+    p.accepted.on('data', (c: Buffer) => {
+      kept.push(c); // referenced, not copied
+      // Releases are in order: the first 20 chunks come back, the rest stay held.
+      if (kept.length <= 20) reader.release();
+    });
+    p.dialed.end(data);
+    await once(p.accepted, 'end');
+    assert.ok(kept.length > 40, `${kept.length} chunks`);
+    // Released chunks may have been overwritten by later reads; held ones never.
+    let off = 0;
+    for (let i = 0; i < kept.length; i++) {
+      const c = kept[i] as Buffer;
+      if (i >= 20) assert.ok(c.equals(data.subarray(off, off + c.length)), `held chunk ${i} changed`);
+      off += c.length;
+    }
+    p.accepted.destroy();
+    p.close();
+  });
+
   it('refuses a socket that is not connected, and changes nothing', () => {
     const s = new net.Socket();
-    assert.equal(enableSlabReads(s), false);
+    assert.equal(enableSlabReads(s), null);
     s.destroy();
   });
 });
