@@ -78,6 +78,18 @@ function openConnect(p: Pair, host: string, port: number): PolyStream {
   return s;
 }
 
+/** An egress connect whose dials start only once `release()` is called. */
+function gatedConnect(): { connect: EgressConnect; release: () => void } {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const connect: EgressConnect = (to) => {
+    const sock = new Socket();
+    void gate.then(() => sock.connect(to.port, to.host));
+    return sock;
+  };
+  return { connect, release: () => release() };
+}
+
 /** Reads the status byte and leaves the rest of the stream unread. */
 function readStatus(s: PolyStream): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -148,14 +160,8 @@ describe('proxy server: CONNECT', () => {
 
   it('delivers 0-RTT bytes first and in order, without reading them before the target is connected', async () => {
     const t = await target();
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (release = r));
     // Holds the dial back until the test has proven the early bytes reached the server.
-    const connect: EgressConnect = (to) => {
-      const sock = new Socket();
-      void gate.then(() => sock.connect(to.port, to.host));
-      return sock;
-    };
+    const { connect, release } = gatedConnect();
     const { p, proxy } = await setup({ connect });
     const s = openConnect(p, '127.0.0.1', t.port);
     s.write('first|');
@@ -173,13 +179,7 @@ describe('proxy server: CONNECT', () => {
 
   it('a client that spoke first gets the status in one record with the target’s first answer', async () => {
     const t = await target((sock) => sock.pipe(sock));
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (release = r));
-    const connect: EgressConnect = (to) => {
-      const sock = new Socket();
-      void gate.then(() => sock.connect(to.port, to.host));
-      return sock;
-    };
+    const { connect, release } = gatedConnect();
     const { p } = await setup({ connect });
     const s = openConnect(p, '127.0.0.1', t.port);
     s.write('ping');
