@@ -5,8 +5,9 @@
  * so it costs two records. A socket switched here reads instead into
  * consecutive slices of a larger slab (Node's `onread` user-buffer mode), of
  * at most `readSize` bytes each: a slab serves many reads and each read fits
- * one record. Slices are never reused, so a chunk may be kept (the session
- * keeps it until acknowledged) like any other buffer.
+ * one record. By default slices are never reused, so a chunk may be kept
+ * like any other buffer; with `recycle`, the caller says when each chunk is
+ * free and full slabs serve reads again.
  *
  * The chunks are still emitted as 'data' on the socket, so existing
  * listeners (relays, byte counters) see no difference; pause() and resume()
@@ -15,7 +16,7 @@
  * Node offers user-buffer reads only to sockets it creates with `onread`;
  * accepted ones are switched through the same internal fields, found by
  * their symbol descriptions. Where those are missing (another Node), the
- * switch reports false and the socket keeps ordinary reads.
+ * switch returns null and the socket keeps ordinary reads.
  */
 import { Socket } from 'node:net';
 
@@ -88,24 +89,30 @@ export function enableSlabReads(sock: Socket, opts: { recycle?: boolean; readSiz
   const slabSize = Math.max(SLAB_SIZE, readSize);
   const recycle = opts.recycle === true;
   const spare: Buffer[] = [];
-  /** Slabs with chunks not yet released, oldest first; the last is the one being filled. */
+  /**
+   * With `recycle`: slabs with chunks not yet released, oldest first; the
+   * last is the one being filled. Without, nothing is tracked (a slab is
+   * garbage once its chunks are).
+   */
   const live: Slab[] = [];
   let cur: Slab = { buf: Buffer.allocUnsafeSlow(slabSize), chunks: 0, released: 0 };
-  live.push(cur);
+  if (recycle) live.push(cur);
   let off = 0;
   const retireDone = (): void => {
     // Full slabs whose every chunk came back serve reads again.
     while (live.length > 1 && (live[0] as Slab).released === (live[0] as Slab).chunks) {
       const s = live.shift() as Slab;
-      if (recycle && spare.length < SPARE_SLABS) spare.push(s.buf);
+      if (spare.length < SPARE_SLABS) spare.push(s.buf);
     }
   };
   const next = (): Buffer => {
     if (cur.buf.length - off < readSize) {
       cur = { buf: spare.pop() ?? Buffer.allocUnsafeSlow(slabSize), chunks: 0, released: 0 };
-      live.push(cur);
       off = 0;
-      retireDone();
+      if (recycle) {
+        live.push(cur);
+        retireDone();
+      }
     }
     return cur.buf.subarray(off, off + readSize);
   };
