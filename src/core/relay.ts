@@ -38,12 +38,11 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
     waiting = false;
     if (!stopped) src.resume();
   };
-  let slab: SlabReader | null = null;
   let triedSlab = false;
   // Slabs are reused only for a destination that holds no chunk after its
   // write callback (a session stream copies each into its record).
   const recycle = (dst as { chunksFreeAfterWrite?: boolean }).chunksFreeAfterWrite === true;
-  let release: (() => void) | undefined;
+  let release: SlabReader['release'] | undefined;
   const onData = (chunk: Buffer): void => {
     const done = release; // undefined for the chunk that switches to slab reads: Node's own buffer
     if (dst.destroyed || dst.writableEnded) {
@@ -52,11 +51,7 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
     }
     if (!triedSlab && chunk.length === 65536 && src instanceof Socket) {
       triedSlab = true;
-      slab = enableSlabReads(src, { recycle });
-      if (slab && recycle) {
-        const r = slab;
-        release = () => r.release();
-      }
+      release = enableSlabReads(src, { recycle })?.release; // a no-op without recycle
     }
     if (!corked) {
       corked = true;

@@ -123,6 +123,12 @@ export interface SessionStats {
 /** A sequenced frame plus the path it last went on (0: not sent on a live path). */
 interface PathFrame extends SeqFrame {
   pathId: number;
+  /**
+   * On the last DATA frame of a record: that record, whose DATA payloads are
+   * kept as its slices (see emitSeq); back to the pool when this frame is
+   * acknowledged, as every earlier one of the record then is.
+   */
+  record: Buffer | undefined;
 }
 
 interface Held {
@@ -146,16 +152,12 @@ export class Session extends EventEmitter implements StreamHost {
   private readonly pathUpAfterMs: number;
   /**
    * The record being assembled. After a record whose DATA frames were kept
-   * as slices of it (see emitSeq), it is held until acknowledged and a fresh
-   * one from the pool takes its place.
+   * as slices of it (see emitSeq), it stays with its last DATA frame until
+   * acknowledged and a fresh one from the pool takes its place.
    */
   private scratch = takeRecordBuffer();
-  /** The record in `scratch` holds frames kept for resend; the highest such seq. */
-  private scratchHeld = false;
-  private scratchMaxSeq = 0;
-  /** Written records kept for resend, oldest first, with the highest seq each holds: [head, length). */
-  private heldRecords: { buf: Buffer; maxSeq: number }[] = [];
-  private heldHead = 0;
+  /** The last DATA frame written into `scratch`, if any. */
+  private scratchLastData: PathFrame | undefined;
 
   // limits
   private readonly streamWindow: number;
@@ -684,9 +686,9 @@ export class Session extends EventEmitter implements StreamHost {
       // (in request/response traffic, that record was one write in four).
       if (this.recvSeq !== this.lastAckSent && buf.length - off >= ACK_SIZE) off = this.appendAck(off);
       p.channel.write(buf, off);
-      if (this.scratchHeld) {
-        this.heldRecords.push({ buf, maxSeq: this.scratchMaxSeq });
-        this.scratchHeld = false;
+      if (this.scratchLastData) {
+        this.scratchLastData.record = buf;
+        this.scratchLastData = undefined;
         buf = this.scratch = takeRecordBuffer();
         buf[0] = RECORD_DATA;
       }
@@ -760,6 +762,7 @@ export class Session extends EventEmitter implements StreamHost {
     const pf = f as PathFrame;
     pf.seq = ++this.sendSeq;
     pf.pathId = p.id;
+    pf.record = undefined;
     this.rtx.push(pf);
     const size = seqFrameSize(pf);
     this.unackedBytes += size;
@@ -770,8 +773,7 @@ export class Session extends EventEmitter implements StreamHost {
     // relays reuse their read buffers (PolyStream.chunksFreeAfterWrite).
     if (pf.type === F_DATA) {
       pf.payload = this.scratch.subarray(off + DATA_HEADER, end);
-      this.scratchHeld = true;
-      this.scratchMaxSeq = pf.seq;
+      this.scratchLastData = pf;
     }
     return end;
   }
@@ -979,20 +981,11 @@ export class Session extends EventEmitter implements StreamHost {
       const size = seqFrameSize(f);
       this.unackedBytes -= size;
       if (f.pathId !== 0) this.paths.get(f.pathId)?.onAcked(size);
+      if (f.record !== undefined) releaseRecordBuffer(f.record);
       h++;
     }
     if (h === this.rtxHead) return;
     this.rtxHead = h;
-    const held = this.heldRecords;
-    let hh = this.heldHead;
-    while (hh < held.length && (held[hh] as { maxSeq: number }).maxSeq <= this.peerAcked) releaseRecordBuffer((held[hh++] as { buf: Buffer }).buf);
-    if (hh === held.length) {
-      if (hh > 0) this.heldRecords = [];
-      this.heldHead = 0;
-    } else if (hh > 256 && hh * 2 > held.length) {
-      this.heldRecords = held.slice(hh);
-      this.heldHead = 0;
-    } else this.heldHead = hh;
     if (h > 4096 && h * 2 > rtx.length) {
       this.rtx = rtx.slice(h);
       this.rtxHead = 0;
@@ -1098,8 +1091,6 @@ export class Session extends EventEmitter implements StreamHost {
     this.ring = [];
     this.rtx = [];
     this.rtxHead = 0;
-    this.heldRecords = []; // left to the GC: a late reader of a frame must not see a reused buffer
-    this.heldHead = 0;
     this.resendQ = [];
     this.unackedBytes = 0;
     this.reorder.clear();
