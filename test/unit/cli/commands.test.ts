@@ -7,35 +7,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { main, type CliDeps } from '../../../src/cli/main.js';
+import { main } from '../../../src/cli/main.js';
 import { guessRole } from '../../../src/cli/cmd-config.js';
-import type { ClientConfig, ServerConfig } from '../../../src/config/schema.js';
-import { encodeKey, generateKeyPair } from '../../../src/secure/keys.js';
+import { cliInProcess, SAMPLE_LINK } from '../../helpers/cli-inproc.js';
 
-const LINK = `polytun://${encodeKey(generateKeyPair().privateKey)}@vps.example:4433?pk=${encodeKey(generateKeyPair().publicKey)}`;
+const LINK = SAMPLE_LINK;
 
-interface Captured {
-  code: number;
-  out: string;
-  err: string;
-  server?: ServerConfig;
-  client?: ClientConfig;
-}
-
-async function cli(argv: string[], isTTY = false): Promise<Captured> {
-  const c: Captured = { code: -1, out: '', err: '' };
-  const deps: CliDeps = {
-    io: { stdout: { write: (s: string) => (c.out += s), isTTY }, stderr: { write: (s: string) => (c.err += s) } },
-    runServer: async (cfg) => {
-      c.server = cfg;
-    },
-    runClient: async (cfg) => {
-      c.client = cfg;
-    },
-  };
-  c.code = await main(argv, deps);
-  return c;
-}
+const cli = cliInProcess;
 
 let tmp: string;
 before(async () => {

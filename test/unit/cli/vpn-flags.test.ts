@@ -4,27 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { main, type CliDeps } from '../../../src/cli/main.js';
-import type { ClientConfig, ServerConfig } from '../../../src/config/schema.js';
+import { cliInProcess, SAMPLE_LINK } from '../../helpers/cli-inproc.js';
 import { validateConfig } from '../../../src/config/schema.js';
-import { encodeKey, generateKeyPair } from '../../../src/secure/keys.js';
 
-const LINK = `polytun://${encodeKey(generateKeyPair().privateKey)}@vps.example:4433?pk=${encodeKey(generateKeyPair().publicKey)}`;
+const LINK = SAMPLE_LINK;
 
-async function cli(argv: string[]): Promise<{ code: number; err: string; server?: ServerConfig; client?: ClientConfig }> {
-  const c: { code: number; err: string; server?: ServerConfig; client?: ClientConfig } = { code: -1, err: '' };
-  const deps: CliDeps = {
-    io: { stdout: { write: () => true, isTTY: false }, stderr: { write: (s: string) => (c.err += s) } },
-    runServer: async (cfg) => {
-      c.server = cfg;
-    },
-    runClient: async (cfg) => {
-      c.client = cfg;
-    },
-  };
-  c.code = await main(argv, deps);
-  return c;
-}
+const cli = cliInProcess;
 
 const SERVER = ['server', '--listen', 'tcp://0.0.0.0:4433', '--data-dir', '/tmp/x'];
 
