@@ -267,22 +267,31 @@ function readIpv6(buf: Buffer, offset: number): string {
     // IPv4-mapped: the dotted tail is what Node prints for remoteAddress too.
     return `::ffff:${buf[offset + 12]}.${buf[offset + 13]}.${buf[offset + 14]}.${buf[offset + 15]}`;
   }
+  return formatIpv6Groups(w);
+}
+
+/**
+ * RFC 5952 text of an IPv6 address given as its eight 16-bit groups:
+ * lowercase hex, no leading zeros, the longest run of two or more zero
+ * groups (the first of equals) as '::'. No IPv4-mapped special case.
+ */
+export function formatIpv6Groups(g: readonly number[]): string {
   let bestAt = -1;
   let bestLen = 1; // a single zero group is never compressed (RFC 5952 §4.2.2)
   for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
+    if (g[i] !== 0) {
       i++;
       continue;
     }
     let j = i;
-    while (j < 8 && w[j] === 0) j++;
+    while (j < 8 && g[j] === 0) j++;
     if (j - i > bestLen) {
       bestAt = i;
       bestLen = j - i;
     }
     i = j;
   }
-  const hex = (ws: number[]): string => ws.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(w);
-  return `${hex(w.slice(0, bestAt))}::${hex(w.slice(bestAt + bestLen))}`;
+  const hex = (ws: readonly number[]): string => ws.map((x) => x.toString(16)).join(':');
+  if (bestAt < 0) return hex(g);
+  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
 }

@@ -17,6 +17,7 @@
  * forms (`10.1`, `2130706433`) are accepted.
  */
 import { ConfigError } from '../core/errors.js';
+import { formatIpv6Groups } from '../core/address.js';
 
 /** An IPv4 address as an unsigned 32-bit integer. */
 export interface Ipv4 {
@@ -149,24 +150,7 @@ export function formatIp(ip: Ip): string {
   if (ip.family === 4) return formatV4(ip.v4);
   const g: number[] = [];
   for (const w of ip.words) g.push(w >>> 16, w & 0xffff);
-  let bestAt = -1;
-  let bestLen = 1; // RFC 5952: a single zero group is not compressed
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+  return formatIpv6Groups(g);
 }
 
 /**
