@@ -31,7 +31,8 @@ import { clientForLink } from '../../src/config/dial-link.js';
 import { encodeKey, generateKeyPair, generateToken } from '../../src/secure/keys.js';
 import { ensureBuilt, freePort, polytun, ROOT, startClient, stopAll, waitForPort } from '../helpers/cli.js';
 import { eventually } from '../helpers/eventually.js';
-import { api, echoServer, EchoConn, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { api, echoServer, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { RawConn } from '../helpers/net-fixtures.js';
 
 const opts = ['--no-socks', '--no-status'];
 
@@ -147,7 +148,7 @@ describe('multi-user gateway', () => {
     const port = await freePort();
     // The -L target is a documentation address nobody may dial: the user's dst wins.
     const client = await startClient(link, ['-L', `127.0.0.1:${port}:198.51.100.7:9`, ...opts], port);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('through wss to dst'), 'through wss to dst');
 
     assert.deepEqual(await mtt(gw, JSON.stringify({ opt: 9 })), { res: 1, err_string: '', current_users: n + 1 });
@@ -194,7 +195,7 @@ describe('multi-user gateway', () => {
 
     const port = await freePort();
     const client = await startClient(wss, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts], port);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('before delete'), 'before delete');
     const del = await api(gw, 'DELETE', '/api/users/alice');
     assert.deepEqual([del.status, del.body.kicked], [200, 0]);
@@ -207,7 +208,7 @@ describe('multi-user gateway', () => {
     const bobLink = (bob.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
     const port2 = await freePort();
     const client2 = await startClient(bobLink, ['-L', `127.0.0.1:${port2}:127.0.0.1:${echo.port}`, ...opts], port2);
-    const conn2 = await EchoConn.open(port2);
+    const conn2 = await RawConn.open(port2);
     assert.equal(await conn2.roundTrip('bob'), 'bob');
     const sessions = await api(gw, 'GET', '/api/sessions?user=bob');
     assert.equal((sessions.body.sessions as unknown[]).length, 1);
@@ -234,7 +235,7 @@ describe('multi-user gateway', () => {
 
     const port = await freePort();
     const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts], port);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('picked by its token'), 'picked by its token');
     const sessions = await api(gw, 'GET', '/api/sessions?user=tina');
     assert.equal((sessions.body.sessions as unknown[]).length, 1);
@@ -258,7 +259,7 @@ describe('multi-user gateway', () => {
     const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
     const port = await freePort();
     const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--refused-retry', '400', ...opts], port);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('before'), 'before');
     const mark = gw.log().length;
     const t0 = Date.now();
@@ -275,7 +276,7 @@ describe('multi-user gateway', () => {
 
     assert.equal((await api(gw, 'PATCH', '/api/users/rita', { enabled: true })).status, 200);
     await eventually(async () => {
-      const again = await EchoConn.open(port);
+      const again = await RawConn.open(port);
       try {
         assert.equal(await again.roundTrip('back by itself'), 'back by itself');
       } finally {
@@ -312,7 +313,7 @@ describe('multi-user gateway', () => {
     assert.equal(client.child.exitCode, null);
     assert.equal((await api(gw, 'PATCH', '/api/users/sam', { enabled: true })).status, 200);
     await waitForPort(port, '127.0.0.1', client);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('started late'), 'started late');
     conn.end();
     assert.equal((client.log().match(/server refused/g) ?? []).length, 1, client.log());
@@ -324,7 +325,7 @@ describe('multi-user gateway', () => {
     const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
     const port = await freePort();
     const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts], port);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     const chunk = 'q'.repeat(64 * 1024);
     let echoed = 0;
     for (let i = 0; i < 64 && !conn.closed; i++) echoed += (await conn.roundTrip(chunk)).length;
@@ -360,7 +361,7 @@ describe('expiry', () => {
     const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
     const port = await freePort();
     const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts], port);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('before expiry'), 'before expiry');
     await conn.closedP();
     await eventually(async () => assert.match(client.log(), /server refused: account expired;.*code 5: account expired/));
@@ -392,7 +393,7 @@ describe('provisioning', () => {
     const port = await freePort();
     const client = polytun(['client', '--provision', `${gw.admin?.replace('http://', 'http://dave:correct%20horse%20battery@')}`, '--save', file, '-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts]);
     await waitForPort(port, '127.0.0.1', client);
-    const conn = await EchoConn.open(port);
+    const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('provisioned'), 'provisioned');
     conn.end();
     await client.stop();
@@ -418,7 +419,7 @@ describe('provisioning', () => {
     const port2 = await freePort();
     const again = polytun(['client', '--provision', url, '--save', file, '-L', `127.0.0.1:${port2}:127.0.0.1:${echo.port}`, ...opts]);
     await waitForPort(port2, '127.0.0.1', again);
-    const conn2 = await EchoConn.open(port2);
+    const conn2 = await RawConn.open(port2);
     assert.equal(await conn2.roundTrip('after restart'), 'after restart');
     conn2.end();
     await again.stop();

@@ -13,12 +13,13 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server as HttpServer } from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { Readable, pipeline } from 'node:stream';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { TcpRelay } from '../tools/relay.js';
 import { ensureBuilt, freePort, have, ROOT, startClient, startServer, stopAll, type Proc } from '../helpers/cli.js';
+import { RawConn } from '../helpers/net-fixtures.js';
 
 const skipCurl = have('curl') ? false : 'curl is not installed (run scripts/install-test-deps.sh)';
 const MiB = 1 << 20;
@@ -88,52 +89,6 @@ async function curl(args: string[], opts: CurlOptions = {}): Promise<CurlResult>
   return { code, bytes, sha256: h.digest('hex'), text, stderr };
 }
 
-/** A raw TCP client that buffers what it receives, for byte-exact protocol checks. */
-class Raw {
-  private buf = Buffer.alloc(0);
-  private wake: (() => void) | undefined;
-  private closed = false;
-  /** A reset by the peer is one way of closing; kept for the failure message. */
-  error: Error | undefined;
-
-  private constructor(readonly sock: net.Socket) {
-    sock.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      this.wake?.();
-    });
-    sock.on('error', (err) => (this.error = err));
-    sock.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-  }
-
-  static async open(port: number): Promise<Raw> {
-    const s = net.connect(port, '127.0.0.1');
-    await once(s, 'connect');
-    return new Raw(s);
-  }
-
-  private async until(cond: () => boolean): Promise<void> {
-    while (!cond() && !this.closed) await new Promise<void>((r) => (this.wake = r));
-  }
-
-  /** Exactly `n` bytes; fails if the peer closes first. */
-  async take(n: number): Promise<Buffer> {
-    await this.until(() => this.buf.length >= n);
-    assert.ok(this.buf.length >= n, `closed after ${this.buf.length} of ${n} bytes (${this.error?.message ?? 'no error'})`);
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-
-  /** Everything received until the connection closed. */
-  async rest(): Promise<Buffer> {
-    await this.until(() => false);
-    return this.buf;
-  }
-}
-
 /** SOCKS5 address block for an IPv4 literal: ATYP 1, 4 bytes, port. */
 function ipv4Dest(ip: string, port: number): Buffer {
   return Buffer.from([1, ...ip.split('.').map(Number), port >> 8, port & 0xff]);
@@ -146,13 +101,13 @@ function domainDest(name: string, port: number): Buffer {
 }
 
 /** Greeting offering "no auth"; asserts the server picks it. */
-async function socksGreet(raw: Raw): Promise<void> {
+async function socksGreet(raw: RawConn): Promise<void> {
   raw.sock.write(Buffer.from([5, 1, 0]));
   assert.deepEqual([...(await raw.take(2))], [5, 0]);
 }
 
 /** Sends a request and returns its reply (an IPv4 or IPv6 bound address is read whole). */
-async function socksRequest(raw: Raw, cmd: number, dest: Buffer): Promise<Buffer> {
+async function socksRequest(raw: RawConn, cmd: number, dest: Buffer): Promise<Buffer> {
   raw.sock.write(Buffer.concat([Buffer.from([5, cmd, 0]), dest]));
   const head = await raw.take(4);
   const addr = await raw.take(head[3] === 4 ? 18 : 6);
@@ -239,7 +194,7 @@ describe('e2e proxy: curl through the fronts', () => {
   });
 
   it('a domain target (localhost) is sent unresolved and resolved by the server', async () => {
-    const raw = await Raw.open(open.socks);
+    const raw = await RawConn.open(open.socks);
     await socksGreet(raw);
     const rep = await socksRequest(raw, 1, domainDest('localhost', originPort));
     assert.equal(rep[1], 0x00, 'succeeded');
@@ -257,7 +212,7 @@ describe('e2e proxy: curl through the fronts', () => {
 describe('e2e proxy: destination policy without --allow', () => {
   it('SOCKS5 CONNECT to 127.0.0.1 gets REP 0x02 and the target sees no connection', async () => {
     const before = originConns;
-    const raw = await Raw.open(strict.socks);
+    const raw = await RawConn.open(strict.socks);
     await socksGreet(raw);
     const rep = await socksRequest(raw, 1, ipv4Dest('127.0.0.1', originPort));
     assert.equal(rep[1], 0x02, 'connection not allowed by ruleset');
@@ -282,7 +237,7 @@ describe('e2e proxy: destination policy without --allow', () => {
 describe('e2e proxy: malformed SOCKS5 input', () => {
   /** A good CONNECT + GET after each bad case: the client process still serves. */
   async function stillServes(): Promise<void> {
-    const raw = await Raw.open(open.socks);
+    const raw = await RawConn.open(open.socks);
     await socksGreet(raw);
     assert.equal((await socksRequest(raw, 1, ipv4Dest('127.0.0.1', originPort)))[1], 0);
     raw.sock.end('GET /hello HTTP/1.0\r\n\r\n');
@@ -290,7 +245,7 @@ describe('e2e proxy: malformed SOCKS5 input', () => {
     assert.equal(open.client.child.exitCode, null);
   }
 
-  const cases: { name: string; send: (raw: Raw) => Promise<void> | void; expect: number[] }[] = [
+  const cases: { name: string; send: (raw: RawConn) => Promise<void> | void; expect: number[] }[] = [
     // VER 4 is not SOCKS5: no reply is meaningful, just a close.
     { name: 'SOCKS4 request (wrong version)', send: (r) => void r.sock.write(Buffer.from([4, 1, 0, 80, 127, 0, 0, 1, 0])), expect: [] },
     // 1 KiB that is not SOCKS at all (a TLS record header first): close.
@@ -307,7 +262,7 @@ describe('e2e proxy: malformed SOCKS5 input', () => {
   for (const c of cases) {
     it(`${c.name}: answered ${c.expect.length ? `[${c.expect.join(',')}]` : 'with a close'}; the next request works`, async () => {
       const before = originConns;
-      const raw = await Raw.open(open.socks);
+      const raw = await RawConn.open(open.socks);
       await c.send(raw);
       assert.deepEqual([...(await raw.rest())], c.expect);
       assert.equal(originConns, before, 'nothing was dialed');
@@ -320,7 +275,7 @@ describe('e2e proxy: malformed SOCKS5 input', () => {
   // the 10 s handshake timer, the test would still pass, only slower).
   it('truncated greeting / truncated request, then EOF: closed without a reply; the next request works', async () => {
     const before = originConns;
-    const [greeting, request] = await Promise.all([Raw.open(open.socks), Raw.open(open.socks)]);
+    const [greeting, request] = await Promise.all([RawConn.open(open.socks), RawConn.open(open.socks)]);
     greeting.sock.end(Buffer.from([5, 3, 0]));
     request.sock.end(Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0]));
     const [g, r] = await Promise.all([greeting.rest(), request.rest()]);

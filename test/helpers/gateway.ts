@@ -136,47 +136,4 @@ export async function mtt(gw: GatewayProc, body: string | Buffer): Promise<{ res
   return JSON.parse(await res.text()) as { res: number; err_string: string; current_users: number };
 }
 
-/** An open TCP connection to a forward, with a reader for echoed bytes. */
-export class EchoConn {
-  private got = Buffer.alloc(0);
-  private wake: (() => void) | undefined;
-  closed = false;
-  error: Error | undefined;
-
-  private constructor(readonly sock: net.Socket) {
-    sock.on('data', (c: Buffer) => {
-      this.got = Buffer.concat([this.got, c]);
-      this.wake?.();
-    });
-    sock.on('error', (err) => (this.error = err));
-    sock.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-  }
-
-  static async open(port: number): Promise<EchoConn> {
-    const s = net.connect(port, '127.0.0.1');
-    await once(s, 'connect');
-    return new EchoConn(s);
-  }
-
-  /** Sends `text` and resolves with what came back once as many bytes arrived (or the connection closed). */
-  async roundTrip(text: string): Promise<string> {
-    this.got = Buffer.alloc(0);
-    this.sock.write(text);
-    const want = Buffer.byteLength(text);
-    while (this.got.length < want && !this.closed) await new Promise<void>((r) => (this.wake = r));
-    return this.got.toString();
-  }
-
-  /** Resolves once the connection is closed. */
-  async closedP(): Promise<void> {
-    while (!this.closed) await new Promise<void>((r) => (this.wake = r));
-  }
-
-  end(): void {
-    this.sock.destroy();
-  }
-}
 

@@ -2,6 +2,8 @@
  * Loopback fixtures for socket carrier tests: a port nobody listens on, a
  * server that accepts and never speaks, and the kernel's buffer ceiling.
  */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Endpoint } from '../../src/carriers/types.js';
@@ -50,4 +52,71 @@ export function tcpKernelBufferBytes(): number {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   return 64 * 1024 * 1024;
+}
+
+/**
+ * A raw TCP client that buffers what it receives: byte-exact protocol checks
+ * (take, rest) and echo round trips through a tunnel (roundTrip).
+ */
+export class RawConn {
+  private buf = Buffer.alloc(0);
+  private wake: (() => void) | undefined;
+  closed = false;
+  /** A reset by the peer is one way of closing; kept for the failure message. */
+  error: Error | undefined;
+
+  private constructor(readonly sock: net.Socket) {
+    sock.on('data', (c: Buffer) => {
+      this.buf = Buffer.concat([this.buf, c]);
+      this.wake?.();
+    });
+    sock.on('error', (err) => (this.error = err));
+    sock.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+
+  static async open(port: number): Promise<RawConn> {
+    const s = net.connect(port, '127.0.0.1');
+    await once(s, 'connect');
+    return new RawConn(s);
+  }
+
+  private async until(cond: () => boolean): Promise<void> {
+    while (!cond() && !this.closed) await new Promise<void>((r) => (this.wake = r));
+  }
+
+  /** Exactly `n` bytes; fails if the peer closes first. */
+  async take(n: number): Promise<Buffer> {
+    await this.until(() => this.buf.length >= n);
+    assert.ok(this.buf.length >= n, `closed after ${this.buf.length} of ${n} bytes (${this.error?.message ?? 'no error'})`);
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** Everything received until the connection closed. */
+  async rest(): Promise<Buffer> {
+    await this.until(() => false);
+    return this.buf;
+  }
+
+  /** Drops what was buffered, sends `text`, and resolves with what came back once as many bytes arrived (or the connection closed). */
+  async roundTrip(text: string): Promise<string> {
+    this.buf = Buffer.alloc(0);
+    this.sock.write(text);
+    const want = Buffer.byteLength(text);
+    await this.until(() => this.buf.length >= want);
+    return this.buf.toString();
+  }
+
+  /** Resolves once the connection is closed. */
+  async closedP(): Promise<void> {
+    await this.until(() => false);
+  }
+
+  end(): void {
+    this.sock.destroy();
+  }
 }
