@@ -2,11 +2,12 @@
  * Record plaintext buffers that outlive their write. A record's DATA frames
  * must be kept until the peer acknowledges them (they are sent again after a
  * carrier or path loss). Keeping them as slices of the record they were
- * copied into, instead of as the application's chunks, means the chunks die
- * young and these buffers are recycled. Otherwise a bulk sender keeps
- * megabytes of fresh 64 KiB buffers alive across scavenges, and V8 collects
- * them with a full mark-compact every few dozen milliseconds (measured: 49 in
- * 3 s, a fifth of the machine's CPU in marking threads).
+ * copied into, instead of as the application's chunks, means a chunk is
+ * free once taken (relays then reuse their read slabs, core/slab-reads.ts)
+ * and these buffers are recycled. Fresh buffers at bulk rates make V8 run a
+ * full mark-compact every few dozen milliseconds (each new ArrayBuffer
+ * counts towards the old-generation limit until swept): 25-48 per 3 s run
+ * before, 3-4 with the pool and reused slabs together.
  *
  * One pool per process (the event loop is single-threaded). It holds as many
  * as were in flight at once, up to {@link RECORD_POOL_MAX}, and gives back to
