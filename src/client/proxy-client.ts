@@ -51,6 +51,12 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Resolve only once the server's status byte has arrived. @default false */
   waitStatus?: boolean;
+  /**
+   * Bytes the local client already sent: written before the OPEN leaves, so
+   * both travel in one record (one carrier write, one wake-up of the server,
+   * and the server writes them to the target as soon as it connects).
+   */
+  initial?: Buffer;
 }
 
 /**
@@ -231,6 +237,8 @@ export class ProxyClient {
     if (opts.signal?.aborted) throw new AbortedError(opts.signal.reason);
     const stream = this.current().openStream(encodeOpen({ kind: 'connect', dest }));
     stream.on('error', (err: Error) => this.logStreamError(err));
+    // Synchronously, before the session's flush (a microtask) sends the OPEN.
+    if (opts.initial !== undefined && opts.initial.length > 0) stream.write(opts.initial);
     const status = readHead(stream, statusParser, this.statusTimeoutMs, opts.signal);
     if (opts.waitStatus) return { stream, status: await status };
     // Observed here so a caller that drops the connection never leaves an unhandled rejection.

@@ -8,6 +8,8 @@ import { makeDestination } from '../../../src/core/address.js';
 import { AbortedError, ConfigError, TimeoutError } from '../../../src/core/errors.js';
 import { LocalForward, parseForwardSpec, type LocalForwardInit } from '../../../src/client/forward.js';
 import { ProxyClient } from '../../../src/client/proxy-client.js';
+import { SecureChannel } from '../../../src/secure/channel.js';
+import { F_DATA, F_FIN, F_OPEN, F_RST, parseFrames } from '../../../src/session/frames.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { makePair, readAll, type Pair } from '../../helpers/session-pair.js';
 import { fakeEgress, rawConnect, recordingLogger, tcpEcho, udpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
@@ -135,6 +137,46 @@ describe('LocalForward and ProxyClient over a real session', () => {
     const back = await got;
     assert.equal(back.length, data.length);
     assert.equal(sha(back), sha(data));
+  });
+
+  it('-L TCP sends the local client\'s first bytes in the record of the OPEN (one carrier write)', async () => {
+    const echo = await tcpEcho();
+    cleanups.push(() => echo.close());
+    const f = await forward({ target: makeDestination('127.0.0.1', echo.address.port) });
+    // Records the client's channel writes: those whose carrier goes to the server's listener.
+    const toServer = `${pair.endpoint.host}:${pair.endpoint.port}`;
+    const write = SecureChannel.prototype.write;
+    // Each record that carries stream frames, as the list of their types.
+    const written: string[] = [];
+    const seqTypes = { [F_OPEN]: 'OPEN', [F_DATA]: 'DATA', [F_FIN]: 'FIN', [F_RST]: 'RST' };
+    SecureChannel.prototype.write = function (this: SecureChannel, buf: Buffer, len: number): boolean {
+      if (this.info.remote === toServer) {
+        const types: string[] = [];
+        const ignore = (): void => undefined;
+        parseFrames(buf.subarray(0, len), 1, {
+          seq: (type) => types.push(seqTypes[type]),
+          window: ignore,
+          ack: ignore,
+          ping: ignore,
+          pong: ignore,
+          datagram: ignore,
+          goaway: ignore,
+          close: ignore,
+        });
+        if (types.length > 0) written.push(types.join('+'));
+      }
+      return write.call(this, buf, len);
+    };
+    try {
+      const sock = net.connect(f.address.port, '127.0.0.1');
+      sock.write('GET / HTTP/1.0\r\n\r\n');
+      const [answer] = (await once(sock, 'data')) as [Buffer];
+      assert.equal(answer.toString(), 'GET / HTTP/1.0\r\n\r\n');
+      assert.deepEqual(written, ['OPEN+DATA']);
+      sock.destroy();
+    } finally {
+      SecureChannel.prototype.write = write;
+    }
   });
 
   it('-L TCP closes the local connection and logs one line when the server refuses', async () => {
