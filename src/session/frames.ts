@@ -48,6 +48,8 @@ export const ACK_SIZE = 7;
 export const PING_SIZE = 5;
 export const DATAGRAM_HEADER = 7;
 export const GOAWAY_SIZE = 5;
+/** CLOSE without its reason bytes. */
+export const CLOSE_HEADER = 6;
 
 /** A sequenced frame as kept in the retransmit buffer. */
 export interface SeqFrame {

@@ -36,8 +36,12 @@ export function trimRecordPool(): void {
   }
 }
 
+/** Buffers taken and not given back (see recordBuffersOut). */
+let out = 0;
+
 /** A buffer of MAX_RECORD_PLAINTEXT bytes, contents undefined. */
 export function takeRecordBuffer(): Buffer {
+  out++;
   const b = free.pop();
   if (free.length < lowWater) lowWater = free.length;
   return b ?? Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT);
@@ -45,7 +49,9 @@ export function takeRecordBuffer(): Buffer {
 
 /** Gives back a buffer from takeRecordBuffer() that nothing references any more. */
 export function releaseRecordBuffer(buf: Buffer): void {
-  if (free.length >= RECORD_POOL_MAX || buf.length !== MAX_RECORD_PLAINTEXT) return;
+  if (buf.length !== MAX_RECORD_PLAINTEXT) return;
+  out--;
+  if (free.length >= RECORD_POOL_MAX) return;
   free.push(buf);
   if (!trimTimer) {
     lowWater = free.length;
@@ -57,4 +63,13 @@ export function releaseRecordBuffer(buf: Buffer): void {
 /** Free buffers now pooled (tests, stats). */
 export function recordPoolSize(): number {
   return free.length;
+}
+
+/**
+ * Buffers taken and not yet given back: records held for resend, and those
+ * dropped with a session that ended holding them (left to the GC, never given
+ * back). For tests and stats.
+ */
+export function recordBuffersOut(): number {
+  return out;
 }

@@ -32,7 +32,7 @@ import { MAX_RECORD_PLAINTEXT, RECORD_DATA } from '../secure/record.js';
 import type { SecureChannel } from '../secure/channel.js';
 import {
   ACK_SIZE, DATA_HEADER, DATAGRAM_HEADER, F_DATA, F_FIN, F_OPEN, F_PING, F_PONG, F_RST, GOAWAY_SIZE, PING_SIZE,
-  WINDOW_SIZE, parseFrames, seqFrameSize, writeAck, writeClose, writeDatagram, writeGoaway,
+  CLOSE_HEADER, WINDOW_SIZE, parseFrames, seqFrameSize, writeAck, writeClose, writeDatagram, writeGoaway,
   writePingPong, writeSeqFrame, writeWindow, type FrameVisitor, type SeqFrame,
 } from './frames.js';
 import { PolyStream, ResetCode, type StreamHost } from './stream.js';
@@ -141,6 +141,10 @@ interface Held {
 const ACK_FRAMES = 32;
 const ACK_BYTES = 128 * 1024;
 const ACK_DELAY_MS = 5;
+/** Records up to this size keep their DATA payloads in a copy of their own (see keepSmall). */
+const SMALL_RECORD = 4096;
+/** `scratch` outside a flush. */
+const NO_SCRATCH = Buffer.alloc(0);
 
 export class Session extends EventEmitter implements StreamHost {
   readonly id: Buffer;
@@ -151,11 +155,15 @@ export class Session extends EventEmitter implements StreamHost {
   private nextPathId = 1;
   private readonly pathUpAfterMs: number;
   /**
-   * The record being assembled. After a record whose DATA frames were kept
-   * as slices of it (see emitSeq), it stays with its last DATA frame until
-   * acknowledged and a fresh one from the pool takes its place.
+   * The record being assembled, during a flush only: taken from the pool
+   * when it starts and given back when it ends, so an idle session holds no
+   * 64 KiB buffer (a thousand sessions: 64 MiB). After a record (over
+   * SMALL_RECORD bytes) whose DATA frames were kept as slices of it (see
+   * emitSeq), it stays with its last DATA frame until acknowledged and a
+   * fresh one from the pool takes its place.
    */
-  private scratch = takeRecordBuffer();
+  private scratch: Buffer = NO_SCRATCH;
+  private flushDepth = 0;
   /** The last DATA frame written into `scratch`, if any. */
   private scratchLastData: PathFrame | undefined;
 
@@ -408,9 +416,11 @@ export class Session extends EventEmitter implements StreamHost {
     const err = new SessionClosedError(code, reason, 'local');
     if (this.paths.size > 0) {
       this.flush();
-      const buf = this.scratch;
+      // The reason's length is one byte on the wire: at most 200 bytes of it go.
+      const why = Buffer.from(reason);
+      const buf = Buffer.allocUnsafe(1 + CLOSE_HEADER + 200);
       buf[0] = RECORD_DATA;
-      const len = writeClose(buf, 1, code, Buffer.from(reason.slice(0, 200)));
+      const len = writeClose(buf, 1, code, why.length > 200 ? why.subarray(0, 200) : why);
       // Written on every path even when a carrier wants a drain: it is the last record.
       for (const path of this.paths.values()) {
         path.channel.write(buf, len);
@@ -652,6 +662,18 @@ export class Session extends EventEmitter implements StreamHost {
 
   private flush(): void {
     if (this.paths.size === 0) return;
+    if (this.flushDepth++ === 0) this.scratch = takeRecordBuffer();
+    try {
+      this.flushRecords();
+    } finally {
+      if (--this.flushDepth === 0) {
+        releaseRecordBuffer(this.scratch);
+        this.scratch = NO_SCRATCH;
+      }
+    }
+  }
+
+  private flushRecords(): void {
     let buf = this.scratch;
     buf[0] = RECORD_DATA;
     // Pings and pongs answer on their own path: per-path RTT and liveness.
@@ -676,6 +698,7 @@ export class Session extends EventEmitter implements StreamHost {
         if (off > 1) c.channel.write(buf, off);
         return;
       }
+      const firstNew = this.rtx.length;
       let off = this.fillControl(1);
       off = this.fillResend(off, p);
       off = this.fillDatagrams(off);
@@ -686,12 +709,32 @@ export class Session extends EventEmitter implements StreamHost {
       // (in request/response traffic, that record was one write in four).
       if (this.recvSeq !== this.lastAckSent && buf.length - off >= ACK_SIZE) off = this.appendAck(off);
       p.channel.write(buf, off);
-      if (this.scratchLastData) {
-        this.scratchLastData.record = buf;
+      const lastData = this.scratchLastData;
+      if (lastData) {
         this.scratchLastData = undefined;
-        buf = this.scratch = takeRecordBuffer();
-        buf[0] = RECORD_DATA;
+        if (off <= SMALL_RECORD) this.keepSmall(buf, off, firstNew);
+        else {
+          lastData.record = buf;
+          buf = this.scratch = takeRecordBuffer();
+          buf[0] = RECORD_DATA;
+        }
       }
+    }
+  }
+
+  /**
+   * A small record's DATA payloads are kept in a copy of its own size, and
+   * the 64 KiB record buffer serves the next record: a session that sends a
+   * few bytes (an OPEN with a request, a keystroke) does not pin a whole
+   * pooled buffer until the ACK, nor do a thousand such sessions grow the pool.
+   */
+  private keepSmall(buf: Buffer, len: number, firstNew: number): void {
+    const copy = Buffer.from(buf.subarray(0, len));
+    for (let i = firstNew; i < this.rtx.length; i++) {
+      const f = this.rtx[i] as PathFrame;
+      if (f.type !== F_DATA || f.payload === undefined || f.payload.buffer !== buf.buffer) continue;
+      const at = f.payload.byteOffset - buf.byteOffset;
+      f.payload = copy.subarray(at, at + f.payload.length);
     }
   }
 

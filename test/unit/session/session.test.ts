@@ -134,4 +134,15 @@ describe('session over loopback TCP', () => {
     assert.equal(err.closeCode, 9);
     assert.match(err.message, /done here/);
   });
+
+  it('a long non-ASCII close reason is cut to 200 bytes, not sent with a wrong length', async () => {
+    const p = await pair();
+    const ss = await p.serverSession;
+    const closed = once(ss, 'closed');
+    p.clientSession.close(7, 'é'.repeat(300)); // 600 bytes of UTF-8
+    const [err] = (await closed) as [Error & { closeCode: number }];
+    assert.equal(err.closeCode, 7);
+    assert.ok(err.message.includes('é'.repeat(100)), err.message);
+    assert.ok(!err.message.includes('é'.repeat(101)), err.message);
+  });
 });
