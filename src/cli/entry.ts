@@ -5,13 +5,13 @@
 import { registerDemoCommand } from './cmd-demo.js';
 import { processIo } from './io.js';
 import { main } from './main.js';
-import { runClient } from './run-client.js';
-import { runServer } from './run-server.js';
 
 export function run(argv: readonly string[]): Promise<number> {
   return main(argv, {
-    runServer: (cfg) => runServer(cfg, processIo),
-    runClient: (cfg) => runClient(cfg, processIo),
+    // Each loads its side only when it runs: a client (on a router, say)
+    // never loads the server's store, admin API and their dependencies.
+    runServer: async (cfg) => (await import('./run-server.js')).runServer(cfg, processIo),
+    runClient: async (cfg) => (await import('./run-client.js')).runClient(cfg, processIo),
     extend: (program) => registerDemoCommand(program, processIo),
   });
 }

@@ -69,6 +69,20 @@ describe('polytun CLI (built)', () => {
     assert.match(c.stdout, /--role <role>/);
   });
 
+  it('client and other commands do not load the server side (store, admin API)', async () => {
+    // fastify and better-sqlite3 are CommonJS: once imported, they are in require.cache.
+    const probe = `
+      const { run } = await import(${JSON.stringify(join(ROOT, 'dist/cli/entry.js'))});
+      const code = await run(process.argv.slice(1));
+      const { createRequire } = await import('node:module');
+      const loaded = Object.keys(createRequire(import.meta.url).cache).filter((k) => /node_modules[\\/](fastify|better-sqlite3|pg)[\\/]/.test(k));
+      process.stderr.write('LOADED ' + JSON.stringify(loaded.length) + ' ' + code + '\\n');`;
+    for (const args of [['--help'], ['client', '--help'], ['keygen']]) {
+      const { stderr } = await run(process.execPath, ['--input-type=module', '-e', probe, '--', ...args], { cwd: ROOT });
+      assert.match(stderr, /LOADED 0 0/, `polytun ${args.join(' ')}`);
+    }
+  });
+
   it('an unknown command fails with a hint', async () => {
     const r = await polytun(['frobnicate']);
     assert.notEqual(r.code, 0);
