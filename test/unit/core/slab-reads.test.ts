@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
-import { enableSlabReads, SLAB_READ_SIZE } from '../../../src/core/slab-reads.js';
+import { enableSlabReads, PARKED_READ, SLAB_READ_SIZE, sweepSlabReaders } from '../../../src/core/slab-reads.js';
 
 async function socketPair(): Promise<{ accepted: net.Socket; dialed: net.Socket; close: () => void }> {
   const srv = net.createServer();
@@ -109,6 +109,42 @@ describe('slab reads', () => {
     p.accepted.destroy();
     p.close();
   });
+
+  for (const recycle of [false, true]) {
+    it(`an idle socket gives its slabs up, and takes new ones when bulk resumes (recycle: ${recycle})`, async () => {
+      const p = await socketPair();
+      const reader = enableSlabReads(p.accepted, { recycle });
+      assert.ok(reader);
+      const got: Buffer[] = [];
+      p.accepted.on('data', (c: Buffer) => {
+        got.push(recycle ? Buffer.from(c) : c);
+        reader.release();
+      });
+      const sent: Buffer[] = [];
+      const send = async (b: Buffer): Promise<void> => {
+        sent.push(b);
+        const want = sent.reduce((n, x) => n + x.length, 0);
+        p.dialed.write(b);
+        while (got.reduce((n, x) => n + x.length, 0) < want) await new Promise((r) => setTimeout(r, 2));
+      };
+      await send(randomBytes(1 << 20));
+      assert.ok(reader.heldBytes() >= SLAB_READ_SIZE, `bulk: ${reader.heldBytes()} bytes held`);
+      sweepSlabReaders(); // read something since the last sweep: stays
+      assert.ok(reader.heldBytes() >= SLAB_READ_SIZE);
+      sweepSlabReaders();
+      sweepSlabReaders(); // two sweeps without a read: parked
+      assert.equal(reader.heldBytes(), PARKED_READ);
+      for (let i = 0; i < 5; i++) await send(randomBytes(100 + i)); // short reads, copied out of the parked buffer
+      assert.equal(reader.heldBytes(), PARKED_READ);
+      await send(randomBytes(4 << 20)); // fills the parked buffer: slabs again
+      assert.ok(reader.heldBytes() > PARKED_READ, `bulk again: ${reader.heldBytes()} bytes held`);
+      p.dialed.end();
+      await once(p.accepted, 'end');
+      assert.equal(sha(Buffer.concat(got)), sha(Buffer.concat(sent)));
+      p.accepted.destroy();
+      p.close();
+    });
+  }
 
   it('refuses a socket that is not connected, and changes nothing', () => {
     const s = new net.Socket();
