@@ -211,6 +211,11 @@ export class PolyStream extends Duplex {
       this.host.consumed(this, payload.length);
       return true;
     }
+    // A payload is a view of the carrier's read buffer (up to a 1 MiB slab).
+    // One that has to wait for a reader that is behind is copied when it is a
+    // small part of that buffer, so that data held within the window never
+    // keeps much more memory alive than its own size.
+    if ((this.readableFlowing !== true || this.readableLength > 0) && payload.buffer.byteLength > 4 * payload.length) payload = Buffer.from(payload);
     this.push(payload);
     this.reportConsumed();
     return true;

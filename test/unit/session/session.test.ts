@@ -135,6 +135,26 @@ describe('session over loopback TCP', () => {
     assert.match(err.message, /done here/);
   });
 
+  it('a small payload left waiting for its reader is copied out of the large read it came in', async () => {
+    const p = await pair();
+    const ss = await p.serverSession;
+    const arrived: PolyStream[] = [];
+    ss.onStream((s) => arrived.push(s));
+    const bulk = p.clientSession.openStream();
+    const small = p.clientSession.openStream();
+    // Same tick: both leave in one record, and arrive in one carrier read.
+    bulk.write(randomBytes(60_000));
+    small.write('a few bytes');
+    while (arrived.length < 2) await new Promise((r) => setTimeout(r, 5));
+    const [first, second] = arrived as [PolyStream, PolyStream];
+    first.resume();
+    while (second.readableLength < 11) await new Promise((r) => setTimeout(r, 5));
+    const held = second.read() as Buffer;
+    assert.equal(held.toString(), 'a few bytes');
+    // Not a view of the ~60 KB read: the read buffer is free once the bulk stream consumed its part.
+    assert.ok(held.buffer.byteLength <= 8192, `held in a ${held.buffer.byteLength}-byte buffer`);
+  });
+
   it('a long non-ASCII close reason is cut to 200 bytes, not sent with a wrong length', async () => {
     const p = await pair();
     const ss = await p.serverSession;
