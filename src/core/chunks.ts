@@ -8,9 +8,16 @@ export class ChunkList {
   private chunks: Buffer[] = [];
   private head = 0; // read offset into chunks[0]
   private total = 0;
+  /** Chunks consumed to their end so far (in push order): a producer that reuses its buffers counts on it. */
+  dropped = 0;
 
   get length(): number {
     return this.total;
+  }
+
+  /** Chunks held now. */
+  get chunkCount(): number {
+    return this.chunks.length;
   }
 
   push(chunk: Buffer): void {
@@ -113,10 +120,12 @@ export class ChunkList {
       }
       n -= avail;
       this.chunks.shift();
+      this.dropped++;
       this.head = 0;
     }
     if (this.chunks.length > 0 && this.head === (this.chunks[0] as Buffer).length) {
       this.chunks.shift();
+      this.dropped++;
       this.head = 0;
     }
   }

@@ -44,7 +44,7 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
   const recycle = (dst as { chunksFreeAfterWrite?: boolean }).chunksFreeAfterWrite === true;
   let release: SlabReader['release'] | undefined;
   const onData = (chunk: Buffer): void => {
-    const done = release; // undefined for the chunk that switches to slab reads: Node's own buffer
+    const done = release ?? leased; // slab: undefined for the chunk that switches to slab reads (Node's own buffer)
     if (dst.destroyed || dst.writableEnded) {
       done?.(); // dropped: released in order all the same
       return;
@@ -71,6 +71,15 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
   };
   if (src.readableLength > 0 && !dst.destroyed && !dst.writableEnded) {
     for (let c = src.read() as Buffer | null; c !== null; c = src.read() as Buffer | null) dst.write(c);
+  }
+  // A session stream into a socket: chunks that lie in received pool records
+  // are given back from the write callbacks (in order, as a socket runs them).
+  const leasing = src as { enableLeases?: () => void; releaseChunk?: () => void };
+  let leased: (() => void) | undefined;
+  if (dst instanceof Socket && typeof leasing.enableLeases === 'function' && typeof leasing.releaseChunk === 'function' && src.readableLength === 0) {
+    leasing.enableLeases();
+    const releaseChunk = leasing.releaseChunk.bind(src);
+    leased = () => releaseChunk();
   }
   src.on('data', onData);
   // Like pipe(): a source that already ended (its EOF read with the head of a request) still ends dst.

@@ -151,6 +151,13 @@ export class RecordOpener {
   private pendingLen = -1;
   private pendingHdr = 0;
   private dead = false;
+  /**
+   * When set, every record is decrypted into a buffer from this function
+   * (at least `len` bytes) instead of in place, so no plaintext is a view of
+   * the received chunks: the carrier may then reuse its read buffers as
+   * soon as the chunks are consumed.
+   */
+  outOfPlace: ((len: number) => Buffer) | undefined;
 
   constructor(key: Buffer) {
     this.key = Buffer.from(key);
@@ -182,17 +189,17 @@ export class RecordOpener {
     this.pendingLen = -1;
     let pt: Buffer;
     let ok: boolean;
-    if (input.contiguous(len + RECORD_TAG)) {
+    if (this.outOfPlace === undefined && input.contiguous(len + RECORD_TAG)) {
       // The usual case: ciphertext and tag in one received chunk, opened where they lie.
       const rec = input.read(len + RECORD_TAG);
       ok = this.aead.open(rec, 0, len, this.pendingHdr, this.counter++);
       pt = rec.subarray(0, len);
     } else {
-      // Split across reads: decrypt the pieces straight into one buffer.
+      // Split across reads (or asked to): decrypt the pieces straight into one buffer.
       const segs = input.readSegments(len);
       input.peekInto(this.tag, RECORD_TAG);
       input.skip(RECORD_TAG);
-      pt = Buffer.allocUnsafe(len);
+      pt = this.outOfPlace ? this.outOfPlace(len).subarray(0, len) : Buffer.allocUnsafe(len);
       ok = this.aead.openv(pt, 0, len, this.pendingHdr, this.counter++, this.tag, segs);
     }
     if (!ok) {

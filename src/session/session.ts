@@ -36,7 +36,7 @@ import {
   writePingPong, writeSeqFrame, writeWindow, type FrameVisitor, type SeqFrame,
 } from './frames.js';
 import { PolyStream, ResetCode, type StreamHost } from './stream.js';
-import { releaseRecordBuffer, takeRecordBuffer } from './record-pool.js';
+import { leaseDone, releaseRecordBuffer, takeRecordBuffer, type RecordLease } from '../secure/record-pool.js';
 import { SessionPath, type PathOptions, type PathStats } from './path.js';
 
 export type { PathOptions, PathStats } from './path.js';
@@ -485,7 +485,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.ackPending = true;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
-    channel.onRecord((pt) => this.onRecord(pt, path));
+    channel.onRecord((pt, pooled) => this.onRecord(pt, path, pooled));
     channel.onDrain(() => this.flush());
     channel.onClose((err) => this.onPathClosed(path, err));
     this._state = 'open';
@@ -867,14 +867,15 @@ export class Session extends EventEmitter implements StreamHost {
       if (seq <= this.recvSeq) return; // already delivered (resend after resume)
       if (seq !== this.recvSeq + 1) {
         if (this.reorder.size >= this.maxReorder) throw new ProtocolError('reorder buffer overflow');
+        if (this.rxLease) this.rxLease.poisoned = true; // the payload outlives this record's parse
         this.reorder.set(seq, { type, sid, payload, code });
         return;
       }
-      this.deliver(type, sid, payload, code);
+      this.deliver(type, sid, payload, code, this.rxLease);
       this.recvSeq = seq;
       for (let h = this.reorder.get(this.recvSeq + 1); h; h = this.reorder.get(this.recvSeq + 1)) {
         this.reorder.delete(this.recvSeq + 1);
-        this.deliver(h.type, h.sid, h.payload, h.code);
+        this.deliver(h.type, h.sid, h.payload, h.code, undefined);
         this.recvSeq++;
       }
     },
@@ -903,6 +904,7 @@ export class Session extends EventEmitter implements StreamHost {
       if (p && !p.onProbePong(id, performance.now())) this.onPong(p, id);
     },
     datagram: (flow, payload) => {
+      if (this.rxLease) this.rxLease.poisoned = true; // handlers may keep the payload
       this.lastActivity = Date.now();
       this.datagramHandler?.(flow, payload);
     },
@@ -921,16 +923,24 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** The path the record being parsed arrived on. */
   private rxPath: SessionPath | undefined;
+  /** The pool buffer of the record being parsed, if it lies in one (see RecordLease). */
+  private rxLease: RecordLease | undefined;
 
-  private onRecord(pt: Buffer, path: SessionPath): void {
+  private onRecord(pt: Buffer, path: SessionPath, pooled: Buffer | undefined): void {
     const before = this.recvSeq;
     this.rxPath = path;
+    const lease: RecordLease | undefined = pooled ? { buf: pooled, refs: 1, poisoned: false } : undefined;
+    this.rxLease = lease;
     try {
       parseFrames(pt, 1, this.visitor);
     } catch (err) {
+      if (lease) lease.poisoned = true;
       this.log.warn({ err: toError(err).message }, 'protocol error from peer; closing session');
       this.abort(toError(err));
       return;
+    } finally {
+      this.rxLease = undefined;
+      if (lease) leaseDone(lease);
     }
     if (this.recvSeq !== before) {
       this.bytesSinceAck += pt.length;
@@ -949,10 +959,11 @@ export class Session extends EventEmitter implements StreamHost {
     this.scheduleFlush();
   }
 
-  private deliver(type: SeqFrame['type'], sid: number, payload: Buffer | undefined, code: number): void {
+  private deliver(type: SeqFrame['type'], sid: number, payload: Buffer | undefined, code: number, lease: RecordLease | undefined): void {
     switch (type) {
       case F_OPEN:
-        return this.onOpen(sid, payload as Buffer);
+        // The open payload may be kept: from a pool record, a copy of its own.
+        return this.onOpen(sid, lease ? Buffer.from(payload as Buffer) : (payload as Buffer));
       case F_DATA: {
         const len = (payload as Buffer).length;
         this.recvSession += len;
@@ -966,7 +977,7 @@ export class Session extends EventEmitter implements StreamHost {
           this.windowQueue.add(0);
           return;
         }
-        if (!s.onData(payload as Buffer)) {
+        if (!s.onData(payload as Buffer, lease)) {
           this.log.debug({ sid }, 'stream exceeded its flow-control window; resetting it');
           s.reset(ResetCode.flowControl);
         }

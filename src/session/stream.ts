@@ -15,6 +15,7 @@
  */
 import { Duplex } from 'node:stream';
 import { StreamResetError } from '../core/errors.js';
+import { leaseDone, type RecordLease } from '../secure/record-pool.js';
 
 /** Wire reset codes (applications may use codes ≥ 0x100). */
 export const ResetCode = {
@@ -202,7 +203,7 @@ export class PolyStream extends Duplex {
   }
 
   /** Session → stream: data arrived. Returns false on a flow-control violation. */
-  onData(payload: Buffer): boolean {
+  onData(payload: Buffer, lease?: RecordLease): boolean {
     if (this.finReceived) return false;
     this.recvOffset += payload.length;
     if (this.recvOffset > this.recvLimit) return false;
@@ -211,14 +212,43 @@ export class PolyStream extends Duplex {
       this.host.consumed(this, payload.length);
       return true;
     }
-    // A payload is a view of the carrier's read buffer (up to a 1 MiB slab).
-    // One that has to wait for a reader that is behind is copied when it is a
-    // small part of that buffer, so that data held within the window never
-    // keeps much more memory alive than its own size.
-    if ((this.readableFlowing !== true || this.readableLength > 0) && payload.buffer.byteLength > 4 * payload.length) payload = Buffer.from(payload);
+    // A payload is a view of a received buffer (a carrier read, or a pool
+    // record). One that has to wait for a reader that is behind is copied
+    // when it is a small part of that buffer, so that data held within the
+    // window never keeps much more memory alive than its own size.
+    if ((this.readableFlowing !== true || this.readableLength > 0) && payload.buffer.byteLength > 4 * payload.length) {
+      payload = Buffer.from(payload);
+      lease = undefined; // nothing refers to the record any more
+    }
+    if (this.leases !== undefined) {
+      // One entry per chunk the reader will see ('data' skips empty ones), so its releases line up.
+      if (payload.length > 0) {
+        if (lease !== undefined) lease.refs++;
+        this.leases.push(lease ?? null);
+      }
+    } else if (lease !== undefined) lease.poisoned = true; // a reader that never gives back: never reused
     this.push(payload);
     this.reportConsumed();
     return true;
+  }
+
+  /** Pool records of the chunks pushed since enableLeases(), in order; see releaseChunk. */
+  private leases: (RecordLease | null)[] | undefined;
+
+  /**
+   * The reader (a relay) will call releaseChunk() once per 'data' chunk, in
+   * order, when nothing refers to it any more; nothing may be buffered now
+   * (the relay has read what was). Chunks that lie in received pool records
+   * are then not copied, and their records are reused.
+   */
+  enableLeases(): void {
+    this.leases ??= [];
+  }
+
+  /** The oldest chunk emitted since enableLeases() is free (see there). */
+  releaseChunk(): void {
+    const l = this.leases?.shift();
+    if (l) leaseDone(l);
   }
 
   onFin(): void {

@@ -14,7 +14,7 @@
  * the GC, every {@link RECORD_POOL_TRIM_MS}, the buffers that sat unused for
  * that whole interval: an idle process keeps none.
  */
-import { MAX_RECORD_PLAINTEXT } from '../secure/record.js';
+import { MAX_RECORD_PLAINTEXT } from './record.js';
 
 /** Free buffers kept for reuse, at most (64 KiB each: 32 MiB). */
 export const RECORD_POOL_MAX = 512;
@@ -72,4 +72,22 @@ export function recordPoolSize(): number {
  */
 export function recordBuffersOut(): number {
   return out;
+}
+
+/**
+ * A received record's pool buffer while its payloads are in use: one
+ * reference for the parse, one per payload a stream holds for a reader that
+ * gives it back (a relay, from its write callback). Anything else that keeps
+ * a view (an OPEN, a datagram, a frame held for reordering, a reader that
+ * never gives back) poisons it: it is then left to the GC, never reused.
+ */
+export interface RecordLease {
+  buf: Buffer;
+  refs: number;
+  poisoned: boolean;
+}
+
+/** Drops one reference; the last gives the buffer back unless poisoned. */
+export function leaseDone(l: RecordLease): void {
+  if (--l.refs === 0 && !l.poisoned) releaseRecordBuffer(l.buf);
 }
