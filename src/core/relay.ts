@@ -74,12 +74,20 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
   }
   // A session stream into a socket: chunks that lie in received pool records
   // are given back from the write callbacks (in order, as a socket runs them).
-  const leasing = src as { enableLeases?: () => void; releaseChunk?: () => void };
+  const leasing = src as { enableLeases?: () => void; releaseChunk?: () => void; disableLeases?: () => void };
   let leased: (() => void) | undefined;
-  if (dst instanceof Socket && typeof leasing.enableLeases === 'function' && typeof leasing.releaseChunk === 'function' && src.readableLength === 0) {
+  if (
+    dst instanceof Socket &&
+    typeof leasing.enableLeases === 'function' &&
+    typeof leasing.releaseChunk === 'function' &&
+    typeof leasing.disableLeases === 'function' &&
+    src.readableLength === 0
+  ) {
     leasing.enableLeases();
     const releaseChunk = leasing.releaseChunk.bind(src);
-    leased = () => releaseChunk();
+    leased = () => {
+      if (!stopped) releaseChunk();
+    };
   }
   src.on('data', onData);
   // Like pipe(): a source that already ended (its EOF read with the head of a request) still ends dst.
@@ -89,6 +97,8 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
   return () => {
     if (stopped) return;
     stopped = true;
+    // Chunks this relay would have given back stay out of the pool: no later reader's releases can line up with them.
+    if (leased) leasing.disableLeases?.();
     src.off('data', onData);
     src.off('end', onEnd);
     dst.off('drain', onDrain);

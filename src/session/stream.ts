@@ -245,6 +245,15 @@ export class PolyStream extends Duplex {
     this.leases ??= [];
   }
 
+  /**
+   * The reader stops giving chunks back (a relay that stopped): records of
+   * chunks not yet given back are never reused, and later ones are not leased.
+   */
+  disableLeases(): void {
+    for (const l of this.leases ?? []) if (l) l.poisoned = true;
+    this.leases = undefined;
+  }
+
   /** The oldest chunk emitted since enableLeases() is free (see there). */
   releaseChunk(): void {
     const l = this.leases?.shift();
