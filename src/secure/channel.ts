@@ -174,8 +174,11 @@ export class SecureChannel {
   /** Slab reads of a bulk TCP carrier (see onData); null before or without. */
   private slabs: SlabReader | null = null;
   private slabTried = false;
-  /** Chunks pushed before slab reads began: their drops are not the reader's. */
-  private dropsNotOurs = 0;
+  /**
+   * Input chunks (counted as ChunkList.dropped counts them) handled so far:
+   * set past the chunks pushed before slab reads began, whose drops are not
+   * the reader's, then advanced with each chunk given back.
+   */
   private released = 0;
   private pooledNow: Buffer | undefined;
 
@@ -192,7 +195,7 @@ export class SecureChannel {
       if (this.stream instanceof Socket && !(this.stream instanceof TLSSocket)) {
         this.slabs = enableSlabReads(this.stream, { recycle: true, readSize: CARRIER_READ, slabSize: 4 * CARRIER_READ });
         if (this.slabs) {
-          this.dropsNotOurs = this.input.dropped + this.input.chunkCount + 1;
+          this.released = this.input.dropped + this.input.chunkCount + 1;
           this.opener.outOfPlace = (len) => {
             if (len < POOL_FROM) return Buffer.allocUnsafe(len);
             this.pooledNow = takeRecordBuffer();
@@ -225,9 +228,7 @@ export class SecureChannel {
   /** Gives the slab reader back every chunk the opener consumed (nothing refers to them: records were copied out). */
   private releaseConsumed(): void {
     const slabs = this.slabs as SlabReader;
-    while (this.released < this.input.dropped) {
-      if (++this.released > this.dropsNotOurs) slabs.release();
-    }
+    for (; this.released < this.input.dropped; this.released++) slabs.release();
   }
 
   private finish(err?: Error): void {
