@@ -20,11 +20,11 @@ import https from 'node:https';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import { WebSocketServer } from 'ws';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { nginxNotFound, rawNginxError, type Decoy } from './decoy.js';
 import { ServerListener, listenServer, type TcpCarrierInit } from './tcp.js';
 import { formatEndpoint } from './types.js';
+import { acceptKey } from './ws-frames.js';
 import type { Endpoint, Listener, StreamConn } from './types.js';
 import { DEFAULT_WS_MAX_PAYLOAD, WsStream, type WsStreamInit } from './ws.js';
 
@@ -47,7 +47,7 @@ export interface WsServerInit {
   decoy?: Decoy;
   /** `Server` header of the 101 response and of raw 400s. @default 'nginx' */
   serverName?: string;
-  /** Largest message accepted from a client. @default 1 MiB */
+  /** Largest data frame accepted from a client. @default 1 MiB */
   maxPayloadBytes?: number;
   /** Stream behaviour of accepted connections (keepalive ping, buffers). */
   stream?: WsStreamInit;
@@ -128,22 +128,12 @@ export class WsServer {
     server.headersTimeout = this.init.headersTimeoutMs ?? 60_000;
     server.requestTimeout = Math.max(server.requestTimeout, server.headersTimeout);
 
-    const wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      clientTracking: false,
-      skipUTF8Validation: true,
-      maxPayload: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD,
-    });
-    // A WebSocket behind nginx gets nginx's Server and Date in its 101.
-    wss.on('headers', (headers: string[]) => headers.splice(1, 0, `Server: ${this.serverName}`, `Date: ${new Date().toUTCString()}`));
-
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.logger.debug({ path: requestPath(req), method: req.method }, 'decoy request');
       this.decoy(req, res);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      void this.onUpgrade(wss, req, socket as net.Socket, head, onConn);
+      void this.onUpgrade(req, socket as net.Socket, head, onConn);
     });
     // nginx answers CONNECT and unparsable requests with 400 and a close.
     server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
@@ -162,7 +152,6 @@ export class WsServer {
   }
 
   private async onUpgrade(
-    wss: WebSocketServer,
     req: http.IncomingMessage,
     socket: net.Socket,
     head: Buffer,
@@ -190,10 +179,22 @@ export class WsServer {
     // Addresses are read now: they vanish once the socket is destroyed.
     const remote = formatEndpoint({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 });
     const local = formatEndpoint({ host: socket.localAddress ?? '?', port: socket.localPort ?? 0 });
-    socket.off('error', onError); // ws installs its own
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      onConn({ stream: new WsStream(ws, this.init.stream), remote, local, meta });
-    });
+    socket.off('error', onError); // the stream installs its own
+    if (!socket.writable) return void socket.destroy();
+    // As nginx in front of a WebSocket app answers: its Server and Date first.
+    socket.write(
+      [
+        'HTTP/1.1 101 Switching Protocols',
+        `Server: ${this.serverName}`,
+        `Date: ${new Date().toUTCString()}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Accept: ${acceptKey(req.headers['sec-websocket-key'] as string)}`,
+        '\r\n',
+      ].join('\r\n'),
+    );
+    const stream = new WsStream(socket, { role: 'server', head, maxPayloadBytes: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD }, this.init.stream);
+    onConn({ stream, remote, local, meta });
   }
 
   /**

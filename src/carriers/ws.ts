@@ -24,10 +24,12 @@
  * wss: the TLS handshake and pin check complete before the HTTP upgrade is
  * written, so an unverified server never sees the path (the user's route).
  */
-import type { IncomingMessage } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import WebSocket from 'ws';
+import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
 import { ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Decoy } from './decoy.js';
@@ -37,6 +39,7 @@ import { TcpCarrier, socketConn, type TcpCarrierInit } from './tcp.js';
 import { TlsCarrier } from './tls.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
+import { FrameReader, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, acceptKey, frameHeader, maskedCopy, writeHeader } from './ws-frames.js';
 import { WsServer, exactPathRoute } from './ws-server.js';
 
 /** Default bound on a received WebSocket message (our records are ≤ 64 KiB + 18). */
@@ -44,7 +47,7 @@ export const DEFAULT_WS_MAX_PAYLOAD = 1024 * 1024;
 
 /** Stream behaviour shared by both ends of a WebSocket connection. */
 export interface WsStreamInit {
-  /** Largest message we send; must not exceed the peer's maxPayload. @default 262144 */
+  /** Largest frame we send; must not exceed the peer's maxPayloadBytes. @default 262144 */
   maxFrameBytes?: number;
   /** Ping interval; two silent intervals (no pong, no data) kill the connection. 0 disables. @default 30000 */
   keepaliveMs?: number;
@@ -52,7 +55,6 @@ export interface WsStreamInit {
   highWaterMark?: number;
 }
 
-const SEND = { binary: true } as const;
 const EMPTY = Buffer.alloc(0);
 /** Chunks smaller than this are merged into one message (a frame header each would cost more). */
 const COALESCE_BELOW = 16 * 1024;
@@ -87,34 +89,78 @@ export function framePieces(chunks: readonly Buffer[], max: number): Buffer[] {
   return out;
 }
 
-/** Maps a `ws` error (bad frame, oversized message…) to a typed error. */
-function wsError(err: Error): PolytunError {
-  return new ProtocolError(`websocket: ${err.message}`, { cause: err });
+/** Options of one {@link WsStream}: which end it is, and how client frames are masked. */
+export interface WsStreamRole {
+  /** 'client' masks what it sends and expects unmasked frames; 'server' the reverse. */
+  role: 'client' | 'server';
+  /**
+   * Client: 'zero' sends an all-zero masking key, which changes no byte; the
+   * reader skips the XOR. Only where no one but our server reads the frames
+   * (wss with a pinned certificate). @default 'random'
+   */
+  mask?: 'zero' | 'random';
+  /** Bytes read past the upgrade's header block: the first frames. */
+  head?: Buffer;
+  /** Largest data frame accepted from the peer. @default 1 MiB */
+  maxPayloadBytes?: number;
 }
 
-/** A Node Duplex over one open WebSocket, honouring backpressure both ways. */
+const ZERO_MASK = Buffer.alloc(4);
+/** How long a sent Close may wait for the peer's before the socket is dropped. */
+const CLOSE_WAIT_MS = 5000;
+
+/**
+ * A Node Duplex over an upgraded socket (TCP or TLS), speaking RFC 6455
+ * frames itself (see ws-frames.ts): received payload is pushed as views of
+ * the socket's reads, and each written chunk goes out behind its own header,
+ * with backpressure both ways.
+ *
+ * A write's callback runs once the socket has taken the bytes (in the kernel,
+ * or encrypted by TLS), as on a net.Socket: `buffersFreeOnWriteCallback`
+ * tells a writer that it may reuse a buffer from then on.
+ */
 export class WsStream extends Duplex {
+  /** See the class comment. */
+  readonly buffersFreeOnWriteCallback = true;
   private readonly maxFrame: number;
-  /** JS-side socket bytes above which a write waits for the socket to flush. */
-  private readonly sendBuffer: number;
+  private readonly client: boolean;
+  private readonly randomMask: boolean;
+  private readonly reader: FrameReader;
   private localEnded = false;
   private remoteEnded = false;
+  private closeSent = false;
+  private closeReceived = false;
+  /** We paused the socket because our reader is behind. */
+  private held = false;
   private silentTicks = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Slab reads of the socket underneath, once a reader asked (see enableSlabReads). */
+  private slabs: SlabReader | null = null;
+  /** Per socket read since then, oldest first: payload slices pushed and released, and whether it was a slab read. */
+  private reads: { slices: number; released: number; slab: boolean; done: boolean }[] = [];
+  private readsHead = 0;
+  /** A socket read is being parsed (slices may still come from it). */
+  private parsing = false;
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    opts: WsStreamRole,
     init: WsStreamInit = {},
   ) {
     const hwm = init.highWaterMark ?? 65_536;
     super({ allowHalfOpen: true, readableHighWaterMark: hwm, writableHighWaterMark: hwm });
     this.maxFrame = init.maxFrameBytes ?? 256 * 1024;
     if (!(this.maxFrame >= 1)) throw new ConfigError('maxFrameBytes', `must be at least 1, got ${this.maxFrame}`);
-    this.sendBuffer = hwm;
-    ws.on('message', this.onMessage);
-    ws.on('close', this.onClose);
-    ws.on('error', this.onError);
-    ws.on('pong', this.onPong);
+    this.client = opts.role === 'client';
+    this.randomMask = this.client && opts.mask !== 'zero';
+    this.reader = new FrameReader(!this.client, { data: this.onPayload, messageEnd: this.onMessageEnd, control: this.onControl }, opts.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD);
+    socket.setTimeout(0);
+    socket.setNoDelay(true);
+    socket.on('data', this.onSocketData);
+    socket.on('end', this.onSocketGone);
+    socket.on('close', this.onSocketGone);
+    socket.on('error', this.onSocketError);
+    if (opts.head && opts.head.length > 0) this.onSocketData(opts.head);
     const every = init.keepaliveMs ?? 30_000;
     if (every > 0) {
       this.timer = setInterval(this.tick, every);
@@ -122,24 +168,58 @@ export class WsStream extends Duplex {
     }
   }
 
-  private readonly onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
+  private readonly onSocketData = (chunk: Buffer): void => {
     if (this.destroyed) return;
     this.silentTicks = 0;
-    if (!isBinary || !Buffer.isBuffer(data)) return void this.destroy(new ProtocolError('websocket: text message on a byte stream'));
-    if (this.remoteEnded) return void this.destroy(new ProtocolError('websocket: data after end'));
-    if (data.length === 0) {
-      this.remoteEnded = true;
-      this.push(null);
-      this.maybeClose();
-      return;
+    if (this.slabs) this.reads.push({ slices: 0, released: 0, slab: true, done: false });
+    this.parsing = true;
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      this.destroy(err as Error);
     }
-    if (!this.push(data)) this.ws.pause();
+    this.parsing = false;
+    if (this.slabs) {
+      (this.reads[this.reads.length - 1] as { done: boolean }).done = true;
+      this.retireReads();
+    }
   };
 
-  private readonly onClose = (code: number): void => {
+  private readonly onPayload = (slice: Buffer): void => {
+    if (this.destroyed) return;
+    if (this.remoteEnded) throw new ProtocolError('websocket: data after end');
+    if (this.slabs) (this.reads[this.reads.length - 1] as { slices: number }).slices++;
+    if (!this.push(slice) && !this.held) {
+      this.held = true;
+      this.socket.pause();
+    }
+  };
+
+  private readonly onMessageEnd = (bytes: number): void => {
+    if (bytes !== 0 || this.destroyed) return;
+    // An empty binary message: the peer called end().
+    if (this.remoteEnded) throw new ProtocolError('websocket: second end');
+    this.remoteEnded = true;
+    this.push(null);
+    this.maybeClose();
+  };
+
+  private readonly onControl = (op: number, payload: Buffer): void => {
+    if (op === OP_PING) {
+      if (!this.closeSent) this.sendControl(OP_PONG, payload);
+      return;
+    }
+    if (op !== OP_CLOSE) return; // pong: its arrival already counted as life
+    this.closeReceived = true;
+    const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+    if (!this.closeSent) {
+      this.closeSent = true;
+      this.sendControl(OP_CLOSE, payload.subarray(0, 2));
+    }
+    this.socket.end();
     this.stopKeepalive();
     if (this.destroyed || (this.localEnded && this.remoteEnded)) return;
-    // 1000/1005: the peer closed on purpose (a non-polytun peer, no FIN): read as EOF.
+    // 1000/1005 without our in-band FIN (a non-polytun peer): read as EOF; later writes fail.
     if (code === 1000 || code === 1005) {
       if (!this.remoteEnded) {
         this.remoteEnded = true;
@@ -150,20 +230,67 @@ export class WsStream extends Duplex {
     this.destroy(new ConnectionResetError('websocket'));
   };
 
-  private readonly onError = (err: Error): void => {
-    if (!this.destroyed) this.destroy(wsError(err));
+  private readonly onSocketGone = (): void => {
+    this.stopKeepalive();
+    if (this.destroyed || (this.localEnded && this.remoteEnded)) return;
+    if (this.closeReceived) return;
+    this.destroy(new ConnectionResetError('websocket'));
   };
 
-  private readonly onPong = (): void => {
-    this.silentTicks = 0;
+  private readonly onSocketError = (err: NodeJS.ErrnoException): void => {
+    if (this.destroyed) return;
+    const reset = new ConnectionResetError('websocket');
+    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') (reset as { cause?: unknown }).cause = err;
+    this.destroy(reset);
   };
+
+  /**
+   * Switches the socket underneath to slab reads with recycling (see
+   * core/slab-reads.ts). The payload slices this stream emits as 'data' from
+   * then on are views of the slabs; the caller releases each, in order, as
+   * it is done with it, and a socket read goes back to its slab once every
+   * slice cut from it is released. Slices emitted before the call (and the
+   * rest of the read being parsed now) are not the caller's to release.
+   */
+  enableSlabReads(opts: Omit<SlabReadOptions, 'recycle'>): SlabReader | null {
+    if (this.slabs || this.destroyed) return null;
+    const inner = enableSlabReads(this.socket, { ...opts, recycle: true });
+    if (!inner) return null;
+    this.slabs = inner;
+    // The read being parsed now (if any) is not a slab read; its later slices still count.
+    if (this.parsing) this.reads.push({ slices: 0, released: 0, slab: false, done: false });
+    return {
+      release: () => {
+        const r = this.reads[this.readsHead];
+        if (r === undefined) return;
+        r.released++;
+        this.retireReads();
+      },
+      heldBytes: () => inner.heldBytes(),
+    };
+  }
+
+  /** Gives the slab reader back every parsed read whose slices are all released. */
+  private retireReads(): void {
+    const inner = this.slabs as SlabReader;
+    for (;;) {
+      const r = this.reads[this.readsHead];
+      if (r === undefined || !r.done || r.released < r.slices) break;
+      this.readsHead++;
+      if (r.slab) inner.release();
+    }
+    if (this.readsHead > 1024 && this.readsHead * 2 > this.reads.length) {
+      this.reads.splice(0, this.readsHead);
+      this.readsHead = 0;
+    }
+  }
 
   private readonly tick = (): void => {
-    // While we are paused (our reader is slow) the peer's pongs sit unread
-    // in the socket: that says nothing about the peer, so it does not count.
-    if (this.ws.isPaused) return;
+    // While we hold the socket (our reader is slow) the peer's pongs sit
+    // unread in it: that says nothing about the peer, so it does not count.
+    if (this.held) return;
     if (++this.silentTicks > 2) return void this.destroy(new TimeoutError('websocket keepalive'));
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+    if (!this.closeSent && this.socket.writable) this.sendControl(OP_PING, EMPTY);
   };
 
   private stopKeepalive(): void {
@@ -171,12 +298,38 @@ export class WsStream extends Duplex {
     this.timer = undefined;
   }
 
+  private mask(): Buffer | null {
+    return this.client ? (this.randomMask ? randomBytes(4) : ZERO_MASK) : null;
+  }
+
+  private sendControl(op: number, payload: Buffer, cb?: (err?: Error | null) => void): void {
+    const mask = this.mask();
+    const body = mask && mask !== ZERO_MASK && payload.length > 0 ? maskedCopy(payload, mask) : payload;
+    if (body.length === 0) this.socket.write(frameHeader(op, true, 0, mask), cb);
+    else {
+      this.socket.cork();
+      this.socket.write(frameHeader(op, true, body.length, mask));
+      this.socket.write(body, cb);
+      this.socket.uncork();
+    }
+  }
+
+  /** Both sides ended: send Close 1000 (once), and give the peer a while to answer it. */
   private maybeClose(): void {
-    if (this.localEnded && this.remoteEnded && this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    if (!this.localEnded || !this.remoteEnded || this.closeSent || !this.socket.writable) return;
+    this.closeSent = true;
+    const code = Buffer.allocUnsafe(2);
+    code.writeUInt16BE(1000, 0);
+    this.sendControl(OP_CLOSE, code);
+    this.stopKeepalive();
+    setTimeout(() => this.socket.destroy(), CLOSE_WAIT_MS).unref();
   }
 
   override _read(): void {
-    if (this.ws.isPaused) this.ws.resume();
+    if (this.held) {
+      this.held = false;
+      this.socket.resume();
+    }
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -191,33 +344,36 @@ export class WsStream extends Duplex {
   }
 
   /**
-   * Sends the pieces in order. Each write completes at once while the
-   * socket's JS-side buffer is under `sendBuffer`; past it, we wait for a
-   * piece to reach the kernel, so memory stays bounded for a slow peer.
+   * One frame per piece, all in one socket writev; `cb` runs when the socket
+   * has taken the last of them (so a writer may reuse its buffers then, and
+   * a slow peer's backpressure reaches our writer through the socket's).
    */
   private send(chunks: Buffer[], cb: (err?: Error | null) => void): void {
+    if (this.closeReceived || this.closeSent || !this.socket.writable) return cb(new ClosedError('websocket'));
     const pieces = framePieces(chunks, this.maxFrame);
-    let i = 0;
-    const pump = (err?: Error): void => {
-      if (err) return cb(err);
-      while (i < pieces.length) {
-        if (this.ws.readyState !== WebSocket.OPEN) return cb(new ClosedError('websocket'));
-        const piece = pieces[i++] as Buffer;
-        if (this.ws.bufferedAmount >= this.sendBuffer) return this.ws.send(piece, SEND, pump);
-        this.ws.send(piece, SEND);
-      }
-      cb();
-    };
-    pump();
+    if (pieces.length === 0) return cb();
+    const headers = Buffer.allocUnsafe(pieces.length * MAX_HEADER);
+    let h = 0;
+    this.socket.cork();
+    for (let i = 0; i < pieces.length; i++) {
+      let piece = pieces[i] as Buffer;
+      const mask = this.mask();
+      const n = writeHeader(headers, h, OP_BINARY, true, piece.length, mask);
+      this.socket.write(headers.subarray(h, h + n));
+      h += n;
+      if (mask && mask !== ZERO_MASK) piece = maskedCopy(piece, mask);
+      this.socket.write(piece, i === pieces.length - 1 ? (err?: Error | null) => cb(err) : undefined);
+    }
+    this.socket.uncork();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.ws.readyState !== WebSocket.OPEN) {
+    if (this.closeReceived || this.closeSent || !this.socket.writable) {
       // The peer closed cleanly first (Close 1000 read as EOF): nothing to flush.
       return cb(this.remoteEnded ? null : new ClosedError('websocket'));
     }
     this.localEnded = true;
-    this.ws.send(EMPTY, SEND, (err) => {
+    this.socket.write(frameHeader(OP_BINARY, true, 0, this.mask()), (err?: Error | null) => {
       if (err) return cb(err);
       this.maybeClose();
       cb();
@@ -227,13 +383,14 @@ export class WsStream extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.stopKeepalive();
     if (!err && this.localEnded && this.remoteEnded) this.maybeClose();
-    else this.ws.terminate();
+    else this.socket.destroy();
     cb(err);
   }
 }
 
-function zeroMask(mask: Buffer): void {
-  mask.fill(0);
+/** A host as the Host header spells it (IPv6 in brackets). */
+function hostForHeader(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 /** The server answered the upgrade with something other than 101 (e.g. the decoy's 404). */
@@ -266,7 +423,7 @@ export interface WsCarrierInit {
   hostHeader?: string;
   /** Options of the TCP carrier underneath. */
   tcp?: TcpCarrierInit;
-  /** Largest message accepted from the peer. @default 1 MiB */
+  /** Largest data frame accepted from the peer (payload is streamed, never gathered). @default 1 MiB */
   maxPayloadBytes?: number;
   /** Stream behaviour (frame size, keepalive, buffers). */
   stream?: WsStreamInit;
@@ -326,64 +483,95 @@ export class WsCarrier implements StreamCarrier {
     );
   }
 
+  /**
+   * Sends the upgrade request on a connected (and, for wss, verified) socket
+   * and checks the answer (RFC 6455 §4.1): 101, `Upgrade: websocket`, the
+   * right Sec-WebSocket-Accept, and no extension or subprotocol we did not
+   * ask for. Anything but a 101 is a WsUpgradeError carrying its status.
+   */
   private upgrade(to: Endpoint, base: StreamConn, signal: AbortSignal): Promise<StreamConn> {
     const target = formatEndpoint(to);
-    const socket = base.stream;
-    const headers: Record<string, string> = { ...this.init.headers };
-    const host = this.init.hostHeader ?? this.init.servername;
-    if (host !== undefined) headers.Host = host;
-    const ws = new WebSocket(`${this.scheme}://${target}${this.init.path}`, {
-      // The connection is already made (and verified): hand it to the HTTP client.
-      createConnection: () => socket as ReturnType<NonNullable<WebSocket.ClientOptions['createConnection']>>,
-      perMessageDeflate: false,
-      maxPayload: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD,
-      skipUTF8Validation: true,
-      followRedirects: false,
-      headers,
-      // Masking (RFC 6455 §5.3) keeps attacker-chosen browser bytes from
-      // poisoning caches on the path. Our payload is ciphertext nobody can
-      // choose, and over wss with a pinned certificate no one but our server
-      // sees the frames at all, so we send a zero mask, which ws skips: no
-      // copy and XOR of every byte. Without a pin (a TLS front or CDN that
-      // reads the frames, or plain ws) masks stay random: an all-zero mask
-      // would be a fingerprint there.
-      ...(this.init.tls && this.init.pinSha256 !== undefined && { generateMask: zeroMask }),
+    const socket = base.stream as Socket;
+    const key = randomBytes(16).toString('base64');
+    const defaultPort = this.init.tls ? 443 : 80;
+    const host = this.init.hostHeader ?? this.init.servername ?? (to.port === defaultPort ? hostForHeader(to.host) : `${hostForHeader(to.host)}:${to.port}`);
+    const req = http.request({
+      // The connection is already made (and verified): the request rides on it.
+      createConnection: () => socket,
+      method: 'GET',
+      path: this.init.path,
+      setHost: false,
+      headers: {
+        Host: host,
+        ...this.init.headers,
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': key,
+      },
     });
     return new Promise((resolve, reject) => {
-      let refused: WsUpgradeError | undefined;
       const cleanup = (): void => {
-        ws.off('open', onOpen);
-        ws.off('error', onError);
-        ws.off('unexpected-response', onResponse);
+        req.off('upgrade', onUpgrade);
+        req.off('response', onResponse);
+        req.off('error', onError);
         signal.removeEventListener('abort', onAbort);
       };
       const fail = (err: unknown): void => {
         cleanup();
-        ws.on('error', () => undefined); // terminate() below may still report; we already have the reason
-        ws.terminate();
+        req.on('error', () => undefined); // destroying may still report; we already have the reason
+        req.destroy();
         socket.destroy();
         reject(err);
       };
-      const onOpen = (): void => {
+      const onUpgrade = (res: IncomingMessage, upgraded: Duplex, head: Buffer): void => {
+        const h = res.headers;
+        const why =
+          h.upgrade?.toLowerCase() !== 'websocket'
+            ? 'no "Upgrade: websocket" in the 101'
+            : h['sec-websocket-accept'] !== acceptKey(key)
+              ? 'wrong Sec-WebSocket-Accept'
+              : h['sec-websocket-extensions'] !== undefined || h['sec-websocket-protocol'] !== undefined
+                ? 'an extension or subprotocol we did not offer'
+                : undefined;
+        if (why !== undefined) return fail(new ProtocolError(`websocket upgrade to ${target}: ${why}`));
         cleanup();
-        const stream = new WsStream(ws, this.init.stream);
+        const stream = new WsStream(
+          upgraded as Socket,
+          {
+            role: 'client',
+            // Masking (RFC 6455 §5.3) keeps attacker-chosen browser bytes from
+            // poisoning caches on the path. Our payload is ciphertext nobody can
+            // choose, and over wss with a pinned certificate no one but our server
+            // sees the frames at all, so we send a zero mask: no copy and XOR of
+            // every byte on either side. Without a pin (a TLS front or CDN that
+            // reads the frames, or plain ws) masks stay random: an all-zero mask
+            // would be a fingerprint there.
+            mask: this.init.tls && this.init.pinSha256 !== undefined ? 'zero' : 'random',
+            head,
+            maxPayloadBytes: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD,
+          },
+          this.init.stream,
+        );
         resolve({ stream, remote: base.remote, local: base.local, meta: { ...base.meta, path: this.init.path } });
       };
-      const onResponse = (_req: unknown, res: IncomingMessage): void => {
-        refused = new WsUpgradeError(target, res.statusCode ?? 0);
+      const onResponse = (res: IncomingMessage): void => {
         res.resume();
-        fail(refused);
+        fail(new WsUpgradeError(target, res.statusCode ?? 0));
       };
       const onError = (err: Error): void => {
         const code = errnoOf(err);
-        fail(refused ?? (/^E[A-Z]+$/.test(code) ? new DialError(target, code, { cause: err }) : wsError(err)));
+        fail(/^E[A-Z]+$/.test(code) ? new DialError(target, code, { cause: err }) : new ProtocolError(`websocket upgrade to ${target}: ${err.message}`, { cause: err }));
       };
       const onAbort = (): void => fail(signal.reason);
-      ws.once('open', onOpen);
-      ws.once('error', onError);
-      ws.once('unexpected-response', onResponse);
+      req.once('upgrade', onUpgrade);
+      req.once('response', onResponse);
+      req.once('error', onError);
       if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        req.end();
+      }
     });
   }
 
