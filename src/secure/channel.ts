@@ -8,10 +8,9 @@
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
 import { ChunkList } from '../core/chunks.js';
 import { toError } from '../core/errors.js';
-import { enableSlabReads, type SlabReader } from '../core/slab-reads.js';
+import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
 import { releaseRecordBuffer, takeRecordBuffer } from './record-pool.js';
 import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
 
@@ -19,8 +18,24 @@ import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, 
 const POOL_FROM = 4096;
 /** Largest carrier read once bulk (see onData). */
 const CARRIER_READ = 256 * 1024;
+/** Bytes received after which any carrier counts as bulk (a TLS read is at most 16 KiB, never the 64 KiB that marks bulk TCP). */
+const BULK_AFTER = 1024 * 1024;
 /** Full-size record buffers a channel keeps for reuse. */
 const POOL_KEEP = 4;
+
+let pooledReceived = 0;
+/** Records decrypted into record-pool buffers so far, by every channel of the process (tests, stats). */
+export function pooledRecordsReceived(): number {
+  return pooledReceived;
+}
+
+/**
+ * A carrier stream that can read its socket into recycled slabs, emitting
+ * 'data' chunks the caller releases in order (see WsStream).
+ */
+export interface SlabSource {
+  enableSlabReads(opts: Omit<SlabReadOptions, 'recycle'>): SlabReader | null;
+}
 
 export interface ChannelInit {
   /** Send a key update after this many bytes under one key. @default 1 GiB */
@@ -53,11 +68,12 @@ export class SecureChannel {
   bytesOut = 0;
   /**
    * Large records are built in reused buffers when the carrier is a
-   * net.Socket (TCP, or TLS): its write callbacks run in order once the bytes
-   * are in the kernel (or in OpenSSL's buffer), so a buffer is free again
-   * then. A 64 KiB allocation per record was most of the sender's GC time.
-   * Other carriers (WebSocket, memory) may hold on to written buffers, so they
-   * get fresh ones.
+   * net.Socket (TCP, or TLS) or says its write callbacks work the same way
+   * (`buffersFreeOnWriteCallback`: the WebSocket stream): write callbacks run
+   * in order once the bytes are in the kernel (or in OpenSSL's buffer), so a
+   * buffer is free again then. A 64 KiB allocation per record was most of the
+   * sender's GC time. Other carriers (memory) may hold on to written buffers,
+   * so they get fresh ones.
    */
   private readonly reuse: boolean;
   private readonly free: Buffer[] = [];
@@ -80,7 +96,7 @@ export class SecureChannel {
     this.rekeyBytes = init.rekeyBytes ?? 2 ** 30;
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
     this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
-    this.reuse = stream instanceof Socket;
+    this.reuse = stream instanceof Socket || (stream as { buffersFreeOnWriteCallback?: boolean }).buffersFreeOnWriteCallback === true;
     if (leftover && leftover.length > 0) this.input.push(leftover);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('drain', () => this.drainHandler());
@@ -183,30 +199,41 @@ export class SecureChannel {
   private pooledNow: Buffer | undefined;
 
   private onData(chunk: Buffer): void {
-    // A plain TCP carrier that delivers a full 64 KiB read carries bulk: from
-    // then on it reads up to 256 KiB at a time into reused slabs, and records
+    // A carrier that delivers a full 64 KiB TCP read, or 1 MiB in all (TLS
+    // reads are 16 KiB), carries bulk: from then on its socket reads (up to
+    // 256 KiB at a time) go into reused slabs, and records
     // are decrypted out of them into record-pool buffers, which the session
     // gives back once their payloads are written on (or were copied). Fresh
     // 64 KiB read buffers and a fresh buffer for every record split across
     // two reads made V8 run a full mark-compact every ~90 ms on the receiving
     // side ("external memory pressure") in some runs, doubling its CPU.
-    if (!this.slabTried && chunk.length === 65536) {
+    if (!this.slabTried && (chunk.length === 65536 || this.bytesIn >= BULK_AFTER)) {
       this.slabTried = true;
-      if (this.stream instanceof Socket && !(this.stream instanceof TLSSocket)) {
-        this.slabs = enableSlabReads(this.stream, { recycle: true, readSize: CARRIER_READ, slabSize: 4 * CARRIER_READ });
-        if (this.slabs) {
-          this.released = this.input.dropped + this.input.chunkCount + 1;
-          this.opener.outOfPlace = (len) => {
-            if (len < POOL_FROM) return Buffer.allocUnsafe(len);
-            this.pooledNow = takeRecordBuffer();
-            return this.pooledNow;
-          };
-        }
+      this.slabs = this.startSlabReads();
+      if (this.slabs) {
+        this.released = this.input.dropped + this.input.chunkCount + 1;
+        this.opener.outOfPlace = (len) => {
+          if (len < POOL_FROM) return Buffer.allocUnsafe(len);
+          this.pooledNow = takeRecordBuffer();
+          pooledReceived++;
+          return this.pooledNow;
+        };
       }
     }
     this.bytesIn += chunk.length;
     this.input.push(chunk);
     this.pump();
+  }
+
+  /**
+   * Slab reads with recycling: on the socket itself (TCP or TLS), or through
+   * a carrier stream that offers them over its own socket (WebSocket).
+   */
+  private startSlabReads(): SlabReader | null {
+    const opts = { readSize: CARRIER_READ, slabSize: 4 * CARRIER_READ };
+    if (this.stream instanceof Socket) return enableSlabReads(this.stream, { ...opts, recycle: true });
+    const source = this.stream as Partial<SlabSource>;
+    return typeof source.enableSlabReads === 'function' ? source.enableSlabReads(opts) : null;
   }
 
   private pump(): void {

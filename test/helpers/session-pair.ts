@@ -5,7 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { TcpCarrier } from '../../src/carriers/tcp.js';
-import type { Endpoint, Listener } from '../../src/carriers/types.js';
+import type { Endpoint, Listener, StreamCarrier } from '../../src/carriers/types.js';
 import type { PathRole } from '../../src/session/path.js';
 import { TcpRelay } from '../tools/relay.js';
 import { SessionClient, type SessionClientInit } from '../../src/client/session-client.js';
@@ -20,6 +20,8 @@ export interface PairInit {
   client?: Partial<SessionClientInit>;
   /** Dial this instead of the server (e.g. a relay in front of it). */
   via?: (server: Endpoint) => Promise<Endpoint>;
+  /** Carriers of both ends. @default TCP */
+  carriers?: { server: StreamCarrier; client: StreamCarrier };
 }
 
 export interface Pair {
@@ -50,16 +52,16 @@ export async function makePair(init: PairInit = {}): Promise<Pair> {
   let resolveFirst: (s: Session) => void = () => undefined;
   const serverSession = new Promise<Session>((r) => (resolveFirst = r));
   server.on('session', (e: { session: Session }) => resolveFirst(e.session));
-  const carrier = new TcpCarrier();
+  const tcp = new TcpCarrier();
   const conns = new Set<Duplex>();
-  const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+  const listener = await (init.carriers?.server ?? tcp).listen({ host: '127.0.0.1', port: 0 }, (conn) => {
     conns.add(conn.stream);
     conn.stream.once('close', () => conns.delete(conn.stream));
     server.handle(conn);
   });
   const endpoint = init.via ? await init.via(listener.address) : listener.address;
   const client = new SessionClient({
-    carrier,
+    carrier: init.carriers?.client ?? tcp,
     endpoint,
     serverPublicKey: serverKeys.publicKey,
     clientKeyPair: clientKeys,

@@ -4,11 +4,29 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { relay } from '../../../src/core/relay.js';
+import { pooledRecordsReceived } from '../../../src/secure/channel.js';
 import { MAX_RECORD_PLAINTEXT } from '../../../src/secure/record.js';
 import { recordBuffersOut, recordPoolSize, releaseRecordBuffer, takeRecordBuffer, trimRecordPool } from '../../../src/secure/record-pool.js';
-import { echoStreams, makePair, readAll, type Pair } from '../../helpers/session-pair.js';
+import { TlsCarrier } from '../../../src/carriers/tls.js';
+import { WsCarrier } from '../../../src/carriers/ws.js';
+import { testCert } from '../../helpers/certs.js';
+import { echoStreams, makePair, readAll, type Pair, type PairInit } from '../../helpers/session-pair.js';
 
 const pairs: Pair[] = [];
+
+/** Carriers the receive path reuses buffers on: TCP (the default), TLS, WebSocket and WebSocket over TLS. */
+const CARRIERS: [string, (() => NonNullable<PairInit['carriers']>) | undefined][] = [
+  ['tcp', undefined],
+  ['tls', () => ({ server: new TlsCarrier({ cert: testCert().cert, key: testCert().key }), client: new TlsCarrier({ pinSha256: testCert().fingerprintSha256 }) })],
+  ['ws', () => ({ server: new WsCarrier({ tls: false, path: '/p' }), client: new WsCarrier({ tls: false, path: '/p' }) })],
+  [
+    'wss',
+    () => ({
+      server: new WsCarrier({ tls: true, path: '/p', cert: testCert().cert, key: testCert().key }),
+      client: new WsCarrier({ tls: true, path: '/p', pinSha256: testCert().fingerprintSha256 }),
+    }),
+  ],
+];
 after(async () => {
   for (const p of pairs) await p.close();
 });
@@ -60,32 +78,36 @@ describe('record pool', () => {
     assert.equal(recordBuffersOut(), before, 'two open sessions, all acknowledged');
   });
 
-  it('receiving in bulk into a relay reuses the records: none left out, bytes intact', async () => {
-    const p = await makePair();
-    pairs.push(p);
-    // The server relays each stream into a TCP sink, as the proxy server does into a target.
-    const sink = net.createServer((c) => {
-      const parts: Buffer[] = [];
-      c.on('data', (d: Buffer) => parts.push(d));
-      c.on('end', () => c.end(createHash('sha256').update(Buffer.concat(parts)).digest('hex')));
+  for (const [name, carriers] of CARRIERS) {
+    it(`receiving in bulk into a relay reuses the records: none left out, bytes intact (${name})`, async () => {
+      const p = await makePair(carriers ? { carriers: carriers() } : {});
+      pairs.push(p);
+      // The server relays each stream into a TCP sink, as the proxy server does into a target.
+      const sink = net.createServer((c) => {
+        const parts: Buffer[] = [];
+        c.on('data', (d: Buffer) => parts.push(d));
+        c.on('end', () => c.end(createHash('sha256').update(Buffer.concat(parts)).digest('hex')));
+      });
+      sink.listen(0, '127.0.0.1');
+      await once(sink, 'listening');
+      (await p.serverSession).onStream((s) => {
+        const out = net.connect((sink.address() as net.AddressInfo).port, '127.0.0.1');
+        relay(s, out);
+        relay(out, s);
+      });
+      const before = recordBuffersOut();
+      const pooledBefore = pooledRecordsReceived();
+      const data = randomBytes(16 << 20);
+      const s = p.clientSession.openStream();
+      const answer = readAll(s);
+      s.end(data);
+      assert.equal((await answer).toString(), createHash('sha256').update(data).digest('hex'));
+      assert.ok(pooledRecordsReceived() - pooledBefore > 128, 'received records were decrypted into pool buffers (slab reads on)');
+      for (let i = 0; i < 100 && recordBuffersOut() > before; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(recordBuffersOut(), before, 'every received record came back to the pool');
+      sink.close();
     });
-    sink.listen(0, '127.0.0.1');
-    await once(sink, 'listening');
-    (await p.serverSession).onStream((s) => {
-      const out = net.connect((sink.address() as net.AddressInfo).port, '127.0.0.1');
-      relay(s, out);
-      relay(out, s);
-    });
-    const before = recordBuffersOut();
-    const data = randomBytes(16 << 20);
-    const s = p.clientSession.openStream();
-    const answer = readAll(s);
-    s.end(data);
-    assert.equal((await answer).toString(), createHash('sha256').update(data).digest('hex'));
-    for (let i = 0; i < 100 && recordBuffersOut() > before; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(recordBuffersOut(), before, 'every received record came back to the pool');
-    sink.close();
-  });
+    }
 
   it('hands out full-size buffers, reuses released ones, and trims those unused for a whole interval', () => {
     while (recordPoolSize() > 0) takeRecordBuffer(); // start empty (the test above filled it)
