@@ -176,3 +176,15 @@ export class TlsCarrier implements StreamCarrier {
     return new ServerListener(server);
   }
 }
+
+/**
+ * Makes a TLS socket take queued writes one at a time. A net.Socket hands
+ * several queued buffers to its handle in one writev; Node's TLS handle then
+ * copies them into one fresh allocation before encrypting (external memory
+ * the GC must chase, at bulk rates a full mark-compact every ~150 ms).
+ * One buffer per write is encrypted in place. Writable treats `_writev` as
+ * optional; without it, queued chunks go through `_write` in order.
+ */
+export function singleWrites(socket: tls.TLSSocket): void {
+  (socket as unknown as { _writev: unknown })._writev = null;
+}

@@ -78,6 +78,11 @@ export function writeHeader(out: Buffer, at: number, op: number, fin: boolean, l
   return n - at;
 }
 
+/** Length of the header of a frame of `len` payload bytes. */
+export function headerLength(len: number, masked: boolean): number {
+  return (len < 126 ? 2 : len < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
+}
+
 /** One frame header in a buffer of its own. */
 export function frameHeader(op: number, fin: boolean, len: number, mask: Buffer | null): Buffer {
   const out = Buffer.allocUnsafe(MAX_HEADER);

@@ -29,6 +29,7 @@ import http, { type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
 import { ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -36,10 +37,11 @@ import type { Decoy } from './decoy.js';
 import { guardDial } from './dial.js';
 import { ConnectionResetError, DialError, errnoOf } from './errors.js';
 import { TcpCarrier, socketConn, type TcpCarrierInit } from './tcp.js';
-import { TlsCarrier } from './tls.js';
+import { hasHeadroom } from './headroom.js';
+import { TlsCarrier, singleWrites } from './tls.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
-import { FrameReader, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, acceptKey, frameHeader, maskedCopy, writeHeader } from './ws-frames.js';
+import { FrameReader, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, acceptKey, frameHeader, headerLength, maskedCopy, writeHeader } from './ws-frames.js';
 import { WsServer, exactPathRoute } from './ws-server.js';
 
 /** Default bound on a received WebSocket message (our records are ≤ 64 KiB + 18). */
@@ -122,6 +124,8 @@ const CLOSE_WAIT_MS = 5000;
 export class WsStream extends Duplex {
   /** See the class comment. */
   readonly buffersFreeOnWriteCallback = true;
+  /** A chunk written with headroom (carriers/headroom.ts) goes out with its header in place: one buffer per frame. */
+  readonly usesWriteHeadroom = true;
   private readonly maxFrame: number;
   private readonly client: boolean;
   private readonly randomMask: boolean;
@@ -156,6 +160,7 @@ export class WsStream extends Duplex {
     this.reader = new FrameReader(!this.client, { data: this.onPayload, messageEnd: this.onMessageEnd, control: this.onControl }, opts.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD);
     socket.setTimeout(0);
     socket.setNoDelay(true);
+    if (socket instanceof TLSSocket) singleWrites(socket);
     socket.on('data', this.onSocketData);
     socket.on('end', this.onSocketGone);
     socket.on('close', this.onSocketGone);
@@ -357,12 +362,21 @@ export class WsStream extends Duplex {
     this.socket.cork();
     for (let i = 0; i < pieces.length; i++) {
       let piece = pieces[i] as Buffer;
+      const done = i === pieces.length - 1 ? (err?: Error | null) => cb(err) : undefined;
       const mask = this.mask();
+      if (!this.randomMask && hasHeadroom(piece)) {
+        // The header goes in the room the writer left: one contiguous frame.
+        const hn = headerLength(piece.length, mask !== null);
+        const frame = Buffer.from(piece.buffer, piece.byteOffset - hn, hn + piece.length);
+        writeHeader(frame, 0, OP_BINARY, true, piece.length, mask);
+        this.socket.write(frame, done);
+        continue;
+      }
       const n = writeHeader(headers, h, OP_BINARY, true, piece.length, mask);
       this.socket.write(headers.subarray(h, h + n));
       h += n;
       if (mask && mask !== ZERO_MASK) piece = maskedCopy(piece, mask);
-      this.socket.write(piece, i === pieces.length - 1 ? (err?: Error | null) => cb(err) : undefined);
+      this.socket.write(piece, done);
     }
     this.socket.uncork();
   }

@@ -8,6 +8,9 @@
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+import { allocWithHeadroom, type HeadroomStream } from '../carriers/headroom.js';
+import { singleWrites } from '../carriers/tls.js';
 import { ChunkList } from '../core/chunks.js';
 import { toError } from '../core/errors.js';
 import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
@@ -76,6 +79,8 @@ export class SecureChannel {
    * so they get fresh ones.
    */
   private readonly reuse: boolean;
+  /** Reused records leave room for the carrier's frame header (see carriers/headroom.ts). */
+  private readonly headroom: boolean;
   private readonly free: Buffer[] = [];
   /** Buffers handed to the socket, in write order (undefined: not reusable). */
   private readonly written: (Buffer | undefined)[] = [];
@@ -97,6 +102,12 @@ export class SecureChannel {
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
     this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
     this.reuse = stream instanceof Socket || (stream as { buffersFreeOnWriteCallback?: boolean }).buffersFreeOnWriteCallback === true;
+    this.headroom = (stream as Partial<HeadroomStream>).usesWriteHeadroom === true;
+    // Over TLS, a write of several buffers is joined into a fresh allocation
+    // before encryption (and the records were reused to avoid just that), so
+    // records go to a TLS socket one write each; each is a whole TLS
+    // write, encrypted straight from our buffer.
+    if (stream instanceof TLSSocket) singleWrites(stream);
     if (leftover && leftover.length > 0) this.input.push(leftover);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('drain', () => this.drainHandler());
@@ -161,7 +172,7 @@ export class SecureChannel {
     }
     this.bytesOut += len + RECORD_OVERHEAD;
     if (!this.reuse || len < POOL_FROM) return this.send(this.sealer.seal(buf, len), undefined);
-    const out = this.free.pop() ?? Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD);
+    const out = this.free.pop() ?? (this.headroom ? allocWithHeadroom(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD) : Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD));
     const n = this.sealer.sealInto(buf, len, out);
     return this.send(out.subarray(0, n), out);
   }

@@ -11,6 +11,7 @@ import { CertificateError } from '../../../src/carriers/errors.js';
 import type { Listener, StreamConn } from '../../../src/carriers/types.js';
 import type { WsStream} from '../../../src/carriers/ws.js';
 import { WsCarrier, WsUpgradeError, framePieces } from '../../../src/carriers/ws.js';
+import { allocWithHeadroom, hasHeadroom } from '../../../src/carriers/headroom.js';
 import { WsServer, pathTableRoute, type Route, type WsServerInit } from '../../../src/carriers/ws-server.js';
 import { closed, readAll, within } from '../../helpers/byte-streams.js';
 import { otherCert, testCert } from '../../helpers/certs.js';
@@ -374,5 +375,35 @@ describe('WsStream slab reads', () => {
     // Every read went back: the socket holds its current slab and spares, not the 2 MiB it read.
     assert.ok(slabs.heldBytes() <= 4 * 8192, `holds ${slabs.heldBytes()} bytes`);
     ws.end();
+  });
+});
+
+describe('WsStream write headroom', () => {
+  it('a chunk written with headroom goes out as one buffer, its header in place; others as header + payload', async (t) => {
+    let serverConn: StreamConn | undefined;
+    const l = await new WsServer({ tls: testCert(), route: () => ({ accept: true }) }).listen(LOOP, (conn) => (serverConn = conn));
+    t.after(() => l.close());
+    // Pinned wss: zero masks, so the payload goes out as it is (a random mask needs a masked copy).
+    const conn = await new WsCarrier({ tls: true, path: '/h', pinSha256: testCert().fingerprintSha256 }).dial(l.address);
+    t.after(() => conn.stream.destroy());
+    while (serverConn === undefined) await new Promise((r) => setImmediate(r));
+    const socket = (conn.stream as unknown as { socket: net.Socket }).socket;
+    const writes: Buffer[] = [];
+    const write = socket.write.bind(socket) as (b: Buffer, cb?: () => void) => boolean;
+    (socket as unknown as { write: typeof write }).write = (b: Buffer, cb?: () => void) => (writes.push(b), write(b, cb));
+    const roomy = allocWithHeadroom(70_000).fill(7);
+    assert.ok(hasHeadroom(roomy) && !hasHeadroom(roomy.subarray(1)) && !hasHeadroom(Buffer.alloc(70_000)));
+    const plain = Buffer.alloc(20_000, 9);
+    const got = readAll(serverConn.stream);
+    await new Promise<void>((r) => conn.stream.write(roomy, () => r()));
+    assert.equal(writes.length, 1, 'one socket write for the roomy chunk');
+    assert.equal(writes[0]?.buffer, roomy.buffer, 'framed in the writer’s own buffer');
+    assert.equal(writes[0]?.length, roomy.length + 14, '64-bit length header with its zero mask');
+    await new Promise<void>((r) => conn.stream.write(plain, () => r()));
+    assert.equal(writes.length, 3, 'header and payload for the plain chunk');
+    conn.stream.end();
+    const body = await got;
+    assert.deepEqual(body, Buffer.concat([roomy, plain]));
+    serverConn.stream.end();
   });
 });
