@@ -188,3 +188,23 @@ export class TlsCarrier implements StreamCarrier {
 export function singleWrites(socket: tls.TLSSocket): void {
   (socket as unknown as { _writev: unknown })._writev = null;
 }
+
+/** Label of polytun's TLS exporter (RFC 5705; RFC 8446 §7.5). */
+const BINDING_LABEL = 'EXPORTER-polytun-tls-binding';
+
+/**
+ * The TLS exporter value of the connection under `stream` (16 bytes): a TLS
+ * socket itself, or a stream over one that exposes it as `tlsSocket` (the
+ * WebSocket stream). Both ends of one TLS session get the same value; two
+ * sessions joined by a TLS-terminating front get different ones. Undefined
+ * when there is no TLS underneath (or it is closed).
+ */
+export function tlsBindingOf(stream: unknown): Buffer | undefined {
+  const sock = stream instanceof tls.TLSSocket ? stream : (stream as { tlsSocket?: unknown } | null)?.tlsSocket;
+  if (!(sock instanceof tls.TLSSocket) || sock.destroyed) return undefined;
+  try {
+    return sock.exportKeyingMaterial(16, BINDING_LABEL, Buffer.alloc(0));
+  } catch {
+    return undefined; // handshake not complete, or no exporter: no binding
+  }
+}

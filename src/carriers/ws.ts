@@ -126,6 +126,11 @@ export class WsStream extends Duplex {
   readonly buffersFreeOnWriteCallback = true;
   /** A chunk written with headroom (carriers/headroom.ts) goes out with its header in place: one buffer per frame. */
   readonly usesWriteHeadroom = true;
+
+  /** The TLS socket underneath (wss terminated here, or dialled), for the TLS binding; undefined over plain ws. */
+  get tlsSocket(): TLSSocket | undefined {
+    return this.socket instanceof TLSSocket ? this.socket : undefined;
+  }
   private readonly maxFrame: number;
   private readonly client: boolean;
   private readonly randomMask: boolean;

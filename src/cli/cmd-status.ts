@@ -103,7 +103,8 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
       rows.push([
         `path ${i + 1}`,
         `${text(r.label) ?? '?'} ${text(r.role) ?? ''} ${text(r.state) ?? ''}, rtt ${prtt === undefined ? '-' : `${prtt.toFixed(1)} ms`}, ` +
-          `${rate === undefined ? '' : `${formatBytes(rate)}/s, `}sent ${formatBytes(num(r.bytesSent) ?? 0)}, received ${formatBytes(num(r.bytesReceived) ?? 0)}, missed pings ${num(r.pingsMissed) ?? 0}`,
+          `${rate === undefined ? '' : `${formatBytes(rate)}/s, `}sent ${formatBytes(num(r.bytesSent) ?? 0)}, received ${formatBytes(num(r.bytesReceived) ?? 0)}, missed pings ${num(r.pingsMissed) ?? 0}` +
+          `${text(r.protection) === 'tls-bound' ? ', records in end-to-end TLS' : ''}`,
       ]);
     });
   }

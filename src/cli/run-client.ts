@@ -126,7 +126,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     client.close();
     throw err;
   }
-  log.info({ server, carrier: link.carrier }, 'connected');
+  log.info({ server, carrier: link.carrier, records: client.session?.stats.paths?.[0]?.protection }, 'connected');
 
   const proxy = new ProxyClient({ session: () => client.session, events: client, logger: log });
   const fronts: Front[] = [];

@@ -108,6 +108,43 @@ class NativeAead implements RecordAead {
   }
 }
 
+/**
+ * Records on a TLS-bound channel (see handshake.ts): TLS, end to end between
+ * the two polytun processes, already encrypts and authenticates them, so
+ * they are not encrypted a second time. Same record format: the plaintext
+ * is copied where the ciphertext would go, and the tag is 16 zero bytes,
+ * which the opener checks, so a side that disagrees about the mode fails
+ * at the first record instead of reading garbage.
+ */
+class TlsBoundAead implements RecordAead {
+  seal(src: Buffer, srcOff: number, len: number, dst: Buffer, dstOff: number): void {
+    if (src !== dst || srcOff !== dstOff) src.copy(dst, dstOff, srcOff, srcOff + len);
+    dst.fill(0, dstOff + len, dstOff + len + TAG);
+  }
+
+  open(buf: Buffer, off: number, len: number): boolean {
+    return zeroTag(buf, off + len);
+  }
+
+  openv(dst: Buffer, dstOff: number, len: number, _aad16: number, _counter: number, tag: Buffer, segments: readonly Buffer[]): boolean {
+    let at = dstOff;
+    for (const seg of segments) at += seg.copy(dst, at);
+    if (at - dstOff !== len) throw new RangeError(`openv: segments hold ${at - dstOff} bytes, not ${len}`);
+    return zeroTag(tag, 0);
+  }
+}
+
+function zeroTag(buf: Buffer, off: number): boolean {
+  let acc = 0;
+  for (let i = off; i < off + TAG; i++) acc |= buf[i] as number;
+  return acc === 0;
+}
+
+/** The record protection of a TLS-bound channel (see TlsBoundAead). */
+export function createTlsBoundAead(): RecordAead {
+  return new TlsBoundAead();
+}
+
 /** Which implementation {@link createRecordAead} picks. */
 export const aeadImplementation: 'native' | 'node:crypto' = nativeAvailable && process.env.POLYTUN_NATIVE_AEAD !== '0' ? 'native' : 'node:crypto';
 

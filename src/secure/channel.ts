@@ -47,6 +47,12 @@ export interface ChannelInit {
   rekeyMs?: number;
   /** Bytes queued on the carrier before the writer waits for drain. @default 256 KiB */
   maxQueuedBytes?: number;
+  /**
+   * Over TLS proven end to end (no front between the processes), let TLS
+   * alone protect the records instead of encrypting them twice (see
+   * handshake.ts). Off on either side means records keep their AEAD. @default true
+   */
+  tlsBound?: boolean;
 }
 
 export interface ChannelInfo {
@@ -55,6 +61,8 @@ export interface ChannelInfo {
   carrier: string;
   /** Noise handshake hash (channel binding), for resume proofs and logs. */
   handshakeHash: Buffer;
+  /** How records are protected: their own AEAD, or by the end-to-end TLS they ride in. */
+  protection?: 'aead' | 'tls-bound';
 }
 
 export class SecureChannel {

@@ -14,14 +14,24 @@
  * window, or an ephemeral key already seen) is treated the same way.
  * Typed rejects (unauthorized, busy, draining…) go only to clients that
  * proved they know the server's key.
+ *
+ * TLS binding: over a TLS carrier (tls://, wss://) the client puts its TLS
+ * exporter value in its hello. When the server's own value for the
+ * connection is the same, the TLS session runs end to end between the two
+ * processes (no TLS-terminating front or CDN in between), and the server
+ * says so in its hello: the channel's records then skip their own
+ * encryption (see aead.ts), and TLS 1.3 protects them (confidentiality,
+ * integrity, order and replay, forward secrecy). Behind a front, or with
+ * `tlsBound: false` on either side, records keep their AEAD.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { ChunkList } from '../core/chunks.js';
 import { AbortedError, AuthError, PolytunError, ProtocolError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
+import { tlsBindingOf } from '../carriers/tls.js';
 import { SecureChannel, type ChannelInit } from './channel.js';
 import {
-  CAP_DATAGRAM, CAP_RESUME, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
+  CAP_DATAGRAM, CAP_RESUME, CAP_TLS_BOUND, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
   encodeClientHello, encodeServerHello, type ClientHello, type ServerHello,
 } from './hello.js';
 import type { KeyPair } from './keys.js';
@@ -102,13 +112,13 @@ function deadline(timeoutMs: number, what: string, outer?: AbortSignal): { signa
   };
 }
 
-function makeChannel(conn: HandshakeConn, hs: HandshakeState, leftover: Buffer, init: ChannelInit): SecureChannel {
+function makeChannel(conn: HandshakeConn, hs: HandshakeState, leftover: Buffer, init: ChannelInit, tlsBound: boolean): SecureChannel {
   const { send, recv } = hs.transport();
   return new SecureChannel(
     conn.stream,
-    new RecordSealer(send.exportKey()),
-    new RecordOpener(recv.exportKey()),
-    { remote: conn.remote, local: conn.local, carrier: conn.carrier, handshakeHash: hs.handshakeHash },
+    new RecordSealer(send.exportKey(), tlsBound),
+    new RecordOpener(recv.exportKey(), tlsBound),
+    { remote: conn.remote, local: conn.local, carrier: conn.carrier, handshakeHash: hs.handshakeHash, protection: tlsBound ? 'tls-bound' : 'aead' },
     leftover,
     init,
   );
@@ -145,10 +155,12 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
     remoteStaticKey: init.serverPublicKey,
   });
   const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
+  const binding = init.tlsBound === false ? undefined : tlsBindingOf(conn.stream);
   const hello: ClientHello = {
     minVersion: PROTOCOL_VERSION,
     maxVersion: PROTOCOL_VERSION,
     caps: OUR_CAPS,
+    tlsBinding: binding,
     timestampMs: Date.now(),
     resumeId: init.resume?.id,
     recvSeq: init.resume?.recvSeq ?? 0,
@@ -175,8 +187,10 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
     if (sh.padLen > 0) await reader.read(sh.padLen, dl.signal);
     if (sh.status !== 0) throw new RejectedError(sh.status);
     if (sh.version !== PROTOCOL_VERSION) throw new ProtocolError(`server chose unsupported version ${sh.version}`);
+    const bound = (sh.caps & CAP_TLS_BOUND) !== 0;
+    if (bound && binding === undefined) throw new ProtocolError('server chose TLS-bound records, which we did not offer');
     const leftover = reader.detach();
-    return { channel: makeChannel(conn, hs, leftover, init), hello: sh };
+    return { channel: makeChannel(conn, hs, leftover, init, bound), hello: sh };
   } catch (err) {
     reader.detach();
     conn.stream.destroy();
@@ -261,6 +275,18 @@ function silentClose(stream: Duplex, maxMs: number): void {
   stream.once('close', () => clearTimeout(t));
 }
 
+/**
+ * True when the client's TLS exporter value (sent inside message 1, so
+ * authenticated by its static key and hidden from everyone else) equals
+ * ours: the client's TLS session is the one we terminated, with no TLS
+ * front in between that could read the records.
+ */
+function sameTlsSession(conn: HandshakeConn, hello: ClientHello): boolean {
+  if (hello.tlsBinding === undefined) return false;
+  const mine = tlsBindingOf(conn.stream);
+  return mine !== undefined && mine.length === hello.tlsBinding.length && timingSafeEqual(mine, hello.tlsBinding);
+}
+
 /** Runs the server side. Rejects with SilentDropError, RejectedError (sent to the client) or TimeoutError. */
 export async function serverHandshake(conn: HandshakeConn, init: ServerHandshakeInit): Promise<ServerHandshakeResult> {
   const timeoutMs = init.timeoutMs ?? 10_000;
@@ -303,11 +329,12 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
     else admission = await init.admit(clientKey, hello);
 
     const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
+    const bound = admission.accept && init.tlsBound !== false && sameTlsSession(conn, hello);
     const sh: ServerHello = admission.accept
       ? {
           status: 0,
           version: PROTOCOL_VERSION,
-          caps: OUR_CAPS & hello.caps & (CAP_DATAGRAM | CAP_RESUME),
+          caps: (OUR_CAPS & hello.caps & (CAP_DATAGRAM | CAP_RESUME)) | (bound ? CAP_TLS_BOUND : 0),
           sessionId: admission.sessionId,
           recvSeq: admission.recvSeq,
           resumed: admission.resumed,
@@ -324,7 +351,7 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
       throw new RejectedError(admission.reject, admission.detail);
     }
     const leftover = reader.detach();
-    return { channel: makeChannel(conn, hs, leftover, init), clientKey, hello, admission };
+    return { channel: makeChannel(conn, hs, leftover, init, bound), clientKey, hello, admission };
   } catch (err) {
     if (!(err instanceof SilentDropError) && !(err instanceof RejectedError)) {
       reader.detach();

@@ -10,13 +10,15 @@
  * +------+------+----------+--------------+------------------+-----------+
  * |minVer|maxVer| caps u32 | unix ms u64  | resume id (16 B) | recvSeq48 |
  * +------+------+----------+--------------+------------------+-----------+
- *  36               40                44         46               64
- * +----------------+-----------------+----------+-------+--------+
- * | streamWin u32  | sessionWin u32  | pad u16  | flags | rsv(0) |
- * +----------------+-----------------+----------+-------+--------+
+ *  36               40                44         46      47       48                64
+ * +----------------+-----------------+----------+-------+--------+------------------+
+ * | streamWin u32  | sessionWin u32  | pad u16  | flags | rsv(0) | TLS binding 16 B |
+ * +----------------+-----------------+----------+-------+--------+------------------+
  * ```
  * flags: bit 0 = join (add this connection as another path of the session
- * being resumed instead of replacing its paths), bit 1 = backup path.
+ * being resumed instead of replacing its paths), bit 1 = backup path, bit 2 =
+ * the TLS binding is present (the client's TLS exporter value, see
+ * handshake.ts; zeros otherwise).
  *
  * Server hello (inside IK message 2):
  * ```
@@ -38,9 +40,13 @@ export const PROTOCOL_VERSION = 1;
 export const CAP_DATAGRAM = 1;
 export const CAP_RESUME = 2;
 export const CAP_MULTIPATH = 4;
+/** Server hello: the channel is TLS-bound (records ride unencrypted inside the proven end-to-end TLS). */
+export const CAP_TLS_BOUND = 8;
 export const OUR_CAPS = CAP_DATAGRAM | CAP_RESUME;
 
 const ZERO_ID = Buffer.alloc(16);
+/** Bytes of the TLS binding in the client hello. */
+export const TLS_BINDING_SIZE = 16;
 
 export interface ClientHello {
   minVersion: number;
@@ -58,6 +64,8 @@ export interface ClientHello {
   join?: boolean;
   /** The new path is a backup (used only when no primary path is up). */
   backup?: boolean;
+  /** The client's TLS exporter value for this connection (16 bytes), when it rides in TLS. */
+  tlsBinding?: Buffer | undefined;
 }
 
 export interface ServerHello {
@@ -92,7 +100,11 @@ export function encodeClientHello(h: ClientHello): Buffer {
   b.writeUInt32BE(h.streamWindow >>> 0, 36);
   b.writeUInt32BE(h.sessionWindow >>> 0, 40);
   b.writeUInt16BE(h.padLen, 44);
-  b[46] = (h.join ? 1 : 0) | (h.backup ? 2 : 0);
+  b[46] = (h.join ? 1 : 0) | (h.backup ? 2 : 0) | (h.tlsBinding ? 4 : 0);
+  if (h.tlsBinding) {
+    if (h.tlsBinding.length !== TLS_BINDING_SIZE) throw new RangeError(`TLS binding must be ${TLS_BINDING_SIZE} bytes`);
+    h.tlsBinding.copy(b, 48);
+  }
   return b;
 }
 
@@ -111,6 +123,7 @@ export function decodeClientHello(b: Buffer): ClientHello {
     padLen: b.readUInt16BE(44),
     join: ((b[46] as number) & 1) !== 0,
     backup: ((b[46] as number) & 2) !== 0,
+    tlsBinding: ((b[46] as number) & 4) !== 0 ? Buffer.from(b.subarray(48, 64)) : undefined,
   };
   if (h.join && !h.resumeId) throw new ProtocolError('client hello asks to join without a session id');
   if (h.minVersion > h.maxVersion) throw new ProtocolError('client hello version range is empty');

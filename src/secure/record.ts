@@ -19,6 +19,10 @@
  * in the received bytes. The mask keystream is generated in 4 KiB blocks
  * (2048 lengths per cipher call).
  *
+ * On a TLS-bound channel (handshake.ts) the same records carry plaintext
+ * and a zero tag: the TLS session they ride in, proven end to end, protects
+ * them (see aead.ts). Lengths stay masked.
+ *
  * Nonces are Noise-style: 4 zero bytes || 64-bit little-endian counter, one
  * counter per direction. A key update record switches the sender to
  * REKEY(k) (Noise §11.3) for the records that follow it; the receiver follows
@@ -27,7 +31,7 @@
 import { createCipheriv, createHmac } from 'node:crypto';
 import { AuthError, LimitError, ProtocolError } from '../core/errors.js';
 import type { ChunkList } from '../core/chunks.js';
-import { createRecordAead, type RecordAead } from './aead.js';
+import { createRecordAead, createTlsBoundAead, type RecordAead } from './aead.js';
 
 export const RECORD_HEADER = 2;
 export const RECORD_TAG = 16;
@@ -86,9 +90,9 @@ export class RecordSealer {
   bytesUnderKey = 0;
   keySince = Date.now();
 
-  constructor(key: Buffer) {
+  constructor(key: Buffer, private readonly tlsBound = false) {
     this.key = Buffer.from(key);
-    this.aead = createRecordAead(this.key, true);
+    this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, true);
     this.mask = new MaskStream(this.key);
   }
 
@@ -127,7 +131,7 @@ export class RecordSealer {
 
   private rekey(): void {
     this.key = rekeyKey(this.key);
-    this.aead = createRecordAead(this.key, true);
+    this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, true);
     this.mask = new MaskStream(this.key);
     this.counter = 0;
     this.bytesUnderKey = 0;
@@ -159,9 +163,9 @@ export class RecordOpener {
    */
   outOfPlace: ((len: number) => Buffer) | undefined;
 
-  constructor(key: Buffer) {
+  constructor(key: Buffer, private readonly tlsBound = false) {
     this.key = Buffer.from(key);
-    this.aead = createRecordAead(this.key, false);
+    this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, false);
     this.mask = new MaskStream(this.key);
   }
 
@@ -212,7 +216,7 @@ export class RecordOpener {
         throw new ProtocolError('key update record has a body');
       }
       this.key = rekeyKey(this.key);
-      this.aead = createRecordAead(this.key, false);
+      this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, false);
       this.mask = new MaskStream(this.key);
       this.counter = 0;
     } else if (pt[0] !== RECORD_DATA) {

@@ -51,6 +51,8 @@ export interface PathStats {
   bytesSent: number;
   bytesReceived: number;
   pingsMissed: number;
+  /** Record protection: 'aead', or 'tls-bound' (inside TLS proven end to end; see secure/handshake.ts). */
+  protection: 'aead' | 'tls-bound';
 }
 
 const MIN_CAP = 256 * 1024;
@@ -271,6 +273,7 @@ export class SessionPath {
       bytesSent: this.channel.bytesOut,
       bytesReceived: this.channel.bytesIn,
       pingsMissed: this.missed,
+      protection: this.channel.info.protection ?? 'aead',
     };
   }
 }
