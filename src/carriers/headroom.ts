@@ -28,8 +28,3 @@ export function allocWithHeadroom(size: number): Buffer {
 export function hasHeadroom(chunk: Buffer): boolean {
   return chunk.byteOffset === HEADROOM && registered.has(chunk.buffer);
 }
-
-/** A carrier stream that uses headroom (see the file comment) says so with this flag. */
-export interface HeadroomStream {
-  readonly usesWriteHeadroom: true;
-}

@@ -119,14 +119,13 @@ const CLOSE_WAIT_MS = 5000;
  *
  * A write's callback runs once the socket has taken the bytes (in the kernel,
  * or encrypted by TLS), as on a net.Socket: `buffersFreeOnWriteCallback`
- * tells a writer that it may reuse a buffer from then on.
+ * tells a writer that it may reuse a buffer from then on. A chunk written
+ * with headroom (carriers/headroom.ts) goes out with its header in place:
+ * one buffer per frame.
  */
 export class WsStream extends Duplex {
   /** See the class comment. */
   readonly buffersFreeOnWriteCallback = true;
-  /** A chunk written with headroom (carriers/headroom.ts) goes out with its header in place: one buffer per frame. */
-  readonly usesWriteHeadroom = true;
-
   /** The TLS socket underneath (wss terminated here, or dialled), for the TLS binding; undefined over plain ws. */
   get tlsSocket(): TLSSocket | undefined {
     return this.socket instanceof TLSSocket ? this.socket : undefined;

@@ -9,13 +9,12 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import { allocWithHeadroom, type HeadroomStream } from '../carriers/headroom.js';
 import { singleWrites } from '../carriers/tls.js';
 import { ChunkList } from '../core/chunks.js';
 import { toError } from '../core/errors.js';
 import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
-import { releaseRecordBuffer, takeRecordBuffer } from './record-pool.js';
-import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
+import { releaseRecordBuffer, releaseSealedBuffer, takeRecordBuffer, takeSealedBuffer } from './record-pool.js';
+import { RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
 
 /** Records at least this big are built in reused buffers (where the carrier allows); smaller ones come from Node's shared slab. */
 const POOL_FROM = 4096;
@@ -23,8 +22,6 @@ const POOL_FROM = 4096;
 const CARRIER_READ = 256 * 1024;
 /** Bytes received after which any carrier counts as bulk (a TLS read is at most 16 KiB, never the 64 KiB that marks bulk TCP). */
 const BULK_AFTER = 1024 * 1024;
-/** Full-size record buffers a channel keeps for reuse. */
-const POOL_KEEP = 4;
 
 let pooledReceived = 0;
 /** Records decrypted into record-pool buffers so far, by every channel of the process (tests, stats). */
@@ -83,18 +80,17 @@ export class SecureChannel {
    * (`buffersFreeOnWriteCallback`: the WebSocket stream): write callbacks run
    * in order once the bytes are in the kernel (or in OpenSSL's buffer), so a
    * buffer is free again then. A 64 KiB allocation per record was most of the
-   * sender's GC time. Other carriers (memory) may hold on to written buffers,
-   * so they get fresh ones.
+   * sender's GC time. The buffers come from a process-wide pool
+   * (record-pool.ts: as many as were in flight, trimmed when idle), with room
+   * in front for a WebSocket header (carriers/headroom.ts). Other carriers
+   * (memory) may hold on to written buffers, so they get fresh ones.
    */
   private readonly reuse: boolean;
-  /** Reused records leave room for the carrier's frame header (see carriers/headroom.ts). */
-  private readonly headroom: boolean;
-  private readonly free: Buffer[] = [];
   /** Buffers handed to the socket, in write order (undefined: not reusable). */
   private readonly written: (Buffer | undefined)[] = [];
   private readonly onWritten = (): void => {
     const b = this.written.shift();
-    if (b !== undefined && this.free.length < POOL_KEEP) this.free.push(b);
+    if (b !== undefined) releaseSealedBuffer(b);
   };
 
   constructor(
@@ -110,7 +106,6 @@ export class SecureChannel {
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
     this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
     this.reuse = stream instanceof Socket || (stream as { buffersFreeOnWriteCallback?: boolean }).buffersFreeOnWriteCallback === true;
-    this.headroom = (stream as Partial<HeadroomStream>).usesWriteHeadroom === true;
     // Over TLS, a write of several buffers is joined into a fresh allocation
     // before encryption (and the records were reused to avoid just that), so
     // records go to a TLS socket one write each; each is a whole TLS
@@ -180,7 +175,7 @@ export class SecureChannel {
     }
     this.bytesOut += len + RECORD_OVERHEAD;
     if (!this.reuse || len < POOL_FROM) return this.send(this.sealer.seal(buf, len), undefined);
-    const out = this.free.pop() ?? (this.headroom ? allocWithHeadroom(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD) : Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD));
+    const out = takeSealedBuffer();
     const n = this.sealer.sealInto(buf, len, out);
     return this.send(out.subarray(0, n), out);
   }

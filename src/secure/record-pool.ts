@@ -14,55 +14,109 @@
  * the GC, every {@link RECORD_POOL_TRIM_MS}, the buffers that sat unused for
  * that whole interval: an idle process keeps none.
  */
-import { MAX_RECORD_PLAINTEXT } from './record.js';
+import { allocWithHeadroom } from '../carriers/headroom.js';
+import { MAX_RECORD_PLAINTEXT, RECORD_OVERHEAD } from './record.js';
 
-/** Free buffers kept for reuse, at most (64 KiB each: 32 MiB). */
+/** Free buffers kept for reuse per pool, at most (64 KiB each: 32 MiB). */
 export const RECORD_POOL_MAX = 512;
 /** Interval of the idle trim. */
 export const RECORD_POOL_TRIM_MS = 2000;
 
-const free: Buffer[] = [];
-/** The fewest free buffers since the last trim: that many were not needed. */
-let lowWater = 0;
-let trimTimer: NodeJS.Timeout | undefined;
+/**
+ * Same-size buffers, reused: holds as many as were in flight at once (up to
+ * RECORD_POOL_MAX) and gives back to the GC, every RECORD_POOL_TRIM_MS, the
+ * ones that sat unused for that whole interval.
+ */
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  /** The fewest free buffers since the last trim: that many were not needed. */
+  private lowWater = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** Taken and not given back. */
+  out = 0;
 
-/** The periodic trim: drops the buffers no take() needed since the last one. Exported for tests. */
-export function trimRecordPool(): void {
-  free.length -= Math.min(lowWater, free.length);
-  lowWater = free.length;
-  if (free.length === 0) {
-    clearInterval(trimTimer);
-    trimTimer = undefined;
+  constructor(
+    readonly size: number,
+    private readonly alloc: (size: number) => Buffer,
+  ) {}
+
+  take(): Buffer {
+    this.out++;
+    const b = this.free.pop();
+    if (this.free.length < this.lowWater) this.lowWater = this.free.length;
+    return b ?? this.alloc(this.size);
+  }
+
+  release(buf: Buffer): void {
+    if (buf.length !== this.size) return;
+    this.out--;
+    if (this.free.length >= RECORD_POOL_MAX) return;
+    this.free.push(buf);
+    if (!this.timer) {
+      this.lowWater = this.free.length;
+      this.timer = setInterval(() => this.trim(), RECORD_POOL_TRIM_MS);
+      this.timer.unref();
+    }
+  }
+
+  trim(): void {
+    this.free.length -= Math.min(this.lowWater, this.free.length);
+    this.lowWater = this.free.length;
+    if (this.free.length === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  get pooled(): number {
+    return this.free.length;
   }
 }
 
-/** Buffers taken and not given back (see recordBuffersOut). */
-let out = 0;
+/** Received record plaintexts (and the session's outgoing ones). */
+const plaintexts = new BufferPool(MAX_RECORD_PLAINTEXT, (n) => Buffer.allocUnsafeSlow(n));
+
+/**
+ * Sealed records on their way out (header, body, tag), each with HEADROOM in
+ * front for a framing carrier (carriers/headroom.ts); a channel takes one per
+ * large record and gives it back from the carrier's write callback.
+ */
+const sealed = new BufferPool(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD, allocWithHeadroom);
+
+/** The periodic trim of both pools: drops the buffers no take needed since the last one. Exported for tests. */
+export function trimRecordPool(): void {
+  plaintexts.trim();
+  sealed.trim();
+}
 
 /** A buffer of MAX_RECORD_PLAINTEXT bytes, contents undefined. */
 export function takeRecordBuffer(): Buffer {
-  out++;
-  const b = free.pop();
-  if (free.length < lowWater) lowWater = free.length;
-  return b ?? Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT);
+  return plaintexts.take();
 }
 
 /** Gives back a buffer from takeRecordBuffer() that nothing references any more. */
 export function releaseRecordBuffer(buf: Buffer): void {
-  if (buf.length !== MAX_RECORD_PLAINTEXT) return;
-  out--;
-  if (free.length >= RECORD_POOL_MAX) return;
-  free.push(buf);
-  if (!trimTimer) {
-    lowWater = free.length;
-    trimTimer = setInterval(trimRecordPool, RECORD_POOL_TRIM_MS);
-    trimTimer.unref();
-  }
+  plaintexts.release(buf);
 }
 
-/** Free buffers now pooled (tests, stats). */
+/** A buffer for one sealed record (MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD bytes, with headroom in front). */
+export function takeSealedBuffer(): Buffer {
+  return sealed.take();
+}
+
+/** Gives back a buffer from takeSealedBuffer() once the carrier has taken its bytes. */
+export function releaseSealedBuffer(buf: Buffer): void {
+  sealed.release(buf);
+}
+
+/** Free plaintext buffers now pooled (tests, stats). */
 export function recordPoolSize(): number {
-  return free.length;
+  return plaintexts.pooled;
+}
+
+/** Free sealed-record buffers now pooled (tests, stats). */
+export function sealedPoolSize(): number {
+  return sealed.pooled;
 }
 
 /**
@@ -71,7 +125,7 @@ export function recordPoolSize(): number {
  * back). For tests and stats.
  */
 export function recordBuffersOut(): number {
-  return out;
+  return plaintexts.out;
 }
 
 /**

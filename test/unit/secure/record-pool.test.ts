@@ -6,7 +6,17 @@ import { after, describe, it } from 'node:test';
 import { relay } from '../../../src/core/relay.js';
 import { pooledRecordsReceived } from '../../../src/secure/channel.js';
 import { MAX_RECORD_PLAINTEXT } from '../../../src/secure/record.js';
-import { recordBuffersOut, recordPoolSize, releaseRecordBuffer, takeRecordBuffer, trimRecordPool } from '../../../src/secure/record-pool.js';
+import { hasHeadroom } from '../../../src/carriers/headroom.js';
+import {
+  recordBuffersOut,
+  recordPoolSize,
+  releaseRecordBuffer,
+  releaseSealedBuffer,
+  sealedPoolSize,
+  takeRecordBuffer,
+  takeSealedBuffer,
+  trimRecordPool,
+} from '../../../src/secure/record-pool.js';
 import { TlsCarrier } from '../../../src/carriers/tls.js';
 import { WsCarrier } from '../../../src/carriers/ws.js';
 import { testCert } from '../../helpers/certs.js';
@@ -108,6 +118,23 @@ describe('record pool', () => {
       sink.close();
     });
     }
+
+  it('sealed records come from a shared pool with headroom, go back after the write, and an idle pool empties', async () => {
+    const p = await makePair();
+    pairs.push(p);
+    (await p.serverSession).onStream((s) => s.resume());
+    const s = p.clientSession.openStream();
+    s.end(randomBytes(8 << 20));
+    await once(s, 'finish');
+    for (let i = 0; i < 100 && sealedPoolSize() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(sealedPoolSize() > 0, 'written records came back to the pool');
+    const b = takeSealedBuffer();
+    assert.ok(hasHeadroom(b), 'with room for a WebSocket header in front');
+    releaseSealedBuffer(b);
+    trimRecordPool(); // the take above counts as use in this interval
+    trimRecordPool();
+    assert.equal(sealedPoolSize(), 0, 'two idle intervals: all given back to the GC');
+  });
 
   it('hands out full-size buffers, reuses released ones, and trims those unused for a whole interval', () => {
     while (recordPoolSize() > 0) takeRecordBuffer(); // start empty (the test above filled it)
