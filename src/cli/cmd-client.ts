@@ -53,6 +53,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['liveness.intervalMs', String(DEFAULTS.liveness.intervalMs)],
   ['liveness.timeoutMs', String(DEFAULTS.liveness.timeoutMs)],
   ['liveness.misses', String(DEFAULTS.liveness.misses)],
+  ['records.tlsBound', `${DEFAULTS.records.tlsBound} (over TLS proven end to end, records are not encrypted a second time)`],
 ];
 
 /**

@@ -42,6 +42,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['liveness.intervalMs', String(DEFAULTS.liveness.intervalMs)],
   ['liveness.timeoutMs', String(DEFAULTS.liveness.timeoutMs)],
   ['liveness.misses', String(DEFAULTS.liveness.misses)],
+  ['records.tlsBound', `${DEFAULTS.records.tlsBound} (over TLS proven end to end, records are not encrypted a second time)`],
   ['reverse.bindHosts', `[${DEFAULTS.reverse.bindHosts.join(', ')}] (addresses -R may bind)`],
   ['reverse.ports', `[${DEFAULTS.reverse.ports}] (ports -R may bind)`],
   ['gateway.trafficFlushMs', '10000 (per-user traffic counters go to the user store this often)'],

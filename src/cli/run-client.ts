@@ -50,6 +50,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     mptcp: cfg.mptcp,
     extraPaths: pathsFromConfig(link, cfg.paths),
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
+    tlsBound: cfg.records.tlsBound,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,
     session: {
       streamWindow: cfg.limits.streamWindow,

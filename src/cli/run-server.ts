@@ -69,6 +69,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     users: gw.lookup,
     logger: log,
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
+    tlsBound: cfg.records.tlsBound,
     maxPendingHandshakes: cfg.limits.maxPendingHandshakes,
     maxSessions: cfg.limits.maxSessions,
     session: {

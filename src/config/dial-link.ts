@@ -92,6 +92,8 @@ export interface LinkClientOptions {
   /** Further paths (bonding), each a carrier + endpoint. */
   extraPaths?: PathSpec[];
   handshakeTimeoutMs?: number;
+  /** See ChannelInit.tlsBound. @default true */
+  tlsBound?: boolean;
   /** After a refusal (user unknown, disabled, expired, over quota, kicked), try again this often, ms; 0 = stop. @default 60000 */
   refusedRetryMs?: number;
 }
@@ -110,6 +112,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     clientKeyPair: linkKeyPair(link),
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.session ? { session: opts.session } : {}),
+    ...(opts.tlsBound === false ? { tlsBound: false } : {}),
     ...(opts.extraPaths ? { extraPaths: opts.extraPaths } : {}),
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
     ...(opts.refusedRetryMs !== undefined ? { refusedRetryMs: opts.refusedRetryMs } : {}),

@@ -60,6 +60,7 @@ export const DEFAULTS = {
     idleTimeoutMs: 0,
   },
   liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
+  records: { tlsBound: true },
   reconnect: { refusedRetryMs: 60_000 },
   reverse: { enabled: false, bindHosts: ['127.0.0.1'], ports: '1024-65535' },
 } as const;
@@ -80,6 +81,17 @@ export interface LivenessConfig {
   timeoutMs: number;
   /** Missed pongs before the path is declared dead. @default 3 */
   misses: number;
+}
+
+/** `records:` — how records are protected (both roles). */
+export interface RecordsConfig {
+  /**
+   * Over tls:// or wss:// whose TLS session is proven end to end (no
+   * TLS-terminating front between client and server), let TLS alone protect
+   * the records instead of encrypting them twice. Either side can say
+   * false; then records keep their own AEAD. @default true
+   */
+  tlsBound: boolean;
 }
 
 /** `limits:` shared by both roles. */
@@ -136,6 +148,7 @@ export interface ServerConfig {
   gateway: GatewayConfig;
   limits: ServerLimits;
   liveness: LivenessConfig;
+  records: RecordsConfig;
   log: LogConfig;
 }
 
@@ -187,6 +200,7 @@ export interface ClientConfig {
   vpn: ClientVpnConfig | undefined;
   limits: CommonLimits;
   liveness: LivenessConfig;
+  records: RecordsConfig;
   log: LogConfig;
 }
 
@@ -213,6 +227,7 @@ const liveness = object({
   timeoutMs: withDefault(int(100, MS_MAX), () => DEFAULTS.liveness.timeoutMs),
   misses: withDefault(int(1, 100), () => DEFAULTS.liveness.misses),
 });
+const records = object({ tlsBound: withDefault(bool, () => DEFAULTS.records.tlsBound) });
 const log = object({
   level: withDefault(oneOf(LOG_LEVELS), () => DEFAULTS.logLevel),
   format: withDefault(oneOf(LOG_FORMATS), () => DEFAULTS.logFormat),
@@ -250,6 +265,7 @@ const serverShape = object(
     gateway: gatewayProp,
     limits: withDefault(object({ ...commonLimits, ...serverOnlyLimits }), () => ({ ...L })),
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
+    records: withDefault(records, () => ({ ...DEFAULTS.records })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
   },
   misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover', 'reconnect'], CLIENT_ONLY),
@@ -290,6 +306,7 @@ const clientShape = object(
       return common;
     }),
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
+    records: withDefault(records, () => ({ ...DEFAULTS.records })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
   },
   misplaced(['listen', 'dataDir', 'publicHost', 'tls', 'policy'], SERVER_ONLY),

@@ -94,6 +94,21 @@ describe('multi-user gateway', () => {
     assert.deepEqual(printed.stdout.trim().split('\n'), gw.links);
   });
 
+  it('wss straight to the server: records ride TLS-bound (said in the client log); records.tlsBound=false keeps their AEAD', async () => {
+    for (const [extra, want] of [
+      [[], 'tls-bound'],
+      [['--set', 'records.tlsBound=false'], 'aead'],
+    ] as const) {
+      const port = await freePort();
+      const c = await startClient(gw.links[1] as string, ['--no-socks', '--no-status', '-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...extra], port);
+      const conn = await RawConn.open(port);
+      assert.equal(await conn.roundTrip(`records ${want}`), `records ${want}`);
+      conn.sock.destroy();
+      assert.match(c.log(), new RegExp(`connected .*carrier=wss records=${want}`));
+      await c.stop();
+    }
+  });
+
   it("a user's policy overrides apply to its CONNECTs; /api/status reports the gateway", async () => {
     const made = await api(gw, 'POST', '/api/users', { name: 'ivan', kind: 'key', wssPath: 'auto', policy: { deny: [`127.0.0.1:${echo.port}`] } });
     const link = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
