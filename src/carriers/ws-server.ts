@@ -23,6 +23,7 @@ import type tls from 'node:tls';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { nginxNotFound, rawNginxError, type Decoy } from './decoy.js';
 import { ServerListener, listenServer, type TcpCarrierInit } from './tcp.js';
+import { TLS_CIPHERS } from './tls.js';
 import { formatEndpoint } from './types.js';
 import { acceptKey } from './ws-frames.js';
 import type { Endpoint, Listener, StreamConn } from './types.js';
@@ -122,7 +123,7 @@ export class WsServer {
     };
     const t = this.init.tls;
     const server = t
-      ? https.createServer({ ...opts, cert: t.cert, key: t.key, minVersion: t.minVersion ?? 'TLSv1.2', ALPNProtocols: ['http/1.1'] })
+      ? https.createServer({ ...opts, cert: t.cert, key: t.key, minVersion: t.minVersion ?? 'TLSv1.2', ciphers: TLS_CIPHERS, ALPNProtocols: ['http/1.1'] })
       : http.createServer(opts);
     server.keepAliveTimeout = 75_000; // nginx keepalive_timeout
     server.headersTimeout = this.init.headersTimeoutMs ?? 60_000;

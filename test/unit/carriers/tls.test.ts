@@ -45,6 +45,7 @@ describe('TlsCarrier', () => {
     assert.equal(conn.meta.fingerprint, testCert().fingerprintSha256);
     assert.equal(conn.meta.alpn, 'polytun/1');
     assert.equal(conn.meta.tlsVersion, 'TLSv1.3');
+    assert.equal((conn.stream as tls.TLSSocket).getCipher().name, 'TLS_AES_128_GCM_SHA256', 'browser order: AES-128-GCM first');
     conn.stream.end('hi');
     assert.equal((await readAll(conn.stream)).toString(), 'hi');
     assert.equal(conns[0]?.meta.sni, 'front.example');

@@ -387,6 +387,7 @@ describe('WsStream write headroom', () => {
     const conn = await new WsCarrier({ tls: true, path: '/h', pinSha256: testCert().fingerprintSha256 }).dial(l.address);
     t.after(() => conn.stream.destroy());
     while (serverConn === undefined) await new Promise((r) => setImmediate(r));
+    assert.equal((conn.stream as WsStream).tlsSocket?.getCipher().name, 'TLS_AES_128_GCM_SHA256', 'wss listener and client agree on AES-128-GCM');
     const socket = (conn.stream as unknown as { socket: net.Socket }).socket;
     const writes: Buffer[] = [];
     const write = socket.write.bind(socket) as (b: Buffer, cb?: () => void) => boolean;
