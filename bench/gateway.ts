@@ -142,6 +142,8 @@ export interface BulkResult {
   ssMBps: number | undefined;
   ssV2rayMBps: number | undefined;
   rounds: number;
+  /** Every round of every case, MB/s, in the order run: the spread the median hides. */
+  samples: Partial<Record<'tcpMBps' | 'wssMBps' | 'ssMBps' | 'ssV2rayMBps', number[]>>;
 }
 
 const median = (xs: number[]): number => {
@@ -170,7 +172,7 @@ export async function benchBulk(total: number, rounds = 3): Promise<BulkResult> 
     return port;
   };
   try {
-    const cases: { name: keyof Omit<BulkResult, 'rounds'>; port: number; runs: number[] }[] = [
+    const cases: { name: keyof Omit<BulkResult, 'rounds' | 'samples'>; port: number; runs: number[] }[] = [
       { name: 'tcpMBps', port: await entry(links[0] as string), runs: [] },
       { name: 'wssMBps', port: await entry(links[1] as string), runs: [] },
     ];
@@ -187,8 +189,11 @@ export async function benchBulk(total: number, rounds = 3): Promise<BulkResult> 
     for (const c of cases) await pump(c.port, Math.min(64 << 20, total)); // warm-up
     const each = Math.max(1 << 20, Math.floor(total / rounds));
     for (let r = 0; r < rounds; r++) for (const c of cases) c.runs.push(await pump(c.port, each));
-    const out: BulkResult = { tcpMBps: 0, wssMBps: 0, ssMBps: undefined, ssV2rayMBps: undefined, rounds };
-    for (const c of cases) out[c.name] = median(c.runs);
+    const out: BulkResult = { tcpMBps: 0, wssMBps: 0, ssMBps: undefined, ssV2rayMBps: undefined, rounds, samples: {} };
+    for (const c of cases) {
+      out[c.name] = median(c.runs);
+      out.samples[c.name] = c.runs;
+    }
     return out;
   } finally {
     for (const stop of stops.reverse()) await stop();
