@@ -210,11 +210,13 @@ const BINDING_LABEL = 'EXPORTER-polytun-tls-binding';
  * socket itself, or a stream over one that exposes it as `tlsSocket` (the
  * WebSocket stream). Both ends of one TLS session get the same value; two
  * sessions joined by a TLS-terminating front get different ones. Undefined
- * when there is no TLS underneath (or it is closed).
+ * when there is no TLS 1.3 underneath (or it is closed): a TLS 1.2 exporter
+ * is only as unique as the session's master secret, which without the
+ * extended master secret two sessions can share (the triple handshake).
  */
 export function tlsBindingOf(stream: unknown): Buffer | undefined {
   const sock = stream instanceof tls.TLSSocket ? stream : (stream as { tlsSocket?: unknown } | null)?.tlsSocket;
-  if (!(sock instanceof tls.TLSSocket) || sock.destroyed) return undefined;
+  if (!(sock instanceof tls.TLSSocket) || sock.destroyed || sock.getProtocol() !== 'TLSv1.3') return undefined;
   try {
     return sock.exportKeyingMaterial(16, BINDING_LABEL, Buffer.alloc(0));
   } catch {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { TlsCarrier } from '../../../src/carriers/tls.js';
+import { TlsCarrier, tlsBindingOf } from '../../../src/carriers/tls.js';
 import { WsCarrier } from '../../../src/carriers/ws.js';
 import type { Endpoint } from '../../../src/carriers/types.js';
 import { ChunkList } from '../../../src/core/chunks.js';
@@ -26,6 +26,12 @@ const tlsPair = (): NonNullable<PairInit['carriers']> => ({
   server: new TlsCarrier({ cert: testCert().cert, key: testCert().key }),
   client: new TlsCarrier({ pinSha256: testCert().fingerprintSha256 }),
 });
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve: (v: T) => void = () => undefined;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
 
 const protection = (s: Session): string | undefined => s.stats.paths[0]?.protection;
 
@@ -101,6 +107,32 @@ describe('TLS-bound records', () => {
     const input = new ChunkList();
     input.push(new RecordSealer(key, true).seal(pt));
     assert.deepEqual(new RecordOpener(key, true).next(input), pt);
+  });
+
+  it('tlsBindingOf: equal on both ends of one TLS 1.3 session; none over TLS 1.2 or plain TCP', async () => {
+    for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+      const serverSide = deferred<tls.TLSSocket>();
+      const srv = tls.createServer({ cert: testCert().cert, key: testCert().key, minVersion: version, maxVersion: version }, (sock) => serverSide.resolve(sock));
+      srv.listen(0, '127.0.0.1');
+      await once(srv, 'listening');
+      closers.push(() => srv.close());
+      const cli = tls.connect({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, rejectUnauthorized: false, minVersion: version, maxVersion: version });
+      cli.on('error', () => undefined);
+      closers.push(() => cli.destroy());
+      await once(cli, 'secureConnect');
+      const srvSock = await serverSide.promise;
+      const a = tlsBindingOf(cli);
+      const b = tlsBindingOf(srvSock);
+      if (version === 'TLSv1.3') {
+        assert.equal(a?.length, 16);
+        assert.deepEqual(a, b);
+      } else {
+        assert.equal(a, undefined);
+        assert.equal(b, undefined);
+      }
+      srvSock.destroy();
+    }
+    assert.equal(tlsBindingOf(new net.Socket()), undefined);
   });
 
   it('the client hello carries the binding only when flagged; an old hello reads as none', () => {
