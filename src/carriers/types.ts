@@ -10,6 +10,7 @@
  *   sends and receives whole packets, in batches, with no delivery guarantee.
  */
 import type { Duplex } from 'node:stream';
+import { formatHostPort } from '../core/address.js';
 
 /** Where to dial or listen. Carrier-specific options live on the carrier. */
 export interface Endpoint {
@@ -84,5 +85,5 @@ export interface PacketCarrier {
 export type Carrier = StreamCarrier | PacketCarrier;
 
 export function formatEndpoint(e: Endpoint): string {
-  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+  return formatHostPort(e);
 }

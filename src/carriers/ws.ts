@@ -30,6 +30,7 @@ import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import { TLSSocket } from 'node:tls';
+import { formatHost } from '../core/address.js';
 import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
 import { ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -406,11 +407,6 @@ export class WsStream extends Duplex {
   }
 }
 
-/** A host as the Host header spells it (IPv6 in brackets). */
-function hostForHeader(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
-
 /** The server answered the upgrade with something other than 101 (e.g. the decoy's 404). */
 export class WsUpgradeError extends PolytunError {
   /** The HTTP status the server sent. */
@@ -512,7 +508,7 @@ export class WsCarrier implements StreamCarrier {
     const socket = base.stream as Socket;
     const key = randomBytes(16).toString('base64');
     const defaultPort = this.init.tls ? 443 : 80;
-    const host = this.init.hostHeader ?? this.init.servername ?? (to.port === defaultPort ? hostForHeader(to.host) : `${hostForHeader(to.host)}:${to.port}`);
+    const host = this.init.hostHeader ?? this.init.servername ?? (to.port === defaultPort ? formatHost(to.host) : formatEndpoint(to));
     const req = http.request({
       // The connection is already made (and verified): the request rides on it.
       createConnection: () => socket,

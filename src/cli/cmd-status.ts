@@ -5,7 +5,7 @@
 import { request } from 'node:http';
 import type { Command } from 'commander';
 import { ConfigError, PolytunError } from '../core/errors.js';
-import { parseHostPort } from '../core/address.js';
+import { formatHostPort, parseHostPort } from '../core/address.js';
 import { DEFAULTS } from '../config/schema.js';
 import type { HostPort } from '../config/values.js';
 import type { CliIo } from './io.js';
@@ -23,7 +23,7 @@ export class StatusUnavailableError extends PolytunError {
 
 /** GETs http://HOST:PORT/status and parses the JSON. */
 export function fetchStatus(at: HostPort, timeoutMs: number): Promise<unknown> {
-  const where = at.host.includes(':') ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`;
+  const where = formatHostPort(at);
   return new Promise((resolve, reject) => {
     const req = request({ host: at.host, port: at.port, path: '/status', method: 'GET', timeout: timeoutMs, headers: { host: where } }, (res) => {
       const chunks: Buffer[] = [];

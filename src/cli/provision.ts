@@ -20,6 +20,7 @@ import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { formatHostPort } from '../core/address.js';
 import { AuthError, ConfigError, PolytunError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { writeAtomic } from '../core/files.js';
@@ -106,7 +107,7 @@ async function request(t: Target, method: 'GET' | 'POST', path: string, headers:
     ? new TlsCarrier({ alpn: ['http/1.1'], minVersion: 'TLSv1.2', ...(t.pin === undefined ? {} : { pinSha256: t.pin }) })
     : new TcpCarrier();
   const conn = await carrier.dial({ host: t.host, port: t.port }, { timeoutMs });
-  const hostHeader = t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
+  const hostHeader = formatHostPort(t);
   return new Promise<Reply>((resolvePromise, reject) => {
     const req = http.request(
       {

@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { ConfigError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { formatHostPort } from '../core/address.js';
 import { isLoopbackHost, type HostPort } from '../config/values.js';
 
 /**
@@ -77,7 +78,7 @@ function send(res: ServerResponse, code: number, body: string, type = 'text/plai
 export async function startStatusServer(init: StatusServerInit): Promise<StatusServer> {
   const log = init.logger ?? nullLogger;
   const { host, port } = init.listen;
-  const where = `status ${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const where = `status ${formatHostPort(init.listen)}`;
   if (!init.allowNonLoopback && !isLoopbackHost(host)) throw new ConfigError(where, 'the status endpoint listens on loopback only');
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

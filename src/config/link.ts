@@ -31,6 +31,7 @@
  * table's order, so `encodeLink(decodeLink(encodeLink(x))) === encodeLink(x)`.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatHost } from '../core/address.js';
 import { ConfigError } from '../core/errors.js';
 
 /** The link scheme, without `://`. */
@@ -146,7 +147,7 @@ function pct(s: string, what: string, where: string): string {
 /** Builds the canonical link text for `link`. Throws ConfigError for an invalid field. */
 export function encodeLink(link: ClientLink, where = 'link'): string {
   validate(link, where);
-  const host = link.host.includes(':') ? `[${link.host}]` : link.host;
+  const host = formatHost(link.host);
   let q = `pk=${link.serverKey}`;
   if (link.carrier !== 'tcp') q += `&t=${link.carrier}`;
   if (link.sni !== undefined) q += `&sni=${pct(link.sni, 'sni', where)}`;

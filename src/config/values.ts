@@ -5,7 +5,7 @@
  * re-parses a string the config already checked.
  */
 import { isIP } from 'node:net';
-import { parseHostPort } from '../core/address.js';
+import { formatHostPort, parseHostPort } from '../core/address.js';
 import { ConfigError } from '../core/errors.js';
 import { decodeLink, type ClientLink } from './link.js';
 import { normalizeHostName, parsePolicyEntry, parsePorts } from '../server/policy.js';
@@ -116,8 +116,7 @@ export function parseListenUrl(text: string): ListenUrl | string {
   try {
     const d = parseHostPort(m[2] ?? '');
     if (mptcp && isIP(d.host) === 0) return `an MPTCP listener needs an IP address, got ${JSON.stringify(d.host)} in ${JSON.stringify(text)}`;
-    const h = d.host.includes(':') ? `[${d.host}]` : d.host;
-    return { scheme: scheme as ListenScheme, host: d.host, port: d.port, url: `${scheme}://${h}:${d.port}${mptcp ? '?mptcp' : ''}`, ...(mptcp ? { mptcp: true as const } : {}) };
+    return { scheme: scheme as ListenScheme, host: d.host, port: d.port, url: `${scheme}://${formatHostPort(d)}${mptcp ? '?mptcp' : ''}`, ...(mptcp ? { mptcp: true as const } : {}) };
   } catch (err) {
     return `bad address in ${JSON.stringify(text)}: ${err instanceof Error ? err.message : String(err)}`;
   }

@@ -103,9 +103,14 @@ export function parseHostPort(s: string, defaultPort?: number): Destination {
   return makeDestination(host, port);
 }
 
+/** A host as URLs, Host headers and `host:port` spell it: IPv6 in brackets (`[::1]`). */
+export function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
 /** Formats `host:port`, bracketing IPv6 hosts (`[::1]:80`). */
 export function formatHostPort(d: { host: string; port: number }): string {
-  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`;
+  return `${formatHost(d.host)}:${d.port}`;
 }
 
 /*
