@@ -31,6 +31,7 @@ import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import { TLSSocket } from 'node:tls';
 import { formatHost } from '../core/address.js';
+import { Fifo } from '../core/fifo.js';
 import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
 import { ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -146,8 +147,7 @@ export class WsStream extends Duplex {
   /** Slab reads of the socket underneath, once a reader asked (see enableSlabReads). */
   private slabs: SlabReader | null = null;
   /** Per socket read since then, oldest first: payload slices pushed and released, and whether it was a slab read. */
-  private reads: { slices: number; released: number; slab: boolean; done: boolean }[] = [];
-  private readsHead = 0;
+  private readonly reads = new Fifo<{ slices: number; released: number; slab: boolean; done: boolean }>();
   /** A socket read is being parsed (slices may still come from it). */
   private parsing = false;
 
@@ -190,7 +190,7 @@ export class WsStream extends Duplex {
     }
     this.parsing = false;
     if (this.slabs) {
-      (this.reads[this.reads.length - 1] as { done: boolean }).done = true;
+      (this.reads.last() as { done: boolean }).done = true;
       this.retireReads();
     }
   };
@@ -198,7 +198,7 @@ export class WsStream extends Duplex {
   private readonly onPayload = (slice: Buffer): void => {
     if (this.destroyed) return;
     if (this.remoteEnded) throw new ProtocolError('websocket: data after end');
-    if (this.slabs) (this.reads[this.reads.length - 1] as { slices: number }).slices++;
+    if (this.slabs) (this.reads.last() as { slices: number }).slices++;
     if (!this.push(slice) && !this.held) {
       this.held = true;
       this.socket.pause();
@@ -271,7 +271,7 @@ export class WsStream extends Duplex {
     if (this.parsing) this.reads.push({ slices: 0, released: 0, slab: false, done: false });
     return {
       release: () => {
-        const r = this.reads[this.readsHead];
+        const r = this.reads.peek();
         if (r === undefined) return;
         r.released++;
         this.retireReads();
@@ -284,14 +284,10 @@ export class WsStream extends Duplex {
   private retireReads(): void {
     const inner = this.slabs as SlabReader;
     for (;;) {
-      const r = this.reads[this.readsHead];
+      const r = this.reads.peek();
       if (r === undefined || !r.done || r.released < r.slices) break;
-      this.readsHead++;
+      this.reads.shift();
       if (r.slab) inner.release();
-    }
-    if (this.readsHead > 1024 && this.readsHead * 2 > this.reads.length) {
-      this.reads.splice(0, this.readsHead);
-      this.readsHead = 0;
     }
   }
 

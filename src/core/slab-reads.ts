@@ -19,6 +19,7 @@
  * switch returns null and the socket keeps ordinary reads.
  */
 import { Socket } from 'node:net';
+import { Fifo } from './fifo.js';
 
 interface UserReadSymbols {
   buffer: symbol;
@@ -151,8 +152,7 @@ export function enableSlabReads(sock: Socket, opts: SlabReadOptions = {}): SlabR
    */
   const live: Slab[] = [];
   /** With `recycle`: the slab of each emitted chunk not yet released, in order (null: a parked copy). */
-  const owners: (Slab | null)[] = [];
-  let ownersHead = 0;
+  const owners = new Fifo<Slab | null>();
   /** The slab being filled; null while parked. */
   let cur: Slab | null = null;
   let off = 0;
@@ -224,13 +224,8 @@ export function enableSlabReads(sock: Socket, opts: SlabReadOptions = {}): SlabR
   return {
     release: recycle
       ? () => {
-          if (ownersHead >= owners.length) return;
-          const s = owners[ownersHead++];
-          if (ownersHead > 1024 && ownersHead * 2 > owners.length) {
-            owners.splice(0, ownersHead);
-            ownersHead = 0;
-          }
-          if (!s) return;
+          const s = owners.shift();
+          if (!s) return; // none emitted, or a parked copy
           s.released++;
           retireDone();
         }
