@@ -216,7 +216,7 @@ export class WsStream extends Duplex {
 
   private readonly onControl = (op: number, payload: Buffer): void => {
     if (op === OP_PING) {
-      if (!this.closeSent) this.sendControl(OP_PONG, payload);
+      if (!this.closeSent) this.sendFrame(OP_PONG, payload);
       return;
     }
     if (op !== OP_CLOSE) return; // pong: its arrival already counted as life
@@ -224,7 +224,7 @@ export class WsStream extends Duplex {
     const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
     if (!this.closeSent) {
       this.closeSent = true;
-      this.sendControl(OP_CLOSE, payload.subarray(0, 2));
+      this.sendFrame(OP_CLOSE, payload.subarray(0, 2));
     }
     this.socket.end();
     this.stopKeepalive();
@@ -296,7 +296,7 @@ export class WsStream extends Duplex {
     // unread in it: that says nothing about the peer, so it does not count.
     if (this.held) return;
     if (++this.silentTicks > 2) return void this.destroy(new TimeoutError('websocket keepalive'));
-    if (!this.closeSent && this.socket.writable) this.sendControl(OP_PING, EMPTY);
+    if (!this.closeSent && this.socket.writable) this.sendFrame(OP_PING, EMPTY);
   };
 
   private stopKeepalive(): void {
@@ -308,9 +308,10 @@ export class WsStream extends Duplex {
     return this.client ? (this.randomMask ? randomBytes(4) : ZERO_MASK) : null;
   }
 
-  private sendControl(op: number, payload: Buffer, cb?: (err?: Error | null) => void): void {
+  /** One small frame of its own (control frames, and the empty message that ends our side). */
+  private sendFrame(op: number, payload: Buffer, cb?: (err?: Error | null) => void): void {
     const mask = this.mask();
-    const body = mask && mask !== ZERO_MASK && payload.length > 0 ? maskedCopy(payload, mask) : payload;
+    const body = this.randomMask && payload.length > 0 ? maskedCopy(payload, mask as Buffer) : payload;
     if (body.length === 0) this.socket.write(frameHeader(op, true, 0, mask), cb);
     else {
       this.socket.cork();
@@ -326,7 +327,7 @@ export class WsStream extends Duplex {
     this.closeSent = true;
     const code = Buffer.allocUnsafe(2);
     code.writeUInt16BE(1000, 0);
-    this.sendControl(OP_CLOSE, code);
+    this.sendFrame(OP_CLOSE, code);
     this.stopKeepalive();
     setTimeout(() => this.socket.destroy(), CLOSE_WAIT_MS).unref();
   }
@@ -376,7 +377,7 @@ export class WsStream extends Duplex {
       const n = writeHeader(headers, h, OP_BINARY, true, piece.length, mask);
       this.socket.write(headers.subarray(h, h + n));
       h += n;
-      if (mask && mask !== ZERO_MASK) piece = maskedCopy(piece, mask);
+      if (this.randomMask) piece = maskedCopy(piece, mask as Buffer);
       this.socket.write(piece, done);
     }
     this.socket.uncork();
@@ -388,7 +389,7 @@ export class WsStream extends Duplex {
       return cb(this.remoteEnded ? null : new ClosedError('websocket'));
     }
     this.localEnded = true;
-    this.socket.write(frameHeader(OP_BINARY, true, 0, this.mask()), (err?: Error | null) => {
+    this.sendFrame(OP_BINARY, EMPTY, (err?: Error | null) => {
       if (err) return cb(err);
       this.maybeClose();
       cb();
