@@ -140,9 +140,11 @@ function zeroTag(buf: Buffer, off: number): boolean {
   return acc === 0;
 }
 
-/** The record protection of a TLS-bound channel (see TlsBoundAead). */
+const TLS_BOUND = new TlsBoundAead();
+
+/** The record protection of a TLS-bound channel (see TlsBoundAead; it keeps no state, so one serves all). */
 export function createTlsBoundAead(): RecordAead {
-  return new TlsBoundAead();
+  return TLS_BOUND;
 }
 
 /** Which implementation {@link createRecordAead} picks. */

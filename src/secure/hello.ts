@@ -123,7 +123,7 @@ export function decodeClientHello(b: Buffer): ClientHello {
     padLen: b.readUInt16BE(44),
     join: ((b[46] as number) & 1) !== 0,
     backup: ((b[46] as number) & 2) !== 0,
-    tlsBinding: ((b[46] as number) & 4) !== 0 ? Buffer.from(b.subarray(48, 64)) : undefined,
+    tlsBinding: ((b[46] as number) & 4) !== 0 ? Buffer.from(b.subarray(48, 48 + TLS_BINDING_SIZE)) : undefined,
   };
   if (h.join && !h.resumeId) throw new ProtocolError('client hello asks to join without a session id');
   if (h.minVersion > h.maxVersion) throw new ProtocolError('client hello version range is empty');

@@ -61,6 +61,11 @@ export function rekeyKey(k: Buffer): Buffer {
   return out.subarray(0, 32);
 }
 
+/** The AEAD of one direction: ours, or the pass-through of a TLS-bound channel. */
+function aeadFor(key: Buffer, encrypt: boolean, tlsBound: boolean): RecordAead {
+  return tlsBound ? createTlsBoundAead() : createRecordAead(key, encrypt);
+}
+
 /** Length-mask keystream for one direction. */
 class MaskStream {
   private cipher;
@@ -92,7 +97,7 @@ export class RecordSealer {
 
   constructor(key: Buffer, private readonly tlsBound = false) {
     this.key = Buffer.from(key);
-    this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, true);
+    this.aead = aeadFor(this.key, true, this.tlsBound);
     this.mask = new MaskStream(this.key);
   }
 
@@ -131,7 +136,7 @@ export class RecordSealer {
 
   private rekey(): void {
     this.key = rekeyKey(this.key);
-    this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, true);
+    this.aead = aeadFor(this.key, true, this.tlsBound);
     this.mask = new MaskStream(this.key);
     this.counter = 0;
     this.bytesUnderKey = 0;
@@ -165,7 +170,7 @@ export class RecordOpener {
 
   constructor(key: Buffer, private readonly tlsBound = false) {
     this.key = Buffer.from(key);
-    this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, false);
+    this.aead = aeadFor(this.key, false, this.tlsBound);
     this.mask = new MaskStream(this.key);
   }
 
@@ -216,7 +221,7 @@ export class RecordOpener {
         throw new ProtocolError('key update record has a body');
       }
       this.key = rekeyKey(this.key);
-      this.aead = this.tlsBound ? createTlsBoundAead() : createRecordAead(this.key, false);
+      this.aead = aeadFor(this.key, false, this.tlsBound);
       this.mask = new MaskStream(this.key);
       this.counter = 0;
     } else if (pt[0] !== RECORD_DATA) {
