@@ -1,11 +1,12 @@
 /**
  * A first-in first-out queue on an array with a moving head: shift() is O(1)
- * (Array#shift moves every element), and the consumed front is cut off once
- * it is most of the array and over 1,024 entries, so memory follows what is
- * queued, not everything ever pushed.
+ * (Array#shift moves every element). A shifted slot is cleared at once, so
+ * the queue never keeps a consumed entry alive, and the consumed front is cut
+ * off once it is most of the array and over 1,024 entries, so memory follows
+ * what is queued, not everything ever pushed.
  */
 export class Fifo<T> {
-  private items: T[] = [];
+  private items: (T | undefined)[] = [];
   private head = 0;
 
   /** Entries queued. */
@@ -30,11 +31,18 @@ export class Fifo<T> {
   /** Removes and returns the oldest entry; undefined when empty. */
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
-    const v = this.items[this.head++];
+    const v = this.items[this.head];
+    this.items[this.head++] = undefined;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items.splice(0, this.head);
       this.head = 0;
     }
     return v;
+  }
+
+  /** Drops every entry. */
+  clear(): void {
+    this.items = [];
+    this.head = 0;
   }
 }

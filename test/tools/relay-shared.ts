@@ -98,41 +98,6 @@ export function drawDelay(imp: LinkImpairment, random: () => number): number {
   return Math.max(0, imp.delayMs + (random() * 2 - 1) * imp.jitterMs);
 }
 
-/** A FIFO queue with O(1) shift (Array#shift is O(n) on long arrays). */
-export class Fifo<T> {
-  private items: Array<T | undefined> = [];
-  private head = 0;
-
-  get length(): number {
-    return this.items.length - this.head;
-  }
-
-  push(item: T): void {
-    this.items.push(item);
-  }
-
-  peek(): T | undefined {
-    return this.items[this.head];
-  }
-
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    // Compact once the dead prefix dominates, so memory follows the live length.
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return item;
-  }
-
-  clear(): void {
-    this.items = [];
-    this.head = 0;
-  }
-}
-
 /** A binary min-heap ordered by `less`. */
 export class MinHeap<T> {
   private readonly items: T[] = [];

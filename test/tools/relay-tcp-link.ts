@@ -16,7 +16,8 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/core/logger.js';
 import type { CutMode, Direction, HostPort, LinkImpairment, TokenBucket } from './relay-shared.js';
-import { drawDelay, Fifo, Wakeup } from './relay-shared.js';
+import { Fifo } from '../../src/core/fifo.js';
+import { drawDelay, Wakeup } from './relay-shared.js';
 
 /** Per-direction state shared by every connection of one relay. */
 export interface TcpDirectionState {

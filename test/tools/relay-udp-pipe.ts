@@ -15,7 +15,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { PacketImpairment } from './relay-shared.js';
-import { applyImpairment, drawDelay, Fifo, MinHeap, TokenBucket, Wakeup } from './relay-shared.js';
+import { Fifo } from '../../src/core/fifo.js';
+import { applyImpairment, drawDelay, MinHeap, TokenBucket, Wakeup } from './relay-shared.js';
 
 /** Counters for one direction of a UdpRelay. */
 export interface UdpDirectionStats {

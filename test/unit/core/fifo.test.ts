@@ -17,5 +17,10 @@ describe('Fifo', () => {
     for (let i = 2500; i <= 3000; i++) assert.equal(q.shift(), i);
     assert.equal(q.length, 0);
     assert.equal(q.last(), undefined);
+    q.push(1);
+    q.push(2);
+    q.clear();
+    assert.equal(q.length, 0);
+    assert.equal(q.shift(), undefined);
   });
 });
