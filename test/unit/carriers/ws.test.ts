@@ -13,7 +13,8 @@ import type { WsStream} from '../../../src/carriers/ws.js';
 import { WsCarrier, WsUpgradeError, framePieces } from '../../../src/carriers/ws.js';
 import { allocWithHeadroom, hasHeadroom } from '../../../src/carriers/headroom.js';
 import { WsServer, pathTableRoute, type Route, type WsServerInit } from '../../../src/carriers/ws-server.js';
-import { closed, readAll, within } from '../../helpers/byte-streams.js';
+import { acceptKey } from '../../../src/carriers/ws-frames.js';
+import { closed, readAll, sha256, within } from '../../helpers/byte-streams.js';
 import { otherCert, testCert } from '../../helpers/certs.js';
 import { deadTcpEndpoint, silentTcpServer, tcpKernelBufferBytes } from '../../helpers/net-fixtures.js';
 import { streamCarrierCompliance } from './stream-compliance.js';
@@ -305,7 +306,7 @@ describe('ws client masking', () => {
           const end = buf.indexOf('\r\n\r\n');
           if (end < 0) return;
           const key = /sec-websocket-key: *(\S+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? '';
-          const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+          const accept = acceptKey(key);
           s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
           upgraded = true;
           buf = buf.subarray(end + 4);
@@ -371,7 +372,7 @@ describe('WsStream slab reads', () => {
       ws.resume();
     });
     assert.equal(n, data.length);
-    assert.equal(seen.digest('hex'), createHash('sha256').update(data).digest('hex'));
+    assert.equal(seen.digest('hex'), sha256(data));
     // Every read went back: the socket holds its current slab and spares, not the 2 MiB it read.
     assert.ok(slabs.heldBytes() <= 4 * 8192, `holds ${slabs.heldBytes()} bytes`);
     ws.end();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
@@ -13,6 +13,7 @@ import { decodeClientHello, encodeClientHello, type ClientHello } from '../../..
 import { RecordOpener, RecordSealer, RECORD_DATA } from '../../../src/secure/record.js';
 import type { Session } from '../../../src/session/session.js';
 import { otherCert, testCert } from '../../helpers/certs.js';
+import { sha256 } from '../../helpers/byte-streams.js';
 import { echoStreams, makePair, readAll, type Pair, type PairInit } from '../../helpers/session-pair.js';
 
 const pairs: Pair[] = [];
@@ -45,7 +46,7 @@ async function run(init: PairInit): Promise<[string | undefined, string | undefi
   const s = p.clientSession.openStream();
   const back = readAll(s);
   s.end(data);
-  assert.equal(createHash('sha256').update(await back).digest('hex'), createHash('sha256').update(data).digest('hex'));
+  assert.equal(sha256(await back), sha256(data));
   return [protection(p.clientSession), protection(server)];
 }
 
