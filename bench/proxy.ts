@@ -16,7 +16,7 @@
  * of the two polytun processes to .scratch/prof (or DIR).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,6 +30,10 @@ const BIN = join(ROOT, 'bin/polytun.js');
 export type ProxyPath = 'raw' | 'polytun' | 'shadowsocks';
 const PATHS: readonly ProxyPath[] = ['raw', 'polytun', 'shadowsocks'];
 const LABEL: Record<ProxyPath, string> = { raw: 'raw loopback (direct)', polytun: 'polytun -L (tcp carrier)', shadowsocks: `shadowsocks-libev ${SS_METHOD}` };
+/** Latency is also measured through bench/floor-relay.ts: Node's floor for polytun's design (plaintext, one carrier). */
+export type LatencyPath = ProxyPath | 'floor';
+const LATENCY_PATHS: readonly LatencyPath[] = [...PATHS, 'floor'];
+const LATENCY_LABEL: Record<LatencyPath, string> = { ...LABEL, raw: 'direct (no proxy)', floor: 'floor: minimal Node mux relay, plaintext' };
 
 /** Options of {@link benchProxy}. */
 export interface ProxyBenchInit {
@@ -48,6 +52,13 @@ export interface LatencyFigures {
   p50: number;
   p90: number;
   p99: number;
+  /**
+   * CPU time (user + system) the path's two relay processes spent per
+   * connection, in milliseconds, or undefined where /proc is not readable.
+   * The loop is sequential on a small machine, so this sum (plus the
+   * measuring and echo processes' share) bounds how fast it can go.
+   */
+  relayCpuMs?: number;
 }
 
 /** What {@link benchProxy} measured; a path is missing when its peer is not installed. */
@@ -57,9 +68,9 @@ export interface ProxyBenchResult {
   connections: number;
   /** Per path: received Gbit/s of every run, client → server ('up') and server → client ('down', iperf3 -R). */
   gbps: Partial<Record<ProxyPath, { up: number[]; down: number[] }>>;
-  latency: Partial<Record<ProxyPath, LatencyFigures>>;
+  latency: Partial<Record<LatencyPath, LatencyFigures>>;
   /** Why a path was left out. */
-  missing: Partial<Record<ProxyPath, string>>;
+  missing: Partial<Record<LatencyPath, string>>;
 }
 
 const envNumber = (name: string, dflt: number): number => {
@@ -103,24 +114,74 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-/** Sequential fresh-connection echoes through each port, interleaved in blocks of 100 so drift hits every path alike. */
-async function measureLatency(ports: Partial<Record<ProxyPath, number>>, n: number): Promise<Partial<Record<ProxyPath, LatencyFigures>>> {
+/** User + system CPU milliseconds of a process so far (Linux /proc, in clock ticks of 10 ms), or undefined. */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sum of {@link cpuMs} over `pids`, or undefined if any is unreadable. */
+function cpuSum(pids: readonly (number | undefined)[]): number | undefined {
+  let sum = 0;
+  for (const pid of pids) {
+    const ms = cpuMs(pid);
+    if (ms === undefined) return undefined;
+    sum += ms;
+  }
+  return sum;
+}
+
+/**
+ * Sequential fresh-connection echoes through each port, interleaved in
+ * blocks of 100 so drift hits every path alike; `relayPids` are the
+ * processes whose CPU is charged to a path.
+ */
+async function measureLatency(ports: Partial<Record<LatencyPath, number>>, relayPids: Partial<Record<LatencyPath, (number | undefined)[]>>, n: number): Promise<Partial<Record<LatencyPath, LatencyFigures>>> {
   const msg = Buffer.alloc(64, 0x61);
-  const samples: Partial<Record<ProxyPath, number[]>> = {};
-  const paths = PATHS.filter((p) => ports[p] !== undefined);
+  const samples: Partial<Record<LatencyPath, number[]>> = {};
+  const cpu: Partial<Record<LatencyPath, number>> = {};
+  const paths = LATENCY_PATHS.filter((p) => ports[p] !== undefined);
   for (const p of paths) for (let i = 0; i < 20; i++) await echoOnce(ports[p] as number, msg); // warm-up
   for (let done = 0; done < n; done += 100) {
     for (const p of paths) {
       const list = (samples[p] ??= []);
+      const pids = relayPids[p] ?? [];
+      const before = cpuSum(pids);
       for (let i = 0; i < Math.min(100, n - done); i++) list.push(await echoOnce(ports[p] as number, msg));
+      const after = cpuSum(pids);
+      if (pids.length > 0 && before !== undefined && after !== undefined) cpu[p] = (cpu[p] ?? 0) + after - before;
+      else cpu[p] = NaN;
     }
   }
-  const out: Partial<Record<ProxyPath, LatencyFigures>> = {};
+  const out: Partial<Record<LatencyPath, LatencyFigures>> = {};
   for (const p of paths) {
     const s = (samples[p] ?? []).sort((a, b) => a - b);
-    out[p] = { p50: percentile(s, 0.5), p90: percentile(s, 0.9), p99: percentile(s, 0.99) };
+    const c = cpu[p];
+    out[p] = { p50: percentile(s, 0.5), p90: percentile(s, 0.9), p99: percentile(s, 0.99), ...(c !== undefined && Number.isFinite(c) ? { relayCpuMs: c / s.length } : {}) };
   }
   return out;
+}
+
+/** Starts bench/floor-relay.ts as a client/server pair forwarding to `targetPort`; resolves with its entry port. */
+async function startFloor(targetPort: number): Promise<{ peers: Peer[]; entry: number }> {
+  const script = join(ROOT, 'bench/floor-relay.ts');
+  const peers: Peer[] = [];
+  try {
+    const server = await startPeer('floor relay server', process.execPath, ['--import', 'tsx', script, 'server', '0', String(targetPort)], /^floor \d+$/);
+    peers.push(server);
+    const client = await startPeer('floor relay client', process.execPath, ['--import', 'tsx', script, 'client', '0', server.readyLine.split(' ')[1] as string], /^floor \d+$/);
+    peers.push(client);
+    return { peers, entry: Number(client.readyLine.split(' ')[1]) };
+  } catch (err) {
+    await Promise.all(peers.map((p) => p.stop()));
+    throw err;
+  }
 }
 
 /** Starts the polytun server and a client with -L forwards to `iperfPort` and `echoPort`. */
@@ -174,12 +235,20 @@ export async function benchProxy(init: ProxyBenchInit = {}): Promise<ProxyBenchR
     peers.push(...pt.peers);
     dataDir = pt.dataDir;
     const iperfPorts: Partial<Record<ProxyPath, number>> = { raw: iperf.raw, polytun: pt.iperfEntry };
-    const echoPorts: Partial<Record<ProxyPath, number>> = { raw: echoPort, polytun: pt.echoEntry };
+    const echoPorts: Partial<Record<LatencyPath, number>> = { raw: echoPort, polytun: pt.echoEntry };
+    const relayPids: Partial<Record<LatencyPath, (number | undefined)[]>> = { polytun: pt.peers.map((p) => p.child.pid) };
+    const floor = await startFloor(echoPort);
+    peers.push(...floor.peers);
+    echoPorts.floor = floor.entry;
+    relayPids.floor = floor.peers.map((p) => p.child.pid);
     if (haveShadowsocks()) {
       const [ssPort, ssIperf, ssEcho] = [await freePort(), await freePort(), await freePort()];
-      peers.push(...(await startShadowsocks(ssPort, [{ listen: ssIperf, target: iperf.shadowsocks }, { listen: ssEcho, target: echoPort }])));
+      const ss = await startShadowsocks(ssPort, [{ listen: ssIperf, target: iperf.shadowsocks }, { listen: ssEcho, target: echoPort }]);
+      peers.push(...ss);
       iperfPorts.shadowsocks = ssIperf;
       echoPorts.shadowsocks = ssEcho;
+      // ss-server and the echo forward's ss-tunnel (the iperf3 one idles).
+      relayPids.shadowsocks = [ss[0]?.child.pid, ss[2]?.child.pid];
     } else {
       result.missing.shadowsocks = 'not installed (bash scripts/install-bench-deps.sh)';
     }
@@ -196,7 +265,7 @@ export async function benchProxy(init: ProxyBenchInit = {}): Promise<ProxyBenchR
       }
     }
     process.stderr.write(`proxy bench: ${connections} fresh connections per path…\n`);
-    result.latency = await measureLatency(echoPorts, connections);
+    result.latency = await measureLatency(echoPorts, relayPids, connections);
   } finally {
     // Reverse order: clients before their servers (a clean polytun exit also writes its CPU profile).
     for (const p of peers.reverse()) await p.stop();
@@ -237,15 +306,17 @@ export function formatProxyBench(r: ProxyBenchResult): string[] {
   };
   out.push(`goal: polytun / shadowsocks >= 1.3 -> ${goal('up')}; ${goal('down')}`);
   out.push(`# new-connection latency: ${r.connections} sequential fresh TCP connections per path, 64-byte echo each (ms)`);
-  out.push(`${'path'.padEnd(44)} ${'p50'.padStart(7)} ${'p90'.padStart(7)} ${'p99'.padStart(7)}`);
-  for (const p of PATHS) {
+  out.push(`${'path'.padEnd(44)} ${'p50'.padStart(7)} ${'p90'.padStart(7)} ${'p99'.padStart(7)}  relay CPU ms/conn (both processes)`);
+  for (const p of LATENCY_PATHS) {
     const l = r.latency[p];
-    const label = p === 'raw' ? 'direct (no proxy)' : LABEL[p];
+    const label = LATENCY_LABEL[p];
     if (!l) out.push(`${label.padEnd(44)} ${r.missing[p] ?? 'not measured'}`);
-    else out.push(`${label.padEnd(44)} ${l.p50.toFixed(3).padStart(7)} ${l.p90.toFixed(3).padStart(7)} ${l.p99.toFixed(3).padStart(7)}`);
+    else out.push(`${label.padEnd(44)} ${l.p50.toFixed(3).padStart(7)} ${l.p90.toFixed(3).padStart(7)} ${l.p99.toFixed(3).padStart(7)}  ${l.relayCpuMs === undefined ? (p === 'raw' ? '-' : 'n/a') : l.relayCpuMs.toFixed(3)}`);
   }
   const lp = r.latency.polytun;
   const ls = r.latency.shadowsocks;
   out.push(`latency polytun / shadowsocks: p50 ${ratio(lp?.p50, ls?.p50)}, p90 ${ratio(lp?.p90, ls?.p90)}, p99 ${ratio(lp?.p99, ls?.p99)} (lower is better)`);
+  const lf = r.latency.floor;
+  out.push(`latency floor / shadowsocks: p50 ${ratio(lf?.p50, ls?.p50)}; relay CPU per connection polytun / shadowsocks ${ratio(lp?.relayCpuMs, ls?.relayCpuMs)}, floor / shadowsocks ${ratio(lf?.relayCpuMs, ls?.relayCpuMs)}`);
   return out;
 }
