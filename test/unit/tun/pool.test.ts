@@ -78,6 +78,8 @@ describe('AddressPool', () => {
     assert.equal(p2.acquire('dave').host, 5);
     const p3 = await AddressPool.open({ v4: '10.9.0.0/29', file }); // capacity 5: offsets 2..6
     assert.equal(ip(p3.acquire('carol').v4), '10.9.0.4');
+    // Their saves are still queued: let them land before after() removes the folder.
+    await Promise.all([p2.flush(), p3.flush()]);
   });
 
   it('refuses bad blocks and unreadable files', async () => {
