@@ -12,8 +12,11 @@
  * Throughput: single stream, BENCH_SECONDS (default 5) per run, BENCH_RUNS
  * (default 3) runs per path and direction, interleaved, median. Latency:
  * BENCH_CONNS (default 1000) sequential fresh TCP connections, each a 64-byte
- * echo, through each path. BENCH_CPU_PROF=1 (or =DIR) writes .cpuprofile files
- * of the two polytun processes to .scratch/prof (or DIR).
+ * echo, through each path, and through bench/floor-relay.ts (Node's floor for
+ * this design); each relaying path also reports its two processes' CPU per
+ * connection, which bounds the sequential loop on a small machine.
+ * BENCH_CPU_PROF=1 (or =DIR) writes .cpuprofile files of the two polytun
+ * processes to .scratch/prof (or DIR).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
