@@ -11,6 +11,7 @@ import { Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { TcpCarrier } from '../../../src/carriers/tcp.js';
+import { ProxyClient } from '../../../src/client/proxy-client.js';
 import { SessionClient } from '../../../src/client/session-client.js';
 import { makeDestination } from '../../../src/core/address.js';
 import { PolytunError } from '../../../src/core/errors.js';
@@ -50,12 +51,13 @@ type FrameSpec =
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const u48 = fc.integer({ min: 0, max: 2 ** 48 - 1 });
-/** A well-formed proxy OPEN payload (CONNECT or BIND) to an arbitrary destination. */
+/** A well-formed proxy OPEN payload (CONNECT, BIND, or the server's ACCEPTED) for an arbitrary destination. */
 const openRequest: fc.Arbitrary<Uint8Array> = fc
-  .tuple(fc.constantFrom('connect' as const, 'bind' as const), fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain()), fc.integer({ min: 0, max: 65535 }))
-  .map(([kind, host, port]) => {
+  .tuple(fc.constantFrom('connect' as const, 'bind' as const, 'accepted' as const), fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain()), fc.integer({ min: 0, max: 65535 }), u32)
+  .map(([kind, host, port, bindId]) => {
     try {
-      return encodeOpen({ kind, dest: makeDestination(host, port) });
+      const dest = makeDestination(host, port);
+      return encodeOpen(kind === 'accepted' ? { kind, bindId, peer: dest } : { kind, dest });
     } catch {
       return new Uint8Array([1]); // a destination the codec refuses (port 0, say): a truncated request
     }
@@ -276,4 +278,77 @@ describe('a session under a hostile authenticated peer', () => {
       }
     });
   }
+
+  it('a client session under a hostile server closes with a typed error or carries on', async () => {
+    const p = await makePair();
+    pairs.push(p);
+    const serverSessions = new Map<string, Session>();
+    p.server.on('session', (e: { session: Session }) => serverSessions.set(e.session.id.toString('hex'), e.session));
+    const fresh = async (): Promise<{ client: SessionClient; session: Session; server: Session }> => {
+      const client = new SessionClient({ carrier: new TcpCarrier(), endpoint: p.endpoint, serverPublicKey: p.serverKeys.publicKey, clientKeyPair: p.clientKeys, backoffBaseMs: 20, backoffMaxMs: 200 });
+      // The proxy client as the CLI runs it: it takes the server's ACCEPTED streams and datagrams.
+      ProxyClient.forSessionClient(client);
+      const session = await client.connect();
+      const server = serverSessions.get(session.id.toString('hex'));
+      assert.ok(server, 'the server announced the session before the client had it');
+      echoStreams(server);
+      return { client, session, server };
+    };
+    const errors = new Map<string, number>();
+    let closes = 0;
+    let survived = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(frameSpec, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }), async (records) => {
+        const { client, session, server } = await fresh();
+        try {
+          const live = [session.openStream(), session.openStream()];
+          for (const l of live) {
+            l.on('error', () => undefined);
+            l.write('hello');
+            l.resume();
+          }
+          await session.ping();
+          const ch = rawChannel(server);
+          const next = { seq: session.receivedSeq + 1, sid: 2 }; // the server's first stream id
+          for (const frames of records) {
+            const pt = encodeRecord(frames, next);
+            ch.write(pt, pt.length);
+          }
+          const outcome = await Promise.race([
+            server.ping().then(
+              () => 'answered',
+              () => 'lost',
+            ),
+            closedWithin(session, 3000).then((c) => (c ? 'closed' : 'stuck')),
+          ]);
+          assert.notEqual(outcome, 'stuck', 'the client neither answered a ping nor closed the session');
+          if (outcome === 'answered' && session.state !== 'closed') {
+            survived++;
+            return;
+          }
+          assert.ok(await closedWithin(session, 3000), 'the server lost its session, so the client must have closed it');
+          const err = session.error;
+          if (err) {
+            assert.ok(err instanceof PolytunError, `client session ended with an untyped ${err.name}: ${err.message}\n${err.stack}`);
+            errors.set(err.name, (errors.get(err.name) ?? 0) + 1);
+          }
+          closes++;
+        } finally {
+          client.close();
+        }
+      }),
+      { numRuns: 200 },
+    );
+    assert.ok(closes > 0, 'no run closed the session');
+    assert.ok(survived > 0, 'every run closed the session');
+    assert.ok((errors.get('ProtocolError') ?? 0) > 0, `no ProtocolError among ${JSON.stringify([...errors])}`);
+    const { client, session } = await fresh();
+    try {
+      const s = session.openStream();
+      s.end('still here');
+      assert.equal((await readAll(s)).toString(), 'still here');
+    } finally {
+      client.close();
+    }
+  });
 });
