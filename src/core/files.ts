@@ -37,16 +37,23 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to a new temporary file beside `file` (mode 0600, fsynced) and returns its path. */
+/**
+ * Writes `data` to a new temporary file beside `file` (mode 0600, fsynced)
+ * and returns its path. A failed write (a full disk, an I/O error) removes
+ * the partial file before it rethrows.
+ */
 async function writeTemp(file: string, data: string): Promise<string> {
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const fh = await open(tmp, 'wx', 0o600);
   try {
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
+  await fh.close();
   return tmp;
 }
 

@@ -1,35 +1,19 @@
 /**
  * Small JSON state files (VPN leases, the record of system changes) written
- * atomically: a temporary file beside the target, fsynced, then renamed over
- * it, so a crash leaves the old or the new content, never half of one.
+ * atomically by core/files.ts: a temporary file beside the target, fsynced,
+ * then renamed over it, so a crash or a full disk leaves the old or the new
+ * content, never half of one.
  */
-import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConfigError } from '../core/errors.js';
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
+import { errnoCode as errno, writeAtomic } from '../core/files.js';
 
 /** Writes `value` as JSON to `file` atomically (mode 0600), creating the folder (0700) if needed. */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(`${JSON.stringify(value, null, 1)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp);
-    throw err;
-  }
+  await writeAtomic(file, `${JSON.stringify(value, null, 1)}\n`);
 }
 
 /** Parses a JSON file; undefined when it does not exist. @throws ConfigError when unreadable or not JSON */
