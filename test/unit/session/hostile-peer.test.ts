@@ -187,9 +187,58 @@ function attachHarmlessProxy(server: Session, counters: ProxyCounters): void {
   attachProxy(server, { egress, policy, counters, reverse: { enabled: false }, udp: { resolve: async () => nowhere() } });
 }
 
+/** Who attacks whom, and what the attacked side runs. */
+interface Scenario {
+  name: string;
+  /** The server attacks the client (else the client attacks the server). */
+  serverAttacks: boolean;
+  /** What the server's side of each fresh session runs; `counters` collects the proxy's, when there is one. */
+  serve(server: Session, counters: ProxyCounters): void;
+  /** What each fresh client runs, set up before it connects. */
+  client?(client: SessionClient): void;
+  /** A check, on a fresh well-behaved session, that the server still serves. */
+  stillServes(session: Session): Promise<void>;
+  /** Checks on what the whole run reached. */
+  reached?(counters: ProxyCounters): void;
+}
+
+const echoBack = async (session: Session): Promise<void> => {
+  const s = session.openStream();
+  s.end('still here');
+  assert.equal((await readAll(s)).toString(), 'still here');
+};
+
+const scenarios: Scenario[] = [
+  { name: 'a client attacks a server that echoes', serverAttacks: false, serve: echoStreams, stillServes: echoBack },
+  {
+    name: 'a client attacks a server running the proxy',
+    serverAttacks: false,
+    serve: attachHarmlessProxy,
+    async stillServes(session) {
+      const s = session.openStream(encodeOpen({ kind: 'connect', dest: makeDestination('127.0.0.1', 9) }));
+      s.end();
+      // The policy's refusal: status 0x02 (not allowed by ruleset) and the stream's end.
+      assert.deepEqual([...(await readAll(s))], [2]);
+    },
+    reached(counters) {
+      // The proxy saw both kinds of OPEN: ones it could not decode and well-formed CONNECTs.
+      assert.ok(counters.badOpens > 0, 'no malformed OPEN reached the proxy');
+      assert.ok(counters.connects > 0, `no CONNECT reached the proxy: ${JSON.stringify(counters)}`);
+    },
+  },
+  {
+    name: 'a server attacks a client running the proxy client',
+    serverAttacks: true,
+    serve: echoStreams,
+    // The proxy client as the CLI runs it: it takes the server's ACCEPTED streams and datagrams.
+    client: (client) => ProxyClient.forSessionClient(client),
+    stillServes: echoBack,
+  },
+];
+
 describe('a session under a hostile authenticated peer', () => {
-  for (const serve of ['echo', 'proxy'] as const) {
-    it(`closes with a typed error or carries on, and the server keeps serving (${serve})`, async () => {
+  for (const sc of scenarios) {
+    it(`${sc.name}: the other side carries on or closes with a typed error, and the server keeps serving`, async () => {
       const p = await makePair();
       pairs.push(p);
       const counters = createProxyCounters();
@@ -198,11 +247,11 @@ describe('a session under a hostile authenticated peer', () => {
       /** A fresh session on the same server, and the server's side of it. */
       const fresh = async (): Promise<{ client: SessionClient; session: Session; server: Session }> => {
         const client = new SessionClient({ carrier: new TcpCarrier(), endpoint: p.endpoint, serverPublicKey: p.serverKeys.publicKey, clientKeyPair: p.clientKeys, backoffBaseMs: 20, backoffMaxMs: 200 });
+        sc.client?.(client);
         const session = await client.connect();
         const server = serverSessions.get(session.id.toString('hex'));
         assert.ok(server, 'the server announced the session before the client had it');
-        if (serve === 'echo') echoStreams(server);
-        else attachHarmlessProxy(server, counters);
+        sc.serve(server, counters);
         return { client, session, server };
       };
       const errors = new Map<string, number>();
@@ -211,8 +260,9 @@ describe('a session under a hostile authenticated peer', () => {
       await fc.assert(
         fc.asyncProperty(fc.array(fc.array(frameSpec, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }), async (records) => {
           const { client, session, server } = await fresh();
+          const [attacker, victim] = sc.serverAttacks ? [server, session] : [session, server];
           try {
-            // Live streams (ids 1 and 3, say) for the frames to land on.
+            // Live client streams (ids 1 and 3) for the frames to land on.
             const live = [session.openStream(Buffer.from('a')), session.openStream(Buffer.from('b'))];
             for (const l of live) {
               l.on('error', () => undefined);
@@ -220,29 +270,30 @@ describe('a session under a hostile authenticated peer', () => {
               l.resume();
             }
             await session.ping();
-            const ch = rawChannel(session);
-            const next = { seq: server.receivedSeq + 1, sid: 5 }; // the live streams took 1 and 3
+            const ch = rawChannel(attacker);
+            // The attacker's next stream id: the client's live streams took 1 and 3; the server has opened none.
+            const next = { seq: victim.receivedSeq + 1, sid: sc.serverAttacks ? 2 : 5 };
             for (const frames of records) {
               const pt = encodeRecord(frames, next);
               ch.write(pt, pt.length);
             }
             // The ping leaves after those records: its answer proves they were all read.
             const outcome = await Promise.race([
-              session.ping().then(
+              attacker.ping().then(
                 () => 'answered',
                 () => 'lost',
               ),
-              closedWithin(server, 3000).then((c) => (c ? 'closed' : 'stuck')),
+              closedWithin(victim, 3000).then((c) => (c ? 'closed' : 'stuck')),
             ]);
-            assert.notEqual(outcome, 'stuck', 'the server neither answered a ping nor closed the session');
-            if (outcome === 'answered' && server.state !== 'closed') {
+            assert.notEqual(outcome, 'stuck', 'the attacked side neither answered a ping nor closed the session');
+            if (outcome === 'answered' && victim.state !== 'closed') {
               survived++;
               return;
             }
-            assert.ok(await closedWithin(server, 3000), 'the client lost its session, so the server must have closed it');
-            const err = server.error;
+            assert.ok(await closedWithin(victim, 3000), 'the attacker lost its session, so the other side must have closed it');
+            const err = victim.error;
             if (err) {
-              assert.ok(err instanceof PolytunError, `server session ended with an untyped ${err.name}: ${err.message}\n${err.stack}`);
+              assert.ok(err instanceof PolytunError, `session ended with an untyped ${err.name}: ${err.message}\n${err.stack}`);
               errors.set(err.name, (errors.get(err.name) ?? 0) + 1);
             }
             closes++;
@@ -256,99 +307,13 @@ describe('a session under a hostile authenticated peer', () => {
       assert.ok(closes > 0, 'no run closed the session');
       assert.ok(survived > 0, 'every run closed the session');
       assert.ok((errors.get('ProtocolError') ?? 0) > 0, `no ProtocolError among ${JSON.stringify([...errors])}`);
-      if (serve === 'proxy') {
-        // The proxy saw both kinds of OPEN: ones it could not decode and well-formed CONNECTs.
-        assert.ok(counters.badOpens > 0, 'no malformed OPEN reached the proxy');
-        assert.ok(counters.connects > 0, `no CONNECT reached the proxy: ${JSON.stringify(counters)}`);
-      }
-      // The server still serves a well-behaved session.
+      sc.reached?.(counters);
       const { client, session } = await fresh();
       try {
-        const s = session.openStream(serve === 'proxy' ? encodeOpen({ kind: 'connect', dest: makeDestination('127.0.0.1', 9) }) : undefined);
-        if (serve === 'echo') {
-          s.end('still here');
-          assert.equal((await readAll(s)).toString(), 'still here');
-        } else {
-          s.end();
-          // The policy's refusal: status 0x02 (not allowed by ruleset) and the stream's end.
-          assert.deepEqual([...(await readAll(s))], [2]);
-        }
+        await sc.stillServes(session);
       } finally {
         client.close();
       }
     });
   }
-
-  it('a client session under a hostile server closes with a typed error or carries on', async () => {
-    const p = await makePair();
-    pairs.push(p);
-    const serverSessions = new Map<string, Session>();
-    p.server.on('session', (e: { session: Session }) => serverSessions.set(e.session.id.toString('hex'), e.session));
-    const fresh = async (): Promise<{ client: SessionClient; session: Session; server: Session }> => {
-      const client = new SessionClient({ carrier: new TcpCarrier(), endpoint: p.endpoint, serverPublicKey: p.serverKeys.publicKey, clientKeyPair: p.clientKeys, backoffBaseMs: 20, backoffMaxMs: 200 });
-      // The proxy client as the CLI runs it: it takes the server's ACCEPTED streams and datagrams.
-      ProxyClient.forSessionClient(client);
-      const session = await client.connect();
-      const server = serverSessions.get(session.id.toString('hex'));
-      assert.ok(server, 'the server announced the session before the client had it');
-      echoStreams(server);
-      return { client, session, server };
-    };
-    const errors = new Map<string, number>();
-    let closes = 0;
-    let survived = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(fc.array(frameSpec, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }), async (records) => {
-        const { client, session, server } = await fresh();
-        try {
-          const live = [session.openStream(), session.openStream()];
-          for (const l of live) {
-            l.on('error', () => undefined);
-            l.write('hello');
-            l.resume();
-          }
-          await session.ping();
-          const ch = rawChannel(server);
-          const next = { seq: session.receivedSeq + 1, sid: 2 }; // the server's first stream id
-          for (const frames of records) {
-            const pt = encodeRecord(frames, next);
-            ch.write(pt, pt.length);
-          }
-          const outcome = await Promise.race([
-            server.ping().then(
-              () => 'answered',
-              () => 'lost',
-            ),
-            closedWithin(session, 3000).then((c) => (c ? 'closed' : 'stuck')),
-          ]);
-          assert.notEqual(outcome, 'stuck', 'the client neither answered a ping nor closed the session');
-          if (outcome === 'answered' && session.state !== 'closed') {
-            survived++;
-            return;
-          }
-          assert.ok(await closedWithin(session, 3000), 'the server lost its session, so the client must have closed it');
-          const err = session.error;
-          if (err) {
-            assert.ok(err instanceof PolytunError, `client session ended with an untyped ${err.name}: ${err.message}\n${err.stack}`);
-            errors.set(err.name, (errors.get(err.name) ?? 0) + 1);
-          }
-          closes++;
-        } finally {
-          client.close();
-        }
-      }),
-      { numRuns: 200 },
-    );
-    assert.ok(closes > 0, 'no run closed the session');
-    assert.ok(survived > 0, 'every run closed the session');
-    assert.ok((errors.get('ProtocolError') ?? 0) > 0, `no ProtocolError among ${JSON.stringify([...errors])}`);
-    const { client, session } = await fresh();
-    try {
-      const s = session.openStream();
-      s.end('still here');
-      assert.equal((await readAll(s)).toString(), 'still here');
-    } finally {
-      client.close();
-    }
-  });
 });
