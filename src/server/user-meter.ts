@@ -43,6 +43,17 @@ export interface UserMetersInit {
   readonly onBytes: (meter: UserMeter) => void;
   /** Flush period. @default 10000 */
   readonly flushMs?: number;
+  /** While flushes keep failing, the warning is repeated at most this often. @default 60000 */
+  readonly warnEveryMs?: number;
+  /** Clock in ms. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** The state of a run of failed flushes. */
+interface Failing {
+  since: number;
+  failures: number;
+  lastWarn: number;
 }
 
 /** The meters of every user with traffic, and their flushing. */
@@ -50,6 +61,8 @@ export class UserMeters {
   private readonly meters = new Map<string, UserMeter>();
   private readonly timer: NodeJS.Timeout;
   private chain: Promise<void> = Promise.resolve();
+  /** Set while flushes fail (a full disk, a database that is down). */
+  private failing: Failing | undefined;
 
   constructor(private readonly init: UserMetersInit) {
     this.timer = setInterval(() => void this.flush(), init.flushMs ?? 10_000);
@@ -146,17 +159,38 @@ export class UserMeters {
       m.pendingDown = 0;
     }
     if (batch.length === 0) return;
+    const now = this.init.now ?? Date.now;
     try {
       await this.init.store.addTraffic(batch.map((b) => ({ userId: b.meter.userId, up: b.up, down: b.down })));
+      if (this.failing) {
+        const bytes = batch.reduce((a, b) => a + b.up + b.down, 0);
+        this.init.logger.info(
+          { failedFlushes: this.failing.failures, seconds: Math.round((now() - this.failing.since) / 1000), bytes },
+          'traffic flush to the user store works again; the bytes held back are saved',
+        );
+        this.failing = undefined;
+      }
     } catch (err) {
       // Keep the bytes: they go out with the next flush.
       for (const b of batch) {
         b.meter.pendingUp += b.up;
         b.meter.pendingDown += b.down;
       }
-      this.init.logger.warn({ err: toError(err).message, users: batch.length }, 'traffic flush to the user store failed; retrying at the next flush');
+      this.warnFailed(err, batch, now());
     } finally {
       for (const b of batch) b.meter.inflight -= b.up + b.down;
     }
+  }
+
+  /** The first failure of a run is logged at once; then one line per warnEveryMs while it lasts. */
+  private warnFailed(err: unknown, batch: readonly { up: number; down: number }[], t: number): void {
+    const f = (this.failing ??= { since: t, failures: 0, lastWarn: -Infinity });
+    f.failures++;
+    if (t - f.lastWarn < (this.init.warnEveryMs ?? 60_000)) return;
+    f.lastWarn = t;
+    const heldBytes = batch.reduce((a, b) => a + b.up + b.down, 0);
+    const ctx = { err: toError(err).message, users: batch.length, heldBytes };
+    if (f.failures === 1) this.init.logger.warn(ctx, 'traffic flush to the user store failed; the bytes are kept and retried at every flush');
+    else this.init.logger.warn({ ...ctx, failedFlushes: f.failures, seconds: Math.round((t - f.since) / 1000) }, 'traffic flush to the user store still failing; the bytes are kept');
   }
 }

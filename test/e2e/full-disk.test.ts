@@ -6,8 +6,9 @@
  *   naming the file, leaves nothing half-written, and starts normally once
  *   there is space.
  * - A running gateway: per-user traffic cannot be saved while the disk is
- *   full. The tunnel keeps working, the failure is logged, and once there is
- *   space again the store holds every byte, none lost and none counted twice.
+ *   full. The tunnel keeps working, the failure is logged (and its end), and
+ *   once there is space again the store holds every byte, none lost and none
+ *   counted twice.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -94,6 +95,7 @@ describe('a full disk', { skip }, () => {
       assert.equal(t.bytesUp, sent, 'bytes up, once there is space');
       assert.equal(t.bytesDown, sent, 'bytes down, once there is space');
     });
+    assert.match(gw.log(), /traffic flush to the user store works again/);
     // Still exact a few flushes later: the failed batches were not counted twice.
     await new Promise((r) => setTimeout(r, 600));
     const t = await traffic();

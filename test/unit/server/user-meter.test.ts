@@ -9,6 +9,7 @@ import { nullLogger } from '../../../src/core/logger.js';
 import { UserMeters, type UserMeter } from '../../../src/server/user-meter.js';
 import type { TrafficEntry, UserStore } from '../../../src/store/types.js';
 import { StoreError } from '../../../src/store/types.js';
+import { recordingLogger } from '../../helpers/fake-egress.js';
 
 /** A store that records addTraffic batches and fails the next `failures` calls. */
 function fakeStore(failures = 0): { store: UserStore; batches: TrafficEntry[][] } {
@@ -57,6 +58,37 @@ describe('UserMeters', () => {
     m.counters.bytesUp += 5;
     await meters.close();
     assert.deepEqual(sum(batches, 'a'), { up: 15, down: 0 });
+  });
+
+  it('a run of failed flushes: one warning, a reminder a minute on, one line when it works again', async () => {
+    const { store, batches } = fakeStore(4);
+    const log = recordingLogger();
+    let t = 0;
+    const meters = new UserMeters({ store, logger: log, flushMs: 3_600_000, onBytes: () => undefined, now: () => t });
+    const m = meters.meterFor('a');
+    m.refs++;
+    for (const at of [0, 10_000, 20_000, 70_000, 80_000]) {
+      t = at;
+      m.counters.bytesUp += 100;
+      await meters.flush();
+    }
+    const said = log.lines.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.obj]);
+    assert.deepEqual(said, [
+      ['warn', 'traffic flush to the user store failed; the bytes are kept and retried at every flush', { err: 'database is locked', users: 1, heldBytes: 100 }],
+      ['warn', 'traffic flush to the user store still failing; the bytes are kept', { err: 'database is locked', users: 1, heldBytes: 400, failedFlushes: 4, seconds: 70 }],
+      ['info', 'traffic flush to the user store works again; the bytes held back are saved', { failedFlushes: 4, seconds: 80, bytes: 500 }],
+    ]);
+    assert.deepEqual(sum(batches, 'a'), { up: 500, down: 0 });
+    // A later failure starts a new run, logged at once.
+    store.addTraffic = async () => {
+      throw new StoreError('ERR_STORE_BACKEND', undefined, 'disk full');
+    };
+    t = 90_000;
+    m.counters.bytesUp += 1;
+    await meters.flush();
+    assert.equal(log.lines.at(-1)?.msg, 'traffic flush to the user store failed; the bytes are kept and retried at every flush');
+    store.addTraffic = async () => undefined;
+    await meters.close();
   });
 
   it('late bytes of a dropped meter go to the user\'s current meter, not lost', async () => {
