@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { BondingLab, FAST_LIVENESS, PORTS } from '../test/lab/bonding-lab.js';
 import { LabError, labUnavailableReason, type LabProc } from '../test/lab/netns.js';
+import { processCpuMs } from './peers.js';
 
 const RATES = ['200mbit', '100mbit'] as const;
 const DELAYS = [5, 20] as const;
@@ -67,9 +68,9 @@ export function bondingBenchUnavailable(): string | undefined {
 
 function cpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return 0;
-  // Fields 14 and 15 of /proc/PID/stat: utime and stime in clock ticks (100/s on Linux).
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100;
+  const ms = processCpuMs(pid);
+  if (ms === undefined) throw new LabError(`cannot read the CPU time of process ${pid} from /proc`);
+  return ms / 1000;
 }
 
 export async function benchBonding(seconds = Number(process.env.BENCH_BONDING_SECONDS ?? 8)): Promise<BondingBenchResult> {

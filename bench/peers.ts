@@ -6,7 +6,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -35,6 +35,21 @@ export function which(cmd: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * User + system CPU time of a process so far, in ms: fields 14 and 15 of
+ * /proc/PID/stat, in clock ticks (100/s on Linux). Undefined when it cannot
+ * be read (no /proc, the process is gone).
+ */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const ticks = Number(f[11]) + Number(f[12]);
+    return Number.isFinite(ticks) ? ticks * 10 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A child process the benchmark started and must stop. */

@@ -19,12 +19,12 @@
  * processes to .scratch/prof (or DIR).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort } from '../test/helpers/cli.js';
-import { BenchPeerError, haveShadowsocks, runIperf, SS_METHOD, startIperfServer, startPeer, startShadowsocks, which, type Peer } from './peers.js';
+import { BenchPeerError, haveShadowsocks, processCpuMs, runIperf, SS_METHOD, startIperfServer, startPeer, startShadowsocks, which, type Peer } from './peers.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/polytun.js');
@@ -117,23 +117,11 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-/** User + system CPU milliseconds of a process so far (Linux /proc, in clock ticks of 10 ms), or undefined. */
-function cpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks * 10 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Sum of {@link cpuMs} over `pids`, or undefined if any is unreadable. */
+/** Sum of {@link processCpuMs} over `pids`, or undefined if any is unknown or unreadable. */
 function cpuSum(pids: readonly (number | undefined)[]): number | undefined {
   let sum = 0;
   for (const pid of pids) {
-    const ms = cpuMs(pid);
+    const ms = pid === undefined ? undefined : processCpuMs(pid);
     if (ms === undefined) return undefined;
     sum += ms;
   }
