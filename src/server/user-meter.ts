@@ -160,10 +160,10 @@ export class UserMeters {
     }
     if (batch.length === 0) return;
     const now = this.init.now ?? Date.now;
+    const bytes = batch.reduce((a, b) => a + b.up + b.down, 0);
     try {
       await this.init.store.addTraffic(batch.map((b) => ({ userId: b.meter.userId, up: b.up, down: b.down })));
       if (this.failing) {
-        const bytes = batch.reduce((a, b) => a + b.up + b.down, 0);
         this.init.logger.info(
           { failedFlushes: this.failing.failures, seconds: Math.round((now() - this.failing.since) / 1000), bytes },
           'traffic flush to the user store works again; the bytes held back are saved',
@@ -176,20 +176,19 @@ export class UserMeters {
         b.meter.pendingUp += b.up;
         b.meter.pendingDown += b.down;
       }
-      this.warnFailed(err, batch, now());
+      this.warnFailed(err, batch.length, bytes, now());
     } finally {
       for (const b of batch) b.meter.inflight -= b.up + b.down;
     }
   }
 
   /** The first failure of a run is logged at once; then one line per warnEveryMs while it lasts. */
-  private warnFailed(err: unknown, batch: readonly { up: number; down: number }[], t: number): void {
+  private warnFailed(err: unknown, users: number, heldBytes: number, t: number): void {
     const f = (this.failing ??= { since: t, failures: 0, lastWarn: -Infinity });
     f.failures++;
     if (t - f.lastWarn < (this.init.warnEveryMs ?? 60_000)) return;
     f.lastWarn = t;
-    const heldBytes = batch.reduce((a, b) => a + b.up + b.down, 0);
-    const ctx = { err: toError(err).message, users: batch.length, heldBytes };
+    const ctx = { err: toError(err).message, users, heldBytes };
     if (f.failures === 1) this.init.logger.warn(ctx, 'traffic flush to the user store failed; the bytes are kept and retried at every flush');
     else this.init.logger.warn({ ...ctx, failedFlushes: f.failures, seconds: Math.round((t - f.since) / 1000) }, 'traffic flush to the user store still failing; the bytes are kept');
   }

@@ -8,7 +8,7 @@ import { unlinkSync } from 'node:fs';
 import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConfigError } from '../core/errors.js';
-import { errnoCode as errno, writeAtomic } from '../core/files.js';
+import { errnoCode, writeAtomic } from '../core/files.js';
 
 /** Writes `value` as JSON to `file` atomically (mode 0600), creating the folder (0700) if needed. */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
@@ -22,7 +22,7 @@ export async function readJsonFile(file: string): Promise<unknown> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    if (errno(err) === 'ENOENT') return undefined;
+    if (errnoCode(err) === 'ENOENT') return undefined;
     throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
   }
   try {
@@ -37,7 +37,7 @@ export async function removeFile(file: string): Promise<void> {
   try {
     await unlink(file);
   } catch (err) {
-    if (errno(err) !== 'ENOENT') throw err;
+    if (errnoCode(err) !== 'ENOENT') throw err;
   }
 }
 
@@ -46,6 +46,6 @@ export function removeFileSync(file: string): void {
   try {
     unlinkSync(file);
   } catch (err) {
-    if (errno(err) !== 'ENOENT') throw err;
+    if (errnoCode(err) !== 'ENOENT') throw err;
   }
 }
