@@ -115,13 +115,39 @@ export class SecureChannel {
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('drain', () => this.drainHandler());
     stream.on('error', (err: Error) => this.finish(err));
-    stream.on('close', () => this.finish());
-    stream.on('end', () => this.finish());
+    stream.on('close', () => this.endAfterInput());
+    stream.on('end', () => this.endAfterInput());
   }
+
+  private started = false;
+  private endPending = false;
 
   /** Starts delivering records (call after setting the handlers). */
   start(): void {
-    if (this.input.length > 0) setImmediate(() => this.pump());
+    this.started = true;
+    if (this.input.length > 0 || this.endPending) {
+      setImmediate(() => {
+        this.pump();
+        if (this.endPending) this.finish();
+      });
+    }
+  }
+
+  /**
+   * A clean end: records already received still go up first. A peer that
+   * closes a session sends its CLOSE record and FIN together, and under load
+   * both arrive in the handshake's own read (the leftover) before start()'s
+   * deferred pump: finishing first lost the reason, and the client went on
+   * to resume a session the server had closed ("sessionUnknown").
+   */
+  private endAfterInput(): void {
+    if (this.closed) return;
+    if (!this.started) {
+      this.endPending = true;
+      return;
+    }
+    this.pump();
+    this.finish();
   }
 
   /**
@@ -251,6 +277,7 @@ export class SecureChannel {
   }
 
   private pump(): void {
+    if (!this.started) return; // start() pumps what came before the handlers were set
     try {
       while (!this.closed) {
         const pt = this.opener.next(this.input);
