@@ -67,9 +67,9 @@ export const DEFAULTS = {
 
 /** `log:` — where the level and format of log lines are set. */
 export interface LogConfig {
-  /** @default 'info' */
+  /** Lowest level logged, on stderr (`--log-level`). @default 'info' */
   level: LogLevel;
-  /** @default 'text' */
+  /** `text`: one readable line per event; `json`: pino's JSON lines (`--log-format`). @default 'text' */
   format: LogFormat;
 }
 
@@ -96,7 +96,7 @@ export interface RecordsConfig {
 
 /** `limits:` shared by both roles. */
 export interface CommonLimits {
-  /** @default 10000 */
+  /** A handshake that has not finished after this long is dropped. @default 10000 */
   handshakeTimeoutMs: number;
   /** Receive window per stream, bytes. @default 1 MiB */
   streamWindow: number;
@@ -114,13 +114,13 @@ export interface CommonLimits {
 export interface ServerLimits extends CommonLimits {
   /** Handshakes in progress at once; more connections are dropped. @default 256 */
   maxPendingHandshakes: number;
-  /** @default 10000 */
+  /** Sessions at once; a client over the limit is refused as busy. @default 10000 */
   maxSessions: number;
 }
 
 /** Server `reverse:` — whether clients may open `-R` listeners on the server. */
 export interface ReverseConfig {
-  /** @default false */
+  /** Let clients open `-R` listeners on this server (`--reverse`). @default false */
   enabled: boolean;
   /** Addresses a client may bind. @default ['127.0.0.1'] */
   bindHosts: string[];
@@ -138,14 +138,29 @@ export interface ServerConfig {
   /** Host name put in client links when a listen address is a wildcard (`--host`). */
   publicHost: string | undefined;
   /** Certificate and key files for tls:// (`--cert`, `--key`); undefined = self-signed. */
-  tls: { cert: string; key: string } | undefined;
-  /** Destination policy entries (`--allow`, `--deny`); see src/server/policy.ts. */
-  policy: { allow: string[]; deny: string[] };
+  tls: {
+    /** TLS certificate chain, PEM (`--cert`). */
+    cert: string;
+    /** Private key of the certificate, PEM (`--key`). */
+    key: string;
+  } | undefined;
+  /**
+   * Destination policy on top of the default one, which refuses loopback,
+   * private, link-local, multicast and reserved addresses and the server's
+   * own; see src/server/policy.ts. Precedence: deny > allow > default ranges.
+   */
+  policy: {
+    /** Destinations clients may reach even in the default deny ranges (`--allow`): `CIDR`, `IP`, `HOST` or `*.suffix`, each with optional `:PORTS`. */
+    allow: string[];
+    /** Destinations clients may never reach (`--deny`); beats `allow`. Same forms as `allow`. */
+    deny: string[];
+  };
   reverse: ReverseConfig;
   /** VPN mode (`--tun CIDR`…), undefined when off; see vpn-schema.ts. */
   vpn: ServerVpnConfig | undefined;
   /** Multi-user gateway: user store, admin API, controller, decoy (`--store`, `--admin`…); see gateway-schema.ts. */
   gateway: GatewayConfig;
+  /** Bounds on handshakes, sessions, streams and windows; the offender is refused or reset, not the process. */
   limits: ServerLimits;
   liveness: LivenessConfig;
   records: RecordsConfig;
@@ -170,7 +185,12 @@ export interface ClientConfig {
   /** SOCKS5 front (`--socks`), false = off. @default 127.0.0.1:1080 */
   socks: HostPort | false;
   /** SOCKS5 username/password (RFC 1929) (`--socks-auth USER:PASS`). */
-  socksAuth: { username: string; password: string } | undefined;
+  socksAuth: {
+    /** SOCKS5 username, 1 to 255 bytes. */
+    username: string;
+    /** SOCKS5 password, 1 to 255 bytes. Keep the file mode 0600. */
+    password: string;
+  } | undefined;
   /** HTTP CONNECT front (`--http`), false = off. @default false */
   http: HostPort | false;
   /** Local forwards (`-L`). */
@@ -187,7 +207,13 @@ export interface ClientConfig {
   mptcp: boolean;
   /** Backup servers, in order, used when the link's server stops answering (`--backup-server`). */
   backupServers: ClientLink[];
-  failover: { afterMs: number; failbackAfterMs: number };
+  /** Moving between the link's server and the backup servers. */
+  failover: {
+    /** Move to the next server after the session has had no path this long (`--failover-after`). @default 5000 */
+    afterMs: number;
+    /** Move back to the first server once it has answered for this long (`--failback-after`). @default 30000 */
+    failbackAfterMs: number;
+  };
   /**
    * `reconnect:` — after the server refuses the user (unknown key, disabled,
    * expired, over quota) or ends its session for such a reason (kicked,
@@ -195,9 +221,13 @@ export interface ClientConfig {
    * (`--refused-retry`), so a router comes back by itself when the user is
    * re-enabled; 0 = exit with a non-zero status instead. @default 60000
    */
-  reconnect: { refusedRetryMs: number };
+  reconnect: {
+    /** Retry interval after a refusal or kick, ms (`--refused-retry`); 0 = exit with status 1 instead. @default 60000 */
+    refusedRetryMs: number;
+  };
   /** VPN mode (`--tun`…), undefined when off; see vpn-schema.ts. */
   vpn: ClientVpnConfig | undefined;
+  /** Bounds on handshakes, streams and windows (the server has its own). */
   limits: CommonLimits;
   liveness: LivenessConfig;
   records: RecordsConfig;

@@ -54,8 +54,14 @@ export interface ClientVpnConfig {
   mssClamp: boolean;
   /** Folder of the VPN state file. @default $XDG_RUNTIME_DIR/polytun or /run/polytun */
   stateDir: string | undefined;
-  /** @default '/etc/resolv.conf' */
+  /** The resolver file `applyDns` rewrites (and restores on exit). @default '/etc/resolv.conf' */
   resolvConf: string;
+}
+
+/** Client `vpn:` as written in the file: ClientVpnConfig's keys and the switch (docs/config.md is generated from this). */
+export interface ClientVpnFile extends ClientVpnConfig {
+  /** VPN mode on (`--tun`); needed when any other `vpn:` key is set. Needs root or CAP_NET_ADMIN. */
+  enabled: boolean;
 }
 
 const cidrText = (family?: 4 | 6): Check<string> =>
