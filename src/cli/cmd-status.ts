@@ -65,6 +65,15 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i] ?? ''}`;
 }
 
+/** 75_000 → "1 min 15 s"; 7_500_000 → "2 h 5 min". */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
+}
+
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 const text = (v: unknown): string | undefined => (typeof v === 'string' ? v.replace(/[\x00-\x1f\x7f]/g, '?') : undefined); // eslint-disable-line no-control-regex
 
@@ -77,7 +86,10 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
   if (server !== undefined) rows.push(['server', `${server}${text(s.carrier) ? ` (${text(s.carrier)})` : ''}`]);
   const since = text(s.since);
   const t = since === undefined ? NaN : Date.parse(since);
-  if (!Number.isNaN(t)) rows.push(['since', `${since} (${Math.max(0, Math.round((now - t) / 1000))} s ago)`]);
+  const age = num(s.sessionAgeMs);
+  // The current session's age: the client's own count when it sent one (its clock), else from `since`.
+  if (age !== undefined) rows.push(['session', `${formatAge(age)} old (since ${since ?? '?'})`]);
+  else if (!Number.isNaN(t)) rows.push(['since', `${since} (${Math.max(0, Math.round((now - t) / 1000))} s ago)`]);
   const rtt = num(s.rttMs);
   rows.push(['rtt', rtt === undefined ? 'not measured yet' : `${rtt.toFixed(rtt < 10 ? 1 : 0)} ms`]);
   const sent = num(s.bytesSent);
@@ -86,7 +98,12 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
   const streams = num(s.streams);
   if (streams !== undefined) rows.push(['streams', `${streams} open`]);
   const reconnects = num(s.reconnects);
-  if (reconnects !== undefined) rows.push(['reconnects', String(reconnects)]);
+  const resumes = num(s.resumes);
+  const fresh = num(s.newSessions);
+  if (reconnects !== undefined) {
+    const parts = resumes !== undefined && fresh !== undefined ? ` (${resumes} resumed, ${fresh} new session${fresh === 1 ? '' : 's'})` : '';
+    rows.push(['reconnects', `${reconnects}${parts}`]);
+  }
   if (Array.isArray(s.fronts) && s.fronts.length > 0) {
     const fronts = s.fronts.map((f: unknown) => {
       const r = (f ?? {}) as Record<string, unknown>;

@@ -9,10 +9,17 @@
  * every `reconnect.refusedRetryMs` (default 60 s), at start as later: a
  * router then comes back by itself once the user is re-enabled, without
  * hammering the server. With 0 it exits with status 1 instead.
+ *
+ * When the server cannot be reached — at start, or after an outage longer
+ * than the resume grace period — the client tries again with backoff (1 s
+ * doubling to 30 s, jittered), logging `reconnecting in Ns` once per
+ * attempt, until it answers; `reconnect.retry` (`--retry N`) gives up after
+ * N failed retries in a row (exit status 1; 0 = the first failure).
  */
 import { spawn } from 'node:child_process';
 import { makeDestination } from '../core/address.js';
-import { toError } from '../core/errors.js';
+import { ConfigError, toError } from '../core/errors.js';
+import { CertificateError } from '../carriers/errors.js';
 import type { Logger } from '../core/logger.js';
 import { formatEndpoint } from '../carriers/types.js';
 import { HttpFront } from '../client/http-front.js';
@@ -23,6 +30,7 @@ import { Socks5Front } from '../client/socks5-front.js';
 import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
 import { FailoverClient } from '../client/failover.js';
 import { RefusedError, refusalMessage, refusalOf } from '../client/session-client.js';
+import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../client/backoff.js';
 import { CloseCode, SessionClosedError, type PathStats, type Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
@@ -52,6 +60,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     tlsBound: cfg.records.tlsBound,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,
+    maxRetries: cfg.reconnect.retry,
     session: {
       streamWindow: cfg.limits.streamWindow,
       sessionWindow: cfg.limits.sessionWindow,
@@ -93,10 +102,17 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   const serverNames = [link, ...cfg.backupServers].map((l) => formatEndpoint({ host: l.host, port: l.port }));
   let lastError: string | undefined;
   let since = new Date();
-  let reconnects = 0;
-  client.on('session', () => (since = new Date()));
+  // Reconnects: sessions resumed, and sessions opened after the first (a
+  // replacement after an outage, or a move to another server).
+  let resumes = 0;
+  let newSessions = -1;
+  client.on('session', () => {
+    since = new Date();
+    newSessions++;
+  });
   client.on('detached', (err?: Error) => (lastError = err?.message ?? 'connection lost'));
-  client.on('resumed', () => reconnects++);
+  client.on('resumed', () => resumes++);
+  client.on('reconnecting', (_delayMs: number, err: Error) => (lastError = err.message));
   // The server's reason (kicked, traffic quota, expired…) is what the user needs to see.
   client.on('session', (s: Session) =>
     s.once('closed', (err: Error) => {
@@ -107,18 +123,21 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       log.warn({ reason: err.message }, 'the server closed the session');
     }),
   );
-  // With retries off, a refusal after start ends the program (status 1) once the fronts are closed.
-  let refusedForGood: ((err: RefusedError) => void) | undefined;
-  const gaveUp = new Promise<RefusedError>((resolve) => (refusedForGood = resolve));
+  // With retries off, a refusal after start ends the program (status 1) once
+  // the fronts are closed; so does a server still unreachable after --retry N.
+  let refusedForGood: ((err: RefusedError | UnreachableError) => void) | undefined;
+  const gaveUp = new Promise<RefusedError | UnreachableError>((resolve) => (refusedForGood = resolve));
   client.on('refused', (err: RefusedError) => {
     lastError = err.message;
     if (cfg.reconnect.refusedRetryMs === 0) refusedForGood?.(err);
   });
+  client.on('gaveUp', (err: UnreachableError) => refusedForGood?.(err));
   let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
   try {
     const stopWaiting = new AbortController();
     void shutdown.then(() => stopWaiting.abort());
-    if (!(await connectUnlessStopped(client, cfg.reconnect.refusedRetryMs, log, stopWaiting.signal))) {
+    const retry = { refusedRetryMs: cfg.reconnect.refusedRetryMs, maxRetries: cfg.reconnect.retry, server };
+    if (!(await connectUnlessStopped(client, retry, log, stopWaiting.signal))) {
       client.close();
       return; // a signal while the server was refusing us: nothing was started
     }
@@ -178,17 +197,22 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
         getStatus: (): StatusReport & { paths?: unknown } => {
           const s = client.session;
           const stats = s?.stats;
+          const state = s?.state ?? 'connecting';
           return {
             role: 'client',
-            state: s?.state ?? 'connecting',
+            // A closed session is being replaced (the client gave up or stopped otherwise).
+            state: state === 'closed' ? 'reconnecting' : state,
             server: client instanceof FailoverClient ? (serverNames[client.serverIndex ?? 0] ?? server) : server,
             carrier: link.carrier,
             since: since.toISOString(),
+            sessionAgeMs: Date.now() - since.getTime(),
             ...(stats?.rttMs !== undefined ? { rttMs: Math.round(stats.rttMs * 1000) / 1000 } : {}),
             bytesSent: stats?.bytesSent ?? 0,
             bytesReceived: stats?.bytesReceived ?? 0,
             streams: stats?.streams ?? 0,
-            reconnects,
+            reconnects: resumes + newSessions,
+            resumes,
+            newSessions,
             fronts: fronts.map((f) => ({ kind: f.kind, listen: f.listen })),
             ...(lastError ? { lastError } : {}),
             paths: stats?.paths ?? [],
@@ -202,7 +226,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     throw err;
   }
   const ended = await Promise.race([shutdown, gaveUp]);
-  if (ended instanceof RefusedError) {
+  if (ended instanceof RefusedError || ended instanceof UnreachableError) {
     await stop();
     throw ended;
   }
@@ -210,25 +234,51 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   await stop();
 }
 
+interface StartRetry {
+  /** Between attempts while the server refuses us; 0: a refusal is thrown as a RefusedError. */
+  refusedRetryMs: number;
+  /** Failed attempts to reach the server tried again at most this often (undefined: forever), then an UnreachableError is thrown. */
+  maxRetries: number | undefined;
+  /** host:port, for messages. */
+  server: string;
+}
+
 /**
  * The first connect. A refusal is logged once per reason and tried again
- * every `retryMs` (0: thrown as a RefusedError); anything else is thrown as
- * before. False when `signal` fired while waiting.
+ * every `refusedRetryMs` (0: thrown as a RefusedError); a server that
+ * cannot be reached (down, not started yet, a network not up yet) is tried
+ * again with backoff, one `reconnecting in Ns` line per attempt, up to
+ * `maxRetries` times (then thrown as an UnreachableError). A certificate
+ * that does not match the link's pin, or a config error, is thrown at once.
+ * False when `signal` fired while waiting.
  */
-async function connectUnlessStopped(client: { connect(signal?: AbortSignal): Promise<unknown> }, retryMs: number, log: Logger, signal: AbortSignal): Promise<boolean> {
+async function connectUnlessStopped(client: { connect(signal?: AbortSignal): Promise<unknown> }, opts: StartRetry, log: Logger, signal: AbortSignal): Promise<boolean> {
   let logged: string | undefined;
+  const backoff = new Backoff();
+  let failures = 0;
   for (;;) {
+    let retryMs: number;
     try {
       await client.connect(signal);
       if (logged !== undefined) log.info({ was: logged }, 'server accepts us again');
+      if (failures > 0) log.info({ server: opts.server, attempts: failures + 1 }, 'server reachable');
       return true;
     } catch (err) {
       if (signal.aborted) return false;
       const why = refusalOf(err);
-      if (why === undefined) throw err;
-      if (retryMs === 0) throw new RefusedError(why, err);
-      if (why !== logged) log.error({}, refusalMessage(why, retryMs));
-      logged = why;
+      // A certificate that does not match the link's pin, or a local config problem: retrying cannot help.
+      if (err instanceof CertificateError || err instanceof ConfigError) throw err;
+      if (why === undefined) {
+        failures++;
+        if (!retriesLeft(opts.maxRetries, failures)) throw new UnreachableError(opts.server, failures, opts.maxRetries ?? 0, err);
+        retryMs = backoff.next();
+        log.info({ server: opts.server, attempt: failures, err: toError(err).message }, `cannot connect to the server; reconnecting in ${formatDelay(retryMs)}`);
+      } else {
+        if (opts.refusedRetryMs === 0) throw new RefusedError(why, err);
+        if (why !== logged) log.error({}, refusalMessage(why, opts.refusedRetryMs));
+        logged = why;
+        retryMs = opts.refusedRetryMs;
+      }
       // A ref'd timer: nothing else keeps the process alive before the fronts are up.
       const waited = await new Promise<boolean>((resolve) => {
         const onAbort = (): void => {

@@ -20,7 +20,7 @@ import { isLoopbackHost, type HostPort } from '../config/values.js';
 export interface StatusReport {
   role?: 'client' | 'server';
   version?: string;
-  /** Session state: connecting, open, detached, reconnecting, closed. */
+  /** Session state: connecting, open, detached (waiting to be resumed), reconnecting (opening a new session), closed. */
   state?: string;
   /** The server's host:port. */
   server?: string;
@@ -32,7 +32,14 @@ export interface StatusReport {
   bytesReceived?: number;
   /** Open streams. */
   streams?: number;
+  /** Resumes plus new sessions after the first. */
   reconnects?: number;
+  /** The session was resumed after a connection loss (open streams survived). */
+  resumes?: number;
+  /** New sessions after the first (the old one was lost for good, or another server took over). */
+  newSessions?: number;
+  /** Age of the current session, ms (`since` to now). */
+  sessionAgeMs?: number;
   /** Listening fronts, e.g. `{ kind: 'socks5', listen: '127.0.0.1:1080' }`. */
   fronts?: { kind: string; listen: string }[];
   /** The last error, a short message. */

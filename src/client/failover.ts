@@ -11,9 +11,14 @@
  * ```
  *  on master ──detached > failoverAfterMs──▶ on backup ──master healthy ≥ failbackAfterMs──▶ on master
  * ```
+ *
+ * When no other server answers either, the failover is tried again with
+ * backoff until one does or the active server comes back (its SessionClient
+ * keeps resuming, then opening new sessions, by itself meanwhile).
  */
 import { EventEmitter } from 'node:events';
 import { sleep } from '../core/abort.js';
+import { Backoff } from './backoff.js';
 import { AbortedError, ClosedError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { formatEndpoint } from '../carriers/types.js';
@@ -128,21 +133,51 @@ export class FailoverClient extends EventEmitter {
     client.on('refused', (err: Error, retryInMs: number | null) => {
       if (this.active?.client === client) this.emit('refused', err, retryInMs);
     });
+    // The active server's session client opened a new session by itself, is trying to, or gave up.
+    for (const event of ['renewed', 'reconnecting', 'gaveUp'] as const) {
+      client.on(event, (...args: unknown[]) => {
+        if (this.active?.client === client) this.emit(event, ...args);
+      });
+    }
   }
 
+  private failingOver = false;
+
+  /**
+   * Moves to the next server that answers. When none does, tries the round
+   * again with backoff, until one answers, the active server's session is
+   * open again, or we close. Each unreachable server is logged once per
+   * failover, not per round.
+   */
   private async failover(from: number): Promise<void> {
+    if (this.failingOver) return;
+    this.failingOver = true;
     const n = this.init.servers.length;
-    for (let k = 1; k <= n && !this.closed; k++) {
-      const i = (from + k) % n;
-      try {
-        const old = this.active?.client;
-        await this.use(i);
-        old?.close(0, 'failed over');
-        this.log.info({ server: this.name(i), backup: i !== 0 }, 'now using this server');
-        return;
-      } catch (err) {
-        this.log.warn({ server: this.name(i), err: toError(err).message }, 'failover target unreachable');
+    const backoff = new Backoff();
+    const warned = new Set<number>();
+    const stillDown = (): boolean => !this.closed && this.active?.index === from && this.active.client.session?.state !== 'open';
+    try {
+      while (stillDown()) {
+        for (let k = 1; k < n && stillDown(); k++) {
+          const i = (from + k) % n;
+          try {
+            const old = this.active?.client;
+            await this.use(i);
+            old?.close(0, 'failed over');
+            this.log.info({ server: this.name(i), backup: i !== 0 }, 'now using this server');
+            return;
+          } catch (err) {
+            if (err instanceof AbortedError) return;
+            if (!warned.has(i)) this.log.warn({ server: this.name(i), err: toError(err).message }, 'failover target unreachable');
+            warned.add(i);
+          }
+        }
+        await sleep(backoff.next(), this.ac.signal);
       }
+    } catch (err) {
+      if (!(err instanceof AbortedError)) throw err;
+    } finally {
+      this.failingOver = false;
     }
   }
 

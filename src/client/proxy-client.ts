@@ -209,7 +209,8 @@ export class ProxyClient {
   current(): Session {
     const s = this.getSession();
     if (!s) throw new ClosedError('session (not connected yet)');
-    if (s.state === 'closed' || s.state === 'closing') throw new ClosedError('session', { cause: s.error });
+    // Between a session lost for good and its replacement: say so, not just "closed" (the reconnect lines in the log tell the rest).
+    if (s.state === 'closed' || s.state === 'closing') throw new ClosedError('session (reconnecting to the server)', { cause: s.error });
     this.dispatcher(s);
     return s;
   }

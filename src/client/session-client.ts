@@ -8,6 +8,18 @@
  * restarted, or the grace period ran out) a fresh session replaces it and
  * 'session' is emitted again.
  *
+ * Losing every path (a server down, a laptop asleep) is two phases. First
+ * the session waits `session.graceMs` (60 s) to be resumed, its paths
+ * redialed fast (`backoffBaseMs`…`backoffMaxMs`): open streams survive.
+ * Once the grace timer has closed it, those streams fail and a new session
+ * is opened — at once, then after 1, 2, 4 … 30 s (`reconnectBaseMs`,
+ * `reconnectMaxMs`, jittered) until the server answers, or, with
+ * `maxRetries`, until that many retries failed ('gaveUp'). Whatever ends a
+ * session we did not close ourselves leads there, except refusals (below).
+ * One INFO/WARN line per change: lost → `connected (session resumed)`, or
+ * grace over → `reconnecting in Ns` per failed attempt → `connected (new
+ * session)`.
+ *
  * Refusals are different: when the server will not have this user (its key
  * is unknown, the user is disabled, expired or over quota) or ends the
  * session for such a reason (kicked, quota, expiry), trying again at once
@@ -25,13 +37,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay, sleep } from '../core/abort.js';
-import { AbortedError, ClosedError, PolytunError, RejectCode, RejectedError, toError } from '../core/errors.js';
+import { AbortedError, ClosedError, PolytunError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/types.js';
 import type { ChannelInit } from '../secure/channel.js';
 import { clientHandshake } from '../secure/handshake.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
+import { Backoff, UnreachableError, formatDelay, retriesLeft } from './backoff.js';
 
 /** One network path to the server. */
 export interface PathSpec extends PathOptions {
@@ -53,10 +66,20 @@ export interface SessionClientInit extends ChannelInit {
   session?: SessionOptions;
   /** @default 10000 */
   handshakeTimeoutMs?: number;
-  /** First reconnect delay ceiling. @default 200 */
+  /** First path-redial delay ceiling while a session waits to be resumed. @default 200 */
   backoffBaseMs?: number;
   /** @default 10000 */
   backoffMaxMs?: number;
+  /** Opening a new session after one was lost: first delay ceiling (see backoff.ts). @default 1000 */
+  reconnectBaseMs?: number;
+  /** … and the cap. @default 30000 */
+  reconnectMaxMs?: number;
+  /**
+   * Failed attempts in a row to open a replacement session after which the
+   * client gives up ('gaveUp' with an UnreachableError); refusals do not
+   * count (see refusedRetryMs). @default undefined = never give up
+   */
+  maxRetries?: number;
   /** Replace a session the server no longer knows with a new one. @default true */
   renew?: boolean;
   /**
@@ -65,6 +88,9 @@ export interface SessionClientInit extends ChannelInit {
    */
   refusedRetryMs?: number;
 }
+
+/** A session that lived this long resets the reconnect backoff. */
+const STABLE_MS = 30_000;
 
 /** Default of {@link SessionClientInit.refusedRetryMs}. */
 export const DEFAULT_REFUSED_RETRY_MS = 60_000;
@@ -127,11 +153,16 @@ export class SessionClient extends EventEmitter {
   private renewing = false;
   /** The refusal last logged, until a session is accepted again: the same reason is not logged twice. */
   private refusal: string | undefined;
+  /** Paces new sessions; kept across renewals so a server that accepts and at once closes is not hammered. */
+  private readonly backoff: Backoff;
+  /** When the current session was opened (Date.now()). */
+  private openedAt = 0;
 
   constructor(private readonly init: SessionClientInit) {
     super();
     this.log = init.logger ?? nullLogger;
     this.specs = [{ ...init.firstPath, carrier: init.carrier, endpoint: init.endpoint }, ...(init.extraPaths ?? [])];
+    this.backoff = new Backoff({ baseMs: init.reconnectBaseMs, maxMs: init.reconnectMaxMs });
   }
 
   /** The current session (undefined before connect()). */
@@ -222,6 +253,7 @@ export class SessionClient extends EventEmitter {
 
   private adopt(session: Session): void {
     this.current = session;
+    this.openedAt = Date.now();
     session.on('pathClosed', (st: PathStats, err?: Error) => {
       const i = this.pathSpec.get(st.id);
       this.pathSpec.delete(st.id);
@@ -230,25 +262,51 @@ export class SessionClient extends EventEmitter {
       void this.maintain(i, session, false);
     });
     session.on('detached', (err?: Error) => {
-      this.log.warn({ server: formatEndpoint(this.init.endpoint), reason: err?.message ?? 'carrier closed' }, 'connection to server lost; reconnecting');
+      const graceS = Math.round(this.graceMs / 100) / 10;
+      this.log.warn({ server: formatEndpoint(this.init.endpoint), reason: err?.message ?? 'carrier closed' }, `connection to server lost; reconnecting (the session can be resumed for ${graceS} s)`);
       this.emit('detached', err);
     });
     session.once('closed', (err: Error) => {
       this.emit('sessionClosed', session, err);
       if (this.closed || session !== this.current) return;
-      // The server closed an idle session, or is restarting: open a new one
-      // (backoff applies). Kicks, quota and expiry are refusals: slow retry.
-      const code = err instanceof SessionClosedError && err.by === 'remote' ? err.closeCode : undefined;
-      // (A reject that made maintain() drop the session was reported there.)
-      const why = code === undefined ? undefined : refusalOf(err);
-      if (why !== undefined) {
-        if (this.refused(why, err)) void this.renew(this.refusedRetryMs);
-      } else if ((code === CloseCode.idle || code === CloseCode.shutdown) && (this.init.renew ?? true)) {
-        this.log.info({ reason: err.message }, 'server closed the session; opening a new one');
-        void this.renew();
-      }
+      this.afterClose(err);
     });
     this.emit('session', session);
+  }
+
+  private get graceMs(): number {
+    return this.init.session?.graceMs ?? 60_000;
+  }
+
+  /**
+   * The current session ended without us closing it: say why in one line and
+   * open a new one. Refusals (a reject that made maintain() drop the
+   * session, or the server's kick/quota/expiry) retry every refusedRetryMs;
+   * everything else at once, then with backoff. Without `renew` (a failover
+   * probe) nothing is reopened.
+   */
+  private afterClose(err: Error): void {
+    const why = refusalOf(err);
+    if (why !== undefined) {
+      if (this.refused(why, err)) void this.renew(this.refusedRetryMs);
+      return;
+    }
+    if (!(this.init.renew ?? true)) return;
+    const server = formatEndpoint(this.init.endpoint);
+    if (err instanceof RejectedError && err.reject === RejectCode.sessionUnknown) {
+      this.log.warn({ server }, 'server no longer knows this session (it restarted?); open connections are lost; starting a new session');
+    } else if (err instanceof SessionClosedError && err.by === 'remote' && (err.closeCode === CloseCode.idle || err.closeCode === CloseCode.shutdown)) {
+      this.log.info({ server, reason: err.message }, 'server closed the session; opening a new one');
+    } else if (err instanceof TimeoutError) {
+      // The grace timer: every path stayed down for graceMs.
+      this.log.warn({ server, graceMs: this.graceMs }, 'could not resume the session in time; open connections are lost; starting a new session');
+    } else {
+      this.log.warn({ server, reason: err.message }, 'session ended; starting a new session');
+    }
+    // A session that lasted is a fresh start: try at once. One that ended
+    // right after opening (a server that accepts, then closes) goes on with the backoff.
+    if (Date.now() - this.openedAt >= STABLE_MS) this.backoff.reset();
+    void this.renew(this.backoff.attempts === 0 ? 0 : this.backoff.next());
   }
 
   /** Redials path `i` into `session` until it is attached, the session ends, or we close. */
@@ -266,18 +324,18 @@ export class SessionClient extends EventEmitter {
           if (this.gone(session)) return; // while we slept
           const wasDetached = session.state === 'detached';
           await this.dialPath(i, session);
+          // The grace timer may have closed the session during the handshake: nothing was resumed.
+          if (this.gone(session)) return;
           this.accepted();
           if (wasDetached) {
-            this.log.info({ afterMs: Date.now() - started, attempts: attempt + 1, framesResent: session.stats.framesResent }, 'session resumed');
+            this.log.info({ afterMs: Date.now() - started, attempts: attempt + 1, framesResent: session.stats.framesResent }, 'connected (session resumed)');
             this.emit('resumed', session);
           } else if (!first) this.log.info({ path: this.specs[i]?.label ?? formatEndpoint((this.specs[i] as PathSpec).endpoint) }, 'path rejoined');
           return;
         } catch (err) {
           if (err instanceof AbortedError || this.closed) return;
           if (err instanceof RejectedError && err.reject === RejectCode.sessionUnknown) {
-            this.log.warn({}, 'server no longer knows this session; open connections are lost, starting a new session');
-            session.abort(err);
-            if (this.init.renew ?? true) await this.renew();
+            session.abort(err); // afterClose() says so and opens a new session
             return;
           }
           const why = refusalOf(err);
@@ -290,10 +348,9 @@ export class SessionClient extends EventEmitter {
             continue;
           }
           if (why !== undefined) {
-            // A session with no path left cannot be resumed: drop it, and open a new one when the server agrees.
-            const retry = this.refused(why, err as Error);
+            // A session with no path left cannot be resumed: drop it; afterClose()
+            // reports the refusal and opens a new session when the server agrees.
             session.abort(err as Error);
-            if (retry) void this.renew(this.refusedRetryMs);
             return;
           }
           this.log.debug({ path: i, attempt, err: toError(err).message }, 'dial attempt failed');
@@ -304,20 +361,33 @@ export class SessionClient extends EventEmitter {
     }
   }
 
+  /** True while the session is gone and a new one is being opened. */
+  get reconnecting(): boolean {
+    return this.renewing;
+  }
+
   /**
-   * Opens a new session, again and again until one opens or we close: first
-   * after `firstDelayMs` (default: backoff), then with backoff, or every
-   * refusedRetryMs while the server refuses us.
+   * Opens a new session, again and again until one opens, we close, or
+   * `maxRetries` failures in a row: first after `firstDelayMs`, then with
+   * backoff (one `reconnecting in Ns` line and a 'reconnecting' event per
+   * failure), or every refusedRetryMs while the server refuses us (refusals
+   * do not count against maxRetries).
    */
-  private async renew(firstDelayMs?: number): Promise<void> {
+  private async renew(firstDelayMs: number): Promise<void> {
     if (this.renewing) return;
     this.renewing = true;
+    const backoff = this.backoff;
+    const started = Date.now();
+    const server = formatEndpoint(this.init.endpoint);
+    let failures = 0;
     try {
       let delay = firstDelayMs;
-      for (let attempt = 0; !this.closed; attempt++) {
+      while (!this.closed) {
         try {
-          await sleep(delay ?? backoffDelay(attempt, this.init.backoffBaseMs ?? 200, this.init.backoffMaxMs ?? 10_000), this.ac.signal);
-          await this.openSession();
+          if (delay > 0) await sleep(delay, this.ac.signal);
+          const session = await this.openSession();
+          this.log.info({ server, afterMs: Date.now() - started, attempts: failures + 1 }, 'connected (new session)');
+          this.emit('renewed', session);
           return;
         } catch (err) {
           if (err instanceof AbortedError || this.closed) return;
@@ -327,8 +397,16 @@ export class SessionClient extends EventEmitter {
             delay = this.refusedRetryMs;
             continue;
           }
-          delay = undefined;
-          this.log.debug({ attempt, err: toError(err).message }, 'new session attempt failed');
+          failures++;
+          if (!retriesLeft(this.init.maxRetries, failures)) {
+            const gaveUp = new UnreachableError(server, failures, this.init.maxRetries ?? 0, err);
+            this.log.error({ server }, gaveUp.message);
+            this.emit('gaveUp', gaveUp);
+            return;
+          }
+          delay = backoff.next();
+          this.log.info({ server, attempt: failures, err: toError(err).message }, `reconnecting in ${formatDelay(delay)}`);
+          this.emit('reconnecting', delay, toError(err));
         }
       }
     } finally {

@@ -96,6 +96,8 @@ export interface LinkClientOptions {
   tlsBound?: boolean;
   /** After a refusal (user unknown, disabled, expired, over quota, kicked), try again this often, ms; 0 = stop. @default 60000 */
   refusedRetryMs?: number;
+  /** See SessionClientInit.maxRetries. @default undefined = never give up */
+  maxRetries?: number | undefined;
 }
 
 /** A SessionClient for the server a link names (not yet connected). */
@@ -116,6 +118,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.extraPaths ? { extraPaths: opts.extraPaths } : {}),
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
     ...(opts.refusedRetryMs !== undefined ? { refusedRetryMs: opts.refusedRetryMs } : {}),
+    ...(opts.maxRetries !== undefined ? { maxRetries: opts.maxRetries } : {}),
   };
   return init;
 }

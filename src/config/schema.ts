@@ -220,10 +220,18 @@ export interface ClientConfig {
    * quota, expiry), log it once and try again every `refusedRetryMs`
    * (`--refused-retry`), so a router comes back by itself when the user is
    * re-enabled; 0 = exit with a non-zero status instead. @default 60000
+   *
+   * `retry` (`--retry N`): when the server cannot be reached (at start, or
+   * to open a new session after one was lost for good), try again this many
+   * times in a row, with backoff (1 s doubling to 30 s, jittered), then
+   * exit with status 1; 0 = exit at the first failure (the behaviour before
+   * retries existed). Absent = never give up. Refusals do not count.
    */
   reconnect: {
     /** Retry interval after a refusal or kick, ms (`--refused-retry`); 0 = exit with status 1 instead. @default 60000 */
     refusedRetryMs: number;
+    /** Failed retries in a row (at start, or opening a new session after an outage) before the client exits with status 1 (`--retry`); 0 = exit at the first failure. @default unlimited */
+    retry?: number | undefined;
   };
   /** VPN mode (`--tun`…), undefined when off; see vpn-schema.ts. */
   vpn: ClientVpnConfig | undefined;
@@ -328,8 +336,8 @@ const clientShape = object(
       () => ({ afterMs: 5000, failbackAfterMs: 30_000 }),
     ),
     reconnect: withDefault(
-      object({ refusedRetryMs: withDefault(int(0, MS_MAX), () => DEFAULTS.reconnect.refusedRetryMs) }),
-      () => ({ ...DEFAULTS.reconnect }),
+      object({ refusedRetryMs: withDefault(int(0, MS_MAX), () => DEFAULTS.reconnect.refusedRetryMs), retry: optional(int(0, 1_000_000_000)) }),
+      (): ClientConfig['reconnect'] => ({ ...DEFAULTS.reconnect }),
     ),
     limits: withDefault(clientLimitsCheck, () => {
       const { maxPendingHandshakes: _p, maxSessions: _s, ...common } = L;

@@ -95,6 +95,15 @@ describe('polytun client flags', () => {
     assert.equal(c.log.level, 'trace');
   });
 
+  it('--retry N lands at reconnect.retry (absent: never give up); a bad N names the flag', async () => {
+    assert.equal((await cli(['client', LINK, '--retry', '0'])).client?.reconnect.retry, 0);
+    assert.equal((await cli(['client', LINK, '--retry', '5'])).client?.reconnect.retry, 5);
+    assert.equal((await cli(['client', LINK])).client?.reconnect.retry, undefined);
+    const bad = await cli(['client', LINK, '--retry', 'forever']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /--retry/);
+  });
+
   it('defaults apply; --no-socks and --no-status turn them off', async () => {
     const d = await cli(['client', LINK]);
     assert.deepEqual(d.client?.socks, { host: '127.0.0.1', port: 1080 });

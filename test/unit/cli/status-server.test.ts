@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/core/errors.js';
 import { startStatusServer, type StatusServer } from '../../../src/cli/status-server.js';
-import { fetchStatus, formatBytes, formatStatus, StatusUnavailableError } from '../../../src/cli/cmd-status.js';
+import { fetchStatus, formatAge, formatBytes, formatStatus, StatusUnavailableError } from '../../../src/cli/cmd-status.js';
 
 /** A raw GET with a chosen method, path and Host header. */
 function get(port: number, path: string, opts: { method?: string; host?: string } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
@@ -124,6 +124,17 @@ describe('formatStatus', () => {
       ].join('\n'),
     );
     assert.equal(formatStatus(null), 'state: unknown\nrtt:   not measured yet\n');
+  });
+
+  it('counts resumes and new sessions, and shows the current session\'s age', () => {
+    const text = formatStatus({ state: 'open', since: '2025-01-01T00:00:00Z', sessionAgeMs: 75_400, reconnects: 3, resumes: 2, newSessions: 1 });
+    assert.match(text, /^session: {4}1 min 15 s old \(since 2025-01-01T00:00:00Z\)$/m);
+    assert.match(text, /^reconnects: 3 \(2 resumed, 1 new session\)$/m);
+    assert.doesNotMatch(text, /^since:/m);
+    assert.match(formatStatus({ reconnects: 2, resumes: 0, newSessions: 2 }), /^reconnects: 2 \(0 resumed, 2 new sessions\)$/m);
+    assert.equal(formatAge(59_499), '59 s');
+    assert.equal(formatAge(7_500_000), '2 h 5 min');
+    assert.equal(formatAge(90_000_000), '1 d 1 h');
   });
 
   it('formatBytes', () => {

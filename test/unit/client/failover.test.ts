@@ -140,3 +140,53 @@ describe('master shutdown', () => {
     assert.equal(await ask(fc), 'backup:x');
   });
 });
+
+describe('every server down longer than the grace period', () => {
+  const mk = (port: number) => ({
+    carrier: new TcpCarrier(),
+    endpoint: { host: '127.0.0.1', port },
+    serverPublicKey: serverKeys.publicKey,
+    clientKeyPair: clientKeys,
+    session: { graceMs: 150 },
+    backoffBaseMs: 20,
+    backoffMaxMs: 100,
+    reconnectBaseMs: 20,
+    reconnectMaxMs: 100,
+  });
+
+  async function fleetDown(): Promise<{ fc: FailoverClient; masterPort: number; backupPort: number }> {
+    const master = new FleetServer('master');
+    const backup = new FleetServer('backup');
+    const masterPort = await master.start();
+    const backupPort = await backup.start();
+    cleanups.push(() => master.kill(), () => backup.kill());
+    const fc = new FailoverClient({ servers: [mk(masterPort), mk(backupPort)], failoverAfterMs: 100, failbackAfterMs: 60_000, probeIntervalMs: 60_000 });
+    cleanups.push(() => fc.close());
+    await fc.connect();
+    assert.equal(await ask(fc), 'master:x');
+    const lost = once(fc, 'detached');
+    await Promise.all([master.kill(), backup.kill()]);
+    await lost;
+    // Past the grace period: the master's session is closed for good.
+    await waitFor(() => fc.session?.state === 'closed', 'the grace period to run out');
+    return { fc, masterPort, backupPort };
+  }
+
+  it('the backup back first: the client moves to it by itself', async () => {
+    const { fc, backupPort } = await fleetDown();
+    const backup2 = new FleetServer('backup');
+    await backup2.start(backupPort);
+    cleanups.push(() => backup2.kill());
+    await waitFor(() => fc.serverIndex === 1 && fc.session?.state === 'open', 'a move to the backup', 30_000);
+    assert.equal(await ask(fc), 'backup:x');
+  });
+
+  it('the master back first: its new session is used', async () => {
+    const { fc, masterPort } = await fleetDown();
+    const master2 = new FleetServer('master');
+    await master2.start(masterPort);
+    cleanups.push(() => master2.kill());
+    await waitFor(() => fc.serverIndex === 0 && fc.session?.state === 'open', 'a new session on the master', 30_000);
+    assert.equal(await ask(fc), 'master:x');
+  });
+});

@@ -140,6 +140,8 @@ describe('config schema: every key is validated', () => {
     ['log.level', 3, 'one of'],
     ['reconnect.refusedRetryMs', -1, 'from 0'],
     ['reconnect.refusedRetryMs', '60s', 'an integer'],
+    ['reconnect.retry', -1, 'from 0'],
+    ['reconnect.retry', 'forever', 'an integer'],
   ];
   for (const [path, bad, text] of clientBad) {
     it(`client ${path} = ${JSON.stringify(bad).slice(0, 40)}`, () => {
