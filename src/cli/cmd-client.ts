@@ -82,7 +82,7 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .addOption(new Option('--backup-server <link>', 'a backup server (same fleet key or its own link), used in order when the link\'s server stops answering (repeatable)').argParser(collect))
     .option('--failover-after <ms>', 'move to the next server after the session has had no path this long (default: 5000)')
     .option('--failback-after <ms>', 'move back to the first server once it has answered for this long (default: 30000)')
-    .option('--retry <n>', 'when the server cannot be reached (at start, or for a new session after an outage longer than limits.graceMs): try again up to N times in a row, waiting 1 s doubling to 30 s (jittered), then exit with status 1; 0 = exit at the first failure (default: never give up)')
+    .option('--retry <n>', 'when the server cannot be reached (at start, or for a new session after an outage longer than limits.graceMs): try again up to N times in a row, waiting 1 s doubling to 10 s (jittered), then exit with status 1; 0 = exit at the first failure (default: never give up)')
     .option('--refused-retry <ms>', `when the server refuses this user (unknown key, disabled, expired, over quota) or kicks it: log why once, then try again this often, so a router comes back by itself when the user is re-enabled; 0 = exit with status 1 instead (default: ${DEFAULTS.reconnect.refusedRetryMs})`)
     .option('--config <file>', 'YAML config file; flags override its keys')
     .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")

@@ -8,19 +8,23 @@
  * neither hammers it in lock-step nor retries in a tight loop, and a log
  * line "reconnecting in 2s" means roughly that.
  *
- *   attempt 1 → [0.5, 1) s · 2 → [1, 2) s · 3 → [2, 4) s · … · ≥ 6 → [15, 30) s
+ *   attempt 1 → [0.5, 1) s · 2 → [1, 2) s · 3 → [2, 4) s · 4 → [4, 8) s · ≥ 5 → [5, 10) s
+ *
+ * The cap is 10 s, not the 30 s or minutes some tunnels use: a user whose
+ * VPS rebooted expects the tunnel back within seconds of the server, and one
+ * dial every 5-10 s per waiting client costs a server nothing.
  */
 import { PolytunError } from '../core/errors.js';
 
 /** Default first delay ceiling, ms. */
 export const RECONNECT_BASE_MS = 1000;
 /** Default delay cap, ms. */
-export const RECONNECT_MAX_MS = 30_000;
+export const RECONNECT_MAX_MS = 10_000;
 
 export interface BackoffInit {
   /** Ceiling of the first delay. @default 1000 */
   baseMs?: number | undefined;
-  /** Ceiling of every delay. @default 30000 */
+  /** Ceiling of every delay. @default 10000 */
   maxMs?: number | undefined;
   /** [0, 1) source, injectable for tests. @default Math.random */
   random?: () => number;

@@ -12,7 +12,7 @@
  * the session waits `session.graceMs` (60 s) to be resumed, its paths
  * redialed fast (`backoffBaseMs`…`backoffMaxMs`): open streams survive.
  * Once the grace timer has closed it, those streams fail and a new session
- * is opened — at once, then after 1, 2, 4 … 30 s (`reconnectBaseMs`,
+ * is opened — at once, then after 1, 2, 4 … 10 s (`reconnectBaseMs`,
  * `reconnectMaxMs`, jittered) until the server answers, or, with
  * `maxRetries`, until that many retries failed ('gaveUp'). Whatever ends a
  * session we did not close ourselves leads there, except refusals (below).
@@ -72,7 +72,7 @@ export interface SessionClientInit extends ChannelInit {
   backoffMaxMs?: number;
   /** Opening a new session after one was lost: first delay ceiling (see backoff.ts). @default 1000 */
   reconnectBaseMs?: number;
-  /** … and the cap. @default 30000 */
+  /** … and the cap. @default 10000 */
   reconnectMaxMs?: number;
   /**
    * Failed attempts in a row to open a replacement session after which the

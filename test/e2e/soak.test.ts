@@ -17,7 +17,9 @@ const SECONDS = Number(process.env.POLYTUN_SOAK_SECONDS ?? 180);
 describe('e2e: soak', () => {
   it(`${SECONDS} s of mixed streams over tcp and wss with carrier cuts and a 75 s server outage`, async () => {
     const report = await runSoak({ seconds: SECONDS, log: (l) => console.log(`# ${l}`) });
-    console.log(`# soak report: ${JSON.stringify({ ...report, streams: { ...report.streams, brokenOutsideOutage: report.streams.brokenOutsideOutage.slice(0, 5), corrupt: report.streams.corrupt.slice(0, 5) } })}`);
+    const { brokenOutsideOutage: outside, corrupt } = report.streams;
+    console.log(`# soak report: ${JSON.stringify({ ...report, streams: { ...report.streams, brokenOutsideOutage: outside.length, corrupt: corrupt.length } })}`);
+    for (const r of [...corrupt, ...outside].slice(0, 10)) console.log(`# soak stream: ${JSON.stringify(r)}`);
     // No byte lost, duplicated or changed on any stream.
     assert.deepEqual(report.streams.corrupt, []);
     // Carrier cuts are resumed: only the server outage may break streams.

@@ -267,7 +267,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
     cuts,
     outage: { killedAt, restartedAt, backAt },
     clients: {},
-    server: figures(rss.server?.filter((s) => s.t > (backAt.tcp ?? restartedAt)) ?? [], { baseline: serverBaselineFds, end: await settleFds(server.child.pid as number, serverBaselineFds) }),
+    server: figures(rss.server?.filter((s) => s.t > restartedAt + 10_000) ?? [], { baseline: serverBaselineFds, end: await settleFds(server.child.pid as number, serverBaselineFds) }),
   };
   const lastBack = Math.max(restartedAt, ...Object.values(backAt));
   report.streams.brokenOutsideOutage = results.filter((r) => r.outcome === 'broken' && (r.endedAt < killAt - 1000 || r.endedAt > lastBack + 10_000));

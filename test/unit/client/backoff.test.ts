@@ -1,5 +1,5 @@
 /**
- * The reconnect pacing: 1 s doubling to a 30 s cap, half of each delay
+ * The reconnect pacing: 1 s doubling to a 10 s cap, half of each delay
  * jittered, never 0; the `reconnecting in Ns` wording; what `--retry N`
  * allows. The random source is injected, so every figure is exact.
  */
@@ -8,13 +8,13 @@ import { describe, it } from 'node:test';
 import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../../../src/client/backoff.js';
 
 describe('Backoff', () => {
-  it('doubles from 1 s to the 30 s cap; the random half spans [ceiling/2, ceiling)', () => {
+  it('doubles from 1 s to the 10 s cap; the random half spans [ceiling/2, ceiling)', () => {
     const low = new Backoff({ random: () => 0 });
     const high = new Backoff({ random: () => 0.999_999 });
     const lows = Array.from({ length: 8 }, () => low.next());
     const highs = Array.from({ length: 8 }, () => high.next());
-    assert.deepEqual(lows, [500, 1000, 2000, 4000, 8000, 15_000, 15_000, 15_000]);
-    assert.deepEqual(highs, [999, 1999, 3999, 7999, 15_999, 29_999, 29_999, 29_999]);
+    assert.deepEqual(lows, [500, 1000, 2000, 4000, 5000, 5000, 5000, 5000]);
+    assert.deepEqual(highs, [999, 1999, 3999, 7999, 9999, 9999, 9999, 9999]);
     assert.equal(low.attempts, 8);
   });
 
@@ -39,7 +39,7 @@ describe('Backoff', () => {
     const b = new Backoff({ random: () => 0.5 });
     let last = 0;
     for (let i = 0; i < 10_000; i++) last = b.next();
-    assert.equal(last, 22_500);
+    assert.equal(last, 7500);
   });
 });
 
