@@ -36,6 +36,11 @@ export const CreateUserSchema = Type.Object(
     token: Type.Optional(TokenText),
     /** kind 'key': the client's public key alone (it keeps its private key; the server then has no link to give). */
     publicKey: Type.Optional(KeyText),
+    /**
+     * The user's ws/wss URL path: 'auto' for a generated one, null for none.
+     * Absent: generated when the server has a ws/wss listener the user could
+     * not use otherwise (every key user; token users only without a shared token path).
+     */
     wssPath: Type.Optional(WssPath),
     dst: Type.Optional(Dst),
     policy: Type.Optional(PolicySchema),

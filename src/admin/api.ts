@@ -39,7 +39,7 @@ import {
   type PatchUserBody,
   type SessionsQuery,
 } from './api-schemas.js';
-import { userLinks } from './client-config.js';
+import { needsWssPath, userLinks } from './client-config.js';
 import { useErrorReplies, useTypeBox } from './http.js';
 import { hashPassword, type PasswordVault } from './passwords.js';
 import { bearerToken, secretsEqual } from './tokens.js';
@@ -118,10 +118,12 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
       credential = b.publicKey === undefined ? { kind: 'key' } : { kind: 'key', publicKey: decodeKey(b.publicKey, 'body.publicKey') };
     }
     const hash = await hashFor(b.provisionPassword);
+    // Without a path of its own a key user cannot be reached on a ws/wss listener (only token users are selected on the shared token path): give it one unless the admin said null.
+    const wssPath = b.wssPath === 'auto' || (b.wssPath === undefined && needsWssPath(view, b.kind)) ? generateWssPath() : b.wssPath;
     const u = await store.createUser({
       name: b.name,
       credential,
-      ...(b.wssPath === undefined ? {} : { wssPath: b.wssPath === 'auto' ? generateWssPath() : b.wssPath }),
+      ...(wssPath === undefined ? {} : { wssPath }),
       ...(b.dst === undefined ? {} : { dst: b.dst }),
       ...(b.policy === undefined ? {} : { policy: b.policy }),
       ...(b.quotaBytes === undefined ? {} : { quotaBytes: b.quotaBytes }),

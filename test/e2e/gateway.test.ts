@@ -237,7 +237,7 @@ describe('multi-user gateway', () => {
 
   it('token in the upgrade request: a token user on the shared path relays; a wrong or missing token gets the decoy, exactly as an unknown path', async () => {
     // A key user without a path of its own, made a token user through the admin API.
-    assert.equal((await api(gw, 'POST', '/api/users', { name: 'tina', kind: 'key' })).status, 201);
+    assert.equal((await api(gw, 'POST', '/api/users', { name: 'tina', kind: 'key', wssPath: null })).status, 201);
     const set = await api(gw, 'PATCH', '/api/users/tina', { token: 'auto' });
     assert.equal(set.status, 200, JSON.stringify(set.body));
     const link = (set.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;

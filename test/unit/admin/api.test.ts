@@ -89,7 +89,9 @@ describe('admin API: users', () => {
         ['wss', 443, secret, gateway.publicKey],
       ],
     );
-    assert.equal(links[1]?.path, '/ws', 'a user without wssPath gets the endpoint path');
+    // Issue 14: '/ws' is the shared token path, where only token users are selected: a key user got a link that met the decoy's 404.
+    assert.match(links[1]?.path ?? '', /^\/u\/[0-9a-f]{32}$/, 'a key user created without wssPath gets a path of its own');
+    assert.equal(user.wssPath, links[1]?.path);
     assert.equal(links[1]?.fingerprint, FINGERPRINT);
     const got = await call('GET', `/api/users/${String(user.id)}`);
     assert.equal(got.status, 200);
@@ -226,7 +228,7 @@ describe('admin API: users', () => {
 
   it('PATCH token: a key user becomes a token user (given or generated token), its links carry the token on the shared path', async (t) => {
     const { call, store } = await setup(t);
-    const created = await call('POST', '/api/users', { name: 'tokenized', kind: 'key' });
+    const created = await call('POST', '/api/users', { name: 'tokenized', kind: 'key', wssPath: null });
     const id = (created.body?.user as { id: string }).id;
     const given = 'T'.repeat(20) + '_given-token';
     const r = await call('PATCH', `/api/users/${id}`, { token: given });
