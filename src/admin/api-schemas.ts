@@ -97,7 +97,13 @@ export const ListQuerySchema = Type.Object(
 export type ListQuery = Static<typeof ListQuerySchema>;
 
 /** Query of `DELETE /api/users/:id`. */
-export const DeleteQuerySchema = Type.Object({ kick: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const DeleteQuerySchema = Type.Object(
+  {
+    /** Close the user's live sessions too. @default true (false: they go on until they end; the reply's liveSessions counts them) */
+    kick: Type.Optional(Type.Boolean({ default: true })),
+  },
+  { additionalProperties: false },
+);
 export type DeleteQuery = Static<typeof DeleteQuerySchema>;
 
 /** Query of `GET /api/sessions`. */

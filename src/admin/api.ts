@@ -7,7 +7,9 @@
  *   GET    /api/users?limit&offset&after   → { users, total, next }
  *   GET    /api/users/:id              by id or name
  *   PATCH  /api/users/:id              → { user } (+ secret, links after rekey or token)
- *   DELETE /api/users/:id[?kick=true]  live sessions go on unless kick=true
+ *   DELETE /api/users/:id[?kick=false] → { deleted, id, kicked, liveSessions }: its live sessions
+ *                                      are closed too, unless kick=false (they then go on
+ *                                      until they end; liveSessions says how many)
  *   POST   /api/users/:id/kick         closes the user's live sessions
  *   GET    /api/users/:id/traffic
  *   GET    /api/users/:id/links
@@ -77,9 +79,19 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
   useTypeBox(app);
   useErrorReplies(app, log);
 
+  let refused = 0;
+  let lastRefusalLog = -Infinity;
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const token = bearerToken(req.headers.authorization);
     if (token === undefined || !secretsEqual(token, init.adminToken)) {
+      // Logged (never what was sent): a wrong token is someone guessing, or a misconfigured script. At most one line per 10 s, with the count since.
+      refused++;
+      const now = Date.now();
+      if (now - lastRefusalLog >= 10_000) {
+        log.info({ remote: req.ip, method: req.method, url: req.url.split('?', 1)[0], presented: token === undefined ? 'no token' : 'a wrong token', refused }, 'admin API: request refused, bad admin token');
+        lastRefusalLog = now;
+        refused = 0;
+      }
       // The same answer for a missing, malformed and wrong token.
       return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid admin bearer token is required' });
     }
@@ -139,6 +151,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
         throw err;
       }
     }
+    log.info({ user: u.name, id: u.id, kind: u.kind, provisioning: hash !== undefined }, 'admin API: user created');
     return reply.code(201).send({ user: userJson(u, hash !== undefined), secret: u.secret ?? null, ...linksOrError(u) });
   });
 
@@ -169,6 +182,8 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     if (b.token !== undefined) patch.credential = b.token === 'auto' ? { kind: 'token' } : { kind: 'token', token: b.token };
     let u = Object.keys(patch).length > 0 ? await store.updateUser(cur.id, patch) : cur;
     if (hash !== undefined && passwords !== undefined) await passwords.set(cur.id, hash ?? undefined);
+    // Which fields changed, never their values (a token, a password).
+    log.info({ user: u.name, id: u.id, fields: Object.keys(b) }, 'admin API: user updated');
     if (patch.credential === undefined) return { user: await show(u) };
     u = await find(cur.id, true);
     return { user: await show(u), secret: u.secret ?? null, ...linksOrError(u) };
@@ -178,14 +193,20 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     const u = await find(req.params.id);
     if (!(await store.deleteUser(u.id))) throw notFound(`user '${req.params.id}'`);
     await passwords?.set(u.id, undefined);
-    // Without kick, live sessions finish on their own (mtt semantics); the user cannot open new ones.
-    const kicked = req.query.kick === true ? view.kickUser(u.id, 'user deleted') : 0;
-    return { deleted: true, id: u.id, kicked };
+    // Deleting a user means revoking it: its live sessions are closed too,
+    // unless the admin asks to let them finish (?kick=false, the mtt
+    // controller's 'del' semantics). Either way the reply says what is left.
+    const kicked = req.query.kick === false ? 0 : view.kickUser(u.id, 'user deleted');
+    const liveSessions = view.sessions().filter((s) => s.userId === u.id && s.state !== 'closed' && s.state !== 'closing').length;
+    log.info({ user: u.name, id: u.id, kicked, liveSessions }, liveSessions > 0 ? 'admin API: user deleted; its live sessions go on until they end' : 'admin API: user deleted');
+    return { deleted: true, id: u.id, kicked, liveSessions };
   });
 
   app.post('/api/users/:id/kick', async (req: Req) => {
     const u = await find(req.params.id);
-    return { id: u.id, kicked: view.kickUser(u.id, 'kicked by admin') };
+    const kicked = view.kickUser(u.id, 'kicked by admin');
+    log.info({ user: u.name, id: u.id, kicked }, 'admin API: user kicked');
+    return { id: u.id, kicked };
   });
 
   app.get('/api/users/:id/traffic', async (req: Req) => {
@@ -218,6 +239,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
 
   app.delete('/api/sessions/:id', async (req: Req) => {
     if (!view.kickSession(req.params.id, 'kicked by admin')) throw notFound(`session '${req.params.id}'`);
+    log.info({ session: req.params.id }, 'admin API: session kicked');
     return { kicked: true, id: req.params.id };
   });
 
