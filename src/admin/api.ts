@@ -16,6 +16,7 @@
  *   GET    /api/sessions[?user=id]
  *   DELETE /api/sessions/:id           kick one session
  *   GET    /api/status
+ *   GET    /api/openapi.json          this reference (OpenAPI 3.1; also docs/admin-api.json)
  *
  * Errors: `{ error, message, field? }` with 400 (the field is named), 401,
  * 404, 409 (a unique field another user holds), 413 (body over
@@ -43,6 +44,7 @@ import {
 } from './api-schemas.js';
 import { needsWssPath, userLinks } from './client-config.js';
 import { useErrorReplies, useTypeBox } from './http.js';
+import { adminOpenApi } from './openapi.js';
 import { hashPassword, type PasswordVault } from './passwords.js';
 import { bearerToken, secretsEqual } from './tokens.js';
 import { AdminInputError, type GatewayView } from './types.js';
@@ -244,6 +246,8 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
   });
 
   app.get('/api/status', async () => ({ ...view.status(), users: await store.count(), store: store.backend }));
+
+  app.get('/api/openapi.json', async () => adminOpenApi());
 
   return app;
 }
