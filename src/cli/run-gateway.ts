@@ -98,7 +98,7 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
     // For `polytun link --data-dir DIR` and `polytun user add` without repeating the listen flags.
     await writeServed(dd.dir, endpoints, cfg.gateway.store);
   } catch (err) {
-    log.warn({ file: join(dd.dir, SERVED_FILE), err: toError(err).message }, 'cannot record the listen URLs for `polytun link`; it will need --listen');
+    log.warn({ file: join(dd.dir, SERVED_FILE), err: toError(err).message }, 'cannot record the listen URLs for `polytun link`: what it has may be out of date; pass it --listen');
   }
   const view: GatewayView = {
     sessions: () => gw.sessions(),

@@ -7,7 +7,7 @@
  * `externalCheckMs` through SQLite's `data_version` and reported as one
  * 'resync'. A fleet of servers uses PostgreSQL.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ClosedError } from '../core/errors.js';
@@ -107,18 +107,47 @@ function openReadWrite(init: SqliteStoreInit, log: Logger): BetterSqlite3.Databa
  * created) or whose schema is older or newer than this build's (a read-only
  * open cannot migrate).
  */
-function openReadOnly(path: string): BetterSqlite3.Database {
+function openReadOnly(path: string, log: Logger): BetterSqlite3.Database {
   let db: BetterSqlite3.Database | undefined;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
-    const rows = db.prepare("SELECT version FROM polytun_migrations").all() as { version: number }[];
-    const newest = rows.reduce((v, r) => Math.max(v, r.version), 0);
-    if (newest !== SCHEMA_VERSION) throw new Error(`schema version ${newest}, this build uses ${SCHEMA_VERSION}: start the server once to migrate it`);
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+      checkSchema(db);
+    } catch (err) {
+      db?.close();
+      db = undefined;
+      // A WAL database needs its -shm file, which a full disk cannot hold: read a copy into memory instead.
+      if (!existsSync(path)) throw err;
+      db = snapshot(path, log);
+      checkSchema(db);
+    }
     return db;
   } catch (err) {
     db?.close();
     throw new StoreError('ERR_STORE_BACKEND', 'url', `cannot read the SQLite user store at ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Refuses a schema this build would have to migrate (a read-only store cannot). */
+function checkSchema(db: BetterSqlite3.Database): void {
+  const rows = db.prepare('SELECT version FROM polytun_migrations').all() as { version: number }[];
+  const newest = rows.reduce((v, r) => Math.max(v, r.version), 0);
+  if (newest !== SCHEMA_VERSION) throw new Error(`schema version ${newest}, this build uses ${SCHEMA_VERSION}: start the server once to migrate it`);
+}
+
+/**
+ * An in-memory copy of the database file. The header's WAL marks are turned
+ * back to rollback mode (an in-memory database cannot be WAL). Commits still
+ * only in the -wal file (after a crash) are not in the copy: said in the log.
+ */
+function snapshot(path: string, log: Logger): BetterSqlite3.Database {
+  const buf = readFileSync(path);
+  if (buf.length >= 20 && buf[18] === 2 && buf[19] === 2) {
+    buf[18] = 1;
+    buf[19] = 1;
+  }
+  if (statSync(`${path}-wal`, { throwIfNoEntry: false })?.size) log.warn({ store: path }, 'reading the user store from a copy without its -wal file: changes made just before the last crash may be missing');
+  return new Database(buf, { readonly: true });
 }
 
 /** The SQLite backend of {@link UserStore}. */
@@ -140,7 +169,7 @@ export class SqliteStore implements UserStore {
     const log = init.logger ?? nullLogger;
     this.hub = new ChangeHub(log);
     this.readOnly = init.readOnly;
-    this.db = init.readOnly !== undefined ? openReadOnly(init.path) : openReadWrite(init, log);
+    this.db = init.readOnly !== undefined ? openReadOnly(init.path, log) : openReadWrite(init, log);
   }
 
   private stmt(sql: string): BetterSqlite3.Statement {
