@@ -7,7 +7,7 @@
  * `externalCheckMs` through SQLite's `data_version` and reported as one
  * 'resync'. A fleet of servers uses PostgreSQL.
  */
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ClosedError } from '../core/errors.js';
@@ -88,8 +88,16 @@ function sqlValue<K extends keyof UserValues>(key: K, v: UserValues[K]): unknown
 function openReadWrite(init: SqliteStoreInit, log: Logger): BetterSqlite3.Database {
   let db: BetterSqlite3.Database | undefined;
   try {
-    // The file holds secrets in clear: create it owner-only (SQLite gives -wal/-shm the same mode).
-    if (init.path !== ':memory:') closeSync(openSync(init.path, 'a', 0o600));
+    // The file holds secrets in clear: create it owner-only (SQLite gives -wal/-shm the same mode),
+    // and take back a mode that let others read it (a copy, an old version, a umask).
+    if (init.path !== ':memory:') {
+      closeSync(openSync(init.path, 'a', 0o600));
+      const mode = statSync(init.path).mode & 0o777;
+      if ((mode & 0o077) !== 0) {
+        chmodSync(init.path, 0o600);
+        log.warn({ file: init.path, was: mode.toString(8) }, 'the user store holds users\' secrets and was readable by other users; changed its mode to 600');
+      }
+    }
     db = new Database(init.path);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
