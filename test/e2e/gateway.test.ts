@@ -220,9 +220,9 @@ describe('multi-user gateway', () => {
     const del = await api(gw, 'DELETE', '/api/users/alice?kick=false');
     // At least the -L client's session (the handshake() probes above may still be in their resume grace).
     assert.deepEqual({ ...del.body, liveSessions: Number(del.body.liveSessions) >= 1 }, { deleted: true, id: (made.body.user as { id: string }).id, kicked: 0, liveSessions: true });
-    assert.match(gw.log(), /INFO admin API: user created user=alice /);
-    assert.match(gw.log(), /INFO admin API: user deleted; its live sessions go on until they end user=alice .*liveSessions=[1-9]/);
-    assert.match(gw.log(), /INFO session opened session=[0-9a-f]{8} user=alice remote=/);
+    assert.match(gw.log(), /INFO +admin API: user created user=alice /);
+    assert.match(gw.log(), /INFO +admin API: user deleted; its live sessions go on until they end user=alice .*liveSessions=[1-9]/);
+    assert.match(gw.log(), /INFO +session opened session=[0-9a-f]{8} user=alice remote=/);
     await assert.rejects(handshake(tcp), rejects(RejectCode.unauthorized));
     assert.equal(await conn.roundTrip('after delete'), 'after delete');
     conn.end();
