@@ -249,11 +249,20 @@ async function openExisting(abs: string): Promise<DataDir> {
   });
   if (!st.isDirectory()) throw new ConfigError(abs, 'data dir is not a directory');
   const keyFile = join(abs, KEY_FILE);
-  const keyText = await wrapIo(keyFile, () => readIfExists(keyFile));
+  const keyText = await readOnlyIo(keyFile);
   if (keyText === undefined) throw notADataDir(abs, `no ${KEY_FILE}`);
   const serverKeyPair = parseServerKey(keyText, keyFile);
   const usersFile = join(abs, USERS_FILE);
-  const usersText = await wrapIo(usersFile, () => readIfExists(usersFile));
+  const usersText = await readOnlyIo(usersFile);
   const users = new JsonUserStore(usersFile, usersText === undefined ? [] : parseUsers(usersText, usersFile));
   return { dir: abs, serverKeyPair, serverPublicKey: encodeKey(serverKeyPair.publicKey), users };
+}
+
+/** Reads `file` (undefined when missing); other failures are a ConfigError naming it. */
+async function readOnlyIo(file: string): Promise<string | undefined> {
+  try {
+    return await readIfExists(file);
+  } catch (err) {
+    throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
+  }
 }
