@@ -36,6 +36,11 @@ export const CreateUserSchema = Type.Object(
     token: Type.Optional(TokenText),
     /** kind 'key': the client's public key alone (it keeps its private key; the server then has no link to give). */
     publicKey: Type.Optional(KeyText),
+    /**
+     * The user's ws/wss URL path: 'auto' for a generated one, null for none.
+     * Absent: generated when the server has a ws/wss listener the user could
+     * not use otherwise (every key user; token users only without a shared token path).
+     */
     wssPath: Type.Optional(WssPath),
     dst: Type.Optional(Dst),
     policy: Type.Optional(PolicySchema),
@@ -92,7 +97,13 @@ export const ListQuerySchema = Type.Object(
 export type ListQuery = Static<typeof ListQuerySchema>;
 
 /** Query of `DELETE /api/users/:id`. */
-export const DeleteQuerySchema = Type.Object({ kick: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const DeleteQuerySchema = Type.Object(
+  {
+    /** Close the user's live sessions too. @default true (false: they go on until they end; the reply's liveSessions counts them) */
+    kick: Type.Optional(Type.Boolean({ default: true })),
+  },
+  { additionalProperties: false },
+);
 export type DeleteQuery = Static<typeof DeleteQuerySchema>;
 
 /** Query of `GET /api/sessions`. */

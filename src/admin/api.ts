@@ -7,13 +7,16 @@
  *   GET    /api/users?limit&offset&after   → { users, total, next }
  *   GET    /api/users/:id              by id or name
  *   PATCH  /api/users/:id              → { user } (+ secret, links after rekey or token)
- *   DELETE /api/users/:id[?kick=true]  live sessions go on unless kick=true
+ *   DELETE /api/users/:id[?kick=false] → { deleted, id, kicked, liveSessions }: its live sessions
+ *                                      are closed too, unless kick=false (they then go on
+ *                                      until they end; liveSessions says how many)
  *   POST   /api/users/:id/kick         closes the user's live sessions
  *   GET    /api/users/:id/traffic
  *   GET    /api/users/:id/links
  *   GET    /api/sessions[?user=id]
  *   DELETE /api/sessions/:id           kick one session
  *   GET    /api/status
+ *   GET    /api/openapi.json          this reference (OpenAPI 3.1; also docs/admin-api.json)
  *
  * Errors: `{ error, message, field? }` with 400 (the field is named), 401,
  * 404, 409 (a unique field another user holds), 413 (body over
@@ -39,8 +42,9 @@ import {
   type PatchUserBody,
   type SessionsQuery,
 } from './api-schemas.js';
-import { userLinks } from './client-config.js';
+import { needsWssPath, userLinks } from './client-config.js';
 import { useErrorReplies, useTypeBox } from './http.js';
+import { adminOpenApi } from './openapi.js';
 import { hashPassword, type PasswordVault } from './passwords.js';
 import { bearerToken, secretsEqual } from './tokens.js';
 import { AdminInputError, type GatewayView } from './types.js';
@@ -77,9 +81,19 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
   useTypeBox(app);
   useErrorReplies(app, log);
 
+  let refused = 0;
+  let lastRefusalLog = -Infinity;
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const token = bearerToken(req.headers.authorization);
     if (token === undefined || !secretsEqual(token, init.adminToken)) {
+      // Logged (never what was sent): a wrong token is someone guessing, or a misconfigured script. At most one line per 10 s, with the count since.
+      refused++;
+      const now = Date.now();
+      if (now - lastRefusalLog >= 10_000) {
+        log.info({ remote: req.ip, method: req.method, url: req.url.split('?', 1)[0], presented: token === undefined ? 'no token' : 'a wrong token', refused }, 'admin API: request refused, bad admin token');
+        lastRefusalLog = now;
+        refused = 0;
+      }
       // The same answer for a missing, malformed and wrong token.
       return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid admin bearer token is required' });
     }
@@ -118,10 +132,12 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
       credential = b.publicKey === undefined ? { kind: 'key' } : { kind: 'key', publicKey: decodeKey(b.publicKey, 'body.publicKey') };
     }
     const hash = await hashFor(b.provisionPassword);
+    // Without a path of its own a key user cannot be reached on a ws/wss listener (only token users are selected on the shared token path): give it one unless the admin said null.
+    const wssPath = b.wssPath === 'auto' || (b.wssPath === undefined && needsWssPath(view, b.kind)) ? generateWssPath() : b.wssPath;
     const u = await store.createUser({
       name: b.name,
       credential,
-      ...(b.wssPath === undefined ? {} : { wssPath: b.wssPath === 'auto' ? generateWssPath() : b.wssPath }),
+      ...(wssPath === undefined ? {} : { wssPath }),
       ...(b.dst === undefined ? {} : { dst: b.dst }),
       ...(b.policy === undefined ? {} : { policy: b.policy }),
       ...(b.quotaBytes === undefined ? {} : { quotaBytes: b.quotaBytes }),
@@ -137,6 +153,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
         throw err;
       }
     }
+    log.info({ user: u.name, id: u.id, kind: u.kind, provisioning: hash !== undefined }, 'admin API: user created');
     return reply.code(201).send({ user: userJson(u, hash !== undefined), secret: u.secret ?? null, ...linksOrError(u) });
   });
 
@@ -167,6 +184,8 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     if (b.token !== undefined) patch.credential = b.token === 'auto' ? { kind: 'token' } : { kind: 'token', token: b.token };
     let u = Object.keys(patch).length > 0 ? await store.updateUser(cur.id, patch) : cur;
     if (hash !== undefined && passwords !== undefined) await passwords.set(cur.id, hash ?? undefined);
+    // Which fields changed, never their values (a token, a password).
+    log.info({ user: u.name, id: u.id, fields: Object.keys(b) }, 'admin API: user updated');
     if (patch.credential === undefined) return { user: await show(u) };
     u = await find(cur.id, true);
     return { user: await show(u), secret: u.secret ?? null, ...linksOrError(u) };
@@ -176,14 +195,20 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     const u = await find(req.params.id);
     if (!(await store.deleteUser(u.id))) throw notFound(`user '${req.params.id}'`);
     await passwords?.set(u.id, undefined);
-    // Without kick, live sessions finish on their own (mtt semantics); the user cannot open new ones.
-    const kicked = req.query.kick === true ? view.kickUser(u.id, 'user deleted') : 0;
-    return { deleted: true, id: u.id, kicked };
+    // Deleting a user means revoking it: its live sessions are closed too,
+    // unless the admin asks to let them finish (?kick=false, the mtt
+    // controller's 'del' semantics). Either way the reply says what is left.
+    const kicked = req.query.kick === false ? 0 : view.kickUser(u.id, 'user deleted');
+    const liveSessions = view.sessions().filter((s) => s.userId === u.id && s.state !== 'closed' && s.state !== 'closing').length;
+    log.info({ user: u.name, id: u.id, kicked, liveSessions }, liveSessions > 0 ? 'admin API: user deleted; its live sessions go on until they end' : 'admin API: user deleted');
+    return { deleted: true, id: u.id, kicked, liveSessions };
   });
 
   app.post('/api/users/:id/kick', async (req: Req) => {
     const u = await find(req.params.id);
-    return { id: u.id, kicked: view.kickUser(u.id, 'kicked by admin') };
+    const kicked = view.kickUser(u.id, 'kicked by admin');
+    log.info({ user: u.name, id: u.id, kicked }, 'admin API: user kicked');
+    return { id: u.id, kicked };
   });
 
   app.get('/api/users/:id/traffic', async (req: Req) => {
@@ -216,10 +241,13 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
 
   app.delete('/api/sessions/:id', async (req: Req) => {
     if (!view.kickSession(req.params.id, 'kicked by admin')) throw notFound(`session '${req.params.id}'`);
+    log.info({ session: req.params.id }, 'admin API: session kicked');
     return { kicked: true, id: req.params.id };
   });
 
   app.get('/api/status', async () => ({ ...view.status(), users: await store.count(), store: store.backend }));
+
+  app.get('/api/openapi.json', async () => adminOpenApi());
 
   return app;
 }

@@ -3,7 +3,8 @@
  * endpoints and the user's stored credential. Shared by the admin API
  * (`/api/users/:id/links`, the reply to a create) and provisioning (`/config`).
  */
-import { encodeLink, type ClientLink, type LinkCarrier } from '../config/link.js';
+import type { LinkCarrier } from '../config/link.js';
+import { userLinks as linksOf } from '../config/links.js';
 import { ConfigError } from '../core/errors.js';
 import type { User } from '../store/types.js';
 import type { GatewayEndpoint, GatewayView } from './types.js';
@@ -30,14 +31,34 @@ export interface ClientConfig {
 const WS: readonly LinkCarrier[] = ['ws', 'wss'];
 const TLS: readonly LinkCarrier[] = ['tls', 'wss'];
 
-function endpointFor(e: GatewayEndpoint, user: User): ClientEndpoint {
+/**
+ * `e` as `user` dials it, or undefined when `user` cannot use it: on ws/wss
+ * a user is selected by its own path, or (token users only) by the bearer
+ * value on the shared token path. A key user without a path has no way in
+ * there — a link to the token path would only ever get the decoy's 404.
+ */
+function endpointFor(e: GatewayEndpoint, user: User): ClientEndpoint | undefined {
   const out: { -readonly [K in keyof ClientEndpoint]: ClientEndpoint[K] } = { carrier: e.carrier, host: e.host, port: e.port };
   if (TLS.includes(e.carrier)) {
     if (e.sni !== undefined) out.sni = e.sni;
     if (e.fingerprint !== undefined) out.fingerprint = e.fingerprint;
   }
-  if (WS.includes(e.carrier)) out.path = user.wssPath ?? e.path ?? '/';
+  if (WS.includes(e.carrier)) {
+    const path = user.wssPath ?? (user.kind === 'token' ? e.path : undefined);
+    if (path === undefined) return undefined;
+    out.path = path;
+  }
   return out;
+}
+
+/** The endpoints `user` can use (see endpointFor). */
+function endpointsFor(view: GatewayView, user: User): ClientEndpoint[] {
+  return view.endpoints().flatMap((e) => endpointFor(e, user) ?? []);
+}
+
+/** True when `user` (of `kind`, with no path of its own) could not use some ws/wss endpoint of `view` without one. */
+export function needsWssPath(view: GatewayView, kind: User['kind']): boolean {
+  return view.endpoints().some((e) => WS.includes(e.carrier) && (kind === 'key' || e.path === undefined));
 }
 
 /**
@@ -49,15 +70,8 @@ function endpointFor(e: GatewayEndpoint, user: User): ClientEndpoint {
 export function userLinks(view: GatewayView, user: User): string[] {
   const secret = user.secret;
   if (secret === undefined || secret === null) return [];
-  const serverKey = view.serverPublicKey();
-  return view.endpoints().map((e) => {
-    const ep = endpointFor(e, user);
-    const link: ClientLink = { credential: secret, credentialKind: user.kind, host: ep.host, port: ep.port, serverKey, carrier: ep.carrier, name: user.name };
-    if (ep.sni !== undefined) link.sni = ep.sni;
-    if (ep.fingerprint !== undefined) link.fingerprint = ep.fingerprint;
-    if (ep.path !== undefined) link.path = ep.path;
-    return encodeLink(link, `link of user '${user.name}' on ${ep.carrier}://${ep.host}:${ep.port}`);
-  });
+  // One implementation of the link rules for the admin API, provisioning and `polytun link`.
+  return linksOf({ name: user.name, credential: secret, credentialKind: user.kind, wssPath: user.wssPath }, view.endpoints(), view.serverPublicKey());
 }
 
 /** The full client configuration of `user` (read `withSecret`). */
@@ -67,7 +81,7 @@ export function clientConfig(view: GatewayView, user: User): ClientConfig {
     version: 1,
     user: { id: user.id, name: user.name },
     credential: { kind: user.kind, secret: user.secret },
-    server: { publicKey: view.serverPublicKey(), endpoints: view.endpoints().map((e) => endpointFor(e, user)) },
+    server: { publicKey: view.serverPublicKey(), endpoints: endpointsFor(view, user) },
     wssPath: user.wssPath,
     dst: user.dst,
     links: userLinks(view, user),

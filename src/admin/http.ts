@@ -52,7 +52,9 @@ export function errorReply(err: unknown): ErrorReply {
   if (err instanceof AdminInputError) return { status: 400, error: 'invalid', message: err.message, field: err.field };
   if (err instanceof StoreError) {
     const [status, error] = STORE_STATUS[err.code];
-    const base = { status, error, message: status === 503 ? 'the user store is unavailable' : err.message };
+    // Backend messages stay in the log (they may name hosts or SQL), except the read-only reason, which is the admin's to act on.
+    const readOnly = err.message.startsWith('the user store is read-only: ');
+    const base = { status, error, message: status !== 503 || readOnly ? err.message : 'the user store is unavailable' };
     return err.field === undefined ? base : { ...base, field: err.field };
   }
   if (err instanceof ClosedError) return { status: 503, error: 'unavailable', message: 'shutting down' };

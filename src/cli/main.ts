@@ -16,6 +16,7 @@ import { registerKeygenCommand } from './cmd-keygen.js';
 import { registerLinkCommand } from './cmd-link.js';
 import { registerServerCommand, type ServerRun } from './cmd-server.js';
 import { registerStatusCommand } from './cmd-status.js';
+import { registerUserCommand } from './cmd-user.js';
 import { processIo, type CliIo } from './io.js';
 
 /** What the program is built from. */
@@ -50,6 +51,7 @@ export function createProgram(deps: CliDeps = {}): Command {
   if (deps.runServer) registerServerCommand(program, deps.runServer);
   if (deps.runClient) registerClientCommand(program, deps.runClient);
   registerLinkCommand(program, io);
+  registerUserCommand(program, io);
   registerKeygenCommand(program, io);
   registerConfigCommand(program, io);
   registerStatusCommand(program, io);

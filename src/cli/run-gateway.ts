@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { toError } from '../core/errors.js';
@@ -25,6 +26,7 @@ import { buildProvisionApi } from '../admin/provision.js';
 import { ensureAdminToken, ensureProvisionSecret } from '../admin/tokens.js';
 import type { GatewayView } from '../admin/types.js';
 import { linkEndpoints, userLinks } from '../config/links.js';
+import { SERVED_FILE, writeServed } from '../config/served.js';
 import type { ListenUrl, ServerConfig } from '../config/schema.js';
 import type { DataDir } from '../server/datadir.js';
 import type { Gateway } from '../server/gateway.js';
@@ -92,6 +94,12 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
   const ver = version();
   let draining = false;
   const endpoints = linkEndpoints(bound, cfg.publicHost, { ...(cert ? { fingerprint: cert.fingerprint } : {}), wsTokenPath: cfg.gateway.wsTokenPath });
+  try {
+    // For `polytun link --data-dir DIR` and `polytun user add` without repeating the listen flags.
+    await writeServed(dd.dir, endpoints, cfg.gateway.store);
+  } catch (err) {
+    log.warn({ file: join(dd.dir, SERVED_FILE), err: toError(err).message }, 'cannot record the listen URLs for `polytun link`: what it has may be out of date; pass it --listen');
+  }
   const view: GatewayView = {
     sessions: () => gw.sessions(),
     kickSession: (id, reason) => gw.kickSession(id, reason),
@@ -188,10 +196,15 @@ function isLoopback(address: string): boolean {
 /** At most this many users' links are printed at start; the admin API has the rest. */
 const PRINTED_USERS = 10;
 
-/** Prints the links of the first users (a QR code under each on a terminal). */
-export async function printLinks(gw: Gateway, view: GatewayView, io: CliIo, log: Logger): Promise<void> {
-  const users = [...gw.cache.users()];
-  for (const u of users.slice(0, PRINTED_USERS)) {
+/**
+ * Prints the links of the users this start created (the default user on a
+ * first start; a QR code under each on a terminal). A restart prints none:
+ * stdout usually ends up in the journal, and links are secrets. It says
+ * instead how to print them (`polytun link`).
+ */
+export async function printLinks(gw: Gateway, view: GatewayView, io: CliIo, log: Logger, dataDir: string): Promise<void> {
+  const fresh = [...gw.cache.users()].filter((u) => gw.imported.includes(u.name));
+  for (const u of fresh.slice(0, PRINTED_USERS)) {
     const full = await gw.store.getUser(u.id, { withSecret: true });
     if (full?.secret === undefined || full.secret === null) continue;
     let links: string[];
@@ -207,5 +220,8 @@ export async function printLinks(gw: Gateway, view: GatewayView, io: CliIo, log:
       if (io.stdout.isTTY) io.stdout.write(`${renderQr(link)}\n`);
     }
   }
-  if (users.length > PRINTED_USERS) io.stdout.write(`# ${users.length - PRINTED_USERS} more users: GET /api/users/ID/links on the admin API, or polytun link --user NAME\n`);
+  if (fresh.length === 0) {
+    const n = [...gw.cache.users()].length;
+    io.stdout.write(`# ${n} user${n === 1 ? '' : 's'}; links are printed only when a user is created: polytun link --data-dir ${dataDir} [--user NAME]\n`);
+  } else if (fresh.length > PRINTED_USERS) io.stdout.write(`# ${fresh.length - PRINTED_USERS} more users: polytun link --data-dir ${dataDir}\n`);
 }

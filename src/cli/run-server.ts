@@ -113,7 +113,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     // Links use the real ports (a listen on port 0 gets one from the kernel).
     const bound = cfg.listen.map((l, i) => ({ ...l, port: (listeners[i] as Listener).address.port }));
     mgmt = await startManagement({ cfg, gw, server, dd, bound, cert, io, log });
-    await printLinks(gw, mgmt.view, io, log);
+    await printLinks(gw, mgmt.view, io, log, dd.dir);
 
     const signal = await shutdown;
     log.info({ signal, sessions: server.sessions.size }, 'shutting down');

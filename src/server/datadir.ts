@@ -65,6 +65,13 @@ export interface OpenDataDirInit {
   logger?: Logger;
   /** Name of the user created on first start. @default 'default' */
   defaultUser?: string;
+  /**
+   * Open an existing data dir without changing anything (read-only commands
+   * such as `polytun link`): a missing directory or server key is a
+   * ConfigError naming the directory, never a fresh key nobody asked for.
+   * @default false
+   */
+  existing?: boolean;
 }
 
 const KEY_FILE = 'server.key';
@@ -197,6 +204,7 @@ async function loadUsers(dir: string, defaultUser: string, log: Logger): Promise
 export async function openDataDir(dir: string, init: OpenDataDirInit = {}): Promise<DataDir> {
   const log = init.logger ?? nullLogger;
   const abs = resolve(dir);
+  if (init.existing === true) return openExisting(abs);
   try {
     const st = await stat(abs).catch(async (err: unknown) => {
       if (errnoCode(err) !== 'ENOENT') throw err;
@@ -225,5 +233,36 @@ async function wrapIo<T>(file: string, fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(file, `cannot write: ${(err as Error).message}`);
+  }
+}
+
+/** What a read-only command says about a directory that is not a data dir (a typo, usually). */
+export function notADataDir(abs: string, why: string): ConfigError {
+  return new ConfigError(abs, `${why}: not a polytun data dir (check the path; \`polytun server --data-dir ${abs}\` creates one on its first start)`);
+}
+
+/** {@link openDataDir} for read-only use: nothing is created, chmod-ed or imported. */
+async function openExisting(abs: string): Promise<DataDir> {
+  const st = await stat(abs).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') throw notADataDir(abs, 'no such directory');
+    throw new ConfigError(abs, `cannot use as data dir: ${(err as Error).message}`);
+  });
+  if (!st.isDirectory()) throw new ConfigError(abs, 'data dir is not a directory');
+  const keyFile = join(abs, KEY_FILE);
+  const keyText = await readOnlyIo(keyFile);
+  if (keyText === undefined) throw notADataDir(abs, `no ${KEY_FILE}`);
+  const serverKeyPair = parseServerKey(keyText, keyFile);
+  const usersFile = join(abs, USERS_FILE);
+  const usersText = await readOnlyIo(usersFile);
+  const users = new JsonUserStore(usersFile, usersText === undefined ? [] : parseUsers(usersText, usersFile));
+  return { dir: abs, serverKeyPair, serverPublicKey: encodeKey(serverKeyPair.publicKey), users };
+}
+
+/** Reads `file` (undefined when missing); other failures are a ConfigError naming it. */
+async function readOnlyIo(file: string): Promise<string | undefined> {
+  try {
+    return await readIfExists(file);
+  } catch (err) {
+    throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
   }
 }

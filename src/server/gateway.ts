@@ -104,6 +104,8 @@ export class Gateway {
   readonly store: UserStore;
   /** In-memory view of the users. */
   readonly cache: UserCache;
+  /** Names of the users this start imported from users.json (the default user on a first start). */
+  readonly imported: readonly string[];
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly meters: UserMeters;
@@ -121,9 +123,11 @@ export class Gateway {
     private readonly init: GatewayInit,
     store: UserStore,
     cache: UserCache,
+    imported: readonly string[],
   ) {
     this.store = store;
     this.cache = cache;
+    this.imported = imported;
     this.log = init.logger ?? nullLogger;
     this.now = init.now ?? Date.now;
     this.tokenPath = init.wsTokenPath === undefined ? '/' : init.wsTokenPath;
@@ -140,9 +144,9 @@ export class Gateway {
     const log = init.logger ?? nullLogger;
     const store = await openStore(init.storeUrl, { dataDir: init.dataDir.dir, logger: log });
     try {
-      await importJsonUsers(store, init.dataDir, log);
+      const imported = await importJsonUsers(store, init.dataDir, log);
       const cache = await UserCache.open({ store, logger: log });
-      return new Gateway(init, store, cache);
+      return new Gateway(init, store, cache, imported);
     } catch (err) {
       await store.close();
       throw err;
@@ -161,6 +165,7 @@ export class Gateway {
       if (meta.userId !== undefined && meta.userId !== user.id) return undefined;
       return user;
     },
+    nameOf: (user) => user.name,
     refuse: (user) => {
       const why = userRefusal(user, this.now()) ?? (this.overQuota(user) ? 'quota' : undefined);
       return why === undefined ? undefined : REFUSAL_CODE[why];

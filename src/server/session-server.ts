@@ -23,6 +23,8 @@ export interface UserLookup<U> {
   byKey(clientKey: Buffer, meta: Readonly<Record<string, string>>): U | undefined;
   /** A reject code when a known user may not connect now (disabled, over quota). */
   refuse?(user: U): number | undefined;
+  /** The user's name for log lines (session opened/closed). */
+  nameOf?(user: U): string;
 }
 
 export interface SessionServerInit<U> extends ChannelInit {
@@ -115,7 +117,7 @@ export class SessionServer<U> extends EventEmitter {
           }
           this.counters.resumed++;
           e.remote = conn.remote;
-          this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), remote: conn.remote, join: hello.join === true }, hello.join ? 'path joined' : 'session resumed');
+          this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), user: this.init.users.nameOf?.(e.user), remote: conn.remote, join: hello.join === true }, hello.join ? 'path joined' : 'session resumed');
           e.session.attach(channel, hello.recvSeq, { join: hello.join === true, role: hello.backup ? 'backup' : 'primary', label: conn.remote });
           return;
         }
@@ -131,13 +133,16 @@ export class SessionServer<U> extends EventEmitter {
         const key = admission.sessionId.toString('hex');
         const entry: SessionEntry<U> = { session, user: u, clientKey, remote: conn.remote, startedAt: Date.now() };
         this.sessions.set(key, entry);
+        // Who, in every open/close line: "which user was on at 3 a.m." is the usual question.
+        const name = this.init.users.nameOf?.(u);
         session.once('closed', (err: Error) => {
           this.sessions.delete(key);
-          if (isBenignClose(err) || err.name === 'SessionClosedError') this.log.debug({ session: key.slice(0, 8), reason: err.message }, 'session closed');
-          else this.log.info({ session: key.slice(0, 8), reason: err.message }, 'session ended');
+          const st = session.stats;
+          const f = { session: key.slice(0, 8), user: name, reason: err.message, seconds: Math.round((Date.now() - entry.startedAt) / 1000), bytesSent: st.bytesSent, bytesReceived: st.bytesReceived };
+          this.log.info(f, isBenignClose(err) || err.name === 'SessionClosedError' ? 'session closed' : 'session ended');
           this.emit('sessionClosed', entry, err);
         });
-        this.log.info({ session: key.slice(0, 8), remote: conn.remote }, 'session opened');
+        this.log.info({ session: key.slice(0, 8), user: name, remote: conn.remote }, 'session opened');
         this.emit('session', entry);
         session.attach(channel, 0, { label: conn.remote });
       },

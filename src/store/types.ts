@@ -11,6 +11,16 @@
  * embed it. Whoever reads the database can impersonate every user: keep the
  * SQLite file 0600 and the PostgreSQL role private. List and lookup functions
  * return the secret only when asked with `withSecret`.
+ *
+ * Why not a hash: authentication never reads the secret (the handshake
+ * checks the static public key, which for a token user is derived from the
+ * token), so a hash would cost nothing there; but `polytun link` and
+ * `GET /api/users/:id/links` must re-issue links of existing users, and a
+ * link carries the private key or token itself. A user who should not be
+ * re-issued is created from its public key alone (`publicKey` /
+ * `polytun user add --public-key`): then the store holds no secret at all.
+ * What protects the column is the file mode (users.db 0600, taken back when
+ * looser; data dir 0700) and the database role.
  */
 import { PolytunError } from '../core/errors.js';
 

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeLink } from '../../src/config/link.js';
 import { startStatusServer, type StatusServer } from '../../src/cli/status-server.js';
 import { decodeKey, encodeKey, publicKeyOf } from '../../src/secure/keys.js';
+import { serverDataDir } from '../helpers/data-dir.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/polytun.js');
@@ -100,13 +102,15 @@ describe('polytun CLI (built)', () => {
     assert.notEqual(j.privateKey, m[1]);
   });
 
-  it('link prints the same links on every run, matching the data dir', async () => {
+  it('link prints the same links on every run, matching the data dir; without --listen it uses the listen URLs the server recorded', async () => {
     const dataDir = join(tmp, 'data');
+    await serverDataDir(dataDir, ['tcp://127.0.0.1:4433']);
     const args = ['link', '--data-dir', dataDir, '--listen', 'tcp://127.0.0.1:4433'];
     const first = await polytun(args);
     assert.equal(first.code, 0, first.stderr);
     const second = await polytun(args);
     assert.equal(second.stdout, first.stdout);
+    assert.equal((await polytun(['link', '--data-dir', dataDir])).stdout, first.stdout, 'the same from DIR/links.json');
     const lines = first.stdout.trimEnd().split('\n');
     assert.equal(lines.length, 1);
     assert.ok(lines.every((l) => l.startsWith('polytun://')), first.stdout);
@@ -118,16 +122,32 @@ describe('polytun CLI (built)', () => {
     assert.equal(link.credential, users[0]?.key);
   });
 
-  it('link --qr adds a QR code under each link; missing --listen is a clear error', async () => {
+  it('link with a mistyped or never-started data dir is an error naming it, and creates nothing', async () => {
+    const typo = join(tmp, 'no-such-data');
+    const r = await polytun(['link', '--data-dir', typo, '--listen', 'tcp://127.0.0.1:4433']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `polytun: ${typo}: no such directory: not a polytun data dir (check the path; \`polytun server --data-dir ${typo}\` creates one on its first start)\n`);
+    assert.equal(existsSync(typo), false, 'nothing created');
+    const empty = join(tmp, 'empty-dir');
+    await mkdir(empty);
+    const e = await polytun(['link', '--data-dir', empty]);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /no server\.key: not a polytun data dir/);
+    assert.deepEqual(readdirSync(empty), [], 'nothing created');
+  });
+
+  it('link --qr adds a QR code under each link; a data dir without links.json and no --listen is a clear error', async () => {
     const dataDir = join(tmp, 'data-qr');
+    await serverDataDir(dataDir);
     const r = await polytun(['link', '--data-dir', dataDir, '--listen', 'tcp://127.0.0.1:4433', '--qr']);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split('\n');
     assert.ok(lines[0]?.startsWith('polytun://'));
     assert.ok(lines.slice(1).filter((l) => /[█▀▄]/.test(l)).length > 10, r.stdout);
+    await rm(join(dataDir, 'links.json'));
     const none = await polytun(['link', '--data-dir', dataDir]);
     assert.equal(none.code, 1);
-    assert.match(none.stderr, /^polytun: key 'listen': is required/);
+    assert.match(none.stderr, /links\.json: missing \(`polytun server` writes it at every start\): start the server once, or pass --listen URL/);
   });
 
   it('config check: ok for a good file, file:line for a bad one', async () => {

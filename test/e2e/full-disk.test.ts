@@ -5,6 +5,9 @@
  * - First start: the server cannot write its key. It exits 1 with one line
  *   naming the file, leaves nothing half-written, and starts normally once
  *   there is space.
+ * - A restart on a full disk: the user store opens read-only with a "disk
+ *   full" warning, and the server serves its users; once there is space the
+ *   store is writable again by itself (a new user can be added).
  * - A running gateway: per-user traffic cannot be saved while the disk is
  *   full. The tunnel keeps working, the failure is logged (and its end), and
  *   once there is space again the store holds every byte, none lost and none
@@ -101,6 +104,34 @@ describe('a full disk', { skip }, () => {
     const t = await traffic();
     assert.equal(t.bytesUp, sent);
     assert.equal(t.bytesDown, sent);
+    conn.end();
+    await client.stop();
+    await gw.stop(false);
+  });
+
+  it('restart on a full disk: "disk full", the store is opened read-only, and the server keeps serving; writable again once there is space', async () => {
+    const disk = mountSmallDisk(16 * 1024);
+    disks.push(disk);
+    const dataDir = join(disk.dir, 'gw');
+    // A fixed port: links.json, where the restarted server's links come from, cannot be rewritten on a full disk.
+    const listen = [`tcp://127.0.0.1:${await freePort()}`];
+    const first = await startGateway({ dataDir, listen, extra: ['--allow', '127.0.0.1'] });
+    await first.stop(false);
+    disk.fill();
+    const gw = await startGateway({ dataDir, listen, extra: ['--allow', '127.0.0.1'] });
+    assert.match(gw.log(), /WARN +disk full: the user store is open READ-ONLY/);
+    assert.doesNotMatch(gw.log(), /disk I\/O error/);
+    const port = await freePort();
+    const client = await startClient(gw.links[0] as string, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--no-socks', '--no-status'], port);
+    const conn = await RawConn.open(port);
+    assert.equal(await conn.roundTrip('served from a full disk'), 'served from a full disk');
+    const refused = await api(gw, 'POST', '/api/users', { name: 'late', kind: 'key' });
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.match(String(refused.body.message), /read-only: disk full/);
+    disk.free();
+    // The store reopens read-write on a write at most every 10 s.
+    await eventually(async () => assert.equal((await api(gw, 'POST', '/api/users', { name: 'late', kind: 'key' })).status, 201), 30_000);
+    assert.match(gw.log(), /the user store is writable again/);
     conn.end();
     await client.stop();
     await gw.stop(false);

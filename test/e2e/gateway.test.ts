@@ -92,6 +92,10 @@ describe('multi-user gateway', () => {
     const printed = await run(['link', '--data-dir', gw.dataDir, ...listen.flat()]);
     assert.equal(printed.code, 0, printed.stderr);
     assert.deepEqual(printed.stdout.trim().split('\n'), gw.links);
+    // Without --listen: the server recorded where it listens in the data dir.
+    const recorded = await run(['link', '--data-dir', gw.dataDir]);
+    assert.equal(recorded.code, 0, recorded.stderr);
+    assert.deepEqual(recorded.stdout.trim().split('\n'), gw.links);
   });
 
   it('wss straight to the server: records ride TLS-bound (said in the client log); records.tlsBound=false keeps their AEAD', async () => {
@@ -197,7 +201,7 @@ describe('multi-user gateway', () => {
     assert.equal(huge.status, 413);
   });
 
-  it('admin API: a new user connects at once; disabled gets a typed reject; deleted keeps its live connection; ?kick=true cuts it', async () => {
+  it('admin API: a new user connects at once; disabled gets a typed reject; ?kick=false keeps its live connection and says so; a plain delete cuts it', async () => {
     const made = await api(gw, 'POST', '/api/users', { name: 'alice', kind: 'key', wssPath: 'auto' });
     assert.equal(made.status, 201, JSON.stringify(made.body));
     const wss = (made.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
@@ -212,8 +216,13 @@ describe('multi-user gateway', () => {
     const client = await startClient(wss, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, ...opts], port);
     const conn = await RawConn.open(port);
     assert.equal(await conn.roundTrip('before delete'), 'before delete');
-    const del = await api(gw, 'DELETE', '/api/users/alice');
-    assert.deepEqual([del.status, del.body.kicked], [200, 0]);
+    // ?kick=false lets its live session finish, and the reply says one is left.
+    const del = await api(gw, 'DELETE', '/api/users/alice?kick=false');
+    // At least the -L client's session (the handshake() probes above may still be in their resume grace).
+    assert.deepEqual({ ...del.body, liveSessions: Number(del.body.liveSessions) >= 1 }, { deleted: true, id: (made.body.user as { id: string }).id, kicked: 0, liveSessions: true });
+    assert.match(gw.log(), /INFO +admin API: user created user=alice /);
+    assert.match(gw.log(), /INFO +admin API: user deleted; its live sessions go on until they end user=alice .*liveSessions=[1-9]/);
+    assert.match(gw.log(), /INFO +session opened session=[0-9a-f]{8} user=alice remote=/);
     await assert.rejects(handshake(tcp), rejects(RejectCode.unauthorized));
     assert.equal(await conn.roundTrip('after delete'), 'after delete');
     conn.end();
@@ -227,8 +236,9 @@ describe('multi-user gateway', () => {
     assert.equal(await conn2.roundTrip('bob'), 'bob');
     const sessions = await api(gw, 'GET', '/api/sessions?user=bob');
     assert.equal((sessions.body.sessions as unknown[]).length, 1);
-    const kicked = await api(gw, 'DELETE', '/api/users/bob?kick=true');
-    assert.deepEqual([kicked.status, kicked.body.kicked], [200, 1]);
+    // The default: a deleted user's sessions are closed too.
+    const kicked = await api(gw, 'DELETE', '/api/users/bob');
+    assert.deepEqual([kicked.status, kicked.body.kicked, kicked.body.liveSessions], [200, 1, 0]);
     await conn2.closedP();
     await eventually(async () => assert.match(client2.log(), /server refused: session kicked; trying again every 60 s.*code 3: user deleted/));
     assert.equal(client2.child.exitCode, null, 'a refused client waits and retries; it does not exit');
@@ -237,7 +247,7 @@ describe('multi-user gateway', () => {
 
   it('token in the upgrade request: a token user on the shared path relays; a wrong or missing token gets the decoy, exactly as an unknown path', async () => {
     // A key user without a path of its own, made a token user through the admin API.
-    assert.equal((await api(gw, 'POST', '/api/users', { name: 'tina', kind: 'key' })).status, 201);
+    assert.equal((await api(gw, 'POST', '/api/users', { name: 'tina', kind: 'key', wssPath: null })).status, 201);
     const set = await api(gw, 'PATCH', '/api/users/tina', { token: 'auto' });
     assert.equal(set.status, 200, JSON.stringify(set.body));
     const link = (set.body.links as string[]).find((l) => decodeLink(l).carrier === 'wss') as string;
@@ -428,6 +438,9 @@ describe('provisioning', () => {
     const wss = decodeLink(gw.links[1] as string);
     const before = gw.links.slice(0, 2).map((l) => ({ ...decodeLink(l), port: 0 }));
     gw = await startGateway({ dataDir: gw.dataDir, admin: 'https', extra: ['--allow', '127.0.0.1'] });
+    // A restart prints no secret link (stdout goes to the journal); it says how to get them.
+    assert.doesNotMatch(gw.stdout(), /polytun:\/\//);
+    assert.match(gw.stdout(), /^# \d+ users; links are printed only when a user is created: polytun link --data-dir /m);
     // Same keys, paths and certificate after a restart (only the kernel-chosen ports differ).
     assert.deepEqual(gw.links.slice(0, 2).map((l) => ({ ...decodeLink(l), port: 0 })), before);
     const url = `${gw.admin?.replace('https://', 'https://dave:correct%20horse%20battery@')}/?fp=${wss.fingerprint ?? ''}`;

@@ -36,7 +36,11 @@ export async function echoServer(): Promise<{ port: number; close(): Promise<voi
 /** A running gateway server. */
 export interface GatewayProc extends Proc {
   dataDir: string;
-  /** Links printed at start (the default user's). */
+  /**
+   * The default user's links: printed at a first start; on a restart (which
+   * prints none) they come from `polytun link --data-dir DIR`, as a user
+   * would get them.
+   */
   links: string[];
   /** `http(s)://127.0.0.1:PORT` of the admin API, when started with one. */
   admin: string | undefined;
@@ -74,11 +78,16 @@ export async function startGateway(o: StartGatewayOptions = {}): Promise<Gateway
   let out = '';
   const links: string[] = [];
   const rl = createInterface({ input: p.child.stdout as NodeJS.ReadableStream });
+  let restarted = false;
   const wanted = new Promise<void>((resolve) => {
     rl.on('line', (line) => {
       out += `${line}\n`;
       if (line.startsWith('polytun://')) links.push(line);
       if (links.length === listen.length) resolve();
+      if (/^# \d+ users?; links are printed only when a user is created/.test(line)) {
+        restarted = true;
+        resolve();
+      }
     });
     rl.on('close', () => resolve());
   });
@@ -86,6 +95,7 @@ export async function startGateway(o: StartGatewayOptions = {}): Promise<Gateway
   const late = setTimeout(() => p.child.kill('SIGKILL'), 60_000);
   await wanted;
   clearTimeout(late);
+  if (restarted) links.push(...(await linkCommand(dataDir)).slice(0, listen.length));
   if (links.length < listen.length) throw new Error(`server printed ${links.length} links; log:\n${p.log()}`);
   if (adminPort !== undefined) await waitForPort(adminPort, '127.0.0.1', p);
   if (controllerPort !== undefined) await waitForPort(controllerPort, '127.0.0.1', p);
@@ -111,6 +121,17 @@ export async function startGateway(o: StartGatewayOptions = {}): Promise<Gateway
       return code;
     },
   });
+}
+
+/** The links `polytun link --data-dir DIR` prints (the store and listen URLs come from DIR/links.json). */
+async function linkCommand(dataDir: string): Promise<string[]> {
+  const p = polytun(['link', '--data-dir', dataDir]);
+  let text = '';
+  p.child.stdout?.on('data', (c: Buffer) => (text += c.toString()));
+  // 'close', not 'exit': stdout is complete only then.
+  const [code] = (await once(p.child, 'close')) as [number | null];
+  if (code !== 0) throw new Error(`polytun link failed (${code}): ${p.log()}`);
+  return text.split('\n').filter((l) => l.startsWith('polytun://'));
 }
 
 /** A JSON reply. */

@@ -89,7 +89,9 @@ describe('admin API: users', () => {
         ['wss', 443, secret, gateway.publicKey],
       ],
     );
-    assert.equal(links[1]?.path, '/ws', 'a user without wssPath gets the endpoint path');
+    // Issue 14: '/ws' is the shared token path, where only token users are selected: a key user got a link that met the decoy's 404.
+    assert.match(links[1]?.path ?? '', /^\/u\/[0-9a-f]{32}$/, 'a key user created without wssPath gets a path of its own');
+    assert.equal(user.wssPath, links[1]?.path);
     assert.equal(links[1]?.fingerprint, FINGERPRINT);
     const got = await call('GET', `/api/users/${String(user.id)}`);
     assert.equal(got.status, 200);
@@ -226,7 +228,7 @@ describe('admin API: users', () => {
 
   it('PATCH token: a key user becomes a token user (given or generated token), its links carry the token on the shared path', async (t) => {
     const { call, store } = await setup(t);
-    const created = await call('POST', '/api/users', { name: 'tokenized', kind: 'key' });
+    const created = await call('POST', '/api/users', { name: 'tokenized', kind: 'key', wssPath: null });
     const id = (created.body?.user as { id: string }).id;
     const given = 'T'.repeat(20) + '_given-token';
     const r = await call('PATCH', `/api/users/${id}`, { token: given });
@@ -253,21 +255,23 @@ describe('admin API: users', () => {
     assert.deepEqual([r.status, r.body?.field], [400, 'body.provisionPassword']);
   });
 
-  it('DELETE leaves live sessions alone unless kick=true', async (t) => {
-    const { call, gateway, store } = await setup(t);
+  it('DELETE closes the live sessions too unless kick=false, and the reply says how many are left', async (t) => {
+    const { call, gateway, store, logLines } = await setup(t);
     const a = ((await call('POST', '/api/users', { name: 'a', kind: 'key' })).body?.user as { id: string }).id;
     const b = ((await call('POST', '/api/users', { name: 'b', kind: 'key' })).body?.user as { id: string }).id;
     gateway.addSession('s1', a);
     gateway.addSession('s2', b);
     gateway.addSession('s3', b);
-    const soft = await call('DELETE', `/api/users/${a}`);
-    assert.deepEqual(soft.body, { deleted: true, id: a, kicked: 0 });
+    const soft = await call('DELETE', `/api/users/${a}?kick=false`);
+    assert.deepEqual(soft.body, { deleted: true, id: a, kicked: 0, liveSessions: 1 });
     assert.deepEqual(gateway.live.map((s) => s.id), ['s1', 's2', 's3']);
     assert.equal(await store.getUser(a), undefined);
-    const hard = await call('DELETE', `/api/users/b?kick=true`);
-    assert.deepEqual(hard.body, { deleted: true, id: b, kicked: 2 });
+    const hard = await call('DELETE', `/api/users/b`);
+    assert.deepEqual(hard.body, { deleted: true, id: b, kicked: 2, liveSessions: 0 });
     assert.deepEqual(gateway.live.map((s) => s.id), ['s1']);
     assert.deepEqual(gateway.kicks.map((k) => k.reason), ['user deleted', 'user deleted']);
+    assert.ok(logLines.some((l) => /admin API: user deleted; its live sessions go on/.test(l) && /"liveSessions":1/.test(l)), logLines.join('\n'));
+    assert.ok(logLines.some((l) => /"msg":"admin API: user deleted"/.test(l) && /"kicked":2/.test(l)), logLines.join('\n'));
     assert.equal((await call('DELETE', `/api/users/${b}`)).status, 404);
     assert.equal((await call('DELETE', `/api/users/x?kick=maybe`)).status, 400);
   });
@@ -337,8 +341,9 @@ describe('admin API: sessions and status', () => {
     };
     const r = await call('GET', '/api/status');
     assert.deepEqual([r.status, r.body], [500, { error: 'internal', message: 'internal error' }]);
-    assert.equal(logLines.length, 1);
-    assert.match(logLines[0] ?? '', /gateway exploded/);
+    const errors = logLines.filter((l) => !l.includes('"msg":"admin API: ')); // the admin actions' own lines
+    assert.equal(errors.length, 1, logLines.join('\n'));
+    assert.match(errors[0] ?? '', /gateway exploded/);
     const all = logLines.join('\n');
     assert.equal(all.includes(TOKEN), false);
     assert.equal(all.includes(String(created.body?.secret)), false);

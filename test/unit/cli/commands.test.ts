@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { main } from '../../../src/cli/main.js';
 import { guessRole } from '../../../src/cli/cmd-config.js';
 import { cliInProcess, SAMPLE_LINK } from '../../helpers/cli-inproc.js';
+import { serverDataDir } from '../../helpers/data-dir.js';
 
 const LINK = SAMPLE_LINK;
 
@@ -160,6 +161,7 @@ describe('main', () => {
 
   it('link prints QR codes only when stdout is a terminal', async () => {
     const dir = join(tmp, 'dd');
+    await serverDataDir(dir);
     const plain = await cli(['link', '--data-dir', dir, '--listen', 'tcp://127.0.0.1:4433']);
     assert.equal(plain.code, 0, plain.err);
     assert.equal(plain.out.split('\n').filter(Boolean).length, 1);

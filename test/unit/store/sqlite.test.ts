@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openStore, SqliteStore } from '../../../src/store/index.js';
+import { eventually } from '../../helpers/eventually.js';
 import { SCHEMA_VERSION } from '../../../src/store/migrations.js';
 import { userStoreSuite } from './store-suite.js';
 
@@ -66,5 +67,38 @@ describe('SQLite user store file', () => {
     const { writeFile } = await import('node:fs/promises');
     await writeFile(join(dir, 'users.db'), Buffer.alloc(4096, 0x41));
     await assert.rejects(openStore('', { dataDir: dir }), { code: 'ERR_STORE_BACKEND' });
+  });
+
+  it('a users.db readable by others is made 0600 again, with a warning', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'polytun-store-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await (await openStore('', { dataDir: dir })).close();
+    const { chmod } = await import('node:fs/promises');
+    await chmod(join(dir, 'users.db'), 0o644);
+    const warnings: string[] = [];
+    const log = { debug: () => undefined, info: () => undefined, warn: (_o: object, m?: string) => void warnings.push(m ?? ''), error: () => undefined, child: () => log };
+    await (await openStore('', { dataDir: dir, logger: log })).close();
+    assert.equal((await stat(join(dir, 'users.db'))).mode & 0o777, 0o600);
+    assert.match(warnings.join('\n'), /readable by other users; changed its mode to 600/);
+  });
+
+  it('read-only: nothing is created, writes are refused with the reason; another process\'s writes reach onChange as a resync', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'polytun-store-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await assert.rejects(openStore('', { dataDir: join(dir, 'missing'), readOnly: true }), { code: 'ERR_STORE_BACKEND' });
+    const { existsSync } = await import('node:fs');
+    assert.equal(existsSync(join(dir, 'missing')), false, 'no directory created');
+    const writer = await openStore('', { dataDir: dir });
+    t.after(() => writer.close());
+    const ro = await openStore('', { dataDir: dir, readOnly: true });
+    t.after(() => ro.close());
+    await assert.rejects(ro.createUser({ name: 'x' }), /the user store is read-only: opened read-only/);
+    const server = new SqliteStore({ path: join(dir, 'users.db'), externalCheckMs: 20 });
+    t.after(() => server.close());
+    const seen: string[] = [];
+    server.onChange((c) => seen.push(c.op));
+    await writer.createUser({ name: 'from-the-cli' });
+    await eventually(async () => assert.deepEqual(seen, ['resync']));
+    assert.equal((await ro.getUser('from-the-cli'))?.name, 'from-the-cli');
   });
 });
