@@ -109,7 +109,7 @@ describe('paused and slow readers', () => {
       // Every stalled stream has received data: the stall is in place.
       const all = [...paused, ...slow];
       const got = (): number => all.reduce((n, s) => n + s.recvOffset, 0);
-      await untilDone('stalled streams filling', got, () => all.every((s) => s.recvOffset >= 8 * 1024));
+      await untilDone('stalled streams filling', got, () => all.every((s) => s.recvOffset >= 8 * 1024), 5_000, { stalled: 'settle' });
       assert.equal(await exchange(p, 'hello through a crowded session'), 'hello through a crowded session');
       // New streams still open and carry data.
       const more = await Promise.all(Array.from({ length: 10 }, (_, i) => exchange(p, `new stream ${i}`)));
@@ -137,7 +137,7 @@ describe('credit accounting', () => {
       return s;
     });
     const got = (): number => paused.reduce((n, s) => n + s.recvOffset, 0);
-    await untilDone('paused streams filling', got, () => paused.every((s) => s.recvOffset >= initialStreamWindow(opts)));
+    await untilDone('paused streams filling', got, () => paused.every((s) => s.recvOffset >= initialStreamWindow(opts)), 5_000, { stalled: 'settle' });
     assert.equal(await download(open(p, `bytes:${8 * 4 * window}`), 'download beside 4 paused streams'), 8 * 4 * window);
     assert.ok(paused.every((s) => s.readableLength <= initialStreamWindow(opts)), 'the paused streams hold no more than their initial windows');
     for (const s of paused) s.destroy();
