@@ -143,3 +143,65 @@ describe('credit accounting', () => {
     for (const s of paused) s.destroy();
   });
 });
+
+describe('stream windows share the budget', () => {
+  // W0 = max(16 KiB, 2 MiB / 64) = 32 KiB; the budget beyond W0 is the 2 MiB session window.
+  const opts = { streamWindow: 256 * 1024, sessionWindow: 2 << 20, maxStreams: 64 };
+  const w0 = initialStreamWindow(opts);
+  const budget = opts.sessionWindow;
+  const outstanding = (s: PolyStream): number => s.advertisedLimit - s.consumedBytes;
+  /** What the open streams' windows hold beyond W0 (a finished stream's is the session's no more). */
+  const excess = (ss: PolyStream[]): number => ss.reduce((n, s) => n + (s.destroyed ? 0 : Math.max(0, outstanding(s) - w0)), 0);
+  /** Session credit the sender may still use (white box: the server's send side). */
+  const sendCredit = (ss: Session): number => {
+    const x = ss as unknown as { sendLimitSession: number; sentSession: number };
+    return x.sendLimitSession - x.sentSession;
+  };
+
+  it('a stream that stalls keeps only what it was granted, returns the session credit for it, and a newcomer still gets a share', async () => {
+    const { p, ss } = await pair({ session: opts });
+    const a = open(p, 'endless');
+    // A reads fast until its window has grown past the configured stream window, then stops.
+    a.resume();
+    await untilDone('A growing', () => a.consumedBytes, () => outstanding(a) > opts.streamWindow);
+    a.pause();
+    await untilDone('A filling its grant', () => a.recvOffset, () => a.recvOffset >= a.advertisedLimit);
+    assert.ok(a.readableLength <= w0 + budget / 2, `A holds ${a.readableLength}: at most half the budget`);
+    // Everything A holds was received: its session credit went back (all but
+    // the last quarter of a session window, which is advertised in batches).
+    await untilDone('session credit back', () => sendCredit(ss), () => sendCredit(ss) >= (3 * opts.sessionWindow) / 4);
+    // B: a download beside the stalled A. Its window grows to a share of
+    // what A left free, and A's and B's windows stay within the budget.
+    const b = open(p, `bytes:${8 << 20}`);
+    let widest = 0;
+    let most = 0;
+    b.on('data', () => {
+      widest = Math.max(widest, outstanding(b));
+      most = Math.max(most, excess([a, b]));
+    });
+    assert.equal(await download(b, 'B beside a stalled A'), 8 << 20);
+    assert.ok(most <= budget, `windows beyond W0 added up to ${most} > ${budget}`);
+    const aExcess = Math.max(0, outstanding(a) - w0);
+    assert.ok(widest > w0 + (budget - aExcess) / 4, `B's window reached ${widest} (free beside A: ${budget - aExcess})`);
+    assert.ok(widest <= w0 + (budget - aExcess) / 2, `B's window ${widest} stayed within its share`);
+    a.destroy();
+  });
+
+  it('streams that keep up share the budget: none above W0 + half of it, all together within it', async () => {
+    const { p } = await pair({ session: opts });
+    const streams = Array.from({ length: 4 }, () => open(p, `bytes:${8 << 20}`));
+    const widest = new Map<PolyStream, number>();
+    let most = 0;
+    for (const s of streams) {
+      s.on('data', () => {
+        for (const t of streams) widest.set(t, Math.max(widest.get(t) ?? 0, outstanding(t)));
+        most = Math.max(most, excess(streams));
+      });
+    }
+    const got = await Promise.all(streams.map((s, i) => download(s, `download ${i}`)));
+    assert.deepEqual(got, streams.map(() => 8 << 20));
+    for (const s of streams) assert.ok((widest.get(s) ?? 0) <= w0 + budget / 2, `a stream's window ${widest.get(s)} went above its share`);
+    assert.ok(most <= budget, `windows beyond W0 added up to ${most} > ${budget}`);
+    assert.ok(streams.every((s) => (widest.get(s) ?? 0) > w0), 'every stream that kept up got more than the initial window');
+  });
+});
