@@ -1151,6 +1151,10 @@ export class Session extends EventEmitter implements StreamHost {
         p.up = false;
         p.suspended = true;
         this.moveInflight(p, 'pong missed');
+        // WINDOW and ACK frames it carried may be lost with it: restate them (idempotent).
+        this.windowQueue.add(0);
+        for (const s of this.streams.values()) this.windowQueue.add(s.id);
+        this.ackPending = true;
         this.scheduleFlush();
       }
       if (p.missed >= this.maxMissed) {

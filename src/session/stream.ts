@@ -68,6 +68,14 @@ export class PolyStream extends Duplex {
   private readonly maxWindow: number;
   private tuneAt = performance.now();
   private tuneConsumed = 0;
+  /**
+   * Since the last tune, the reader had taken everything while the sender
+   * was nearly out of credit, and never paused: the window, not the reader,
+   * was the limit. (A relay into a slow socket pauses, then takes a whole
+   * window at once: that is not a fast reader.)
+   */
+  private windowLimited = false;
+  private pausedSinceTune = false;
   /** Outgoing items in order. `openPending` is sent before any of them. */
   readonly out: OutItem[] = [];
   openPending: boolean;
@@ -153,6 +161,11 @@ export class PolyStream extends Duplex {
     const r = super.read(size) as ReturnType<Duplex['read']>;
     this.scheduleReport();
     return r;
+  }
+
+  override pause(): this {
+    this.pausedSinceTune = true;
+    return super.pause();
   }
 
   private reportScheduled = false;
@@ -286,18 +299,23 @@ export class PolyStream extends Duplex {
     const delta = consumed - this.consumedTotal;
     if (delta <= 0) return;
     this.consumedTotal = consumed;
+    if (!this.pausedSinceTune && this.readableLength === 0 && this.recvLimit - this.recvOffset < this.window / 4) this.windowLimited = true;
     // Auto-tuning: a reader that drains a whole window within 4 RTTs (and
     // at least 50 ms: the credit loop also runs through two event loops,
-    // which a ping RTT on an idle link does not show) is limited by the
-    // window, not by itself: grow it, up to maxWindow. A paused or slow
-    // reader never does, so it keeps the small initial window.
+    // which a ping RTT on an idle link does not show), or that kept taking
+    // everything until the sender ran out of credit (which holds on a loaded
+    // machine too), is limited by the window, not by itself: grow it, up to
+    // maxWindow. A paused or slow reader never is, so it keeps the small
+    // initial window.
     if (consumed - this.tuneConsumed >= this.window) {
       const now = performance.now();
-      if (this.window < this.maxWindow && now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs())) {
+      if (this.window < this.maxWindow && (this.windowLimited || now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs()))) {
         this.window = this.window < this.fastWindow ? this.fastWindow : Math.min(this.window * 2, this.maxWindow);
       }
       this.tuneAt = now;
       this.tuneConsumed = consumed;
+      this.windowLimited = false;
+      this.pausedSinceTune = this.isPaused();
     }
     // Advertise more credit once a quarter of the window has been read. The
     // window is what the session lets this stream have: its share of the
