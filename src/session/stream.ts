@@ -6,7 +6,7 @@
  * only as far as the credit we advertised (consumed + window); stream credit
  * is advertised as the application reads, so an unread stream stops its
  * sender. It does not stop the others: the session returns session credit as
- * soon as bytes land in a stream (see Session.consumed), and the session
+ * soon as bytes land in a stream (Session.releaseSession), and the session
  * decides how large each stream's window may be (StreamHost.windowCap).
  *
  * Data written must not be mutated before its write callback: it is
