@@ -43,7 +43,7 @@ import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/t
 import type { ChannelInit } from '../secure/channel.js';
 import { clientHandshake } from '../secure/handshake.js';
 import type { KeyPair } from '../secure/keys.js';
-import { CloseCode, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
+import { CloseCode, initialStreamWindow, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
 import { Backoff, UnreachableError, formatDelay, retriesLeft } from './backoff.js';
 
 /** One network path to the server. */
@@ -230,7 +230,7 @@ export class SessionClient extends EventEmitter {
       {
         ...init,
         resume: into ? { id: into.id, recvSeq: into.receivedSeq, join, backup: spec.role === 'backup' } : undefined,
-        streamWindow: init.session?.streamWindow ?? 1 << 20,
+        streamWindow: initialStreamWindow(init.session),
         sessionWindow: init.session?.sessionWindow ?? 16 << 20,
         timeoutMs: init.handshakeTimeoutMs,
         signal: sig,

@@ -13,7 +13,7 @@ import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '.
 import type { ClientHello } from '../secure/hello.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
-import { CloseCode, Session, type SessionOptions } from '../session/session.js';
+import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
 
 export type { SessionOptions };
 
@@ -81,7 +81,7 @@ export class SessionServer<U> extends EventEmitter {
       const refused = this.init.users.refuse?.(user);
       if (refused !== undefined) return { accept: false, reject: refused };
       if (this.draining) return { accept: false, reject: RejectCode.draining };
-      const windows = { streamWindow: this.init.session?.streamWindow ?? 1 << 20, sessionWindow: this.init.session?.sessionWindow ?? 16 << 20 };
+      const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? 16 << 20 };
       if (hello.resumeId) {
         const e = this.sessions.get(hello.resumeId.toString('hex'));
         if (!e || !e.clientKey.equals(clientKey) || e.session.state === 'closed') return { accept: false, reject: RejectCode.sessionUnknown };

@@ -48,9 +48,18 @@ export interface SessionInit {
   /** 16-byte session id (random; the resume handle). */
   id: Buffer;
   logger?: Logger;
-  /** Receive window per stream. @default 1 MiB */
+  /**
+   * Receive window of a stream whose reader keeps up. Every stream starts
+   * with a smaller one, initialStreamWindow(): what a paused reader may hold.
+   * @default 1 MiB
+   */
   streamWindow?: number;
-  /** Receive window for the whole session. @default 16 MiB */
+  /**
+   * Receive window for the whole session: bytes in flight towards us. Also
+   * the budget that stream windows beyond their initial one share (see
+   * windowCap), so a session buffers at most sessionWindow plus
+   * maxStreams × initialStreamWindow() unread bytes. @default 16 MiB
+   */
   sessionWindow?: number;
   /** A stream's window grows up to this when its reader keeps up. @default sessionWindow / 2 */
   maxStreamWindow?: number;
@@ -81,6 +90,23 @@ export interface SessionInit {
   pathUpAfterMs?: number;
   /** Close the session (code CloseCode.idle) after this long with no stream and no datagram; 0 = never. @default 0 */
   idleTimeoutMs?: number;
+}
+
+/** The smallest initial stream window we advertise (a stream that small makes small frames). */
+const MIN_INITIAL_WINDOW = 16 * 1024;
+
+/**
+ * The window every new stream gets before its reader has shown it keeps up:
+ * what the handshake advertises as the stream window. It is what a paused
+ * reader may end up holding, so it is small enough that maxStreams of them
+ * fit in the session window (16 KiB with the defaults), but never below 16
+ * KiB nor above `streamWindow`.
+ */
+export function initialStreamWindow(opts: Pick<SessionInit, 'streamWindow' | 'sessionWindow' | 'maxStreams'> = {}): number {
+  const stream = opts.streamWindow ?? 1 << 20;
+  const session = opts.sessionWindow ?? 16 << 20;
+  const streams = opts.maxStreams ?? 1024;
+  return Math.min(stream, Math.max(MIN_INITIAL_WINDOW, Math.floor(session / streams)));
 }
 
 /** Codes of a session CLOSE frame. A client renews after idle/shutdown, not after the others. */
@@ -168,7 +194,10 @@ export class Session extends EventEmitter implements StreamHost {
   private scratchLastData: PathFrame | undefined;
 
   // limits
+  /** A keeping-up stream's window (the configured streamWindow). */
   private readonly streamWindow: number;
+  /** What a new stream is granted (and what the peer assumes): initialStreamWindow(). */
+  private readonly initialWindow: number;
   private readonly sessionWindow: number;
   private readonly maxStreamWindow: number;
   private readonly peerStreamWindow: number;
@@ -206,11 +235,18 @@ export class Session extends EventEmitter implements StreamHost {
   private ackTimer: NodeJS.Timeout | undefined;
 
   // session-level credit
+  // Session credit bounds what is in flight towards us: it is returned as
+  // soon as DATA lands in a stream (or is dropped), not when the reader takes
+  // it, so a paused reader holds none. What streams hold unread is bounded by
+  // their own windows instead: beyond the initial window, those share the
+  // budget of sessionWindow (`creditExcess`, see windowCap).
   private sendLimitSession: number;
   private sentSession = 0;
   private recvSession = 0;
-  private consumedSession = 0;
+  private releasedSession = 0;
   private recvLimitSession: number;
+  /** Sum over streams of their outstanding credit beyond the initial window (PolyStream.creditExcess). */
+  private creditExcess = 0;
   private readonly windowQueue = new Set<number>();
 
   // control lane (pings and pongs live on each path)
@@ -250,7 +286,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.log = (init.logger ?? nullLogger).child({ session: init.id.toString('hex').slice(0, 8) });
     this.streamWindow = init.streamWindow ?? 1 << 20;
     this.sessionWindow = init.sessionWindow ?? 16 << 20;
-    this.peerStreamWindow = init.peerStreamWindow ?? this.streamWindow;
+    this.initialWindow = initialStreamWindow(init);
+    this.peerStreamWindow = init.peerStreamWindow ?? this.initialWindow;
     this.maxStreamWindow = init.maxStreamWindow ?? Math.max(this.streamWindow, this.sessionWindow / 2);
     this.sendLimitSession = init.peerSessionWindow ?? this.sessionWindow;
     this.recvLimitSession = this.sessionWindow;
@@ -328,7 +365,8 @@ export class Session extends EventEmitter implements StreamHost {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const s = new PolyStream(this, id, openPayload, {
-      window: this.streamWindow,
+      window: this.initialWindow,
+      fastWindow: this.streamWindow,
       maxWindow: this.maxStreamWindow,
       peerWindow: this.peerStreamWindow,
       locallyOpened: true,
@@ -556,15 +594,40 @@ export class Session extends EventEmitter implements StreamHost {
     this.scheduleFlush();
   }
 
-  consumed(s: PolyStream, delta: number): void {
-    this.consumedSession += delta;
-    if (this.consumedSession + this.sessionWindow - this.recvLimitSession >= this.sessionWindow / 4) {
-      this.recvLimitSession = this.consumedSession + this.sessionWindow;
+  consumed(s: PolyStream, _delta: number): void {
+    if (s.destroyed) return;
+    // Session credit went back on receipt; here only the stream's own window is accounted.
+    const excess = Math.max(0, s.advertisedLimit - s.consumedBytes - this.initialWindow);
+    this.creditExcess += excess - s.creditExcess;
+    s.creditExcess = excess;
+    // Only a raised limit is news to the peer.
+    if (s.advertisedLimit > s.windowSent) {
+      this.windowQueue.add(s.id);
+      this.scheduleFlush();
+    }
+  }
+
+  /**
+   * A stream's fair share: beyond the initial window every stream has, it
+   * may take half of the budget (sessionWindow) that the other streams'
+   * windows leave free. k streams that keep up settle at sessionWindow/(k+1)
+   * each, a newcomer always finds a part free, and all windows together stay
+   * within sessionWindow + streams × initial window. A stream whose reader
+   * stalls keeps what it was granted (credit cannot be taken back) but gets
+   * no more, and gives it back as it reads.
+   */
+  windowCap(s: PolyStream, wanted: number): number {
+    const free = Math.max(0, this.sessionWindow - (this.creditExcess - s.creditExcess));
+    return Math.max(this.initialWindow, Math.min(wanted, this.maxStreamWindow, this.initialWindow + Math.floor(free / 2)));
+  }
+
+  /** Returns session credit for `n` bytes that arrived (into a stream's buffer, or dropped). */
+  private releaseSession(n: number): void {
+    this.releasedSession += n;
+    if (this.releasedSession + this.sessionWindow - this.recvLimitSession >= this.sessionWindow / 4) {
+      this.recvLimitSession = this.releasedSession + this.sessionWindow;
       this.windowQueue.add(0);
     }
-    // Only a raised limit is news to the peer.
-    if (!s.destroyed && s.advertisedLimit > s.windowSent) this.windowQueue.add(s.id);
-    if (this.windowQueue.size > 0) this.scheduleFlush();
   }
 
   windowRttMs(): number {
@@ -589,6 +652,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.lastActivity = Date.now();
     if (this.streams.get(s.id) === s) this.streams.delete(s.id);
     this.windowQueue.delete(s.id);
+    this.creditExcess -= s.creditExcess;
+    s.creditExcess = 0;
     if (sendReset !== undefined && !s.openPending && this._state !== 'closed' && this._state !== 'closing') {
       this.pendingRst.push({ type: F_RST, seq: 0, sid: s.id, payload: undefined, code: sendReset });
       this.scheduleFlush();
@@ -970,13 +1035,10 @@ export class Session extends EventEmitter implements StreamHost {
         this.bytesReceived += len;
         if (this.recvSession > this.recvLimitSession) throw new ProtocolError('peer exceeded the session flow-control window');
         const s = this.streams.get(sid);
-        if (!s) {
-          this.checkKnownId(sid);
-          // Data for a stream we already closed: return its credit.
-          this.consumedSession += len;
-          this.windowQueue.add(0);
-          return;
-        }
+        if (!s) this.checkKnownId(sid); // data for a stream we already closed: dropped
+        // In a stream's buffer (bounded by its window) or dropped: no longer in flight.
+        this.releaseSession(len);
+        if (!s) return;
         if (!s.onData(payload as Buffer, lease)) {
           this.log.debug({ sid }, 'stream exceeded its flow-control window; resetting it');
           s.reset(ResetCode.flowControl);
@@ -1016,7 +1078,8 @@ export class Session extends EventEmitter implements StreamHost {
     }
     // The OPEN payload is a view into the record: copy it, it outlives the record.
     const s = new PolyStream(this, sid, Buffer.from(payload), {
-      window: this.streamWindow,
+      window: this.initialWindow,
+      fastWindow: this.streamWindow,
       maxWindow: this.maxStreamWindow,
       peerWindow: this.peerStreamWindow,
       locallyOpened: false,
@@ -1088,6 +1151,10 @@ export class Session extends EventEmitter implements StreamHost {
         p.up = false;
         p.suspended = true;
         this.moveInflight(p, 'pong missed');
+        // WINDOW and ACK frames it carried may be lost with it: restate them (idempotent).
+        this.windowQueue.add(0);
+        for (const s of this.streams.values()) this.windowQueue.add(s.id);
+        this.ackPending = true;
         this.scheduleFlush();
       }
       if (p.missed >= this.maxMissed) {

@@ -3,9 +3,11 @@
  * write() returns false once `writableHighWaterMark` bytes wait to be sent;
  * the write callback fires when the bytes have been handed to the session (so
  * a stalled peer stalls the writer). On the receiving side the peer may send
- * only as far as the credit we advertised (consumed + window); credit is
- * advertised as the application reads, so an unread stream stops its sender
- * without stopping the others.
+ * only as far as the credit we advertised (consumed + window); stream credit
+ * is advertised as the application reads, so an unread stream stops its
+ * sender. It does not stop the others: the session returns session credit as
+ * soon as bytes land in a stream (Session.releaseSession), and the session
+ * decides how large each stream's window may be (StreamHost.windowCap).
  *
  * Data written must not be mutated before its write callback: it is
  * referenced until the session copies it into a record, where it stays
@@ -31,8 +33,10 @@ export const ResetCode = {
 export interface StreamHost {
   /** A stream has something to send (data with credit, FIN, RST). */
   wake(s: PolyStream): void;
-  /** The stream consumed bytes; advertise credit if worthwhile. */
+  /** The stream consumed bytes or raised its limit; account for it and advertise credit if worthwhile. */
   consumed(s: PolyStream, delta: number): void;
+  /** The largest window `s` may have now (its fair share of the session's buffer budget), given what it wants. */
+  windowCap(s: PolyStream, wanted: number): number;
   /** The stream is finished with; forget it. */
   remove(s: PolyStream, sendReset: number | undefined): void;
   /** The round trip a window must cover (ms): the slowest usable path's. */
@@ -52,11 +56,26 @@ export class PolyStream extends Duplex {
   recvOffset = 0;
   recvLimit: number;
   private consumedTotal = 0;
-  /** Receive window: starts at the configured size, doubles (up to maxWindow) when the reader drains it within a few RTTs. */
+  /**
+   * Receive window the reader has earned: starts at the initial window every
+   * stream is granted (small: a paused reader holds no more), jumps to
+   * `fastWindow` once the reader drains it within a few RTTs, then doubles
+   * (up to maxWindow) each time it does so again. What is advertised is
+   * further capped by the session (StreamHost.windowCap).
+   */
   private window: number;
+  private readonly fastWindow: number;
   private readonly maxWindow: number;
   private tuneAt = performance.now();
   private tuneConsumed = 0;
+  /**
+   * Since the last tune, the reader had taken everything while the sender
+   * was nearly out of credit, and never paused: the window, not the reader,
+   * was the limit. (A relay into a slow socket pauses, then takes a whole
+   * window at once: that is not a fast reader.)
+   */
+  private windowLimited = false;
+  private pausedSinceTune = false;
   /** Outgoing items in order. `openPending` is sent before any of them. */
   readonly out: OutItem[] = [];
   openPending: boolean;
@@ -66,6 +85,8 @@ export class PolyStream extends Duplex {
   private removed = false;
   /** Set by the session's scheduler (ring membership). */
   queued = false;
+  /** The session's bookkeeping: outstanding credit beyond the initial window, as last counted (see Session.windowCap). */
+  creditExcess = 0;
   /**
    * A chunk written here is not referenced once its write callback has run:
    * the session copies each DATA payload into its record (and keeps that
@@ -77,13 +98,14 @@ export class PolyStream extends Duplex {
     private readonly host: StreamHost,
     id: number,
     openPayload: Buffer,
-    opts: { window: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
+    opts: { window: number; fastWindow?: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: opts.window, writableHighWaterMark: opts.highWaterMark, decodeStrings: true });
     this.id = id;
     this.openPayload = openPayload;
     this.window = opts.window;
     this.maxWindow = Math.max(opts.window, opts.maxWindow ?? opts.window);
+    this.fastWindow = Math.min(this.maxWindow, Math.max(opts.window, opts.fastWindow ?? opts.window));
     this.recvLimit = opts.window;
     this.windowSent = opts.window;
     this.sendLimit = opts.peerWindow;
@@ -141,6 +163,11 @@ export class PolyStream extends Duplex {
     return r;
   }
 
+  override pause(): this {
+    this.pausedSinceTune = true;
+    return super.pause();
+  }
+
   private reportScheduled = false;
   private scheduleReport(): void {
     if (this.reportScheduled) return;
@@ -161,12 +188,7 @@ export class PolyStream extends Duplex {
       if (!clean && this.resetCode === undefined) {
         code = err instanceof StreamResetError ? err.resetCode : ResetCode.cancel;
       }
-      // Bytes received but never read still count as consumed for the session window.
-      const unread = this.recvOffset - this.consumedTotal;
-      if (unread > 0) {
-        this.consumedTotal = this.recvOffset;
-        this.host.consumed(this, unread);
-      }
+      // Session credit for bytes never read was returned on receipt; remove() forgets this stream's window.
       this.host.remove(this, code);
     }
     cb(err);
@@ -207,11 +229,7 @@ export class PolyStream extends Duplex {
     if (this.finReceived) return false;
     this.recvOffset += payload.length;
     if (this.recvOffset > this.recvLimit) return false;
-    if (this.destroyed) {
-      this.consumedTotal += payload.length;
-      this.host.consumed(this, payload.length);
-      return true;
-    }
+    if (this.destroyed) return true; // dropped (the session returned its credit on receipt)
     // A payload is a view of a received buffer (a carrier read, or a pool
     // record). One that has to wait for a reader that is behind is copied
     // when it is a small part of that buffer, so that data held within the
@@ -281,20 +299,41 @@ export class PolyStream extends Duplex {
     const delta = consumed - this.consumedTotal;
     if (delta <= 0) return;
     this.consumedTotal = consumed;
+    if (!this.pausedSinceTune && this.readableLength === 0 && this.recvLimit - this.recvOffset < this.window / 4) this.windowLimited = true;
     // Auto-tuning: a reader that drains a whole window within 4 RTTs (and
     // at least 50 ms: the credit loop also runs through two event loops,
-    // which a ping RTT on an idle link does not show) is limited by the
-    // window, not by itself: double it, up to maxWindow. Credit is not
-    // memory: the session window bounds what all streams may buffer.
+    // which a ping RTT on an idle link does not show), or that kept taking
+    // everything until the sender ran out of credit (which holds on a loaded
+    // machine too), is limited by the window, not by itself: grow it, up to
+    // maxWindow. A paused or slow reader never is, so it keeps the small
+    // initial window.
     if (consumed - this.tuneConsumed >= this.window) {
       const now = performance.now();
-      if (this.window < this.maxWindow && now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs())) this.window = Math.min(this.window * 2, this.maxWindow);
+      if (this.window < this.maxWindow && (this.windowLimited || now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs()))) {
+        this.window = this.window < this.fastWindow ? this.fastWindow : Math.min(this.window * 2, this.maxWindow);
+      }
       this.tuneAt = now;
       this.tuneConsumed = consumed;
+      this.windowLimited = false;
+      this.pausedSinceTune = this.isPaused();
     }
-    // Advertise more credit once a quarter of the window has been read.
-    if (consumed + this.window - this.recvLimit >= this.window / 4) this.recvLimit = consumed + this.window;
+    // Advertise more credit once a quarter of the window has been read. The
+    // window is what the session lets this stream have: its share of the
+    // session's receive budget, which other streams may hold (it is
+    // never below the initial window, so the stream always moves).
+    const w = this.host.windowCap(this, this.window);
+    if (consumed + w - this.recvLimit >= w / 4) this.recvLimit = consumed + w;
     this.host.consumed(this, delta);
+  }
+
+  /** Bytes the reader has taken (what credit is counted from). */
+  get consumedBytes(): number {
+    return this.consumedTotal;
+  }
+
+  /** The receive window the reader has earned so far (before the session's cap). */
+  get earnedWindow(): number {
+    return this.window;
   }
 
   /** The credit limit to advertise (for WINDOW frames and resume). */
