@@ -19,7 +19,8 @@ import { nullLogger, type Logger } from '../core/logger.js';
 import { fingerprintOfDer } from './cert.js';
 import { guardDial } from './dial.js';
 import { CertificateError, DialError, errnoOf } from './errors.js';
-import { ServerListener, TcpCarrier, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS } from './preauth.js';
+import { ServerListener, TcpCarrier, gateFor, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
 
@@ -58,7 +59,7 @@ export interface TlsCarrierInit {
   pinSha256?: string | readonly string[];
   /** Lowest TLS version accepted. @default 'TLSv1.3' */
   minVersion?: tls.SecureVersion;
-  /** Server: drop a client whose handshake takes longer than this, ms. @default 10000 */
+  /** Server: drop a client whose handshake takes longer than this, ms. @default TLS_HANDSHAKE_TIMEOUT_MS */
   handshakeTimeoutMs?: number;
   /** Where failed inbound handshakes are logged (debug). @default nullLogger */
   logger?: Logger;
@@ -101,7 +102,10 @@ export class TlsCarrier implements StreamCarrier {
 
   private handshake(to: Endpoint, tcp: Socket, signal: AbortSignal): Promise<{ socket: tls.TLSSocket; fingerprint: string }> {
     const target = formatEndpoint(to);
-    const servername = this.init.servername ?? (isIP(to.host) ? undefined : to.host);
+    // Never an IP literal in SNI (RFC 6066 §3; Node warns): a link to an IP
+    // address carries that address as its host, and no site sends it.
+    const name = this.init.servername ?? to.host;
+    const servername = isIP(name) ? undefined : name;
     const opts: tls.ConnectionOptions = {
       socket: tcp,
       host: to.host, // checked against the certificate in CA mode when no servername
@@ -167,7 +171,7 @@ export class TlsCarrier implements StreamCarrier {
       key,
       minVersion: this.init.minVersion ?? 'TLSv1.3',
       ciphers: TLS_CIPHERS,
-      handshakeTimeout: this.init.handshakeTimeoutMs ?? 10_000,
+      handshakeTimeout: this.init.handshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
       allowHalfOpen: true,
       noDelay: true,
       keepAlive: true,
@@ -175,19 +179,32 @@ export class TlsCarrier implements StreamCarrier {
     };
     if (this.init.alpn) opts.ALPNProtocols = [...this.init.alpn];
     const server = tls.createServer(opts);
+    const gate = gateFor('tls', at, this.init.tcp, this.logger);
+    server.on('connection', (raw: Socket) => void gate.admit(raw));
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       const meta: Record<string, string> = { tlsVersion: socket.getProtocol() ?? '' };
       if (socket.alpnProtocol) meta.alpn = socket.alpnProtocol;
       const sni = (socket as tls.TLSSocket & { servername?: string | false }).servername;
       if (sni) meta.sni = sni;
-      onConn(socketConn(socket, meta));
+      onConn({ ...socketConn(socket, meta), authenticated: () => gate.release(socket) });
     });
-    // Scanners and broken clients are routine on a public port: debug only.
-    server.on('tlsClientError', (err) => this.logger.debug({ err }, 'tls handshake failed'));
+    server.on('tlsClientError', (err, socket) => dropTlsClient(this.logger, err, socket));
     await listenServer(server, at, this.init.tcp?.backlog);
-    server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'tls listener error'));
-    return new ServerListener(server);
+    server.on('error', (err) => gate.listenerError(err));
+    return new ServerListener(server, gate);
   }
+}
+
+/**
+ * A failed inbound TLS handshake (a scanner, a health check's connect+close,
+ * a handshake timeout): the socket must be destroyed here. With a
+ * 'tlsClientError' listener Node leaves that to us, and with allowHalfOpen a
+ * peer's FIN alone closes nothing: the socket sat in CLOSE-WAIT forever.
+ * Routine on a public port, so debug only.
+ */
+export function dropTlsClient(logger: Logger, err: Error, socket: Socket): void {
+  logger.debug({ err: err.message, code: (err as NodeJS.ErrnoException).code, remote: socket.remoteAddress }, 'tls handshake failed');
+  socket.destroy();
 }
 
 /**

@@ -106,6 +106,7 @@ export class SessionServer<U> extends EventEmitter {
     ).then(
       ({ channel, clientKey, hello, admission }) => {
         this.pending--;
+        conn.authenticated?.(); // the listener stops counting it as unauthenticated
         const u = user as U;
         if (admission.resumed) {
           const e = this.sessions.get(admission.sessionId.toString('hex'));
