@@ -16,7 +16,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { fingerprintOfDer } from './cert.js';
+import { fingerprintOfDer, spkiFingerprintOfDer } from './cert.js';
 import { guardDial } from './dial.js';
 import { CertificateError, DialError, errnoOf } from './errors.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS } from './preauth.js';
@@ -52,9 +52,10 @@ export interface TlsCarrierInit {
   /** Client, CA mode: trusted roots, PEM. @default Node's bundled roots */
   ca?: Pem | readonly Pem[];
   /**
-   * Client: base64url SHA-256 of the server's leaf certificate DER. When set,
-   * CA verification is replaced by this exact match. Several pins allow a
-   * certificate rotation.
+   * Client: base64url SHA-256 of the server's leaf certificate DER, or of its
+   * public key (SPKI DER, which survives a renewal with the same key). When
+   * set, CA verification is replaced by this exact match. Several pins allow
+   * a certificate rotation.
    */
   pinSha256?: string | readonly string[];
   /** Lowest TLS version accepted. @default 'TLSv1.3' */
@@ -135,7 +136,8 @@ export class TlsCarrier implements StreamCarrier {
         // again later (getPeerX509Certificate returned undefined on a second call).
         const raw = socket.getPeerX509Certificate()?.raw;
         const fingerprint = raw ? fingerprintOfDer(raw) : '';
-        const err = this.verify(socket, target, fingerprint);
+        const spki = raw && this.pins.length > 0 ? spkiFingerprintOfDer(raw) : '';
+        const err = this.verify(socket, target, fingerprint, spki);
         if (err) return fail(err);
         cleanup();
         resolve({ socket, fingerprint });
@@ -150,14 +152,16 @@ export class TlsCarrier implements StreamCarrier {
   }
 
   /** Returns the reason to refuse this server, or undefined to accept it. */
-  private verify(socket: tls.TLSSocket, target: string, fingerprint: string): CertificateError | undefined {
+  private verify(socket: tls.TLSSocket, target: string, fingerprint: string, spki: string): CertificateError | undefined {
     if (this.pins.length === 0) {
       if (socket.authorized) return undefined;
       const why = String(socket.authorizationError ?? 'unknown');
       return new CertificateError(why, `certificate verification failed for ${target}: ${why}`);
     }
-    const got = Buffer.from(fingerprint, 'base64url');
-    if (got.length === 32 && this.pins.some((pin) => timingSafeEqual(pin, got))) return undefined;
+    for (const value of [fingerprint, spki]) {
+      const got = Buffer.from(value, 'base64url');
+      if (got.length === 32 && this.pins.some((pin) => timingSafeEqual(pin, got))) return undefined;
+    }
     return new CertificateError('pin-mismatch', `certificate fingerprint mismatch for ${target}`);
   }
 
