@@ -258,6 +258,9 @@ export class WsServer {
       // 'secureConnection' (wss://, given the TLS socket); the gate listens
       // on the raw 'connection' only where the raw socket is not this one.
       this.server.emit(this.init.tls ? 'secureConnection' : 'connection', socket);
+      // Idle from now on, as after any keep-alive answer (Node arms this
+      // only for responses it wrote itself).
+      socket.setTimeout(this.server.keepAliveTimeout);
     });
     res.once('close', () => {
       if (!res.writableFinished) socket.destroy();
