@@ -13,6 +13,7 @@
  *   backstop: each layer has its own, shorter, deadline too);
  * - hitting a limit or a listener error (EMFILE) is logged, rate-limited.
  */
+import type http from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
@@ -146,4 +147,38 @@ export class PreAuthGate {
       fdOut ? 'out of file descriptors: new connections are refused; raise LimitNOFILE / ulimit -n' : 'listener error',
     );
   }
+}
+
+/**
+ * A failed inbound TLS handshake (a scanner, a health check's connect+close,
+ * a handshake timeout): the socket must be destroyed here. With a
+ * 'tlsClientError' listener Node leaves that to us, and with allowHalfOpen a
+ * peer's FIN alone closes nothing: the socket sat in CLOSE-WAIT forever.
+ * Routine on a public port, so debug only.
+ */
+export function dropTlsClient(logger: Logger, err: Error, socket: net.Socket): void {
+  logger.debug({ err: err.message, code: (err as NodeJS.ErrnoException).code, remote: socket.remoteAddress }, 'tls handshake failed');
+  socket.destroy();
+}
+
+/** Time allowed for a management request's headers, and for the whole request, ms. */
+export const MGMT_HEADERS_TIMEOUT_MS = 20_000;
+export const MGMT_REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * Bounds an HTTP(S) management listener (the admin API, the mtt controller):
+ * every connection counts against `max` (their requests authenticate one by
+ * one, the connection never does), slow headers and requests are cut, failed
+ * TLS handshakes are closed, and listener errors (EMFILE) are logged,
+ * rate-limited. Call before `listen`. An https server should also be created
+ * with `handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS`.
+ */
+export function boundHttpServer(server: http.Server, name: string, logger: Logger, max = PREAUTH_MAX_CONNS): PreAuthGate {
+  const gate = new PreAuthGate({ name, logger, max, timeoutMs: 0 });
+  server.prependListener('connection', (raw: net.Socket) => void gate.admit(raw));
+  server.headersTimeout = MGMT_HEADERS_TIMEOUT_MS;
+  server.requestTimeout = MGMT_REQUEST_TIMEOUT_MS;
+  server.on('tlsClientError', (err: Error, socket: net.Socket) => dropTlsClient(logger, err, socket));
+  server.on('error', (err: NodeJS.ErrnoException) => gate.listenerError(err));
+  return gate;
 }

@@ -19,7 +19,7 @@ import { nullLogger, type Logger } from '../core/logger.js';
 import { fingerprintOfDer, spkiFingerprintOfDer } from './cert.js';
 import { guardDial } from './dial.js';
 import { CertificateError, DialError, errnoOf } from './errors.js';
-import { TLS_HANDSHAKE_TIMEOUT_MS } from './preauth.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS, dropTlsClient } from './preauth.js';
 import { ServerListener, TcpCarrier, gateFor, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
@@ -197,18 +197,6 @@ export class TlsCarrier implements StreamCarrier {
     server.on('error', (err) => gate.listenerError(err));
     return new ServerListener(server, gate);
   }
-}
-
-/**
- * A failed inbound TLS handshake (a scanner, a health check's connect+close,
- * a handshake timeout): the socket must be destroyed here. With a
- * 'tlsClientError' listener Node leaves that to us, and with allowHalfOpen a
- * peer's FIN alone closes nothing: the socket sat in CLOSE-WAIT forever.
- * Routine on a public port, so debug only.
- */
-export function dropTlsClient(logger: Logger, err: Error, socket: Socket): void {
-  logger.debug({ err: err.message, code: (err as NodeJS.ErrnoException).code, remote: socket.remoteAddress }, 'tls handshake failed');
-  socket.destroy();
 }
 
 /**

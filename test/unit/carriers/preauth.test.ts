@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import type { Logger } from '../../../src/core/logger.js';
-import { PreAuthGate, RateLimitedLog } from '../../../src/carriers/preauth.js';
+import { MGMT_HEADERS_TIMEOUT_MS, PreAuthGate, RateLimitedLog, boundHttpServer } from '../../../src/carriers/preauth.js';
 import { TcpCarrier, type ServerListener } from '../../../src/carriers/tcp.js';
 import { TlsCarrier } from '../../../src/carriers/tls.js';
 import type { Listener, StreamConn } from '../../../src/carriers/types.js';
@@ -107,6 +108,24 @@ describe('listener bounds on unauthenticated connections', () => {
     t.after(() => l.close());
     const s = await silentClient(t, l.address.port);
     await within(serverClosed(s), 20_000, 'closed by the pre-auth backstop');
+  });
+
+  it('management HTTP listeners (admin API, mtt controller): a connection cap, logged once, and bounded request times', async (t) => {
+    const log = recordingLogger();
+    const srv = http.createServer((_req, res) => res.end('ok'));
+    const gate = boundHttpServer(srv, 'admin API', log, 1);
+    assert.equal(srv.headersTimeout, MGMT_HEADERS_TIMEOUT_MS);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    t.after(() => {
+      srv.close();
+      srv.closeAllConnections();
+    });
+    const port = (srv.address() as net.AddressInfo).port;
+    await silentClient(t, port);
+    await eventually(async () => assert.equal(gate.size, 1));
+    const over = await Promise.all([1, 2].map(() => silentClient(t, port)));
+    await within(Promise.all(over.map(serverClosed)), 20_000, 'connections over the cap are closed');
+    assert.equal(log.warns.filter((w) => /too many unauthenticated/.test(w.msg)).length, 1);
   });
 
   it('the gate counts, releases through a TLS socket parent, and a rate-limited log folds repeats', () => {
