@@ -21,6 +21,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { boundHttpServer } from '../carriers/preauth.js';
 import type { UserStore } from '../store/types.js';
 import { applyCommand } from './mtt-apply.js';
 import { Opt, Res, decodeCommand, type MuResult } from './mtt-command.js';
@@ -124,6 +125,7 @@ export class MttController {
   /** Starts listening. Use a loopback `host` unless the network is trusted. */
   async listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
     const server = createServer(this.handle);
+    boundHttpServer(server, 'mtt controller', this.log);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

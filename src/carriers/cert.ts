@@ -12,8 +12,13 @@
  *
  * polytun clients normally pin the certificate (`pinSha256`), so a
  * self-signed leaf is a first-class choice, not a test convenience.
+ *
+ * Its shape is an ordinary site's, not a tell: the site's name as subject
+ * and SAN, a 90-day validity (as Let's Encrypt issues), a random serial, an
+ * ECDSA P-256 key (certbot's default). Renewal re-issues with the same key,
+ * so a pin on the public key (`spkiSha256`) survives it.
  */
-import { X509Certificate, createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import * as der from './der.js';
@@ -24,8 +29,10 @@ export interface SelfSignedInit {
   commonName: string;
   /** DNS names and IP addresses for subjectAltName. @default [commonName] */
   altNames?: readonly string[];
-  /** Validity from now, in days. @default 825 */
+  /** Validity from now, in days. @default CERT_VALIDITY_DAYS */
   days?: number;
+  /** Re-issue for this private key (PEM or KeyObject, ECDSA P-256) instead of generating one. */
+  key?: string | KeyObject;
   /** Clock, for tests. @default new Date() */
   now?: Date;
 }
@@ -34,9 +41,16 @@ export interface SelfSignedInit {
 export interface SelfSignedCert {
   cert: string;
   key: string;
-  /** base64url SHA-256 of the certificate DER (the `pinSha256` value). */
+  /** base64url SHA-256 of the certificate DER (a `pinSha256` value). */
   fingerprintSha256: string;
+  /** base64url SHA-256 of the public key (SPKI DER): a `pinSha256` value that survives re-issuing with the same key. */
+  spkiSha256: string;
 }
+
+/** Validity of a generated certificate, days: what Let's Encrypt issues. */
+export const CERT_VALIDITY_DAYS = 90;
+/** A generated certificate is re-issued (same key) when it has fewer days left than this. */
+export const CERT_RENEW_BEFORE_DAYS = 30;
 
 const OID = {
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
@@ -85,15 +99,16 @@ export function generateSelfSigned(init: SelfSignedInit): SelfSignedCert {
     if (isIP(n) === 6 && n.includes('.')) throw new ConfigError('altNames', `IPv4-mapped IPv6 not supported: ${n}`);
     if (!isIP(n) && !/^[A-Za-z0-9*._-]+$/.test(n)) throw new ConfigError('altNames', `not a DNS name or IP: ${n}`);
   }
-  const days = init.days ?? 825;
+  const days = init.days ?? CERT_VALIDITY_DAYS;
   const now = init.now ?? new Date();
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const { publicKey, privateKey } = keyPair(init.key);
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   // subjectKeyIdentifier: SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2 method 1);
   // the P-256 uncompressed point is the last 65 bytes of the SPKI.
   const ski = createHash('sha1').update(spki.subarray(spki.length - 65)).digest();
-  const serial = randomBytes(16);
-  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x01; // positive, 16 significant bytes
+  // Random, positive, 18 bytes as Let's Encrypt's (CA/B Forum: at least 64 random bits).
+  const serial = randomBytes(18);
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x01;
   const sigAlg = der.sequence(der.oid(OID.ecdsaWithSha256));
   const subject = name(init.commonName);
   // Backdated an hour so a client whose clock runs a little slow accepts it.
@@ -126,7 +141,32 @@ export function generateSelfSigned(init: SelfSignedInit): SelfSignedCert {
     cert: `-----BEGIN CERTIFICATE-----\n${b64}-----END CERTIFICATE-----\n`,
     key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     fingerprintSha256: fingerprintOfDer(certDer),
+    spkiSha256: spkiSha256Of(spki),
   };
+}
+
+/** The key pair to certify: a new P-256 one, or the given private key (which must be P-256: we sign ecdsa-with-SHA256). */
+function keyPair(key: string | KeyObject | undefined): { publicKey: KeyObject; privateKey: KeyObject } {
+  if (key === undefined) return generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const privateKey = typeof key === 'string' ? createPrivateKey(key) : key;
+  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new ConfigError('key', 'a generated certificate needs an ECDSA P-256 key');
+  }
+  return { publicKey: createPublicKey(privateKey), privateKey };
+}
+
+function spkiSha256Of(spkiDer: Buffer): string {
+  return createHash('sha256').update(spkiDer).digest('base64url');
+}
+
+/** The SPKI pin (base64url SHA-256 of the public key) of a PEM certificate: stable across re-issues with the same key. */
+export function spkiFingerprint(pem: string | Buffer): string {
+  return spkiSha256Of(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }));
+}
+
+/** The SPKI pin of a certificate's DER bytes. */
+export function spkiFingerprintOfDer(certDer: Buffer): string {
+  return spkiFingerprint(new X509Certificate(certDer).toString());
 }
 
 /** base64url SHA-256 of a certificate's DER bytes. */

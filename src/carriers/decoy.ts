@@ -58,6 +58,44 @@ export function rawNginxError(status: number, serverName = 'nginx'): string {
   );
 }
 
+/**
+ * True when nginx would answer this request 400 Bad Request before any
+ * location runs (ngx_http_parse_request_line, ngx_http_parse_complex_uri):
+ * a target that is neither `/…` nor an absolute http(s) URL (`OPTIONS *`),
+ * a bad or NUL percent escape, or a path whose `..` climbs above the root
+ * once `%XX` is decoded (`/../x`, `/a/%2e%2e/..`).
+ */
+export function nginxRejectsTarget(req: IncomingMessage): boolean {
+  const url = req.url ?? '';
+  let p: string;
+  if (url.startsWith('/')) p = url;
+  else if (/^https?:\/\/[^/?#]+/i.test(url)) p = url.replace(/^https?:\/\/[^/?#]+/i, '') || '/';
+  else return true;
+  const rawPath = p.split('?', 1)[0] as string;
+  let path = '';
+  for (let i = 0; i < rawPath.length; i++) {
+    const c = rawPath[i] as string;
+    if (c !== '%') {
+      path += c;
+      continue;
+    }
+    const hex = rawPath.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return true;
+    const code = parseInt(hex, 16);
+    if (code === 0) return true;
+    path += String.fromCharCode(code);
+    i += 2;
+  }
+  let depth = 0;
+  for (const seg of path.split('/').slice(1)) {
+    if (seg === '..') {
+      if (depth === 0) return true;
+      depth--;
+    } else if (seg !== '.' && seg !== '') depth++;
+  }
+  return false;
+}
+
 /** Headers nginx writes itself, before Connection; everything else (ETag, app headers) follows it. */
 const BEFORE_CONNECTION = new Set(['content-type', 'content-length', 'last-modified', 'location']);
 

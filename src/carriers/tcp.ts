@@ -8,6 +8,7 @@ import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { guardDial } from './dial.js';
+import { PreAuthGate } from './preauth.js';
 import { DialError, ListenError, errnoOf } from './errors.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
@@ -30,6 +31,20 @@ export interface TcpCarrierInit {
   mark?: number;
   /** Kernel MPTCP sockets (native addon): outgoing connections, and the listening socket (IP literal hosts only). @default false */
   mptcp?: boolean;
+  /** Listener: unauthenticated connections held at once; more are closed on accept. @default PREAUTH_MAX_CONNS */
+  maxPreAuthConns?: number;
+  /** Listener: close a connection not authenticated within this long, ms (backstop). @default PREAUTH_TIMEOUT_MS */
+  preAuthTimeoutMs?: number;
+}
+
+/** The pre-auth gate of a listener on `at` built from carrier options. */
+export function gateFor(scheme: string, at: Endpoint, init: TcpCarrierInit | undefined, logger: Logger): PreAuthGate {
+  return new PreAuthGate({
+    name: `${scheme}://${formatEndpoint(at)}`,
+    logger,
+    ...(init?.maxPreAuthConns !== undefined ? { max: init.maxPreAuthConns } : {}),
+    ...(init?.preAuthTimeoutMs !== undefined ? { timeoutMs: init.preAuthTimeoutMs } : {}),
+  });
 }
 
 /** Wraps a connected socket as a StreamConn; addresses are captured now, since they vanish on destroy. */
@@ -147,10 +162,13 @@ export class TcpCarrier implements StreamCarrier {
       keepAlive: true,
       keepAliveInitialDelay: this.init.keepAliveInitialDelayMs ?? 30_000,
     });
-    server.on('connection', (socket: net.Socket) => onConn(socketConn(socket)));
+    const gate = gateFor('tcp', at, this.init, this.logger);
+    server.on('connection', (socket: net.Socket) => {
+      if (gate.admit(socket)) onConn({ ...socketConn(socket), authenticated: () => gate.release(socket) });
+    });
     await listenServer(server, at, this.init.backlog, this.init.mptcp === true);
-    server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'tcp listener error'));
-    return new ServerListener(server);
+    server.on('error', (err) => gate.listenerError(err));
+    return new ServerListener(server, gate);
   }
 }
 
@@ -179,7 +197,11 @@ export class ServerListener implements Listener {
   readonly address: Endpoint;
   private closed: Promise<void> | undefined;
 
-  constructor(private readonly server: net.Server) {
+  /** `gate`: the listener's unauthenticated-connection bounds, exposed for status and tests. */
+  constructor(
+    private readonly server: net.Server,
+    readonly gate?: PreAuthGate,
+  ) {
     const a = server.address() as net.AddressInfo;
     this.address = { host: a.address, port: a.port };
   }

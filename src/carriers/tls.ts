@@ -16,10 +16,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { fingerprintOfDer } from './cert.js';
+import { fingerprintOfDer, spkiFingerprintOfDer } from './cert.js';
 import { guardDial } from './dial.js';
 import { CertificateError, DialError, errnoOf } from './errors.js';
-import { ServerListener, TcpCarrier, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS, dropTlsClient } from './preauth.js';
+import { ServerListener, TcpCarrier, gateFor, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
 
@@ -51,14 +52,15 @@ export interface TlsCarrierInit {
   /** Client, CA mode: trusted roots, PEM. @default Node's bundled roots */
   ca?: Pem | readonly Pem[];
   /**
-   * Client: base64url SHA-256 of the server's leaf certificate DER. When set,
-   * CA verification is replaced by this exact match. Several pins allow a
-   * certificate rotation.
+   * Client: base64url SHA-256 of the server's leaf certificate DER, or of its
+   * public key (SPKI DER, which survives a renewal with the same key). When
+   * set, CA verification is replaced by this exact match. Several pins allow
+   * a certificate rotation.
    */
   pinSha256?: string | readonly string[];
   /** Lowest TLS version accepted. @default 'TLSv1.3' */
   minVersion?: tls.SecureVersion;
-  /** Server: drop a client whose handshake takes longer than this, ms. @default 10000 */
+  /** Server: drop a client whose handshake takes longer than this, ms. @default TLS_HANDSHAKE_TIMEOUT_MS */
   handshakeTimeoutMs?: number;
   /** Where failed inbound handshakes are logged (debug). @default nullLogger */
   logger?: Logger;
@@ -101,7 +103,10 @@ export class TlsCarrier implements StreamCarrier {
 
   private handshake(to: Endpoint, tcp: Socket, signal: AbortSignal): Promise<{ socket: tls.TLSSocket; fingerprint: string }> {
     const target = formatEndpoint(to);
-    const servername = this.init.servername ?? (isIP(to.host) ? undefined : to.host);
+    // Never an IP literal in SNI (RFC 6066 §3; Node warns): a link to an IP
+    // address carries that address as its host, and no site sends it.
+    const name = this.init.servername ?? to.host;
+    const servername = isIP(name) ? undefined : name;
     const opts: tls.ConnectionOptions = {
       socket: tcp,
       host: to.host, // checked against the certificate in CA mode when no servername
@@ -131,7 +136,8 @@ export class TlsCarrier implements StreamCarrier {
         // again later (getPeerX509Certificate returned undefined on a second call).
         const raw = socket.getPeerX509Certificate()?.raw;
         const fingerprint = raw ? fingerprintOfDer(raw) : '';
-        const err = this.verify(socket, target, fingerprint);
+        const spki = raw && this.pins.length > 0 ? spkiFingerprintOfDer(raw) : '';
+        const err = this.verify(socket, target, fingerprint, spki);
         if (err) return fail(err);
         cleanup();
         resolve({ socket, fingerprint });
@@ -146,14 +152,16 @@ export class TlsCarrier implements StreamCarrier {
   }
 
   /** Returns the reason to refuse this server, or undefined to accept it. */
-  private verify(socket: tls.TLSSocket, target: string, fingerprint: string): CertificateError | undefined {
+  private verify(socket: tls.TLSSocket, target: string, fingerprint: string, spki: string): CertificateError | undefined {
     if (this.pins.length === 0) {
       if (socket.authorized) return undefined;
       const why = String(socket.authorizationError ?? 'unknown');
       return new CertificateError(why, `certificate verification failed for ${target}: ${why}`);
     }
-    const got = Buffer.from(fingerprint, 'base64url');
-    if (got.length === 32 && this.pins.some((pin) => timingSafeEqual(pin, got))) return undefined;
+    for (const value of [fingerprint, spki]) {
+      const got = Buffer.from(value, 'base64url');
+      if (got.length === 32 && this.pins.some((pin) => timingSafeEqual(pin, got))) return undefined;
+    }
     return new CertificateError('pin-mismatch', `certificate fingerprint mismatch for ${target}`);
   }
 
@@ -167,7 +175,7 @@ export class TlsCarrier implements StreamCarrier {
       key,
       minVersion: this.init.minVersion ?? 'TLSv1.3',
       ciphers: TLS_CIPHERS,
-      handshakeTimeout: this.init.handshakeTimeoutMs ?? 10_000,
+      handshakeTimeout: this.init.handshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
       allowHalfOpen: true,
       noDelay: true,
       keepAlive: true,
@@ -175,18 +183,19 @@ export class TlsCarrier implements StreamCarrier {
     };
     if (this.init.alpn) opts.ALPNProtocols = [...this.init.alpn];
     const server = tls.createServer(opts);
+    const gate = gateFor('tls', at, this.init.tcp, this.logger);
+    server.on('connection', (raw: Socket) => void gate.admit(raw));
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       const meta: Record<string, string> = { tlsVersion: socket.getProtocol() ?? '' };
       if (socket.alpnProtocol) meta.alpn = socket.alpnProtocol;
       const sni = (socket as tls.TLSSocket & { servername?: string | false }).servername;
       if (sni) meta.sni = sni;
-      onConn(socketConn(socket, meta));
+      onConn({ ...socketConn(socket, meta), authenticated: () => gate.release(socket) });
     });
-    // Scanners and broken clients are routine on a public port: debug only.
-    server.on('tlsClientError', (err) => this.logger.debug({ err }, 'tls handshake failed'));
+    server.on('tlsClientError', (err, socket) => dropTlsClient(this.logger, err, socket));
     await listenServer(server, at, this.init.tcp?.backlog);
-    server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'tls listener error'));
-    return new ServerListener(server);
+    server.on('error', (err) => gate.listenerError(err));
+    return new ServerListener(server, gate);
   }
 }
 

@@ -38,6 +38,12 @@ export interface StreamConn {
    * the user selected by URL path…). Empty for plain TCP.
    */
   readonly meta: Readonly<Record<string, string>>;
+  /**
+   * Set by listeners: the server calls it once the peer has authenticated, so
+   * the listener stops counting and timing the connection as unauthenticated
+   * (see preauth.ts). Absent on dialled connections.
+   */
+  readonly authenticated?: () => void;
 }
 
 export interface Listener {

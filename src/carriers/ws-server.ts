@@ -21,8 +21,9 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { nginxNotFound, rawNginxError, type Decoy } from './decoy.js';
-import { ServerListener, listenServer, type TcpCarrierInit } from './tcp.js';
+import { nginxNotFound, nginxRejectsTarget, rawNginxError, sendNginxError, type Decoy } from './decoy.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS, dropTlsClient } from './preauth.js';
+import { ServerListener, gateFor, listenServer, type TcpCarrierInit } from './tcp.js';
 import { TLS_CIPHERS } from './tls.js';
 import { formatEndpoint } from './types.js';
 import { acceptKey } from './ws-frames.js';
@@ -52,13 +53,22 @@ export interface WsServerInit {
   maxPayloadBytes?: number;
   /** Stream behaviour of accepted connections (keepalive ping, buffers). */
   stream?: WsStreamInit;
-  /** TCP keepalive and listen backlog. */
-  tcp?: Pick<TcpCarrierInit, 'keepAliveInitialDelayMs' | 'backlog'>;
+  /** TCP keepalive, listen backlog and the cap on unauthenticated connections. */
+  tcp?: Pick<TcpCarrierInit, 'keepAliveInitialDelayMs' | 'backlog' | 'maxPreAuthConns'>;
   /** Time allowed for a request's headers, ms (nginx client_header_timeout). @default 60000 */
   headersTimeoutMs?: number;
+  /** Idle time of a keep-alive connection, ms (nginx keepalive_timeout). @default KEEPALIVE_TIMEOUT_MS */
+  keepAliveTimeoutMs?: number;
+  /** wss: time allowed for the TLS handshake, ms. @default TLS_HANDSHAKE_TIMEOUT_MS */
+  tlsHandshakeTimeoutMs?: number;
   /** Where listener-level events go (decoy hits at debug). @default nullLogger */
   logger?: Logger;
 }
+
+/** nginx's keepalive_timeout default, ms. */
+export const KEEPALIVE_TIMEOUT_MS = 75_000;
+/** nginx's keepalive_requests default: requests served on one connection before it is closed. */
+export const KEEPALIVE_REQUESTS = 1000;
 
 const REFUSE: RouteDecision = { accept: false };
 const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
@@ -123,15 +133,30 @@ export class WsServer {
     };
     const t = this.init.tls;
     const server = t
-      ? https.createServer({ ...opts, cert: t.cert, key: t.key, minVersion: t.minVersion ?? 'TLSv1.2', ciphers: TLS_CIPHERS, ALPNProtocols: ['http/1.1'] })
+      ? https.createServer({
+          ...opts,
+          cert: t.cert,
+          key: t.key,
+          minVersion: t.minVersion ?? 'TLSv1.2',
+          ciphers: TLS_CIPHERS,
+          ALPNProtocols: ['http/1.1'],
+          handshakeTimeout: this.init.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
+        })
       : http.createServer(opts);
-    server.keepAliveTimeout = 75_000; // nginx keepalive_timeout
+    server.keepAliveTimeout = this.init.keepAliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS;
+    server.maxRequestsPerSocket = KEEPALIVE_REQUESTS;
     server.headersTimeout = this.init.headersTimeoutMs ?? 60_000;
     server.requestTimeout = Math.max(server.requestTimeout, server.headersTimeout);
+    // Every connection counts as unauthenticated until a tunnel handshake
+    // succeeds on it, decoy keep-alive ones included. No backstop timer: the
+    // HTTP timeouts above bound a decoy connection as nginx's do, and after
+    // an upgrade the polytun handshake has its own deadline.
+    const gate = gateFor(t ? 'wss' : 'ws', at, { ...this.init.tcp, preAuthTimeoutMs: 0 }, this.logger);
+    server.prependListener('connection', (raw: net.Socket) => void gate.admit(raw));
 
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.logger.debug({ path: requestPath(req), method: req.method }, 'decoy request');
-      this.decoy(req, res);
+      this.answer(req, res);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       void this.onUpgrade(req, socket as net.Socket, head, onConn);
@@ -146,10 +171,21 @@ export class WsServer {
       if (err.code === 'ECONNRESET' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !socket.writable) return void socket.destroy();
       socket.end(rawNginxError(400, this.serverName));
     });
-    if (t) server.on('tlsClientError', (err: Error) => this.logger.debug({ err }, 'tls handshake failed'));
+    if (t) server.on('tlsClientError', (err: Error, socket: net.Socket) => dropTlsClient(this.logger, err, socket));
     await listenServer(server, at, this.init.tcp?.backlog);
-    server.on('error', (err) => this.logger.warn({ err, at: formatEndpoint(at) }, 'ws listener error'));
-    return new ServerListener(server);
+    server.on('error', (err) => gate.listenerError(err));
+    this.gate = gate;
+    this.server = server;
+    return new ServerListener(server, gate);
+  }
+
+  private gate: ReturnType<typeof gateFor> | undefined;
+  private server: http.Server | https.Server | undefined;
+
+  /** The decoy, behind nginx's own request-target checks (nginx answers 400 before any location runs). */
+  private answer(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (nginxRejectsTarget(req)) return sendNginxError(res, 400, this.serverName);
+    this.decoy(req, res);
   }
 
   private async onUpgrade(
@@ -174,7 +210,7 @@ export class WsServer {
     if (socket.destroyed) return;
     if (!decision.accept) {
       this.logger.debug({ path: requestPath(req), method: req.method }, 'decoy upgrade');
-      return this.decoyOnSocket(req, socket);
+      return this.decoyOnSocket(req, socket, head);
     }
     const meta = { path: requestPath(req), ...decision.meta };
     // Addresses are read now: they vanish once the socket is destroyed.
@@ -195,25 +231,40 @@ export class WsServer {
       ].join('\r\n'),
     );
     const stream = new WsStream(socket, { role: 'server', head, maxPayloadBytes: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD }, this.init.stream);
-    onConn({ stream, remote, local, meta });
+    const gate = this.gate;
+    onConn({ stream, remote, local, meta, authenticated: () => gate?.release(socket) });
   }
 
   /**
    * Runs the decoy on a socket Node already detached as an upgrade: a
-   * ServerResponse is bound to it by hand, and the connection closes after
-   * the answer (the HTTP parser is gone, so no keep-alive here).
+   * ServerResponse is bound to it by hand. nginx keeps such a connection
+   * alive (an Upgrade header means nothing to a static location), so after
+   * the answer the socket goes back to the HTTP server for its next request,
+   * under the same keep-alive timeout and the same pre-auth count. A request
+   * with a body (which Node did not read) still closes, as does one asking
+   * for `Connection: close` or an HTTP/1.0 one.
    */
-  private decoyOnSocket(req: http.IncomingMessage, socket: net.Socket): void {
+  private decoyOnSocket(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     const res = new http.ServerResponse(req);
-    res.shouldKeepAlive = false;
+    const body = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const keepAlive = !body && req.httpVersion === '1.1' && !/\bclose\b/i.test(String(req.headers.connection ?? ''));
+    res.shouldKeepAlive = keepAlive;
     res.assignSocket(socket);
     res.once('finish', () => {
       res.detachSocket(socket);
-      socket.end();
+      if (!keepAlive || socket.destroyed || !this.server) return void socket.end();
+      if (head.length > 0) socket.unshift(head);
+      // http's connection listener runs on 'connection' (ws://) or
+      // 'secureConnection' (wss://, given the TLS socket); the gate listens
+      // on the raw 'connection' only where the raw socket is not this one.
+      this.server.emit(this.init.tls ? 'secureConnection' : 'connection', socket);
+      // Idle from now on, as after any keep-alive answer (Node arms this
+      // only for responses it wrote itself).
+      socket.setTimeout(this.server.keepAliveTimeout);
     });
     res.once('close', () => {
       if (!res.writableFinished) socket.destroy();
     });
-    this.decoy(req, res);
+    this.answer(req, res);
   }
 }

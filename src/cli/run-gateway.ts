@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { toError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { nginxNotFound, reverseProxy, staticSite, type Decoy } from '../carriers/decoy.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS, boundHttpServer } from '../carriers/preauth.js';
 import type { Listener, StreamConn } from '../carriers/types.js';
 import { WsServer } from '../carriers/ws-server.js';
 import { buildAdminApi } from '../admin/api.js';
@@ -136,7 +137,8 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
         (path === '/token' || path === '/config' ? provision : admin).routing(req, res);
       };
       // run-server loads the certificate whenever the admin API is https.
-      const srv = g.admin.tls && cert ? https.createServer({ cert: cert.cert, key: cert.key, minVersion: 'TLSv1.2' }, handler) : http.createServer(handler);
+      const srv = g.admin.tls && cert ? https.createServer({ cert: cert.cert, key: cert.key, minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS }, handler) : http.createServer(handler);
+      boundHttpServer(srv, 'admin API', log);
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject);
         srv.listen(g.admin?.port, g.admin?.host, () => {

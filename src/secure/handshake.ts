@@ -9,8 +9,12 @@
  * ```
  *
  * Probe resistance: a server that cannot authenticate message 1 (a scanner,
- * a wrong key, garbage) answers nothing: it keeps reading and discarding for
- * a random time, then closes. A replayed message 1 (timestamp outside the
+ * a wrong key, garbage, a short message, a FIN) answers nothing: it keeps
+ * reading and discarding until one close instant drawn per connection when
+ * it arrived, then closes. The instant does not depend on what was sent: a
+ * data-dependent close (a timeout for short input, an earlier close once
+ * message 1's 160 bytes are in) would tell a prober the message length
+ * (Frolov et al., NDSS 2020). A replayed message 1 (timestamp outside the
  * window, or an ephemeral key already seen) is treated the same way.
  * Typed rejects (unauthorized, busy, draining…) go only to clients that
  * proved they know the server's key.
@@ -179,7 +183,13 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
       msg2 = await reader.read(MSG2_SIZE, dl.signal);
     } catch (err) {
       if (err instanceof PolytunError && err.code === 'ERR_PROTOCOL') {
-        throw new AuthError('server closed the connection during the handshake (wrong server key in the link, a clock more than the allowed skew off, or not a polytun server)', { cause: err });
+        // What we know is only that the server closed without a word: an
+        // overloaded server (out of file descriptors) does that at once, a
+        // polytun server that cannot authenticate us after its silent delay.
+        throw new AuthError(
+          'the server closed the connection during the handshake without answering (server overloaded or out of file descriptors, a wrong server key in the link, a clock off by more than the allowed skew, or not a polytun server)',
+          { cause: err },
+        );
       }
       throw err;
     }
@@ -212,8 +222,14 @@ export interface ServerHandshakeInit extends ChannelInit {
   /** Decides on an authenticated client (its static key and hello). */
   admit: (clientKey: Buffer, hello: ClientHello) => Admission | Promise<Admission>;
   replay: ReplayGuard;
-  /** @default 10000 */
+  /**
+   * Message 1 must arrive before the connection's close instant, drawn from
+   * `closeDelayMs(timeoutMs)`: by default uniform in [timeoutMs, 2 × timeoutMs].
+   * @default 10000
+   */
   timeoutMs?: number | undefined;
+  /** Draws one connection's close instant, ms after it arrived (tests inject a fixed one). @default closeDelay */
+  closeDelayMs?: (timeoutMs: number) => number;
   /** Accepted difference between client and server clocks. @default 300000 */
   maxSkewMs?: number | undefined;
   /** @default 256 */
@@ -265,14 +281,36 @@ export class ReplayGuard {
   }
 }
 
-/** Reads and discards for a random time, then closes: no signal to a prober. */
-function silentClose(stream: Duplex, maxMs: number): void {
+/**
+ * The default close schedule: uniform in [timeoutMs, 2 × timeoutMs] (10–20 s
+ * by default), drawn once per connection. The lower bound leaves a genuine
+ * client the whole handshake timeout to send message 1.
+ */
+export function closeDelay(timeoutMs: number): number {
+  return timeoutMs + randomInt(0, Math.max(1, timeoutMs) + 1);
+}
+
+/** Bytes a silently dropped connection may still send us; then we stop reading (TCP flow control holds the rest). */
+export const DISCARD_CAP_BYTES = 64 * 1024;
+
+/**
+ * Reads and discards until `closeAt` aborts, then closes: the same instant
+ * whatever arrived (bytes, a FIN). Past DISCARD_CAP_BYTES the stream is
+ * paused rather than closed early, so volume does not move the close either.
+ */
+function silentClose(stream: Duplex, closeAt: AbortSignal): void {
+  let left = DISCARD_CAP_BYTES;
   stream.removeAllListeners('data');
-  stream.on('data', () => undefined);
+  stream.on('data', (c: Buffer) => {
+    left -= c.length;
+    if (left <= 0) stream.pause();
+  });
+  stream.on('end', () => undefined); // a half-close changes nothing: we close at closeAt
   stream.on('error', () => undefined); // the prober may reset; nothing to report
-  const t = setTimeout(() => stream.destroy(), randomInt(500, Math.max(501, maxMs)));
-  t.unref();
-  stream.once('close', () => clearTimeout(t));
+  if (closeAt.aborted) return void stream.destroy();
+  const close = (): void => void stream.destroy();
+  closeAt.addEventListener('abort', close, { once: true });
+  stream.once('close', () => closeAt.removeEventListener('abort', close));
 }
 
 /**
@@ -297,11 +335,15 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
     staticKeyPair: init.staticKeyPair,
   });
   const reader = new Reader(conn.stream);
-  const dl = deadline(timeoutMs, 'handshake', init.signal);
+  // One deadline: message 1 must be in by then, and a dropped connection is
+  // closed exactly then (the timer is kept running for that; see silentClose).
+  const dl = deadline((init.closeDelayMs ?? closeDelay)(timeoutMs), 'handshake', init.signal);
+  let dropped = false;
   const drop = (reason: string, detail?: Record<string, unknown>): never => {
+    dropped = true;
     reader.detach();
     init.onDrop?.(reason, detail);
-    silentClose(conn.stream, timeoutMs);
+    silentClose(conn.stream, dl.signal);
     throw new SilentDropError(reason);
   };
   try {
@@ -310,6 +352,8 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
       msg1 = await reader.read(MSG1_SIZE, dl.signal);
     } catch (err) {
       if (err instanceof TimeoutError) return drop('timeout');
+      // The peer half-closed before a full message 1: still close on schedule.
+      if (err instanceof ProtocolError && !conn.stream.destroyed) return drop('closed-early');
       throw err;
     }
     let hello: ClientHello;
@@ -359,6 +403,6 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
     }
     throw err;
   } finally {
-    dl.clear();
+    if (!dropped) dl.clear();
   }
 }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { RejectCode, RejectedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { RateLimitedLog } from '../carriers/preauth.js';
 import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
 import type { ClientHello } from '../secure/hello.js';
@@ -54,6 +55,7 @@ export class SessionServer<U> extends EventEmitter {
   private readonly log: Logger;
   private readonly replay: ReplayGuard;
   private pending = 0;
+  private readonly overloadLog: RateLimitedLog;
   private draining = false;
   readonly sessions = new Map<string, SessionEntry<U>>();
   /** Counters for status and metrics. */
@@ -63,6 +65,7 @@ export class SessionServer<U> extends EventEmitter {
     super();
     this.log = init.logger ?? nullLogger;
     this.replay = new ReplayGuard(2 * (init.maxSkewMs ?? 300_000));
+    this.overloadLog = new RateLimitedLog(this.log);
   }
 
   /** Feeds one carrier connection to the server. */
@@ -70,6 +73,7 @@ export class SessionServer<U> extends EventEmitter {
     if (this.pending >= (this.init.maxPendingHandshakes ?? 256)) {
       this.counters.overload++;
       conn.stream.destroy();
+      this.overloadLog.warn({ max: this.init.maxPendingHandshakes ?? 256, carrier }, 'too many handshakes in progress: closing new connections (a flood, or raise limits.maxPendingHandshakes)');
       return;
     }
     this.pending++;
@@ -108,6 +112,7 @@ export class SessionServer<U> extends EventEmitter {
     ).then(
       ({ channel, clientKey, hello, admission }) => {
         this.pending--;
+        conn.authenticated?.(); // the listener stops counting it as unauthenticated
         const u = user as U;
         if (admission.resumed) {
           const e = this.sessions.get(admission.sessionId.toString('hex'));

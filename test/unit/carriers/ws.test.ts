@@ -37,7 +37,8 @@ for (const secure of [false, true]) {
 /** A WsServer on loopback that echoes every conn; conns and route calls are recorded. */
 async function echoServer(t: TestContext, init: Partial<WsServerInit> & { route: Route }): Promise<{ l: Listener; conns: StreamConn[] }> {
   const conns: StreamConn[] = [];
-  const l = await new WsServer(init).listen(LOOP, (conn) => {
+  // A short keep-alive: raw exchanges read until the server closes, and the decoy keeps connections alive as nginx does.
+  const l = await new WsServer({ keepAliveTimeoutMs: 300, ...init }).listen(LOOP, (conn) => {
     conns.push(conn);
     conn.stream.on('error', (err: Error) => ((conn.stream as { lastError?: unknown }).lastError = err));
     conn.stream.pipe(conn.stream);
@@ -107,7 +108,7 @@ describe('WsServer routing', () => {
       assert.equal(raw.status, 'HTTP/1.1 404 Not Found');
       assert.equal(raw.body, NGINX_404);
       assert.equal(raw.headers.get('server'), 'nginx');
-      assert.equal(raw.headers.get('connection'), 'close');
+      assert.equal(raw.headers.get('connection'), 'keep-alive', 'nginx keeps a static 404 alive, Upgrade header or not');
       for (const h of raw.headers.keys()) assert.ok(!/^(upgrade|sec-websocket)/.test(h), `header ${h} in a decoy answer`);
       const err = await new WsCarrier({ tls: secure, path: '/u/mallory', pinSha256: testCert().fingerprintSha256 }).dial(l.address).catch((e: unknown) => e);
       assert.ok(err instanceof WsUpgradeError, `got ${String(err)}`);

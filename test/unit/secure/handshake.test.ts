@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { memoryStreamPair } from '../../../src/carriers/memory.js';
 import { AuthError, RejectCode, RejectedError } from '../../../src/core/errors.js';
-import { MSG1_SIZE, ReplayGuard, SilentDropError, clientHandshake, serverHandshake, type Admission } from '../../../src/secure/handshake.js';
+import { MSG1_SIZE, ReplayGuard, SilentDropError, clientHandshake, closeDelay, serverHandshake, type Admission } from '../../../src/secure/handshake.js';
 import { HELLO_SIZE, decodeServerHello, encodeClientHello } from '../../../src/secure/hello.js';
 import { generateKeyPair } from '../../../src/secure/keys.js';
 import { HandshakeState } from '../../../src/secure/noise.js';
@@ -83,6 +84,53 @@ describe('handshake', () => {
     await new Promise((r) => setTimeout(r, 50));
     assert.ok(outcomes.includes('drop:unauthenticated'));
     assert.ok(outcomes.includes('drop:timeout'));
+  });
+
+  it('closes a dropped connection at one instant drawn per connection, whatever arrived (159 or 160 bytes, nothing, a FIN, a flood)', async (t) => {
+    // Fake timers: the close decision is read off the schedule, not off a wall clock.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const DRAW = 7_000;
+    const probes: { name: string; send: (a: Duplex) => void }[] = [
+      { name: '159 bytes', send: (a) => a.write(randomBytes(MSG1_SIZE - 1)) },
+      { name: '160 bytes', send: (a) => a.write(randomBytes(MSG1_SIZE)) },
+      { name: 'nothing', send: () => undefined },
+      { name: '159 bytes + FIN', send: (a) => a.end(randomBytes(MSG1_SIZE - 1)) },
+      { name: '160 bytes + FIN', send: (a) => a.end(randomBytes(MSG1_SIZE)) },
+      { name: '200 KiB', send: (a) => a.write(randomBytes(200 * 1024)) },
+    ];
+    const draws: number[] = [];
+    const conns = probes.map((p) => {
+      const [a, b] = memoryStreamPair();
+      a.on('error', () => undefined);
+      const outcome = serverHandshake(
+        { stream: b, remote: p.name, local: 's', carrier: 'mem' },
+        { staticKeyPair: serverKeys, admit: accept, replay: new ReplayGuard(), timeoutMs: 1000, closeDelayMs: (timeoutMs) => (draws.push(timeoutMs), DRAW) },
+      ).then(
+        () => 'accepted',
+        (err: Error) => (err instanceof SilentDropError ? 'dropped' : `error: ${err.message}`),
+      );
+      p.send(a);
+      return { name: p.name, server: b, outcome };
+    });
+    const turns = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    };
+    await turns(); // every probe's bytes (and FIN) reach the server
+    for (const c of conns) assert.equal(c.server.destroyed, false, `${c.name}: still open right after the probe`);
+    t.mock.timers.tick(DRAW - 1);
+    await turns();
+    for (const c of conns) assert.equal(c.server.destroyed, false, `${c.name}: still open 1 ms before the drawn instant`);
+    t.mock.timers.tick(1);
+    await turns();
+    for (const c of conns) assert.equal(c.server.destroyed, true, `${c.name}: closed at the drawn instant`);
+    for (const c of conns) assert.equal(await c.outcome, 'dropped', c.name);
+    assert.deepEqual(draws, probes.map(() => 1000), 'one draw per connection, from the configured timeout');
+  });
+
+  it('the default close schedule is uniform in [timeout, 2 × timeout], never before the timeout', () => {
+    const draws = Array.from({ length: 2000 }, () => closeDelay(10_000));
+    assert.ok(draws.every((d) => d >= 10_000 && d <= 20_000));
+    assert.ok(Math.min(...draws) < 11_000 && Math.max(...draws) > 19_000, 'spread over the whole range');
   });
 
   it('a replayed first message gets no answer', async () => {
