@@ -10,7 +10,7 @@ import { connectWithOptions, mptcpStatus, SocketOptionError, socketOptionsOf } f
 import type { ConnectWithOptionsInit } from '../../../src/carriers/socket-opts.js';
 import { AbortedError, ConfigError } from '../../../src/core/errors.js';
 import { ADDON_PATH } from '../../../src/native/addon.js';
-import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
+import { deadTcpEndpoint, withFreePort } from '../../helpers/net-fixtures.js';
 
 const noAddon = existsSync(ADDON_PATH) ? false : 'native addon not built (npm run build:native)';
 if (noAddon) console.log(`# socket-opts skipped: ${noAddon}`);
@@ -100,10 +100,12 @@ describe('connectWithOptions (loopback)', { skip: noAddon }, () => {
   });
 
   it('binds the local address and port', async () => {
-    const free = await deadTcpEndpoint('127.0.0.2');
-    const s = await connectWithOptions({ host: '127.0.0.1', port: echo.port, localAddress: '127.0.0.2', localPort: free.port });
+    const { s, port } = await withFreePort('127.0.0.2', async (port) => ({
+      s: await connectWithOptions({ host: '127.0.0.1', port: echo.port, localAddress: '127.0.0.2', localPort: port }),
+      port,
+    }));
     assert.equal(s.localAddress, '127.0.0.2');
-    assert.equal(s.localPort, free.port);
+    assert.equal(s.localPort, port);
     assert.equal(await roundTrip(s, 'from .2'), 'from .2');
     assert.ok(echo.peers.includes('127.0.0.2'));
   });
