@@ -11,6 +11,7 @@ import type { ConnectWithOptionsInit } from '../../../src/carriers/socket-opts.j
 import { AbortedError, ConfigError } from '../../../src/core/errors.js';
 import { ADDON_PATH } from '../../../src/native/addon.js';
 import { deadTcpEndpoint, withFreePort } from '../../helpers/net-fixtures.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 const noAddon = existsSync(ADDON_PATH) ? false : 'native addon not built (npm run build:native)';
 if (noAddon) console.log(`# socket-opts skipped: ${noAddon}`);
@@ -44,11 +45,6 @@ async function roundTrip(socket: net.Socket, text: string): Promise<string> {
   return Buffer.concat(chunks).toString();
 }
 
-/** Polls `cond` every 10 ms; fails after 5 s (a hang guard, not a timing claim). */
-async function waitUntil(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(cond(), `timed out waiting for ${what}`);
-}
 
 /** Runs a connect whose option may need a privilege we lack; skips with the reason then. */
 async function connectOrSkip(t: TestContext, init: ConnectWithOptionsInit): Promise<net.Socket | undefined> {
