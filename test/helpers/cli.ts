@@ -88,7 +88,7 @@ export async function startServer(extra: string[] = [], listen = ['tcp://127.0.0
 }
 
 /** Resolves once something accepts TCP connections on host:port. */
-export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc, ms = 15_000): Promise<void> {
+export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((res) => {

@@ -4,7 +4,7 @@
  * travel (LISTEN/NOTIFY, a failover): a liveness check, not a timing claim,
  * so keep `ms` generous.
  */
-export async function eventually<T>(fn: () => Promise<T>, ms = 10_000, intervalMs = 100): Promise<T> {
+export async function eventually<T>(fn: () => Promise<T>, ms = 30_000, intervalMs = 100): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     try {
