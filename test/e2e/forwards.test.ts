@@ -67,7 +67,7 @@ after(async () => {
 
 /** Sends `msg` until a datagram arrives (the datagram lane is unreliable by design); returns it. */
 async function roundTrip(sock: UdpSocket, msg: Buffer, to: { port: number; host: string }): Promise<Buffer> {
-  for (let attempt = 0; attempt < 10; attempt++) {
+  for (let attempt = 0; attempt < 30; attempt++) {
     const got = once(sock, 'message') as Promise<[Buffer]>;
     sock.send(msg, to.port, to.host);
     let timer: NodeJS.Timeout | undefined;
@@ -75,7 +75,7 @@ async function roundTrip(sock: UdpSocket, msg: Buffer, to: { port: number; host:
     clearTimeout(timer);
     if (reply) return reply;
   }
-  assert.fail(`no reply from ${to.host}:${to.port} after 10 attempts`);
+  assert.fail(`no reply from ${to.host}:${to.port} after 30 attempts`);
 }
 
 async function udpSocket(): Promise<UdpSocket> {

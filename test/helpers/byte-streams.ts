@@ -95,3 +95,12 @@ export function closed(stream: Duplex): Promise<void> {
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Resolves after `n` setImmediate turns: for waiting out work an in-memory
+ * fake schedules with setImmediate. Immediates run in FIFO order, so this is
+ * exact under any load, where a short timer (delay(5)) can fire first.
+ */
+export async function immediates(n = 3): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}

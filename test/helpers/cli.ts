@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -88,7 +88,7 @@ export async function startServer(extra: string[] = [], listen = ['tcp://127.0.0
 }
 
 /** Resolves once something accepts TCP connections on host:port. */
-export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc, ms = 15_000): Promise<void> {
+export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((res) => {
@@ -105,14 +105,53 @@ export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc,
   }
 }
 
-/** A free loopback TCP port (bound then released). */
+/**
+ * A free loopback TCP port for a child process to listen on (checked by
+ * binding it, then released).
+ *
+ * Picked at random BELOW the kernel's ephemeral range: ports in that range
+ * are handed out all the time by bind(0) and by every outgoing connect() on
+ * the machine (concurrent test files make thousands), so a port released
+ * there could be taken again before the child binds it. Below the range only
+ * explicit binds compete, i.e. other freePort callers picking the same
+ * random port. Falls back to bind(0) when the range leaves no room.
+ */
 export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  for (let i = 0; low - FREE_PORT_MIN > 1000 && i < 50; i++) {
+    const port = FREE_PORT_MIN + Math.floor(Math.random() * (low - FREE_PORT_MIN));
+    if ((await bindable(port)) === port) return port;
+  }
+  const any = await bindable(0);
+  if (any === undefined) throw new Error('freePort: cannot bind 127.0.0.1:0');
+  return any;
+}
+
+/** Lowest port freePort picks (well above well-known and registered service ports in common use). */
+const FREE_PORT_MIN = 20_000;
+
+/** Start of the kernel's ephemeral port range (Linux default 32768). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 0 ? low : 32_768;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return 32_768;
+  }
+}
+
+/** Listens on 127.0.0.1:port and closes again; resolves the bound port, or undefined if it was taken. */
+async function bindable(port: number): Promise<number | undefined> {
   const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as net.AddressInfo).port;
+  const ok = await new Promise<boolean>((res) => {
+    srv.once('error', () => res(false));
+    srv.listen(port, '127.0.0.1', () => res(true));
+  });
+  if (!ok) return undefined;
+  const bound = (srv.address() as net.AddressInfo).port;
   await new Promise((r) => srv.close(r));
-  return port;
+  return bound;
 }
 
 /** Starts `polytun client LINK …`; resolves once `readyPort` accepts connections. */

@@ -8,13 +8,74 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Endpoint } from '../../src/carriers/types.js';
 
-/** A loopback port that was free a moment ago (bound, then released). */
+/**
+ * A loopback endpoint that refuses every connection (RST, ECONNREFUSED), for
+ * as long as this process lives.
+ *
+ * A port that was bound and released ("free a moment ago") is not enough:
+ * any process on the machine may bind it again before the test dials it (a
+ * concurrent test file's server did, and the dial succeeded). Here the port
+ * stays owned by a connected socket that was explicitly bound to it, so
+ * nobody listens there, bind(port 0) never hands it out and connect() never
+ * picks it as a source port (which could otherwise self-connect). Every
+ * call for one host returns the same port; the sockets are unref'd so they
+ * do not keep the process alive.
+ */
 export async function deadTcpEndpoint(host = '127.0.0.1'): Promise<Endpoint> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, host, resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return { host, port };
+  let held = refusingPorts.get(host);
+  if (held === undefined) {
+    held = holdRefusingPort(host);
+    refusingPorts.set(host, held);
+    held.catch(() => refusingPorts.delete(host)); // a failed attempt is retried by the next caller
+  }
+  return { host, port: await held };
+}
+
+const refusingPorts = new Map<string, Promise<number>>();
+
+async function holdRefusingPort(host: string): Promise<number> {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((sock) => {
+    accepted.push(sock);
+    sock.unref();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
+  server.unref();
+  const { port } = server.address() as net.AddressInfo;
+  // localAddress makes Node bind() explicitly before connecting: an explicitly
+  // bound port is excluded from both kinds of automatic port choice.
+  const holder = net.connect({ host, port, localAddress: host });
+  await once(holder, 'connect');
+  holder.unref();
+  // Should the holder ever die, the port is no longer guaranteed to refuse: forget it.
+  holder.on('close', () => refusingPorts.delete(host));
+  holder.on('error', () => holder.destroy());
+  const local = holder.localPort;
+  assert.ok(local !== undefined && local > 0, 'the holder socket has a local port');
+  return local;
+}
+
+/**
+ * Runs `attempt` with a loopback port that was free a moment ago, retrying
+ * with another port when someone else took it in between (EADDRINUSE): for
+ * tests that must hand an explicit port to the code under test.
+ */
+export async function withFreePort<T>(host: string, attempt: (port: number) => Promise<T>, tries = 10): Promise<T> {
+  for (let i = 1; ; i++) {
+    const s = net.createServer();
+    await new Promise<void>((resolve) => s.listen(0, host, resolve));
+    const { port } = s.address() as net.AddressInfo;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    try {
+      return await attempt(port);
+    } catch (err) {
+      const code = (err as { errno?: unknown; code?: unknown }).errno ?? (err as { code?: unknown }).code;
+      if (code !== 'EADDRINUSE' || i >= tries) throw err;
+    }
+  }
 }
 
 /** A TCP server that accepts connections and never sends a byte (a stalled TLS handshake). */

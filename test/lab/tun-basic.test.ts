@@ -72,7 +72,7 @@ class PacketWaiter {
       }
     }
   }
-  wait(what: string, match: (p: Buffer) => boolean, ms = 5000): Promise<Buffer> {
+  wait(what: string, match: (p: Buffer) => boolean, ms = 20_000): Promise<Buffer> {
     const early = this.seen.find(match);
     if (early !== undefined) return Promise.resolve(early);
     return new Promise((resolve, reject) => {
@@ -98,7 +98,7 @@ const CHILD = `
 const dgram = require('node:dgram');
 const [local, peer] = process.argv.slice(1);
 const s = dgram.createSocket('udp4');
-const t = setTimeout(() => { console.log(JSON.stringify({ timeout: true })); process.exit(2); }, 8000);
+const t = setTimeout(() => { console.log(JSON.stringify({ timeout: true })); process.exit(2); }, 30000);
 s.on('message', (m, r) => {
   console.log(JSON.stringify({ data: m.toString(), from: r.address, port: r.port }));
   clearTimeout(t);

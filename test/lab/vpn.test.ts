@@ -56,11 +56,12 @@ require('node:http').get(process.argv[1], (res) => { let b = ''; res.on('data', 
   .on('error', (e) => { console.log(JSON.stringify({ error: e.message })); });
 `;
 
-// Sends one UDP datagram (optionally from a given source address) and prints the reply or "timeout".
+// Sends one UDP datagram (optionally from a given source address) and prints the reply or "timeout"
+// after waitMs (default 20 s: a hang guard for a reply that must come; absence checks pass a short one).
 const UDP_SEND = `
-const [host, port, payload, bind] = process.argv.slice(1);
+const [host, port, payload, bind, waitMs] = process.argv.slice(1);
 const s = require('node:dgram').createSocket('udp4');
-const t = setTimeout(() => { console.log('timeout'); s.close(); }, 3000);
+const t = setTimeout(() => { console.log('timeout'); s.close(); }, Number(waitMs || 20000));
 s.on('message', (m) => { clearTimeout(t); console.log(m.toString()); s.close(); });
 s.bind(0, bind || undefined, () => s.send(payload, Number(port), host));
 `;
@@ -222,7 +223,7 @@ describe('VPN mode (lab: client ns — server ns — target ns)', { skip: skipRe
   it('anti-spoofing: a packet whose source is not the lease is dropped, counted, and never reaches the target', async () => {
     await lab.exec(lab.c, 'ip', ['addr', 'add', '10.250.0.77/32', 'dev', 'ptc']);
     try {
-      assert.equal((await lab.node(lab.c, UDP_SEND, [TARGET_IP, '9000', `spoofed-${tag}`, '10.250.0.77'])).trim(), 'timeout');
+      assert.equal((await lab.node(lab.c, UDP_SEND, [TARGET_IP, '9000', `spoofed-${tag}`, '10.250.0.77', '3000'])).trim(), 'timeout');
     } finally {
       await lab.exec(lab.c, 'ip', ['addr', 'del', '10.250.0.77/32', 'dev', 'ptc']);
     }

@@ -5,7 +5,7 @@ import { MemoryPacketCarrier, memoryPacketPair } from '../../../src/carriers/mem
 import { MemoryNetwork } from '../../../src/carriers/memory-network.js';
 import type { PacketConn } from '../../../src/carriers/types.js';
 import type { PacketStats } from '../../../src/carriers/packet-base.js';
-import { delay } from '../../helpers/byte-streams.js';
+import { immediates } from '../../helpers/byte-streams.js';
 import { packetCarrierCompliance } from './packet-compliance.js';
 
 packetCarrierCompliance('memory', async () => {
@@ -23,7 +23,7 @@ async function numbered(a: PacketConn, b: PacketConn, n: number): Promise<number
     p.writeUInt32BE(i);
     a.send([p]);
   }
-  await delay(5);
+  await immediates();
   return got;
 }
 
@@ -35,7 +35,7 @@ describe('memoryPacketPair', () => {
     const p = Buffer.from('abc');
     a.send([p, Buffer.from('def')]);
     p.write('XYZ');
-    await delay(5);
+    await immediates();
     assert.deepEqual(batches.map((bt) => bt.map(String)), [['abc', 'def']]);
   });
 
@@ -58,7 +58,7 @@ describe('memoryPacketPair', () => {
     b.onPackets((batch) => got.push(...batch));
     const batch = Array.from({ length: 10 }, (_, i) => Buffer.from([i]));
     assert.equal(a.send(batch), false);
-    await delay(5);
+    await immediates();
     assert.equal(got.length, 8);
     assert.equal((b as PacketConn & { stats: PacketStats }).stats.droppedRecv, 2);
   });
@@ -88,9 +88,9 @@ describe('MemoryPacketCarrier', () => {
     const client = await carrier.dial(l.address);
     t.after(() => client.close());
     client.send([Buffer.from('1')]);
-    await delay(5);
+    await immediates();
     client.send([Buffer.from('2')]);
-    await delay(5);
+    await immediates();
     assert.equal(conns.length, 2);
     assert.equal(conns[0]?.remote, conns[1]?.remote);
   });

@@ -8,7 +8,7 @@ import { MemoryStreamCarrier, memoryStreamPair } from '../../../src/carriers/mem
 import { ListenError } from '../../../src/carriers/errors.js';
 import { MemoryPacketCarrier } from '../../../src/carriers/memory-packet.js';
 import type { PacketConn } from '../../../src/carriers/types.js';
-import { closed, delay, readAll } from '../../helpers/byte-streams.js';
+import { closed, immediates, readAll } from '../../helpers/byte-streams.js';
 import { streamCarrierCompliance } from './stream-compliance.js';
 
 streamCarrierCompliance('memory', async () => {
@@ -128,7 +128,7 @@ describe('MemoryNetwork', () => {
     conn.send([Buffer.from('lost')]);
     lift();
     conn.send([Buffer.from('kept')]);
-    await delay(5);
+    await immediates();
     assert.deepEqual(got, ['kept']);
   });
 

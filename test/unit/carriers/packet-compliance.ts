@@ -10,6 +10,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { LimitError } from '../../../src/core/errors.js';
 import type { Endpoint, Listener, PacketCarrier, PacketConn } from '../../../src/carriers/types.js';
 import { delay, within } from '../../helpers/byte-streams.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 /** What a packet carrier's test file provides to the suite. */
 export interface PacketCarrierFixture {
@@ -133,6 +134,8 @@ export function packetCarrierCompliance(name: string, setup: () => Promise<Packe
       conn.close();
       const late: unknown[] = [];
       conn.onClose((err) => late.push(err)); // registered after the fact: still told, once
+      // Wait for the notifications however late they come, then one more turn for a duplicate.
+      await waitUntil(() => calls.length > 0 && late.length > 0, 'both close callbacks');
       await delay(10);
       assert.deepEqual(calls, [undefined]);
       assert.deepEqual(late, [undefined]);

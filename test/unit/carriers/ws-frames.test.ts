@@ -195,7 +195,7 @@ describe('ws interop with the ws package', () => {
     ws.send(Buffer.from('mented'), { binary: true, fin: true });
     const pong = once(ws, 'pong');
     ws.send(Buffer.alloc(0), { binary: true }); // our end-of-stream
-    assert.equal((await within(body, 5000, 'stream end')).toString(), 'fragmented');
+    assert.equal((await within(body, 20_000, 'stream end')).toString(), 'fragmented');
     assert.equal(String((await pong)[0]), 'are you there');
   });
 });

@@ -54,7 +54,7 @@ async function ask(fc: FailoverClient): Promise<string> {
   return (await readAll(s)).toString();
 }
 
-async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+async function waitFor(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

@@ -11,6 +11,7 @@ import { ProxyClient } from '../../../src/client/proxy-client.js';
 import { SecureChannel } from '../../../src/secure/channel.js';
 import { F_DATA, F_FIN, F_OPEN, F_RST, parseFrames } from '../../../src/session/frames.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
+import { waitUntil } from '../../helpers/eventually.js';
 import { makePair, readAll, type Pair } from '../../helpers/session-pair.js';
 import { fakeEgress, rawConnect, recordingLogger, tcpEcho, udpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
 
@@ -119,10 +120,10 @@ describe('LocalForward and ProxyClient over a real session', () => {
     await assert.rejects(p.connect(dest, { waitStatus: true }), TimeoutError);
     const ac = new AbortController();
     const pending = p.connect(dest, { waitStatus: true, signal: ac.signal });
-    while (opened < 2) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => opened >= 2, 'the second stream to open');
     ac.abort();
     await assert.rejects(pending, AbortedError);
-    while (seenResets.length < 2) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => seenResets.length >= 2, 'both streams reset');
     assert.deepEqual(seenResets, [0, 0]);
   });
 
@@ -215,14 +216,19 @@ describe('LocalForward and ProxyClient over a real session', () => {
   it('-L UDP closes an idle association; the next datagram opens a new one', async () => {
     const echo = await udpEcho('127.0.0.1', '');
     cleanups.push(() => echo.close());
-    const f = await forward({ target: makeDestination('127.0.0.1', echo.address.port), protocol: 'udp', udpIdleMs: 20 });
+    // The idle time must outlast a reply's round trip even on a loaded machine:
+    // at 20 ms the association could close before the echo came back, the
+    // reply was dropped (UDP) and the test hung.
+    const log = recordingLogger();
+    const f = await forward({ target: makeDestination('127.0.0.1', echo.address.port), protocol: 'udp', udpIdleMs: 1000, logger: log });
     const u = createSocket('udp4');
     await new Promise<void>((r) => u.bind(0, '127.0.0.1', r));
     cleanups.push(() => new Promise<void>((r) => u.close(() => r())));
+    const idleCloses = (): number => log.lines.filter((l) => /sender idle; association closed/.test(l.msg ?? '')).length;
     const before = egress.flows.size;
     u.send('1', f.address.port, '127.0.0.1');
     await once(u, 'message');
-    await new Promise((r) => setTimeout(r, 200)); // well past the idle timeout
+    await waitUntil(() => idleCloses() === 1, 'the idle association to close');
     u.send('2', f.address.port, '127.0.0.1');
     await once(u, 'message');
     assert.equal(egress.flows.size - before, 2);

@@ -24,11 +24,13 @@ import { RefusedError, SessionClient } from '../../../src/client/session-client.
 import { generateKeyPair } from '../../../src/secure/keys.js';
 import { SessionServer } from '../../../src/server/session-server.js';
 import { CloseCode, type Session } from '../../../src/session/session.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 const serverKeys = generateKeyPair();
 const clientKeys = generateKeyPair();
 const RETRY_MS = 150;
-const WINDOW_MS = 1500;
+/** Refused attempts to observe: three gaps of at least RETRY_MS each. */
+const ATTEMPTS = 4;
 
 /** A server with one user, 'alice', that the test can disable; it records when each handshake was admitted or refused. */
 class OneUserServer {
@@ -104,10 +106,17 @@ async function setup(refusedRetryMs: number): Promise<{ srv: OneUserServer; clie
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Attempts in the window must be spaced by the retry interval (timers may fire a little early), and bounded by it. */
+/**
+ * Waits for ATTEMPTS refused attempts (a loaded machine may take longer than
+ * any fixed window; a client that stops trying fails on the deadline).
+ */
+async function attempts(srv: { refusals: readonly number[] }, what: string): Promise<void> {
+  await waitUntil(() => srv.refusals.length >= ATTEMPTS, `${ATTEMPTS} attempts ${what}`);
+}
+
+/** Attempts must be spaced by the retry interval (timers may fire a little early): at most one per interval, whatever the load. */
 function assertSlow(refusals: readonly number[], what: string): void {
-  assert.ok(refusals.length >= 2, `${what}: the client stopped trying (${refusals.length} attempts in ${WINDOW_MS} ms)`);
-  assert.ok(refusals.length <= Math.floor(WINDOW_MS / RETRY_MS) + 1, `${what}: ${refusals.length} attempts in ${WINDOW_MS} ms with a ${RETRY_MS} ms retry interval`);
+  assert.ok(refusals.length >= 2, `${what}: the client stopped trying (${refusals.length} attempts)`);
   for (let i = 1; i < refusals.length; i++) {
     const gap = (refusals[i] as number) - (refusals[i - 1] as number);
     assert.ok(gap >= RETRY_MS * 0.9, `${what}: attempts ${i - 1} and ${i} were ${gap.toFixed(1)} ms apart (retry interval ${RETRY_MS} ms)`);
@@ -123,7 +132,7 @@ describe('SessionClient: permanent refusals', () => {
     client.on('refused', (err: RefusedError, retry: number | null) => refused.push([err, retry]));
     srv.disabled = true;
     srv.kick();
-    await sleep(WINDOW_MS);
+    await attempts(srv, 'after a kick');
     assertSlow(srv.refusals, 'after a kick');
     // One line for the kick, one for the refusal that follows; not one per attempt.
     assert.equal(refusalLines(log, 'session kicked;'), 1, JSON.stringify(log.lines));
@@ -146,7 +155,7 @@ describe('SessionClient: permanent refusals', () => {
     const closed = once(session, 'closed');
     for (const c of srv.conns) c.destroy(); // the carrier dies; the client tries to resume
     await closed;
-    await sleep(WINDOW_MS);
+    await attempts(srv, 'after a lost connection');
     assertSlow(srv.refusals, 'after a lost connection');
     assert.equal(refusalLines(log, 'user disabled;'), 1, JSON.stringify(log.lines));
     srv.disabled = false;

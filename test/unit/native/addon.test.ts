@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../../src/core/errors.js';
 import {
   ADDON_PATH,
   closeFd,
   loadAddon,
   nativeAvailable,
+  nativeErrnoOf,
   NativeUnavailableError,
   openTun,
   TunError,
@@ -19,7 +21,6 @@ import { TunDevice } from '../../../src/tun/device.js';
 const built = existsSync(ADDON_PATH);
 const noAddon = built ? false : `addon not built (${ADDON_PATH}); run npm run build:native`;
 if (noAddon) console.log(`# ${noAddon}`);
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 describe('native addon loader', () => {
   it('loads the built addon with every export', { skip: noAddon }, () => {
@@ -55,19 +56,38 @@ describe('native TUN errors are typed', { skip: noAddon }, () => {
 
   it('maps a missing privilege to "needs root or CAP_NET_ADMIN"', (t) => {
     if (!existsSync('/dev/net/tun')) return t.skip('/dev/net/tun missing');
-    const script = `import { openTun } from './src/native/addon.ts';
-      try { openTun(); console.log('{"opened":true}'); }
-      catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, errno: e.errno, message: e.message })); }`;
+    // The child needs nothing from the checkout, which may sit in a folder the
+    // unprivileged user cannot enter (a clone under a 0700 home): it loads a
+    // copy of the addon from a fresh world-readable temp dir with a plain .mjs
+    // script. The wrapper's errno → TunError mapping is checked in-process
+    // (EBADF below), and on these fields via nativeErrnoOf.
+    const dir = mkdtempSync(join(tmpdir(), 'polytun-addon-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    chmodSync(dir, 0o755);
+    copyFileSync(ADDON_PATH, join(dir, 'polytun_native.node'));
+    chmodSync(join(dir, 'polytun_native.node'), 0o644);
+    const script = `import { createRequire } from 'node:module';
+      const b = createRequire(import.meta.url)('./polytun_native.node');
+      try { const h = b.openTun(undefined, 0); b.closeFd(h.fd); console.log('{"opened":true}'); }
+      catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, syscall: e.syscall, message: e.message })); }
+    `;
+    writeFileSync(join(dir, 'child.mjs'), script, { mode: 0o644 });
     // As root, drop to nobody in a child; otherwise we are unprivileged already.
     const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', ...asNobody });
+    const r = spawnSync(process.execPath, [join(dir, 'child.mjs')], { cwd: dir, encoding: 'utf8', ...asNobody });
+    if (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'EACCES') {
+      return t.skip(`uid 65534 may not run ${process.execPath}`);
+    }
     assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { name: string; code: string; errno: string; message: string; opened?: boolean };
+    const out = JSON.parse(r.stdout) as { name: string; code: string; syscall: string; message: string; opened?: boolean };
     if (out.opened) return t.skip('this unprivileged user may open TUN devices (CAP_NET_ADMIN granted)');
-    assert.equal(out.name, 'TunError');
-    assert.equal(out.code, 'ERR_TUN');
-    assert.ok(['EACCES', 'EPERM'].includes(out.errno), out.errno);
-    assert.match(out.message, /needs root or CAP_NET_ADMIN/);
+    const fields = nativeErrnoOf(Object.assign(new Error(out.message), { code: out.code, syscall: out.syscall }));
+    assert.ok(fields !== undefined, `the addon's error lacks errno fields: ${r.stdout}`);
+    assert.ok(['EACCES', 'EPERM'].includes(fields.code), fields.code);
+    assert.match(fields.message, /needs root or CAP_NET_ADMIN/);
+    const mapped = new TunError(fields.code, fields.syscall, fields.message);
+    assert.equal(mapped.code, 'ERR_TUN');
+    assert.equal(mapped.errno, fields.code);
   });
 
   it('throws TunError EBADF when writing or closing a bad fd, and rejects non-buffers', () => {

@@ -10,7 +10,8 @@ import { connectWithOptions, mptcpStatus, SocketOptionError, socketOptionsOf } f
 import type { ConnectWithOptionsInit } from '../../../src/carriers/socket-opts.js';
 import { AbortedError, ConfigError } from '../../../src/core/errors.js';
 import { ADDON_PATH } from '../../../src/native/addon.js';
-import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
+import { deadTcpEndpoint, withFreePort } from '../../helpers/net-fixtures.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 const noAddon = existsSync(ADDON_PATH) ? false : 'native addon not built (npm run build:native)';
 if (noAddon) console.log(`# socket-opts skipped: ${noAddon}`);
@@ -44,11 +45,6 @@ async function roundTrip(socket: net.Socket, text: string): Promise<string> {
   return Buffer.concat(chunks).toString();
 }
 
-/** Polls `cond` every 10 ms; fails after 5 s (a hang guard, not a timing claim). */
-async function waitUntil(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(cond(), `timed out waiting for ${what}`);
-}
 
 /** Runs a connect whose option may need a privilege we lack; skips with the reason then. */
 async function connectOrSkip(t: TestContext, init: ConnectWithOptionsInit): Promise<net.Socket | undefined> {
@@ -100,10 +96,12 @@ describe('connectWithOptions (loopback)', { skip: noAddon }, () => {
   });
 
   it('binds the local address and port', async () => {
-    const free = await deadTcpEndpoint('127.0.0.2');
-    const s = await connectWithOptions({ host: '127.0.0.1', port: echo.port, localAddress: '127.0.0.2', localPort: free.port });
+    const { s, port } = await withFreePort('127.0.0.2', async (port) => ({
+      s: await connectWithOptions({ host: '127.0.0.1', port: echo.port, localAddress: '127.0.0.2', localPort: port }),
+      port,
+    }));
     assert.equal(s.localAddress, '127.0.0.2');
-    assert.equal(s.localPort, free.port);
+    assert.equal(s.localPort, port);
     assert.equal(await roundTrip(s, 'from .2'), 'from .2');
     assert.ok(echo.peers.includes('127.0.0.2'));
   });

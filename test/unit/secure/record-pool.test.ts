@@ -21,6 +21,7 @@ import { TlsCarrier } from '../../../src/carriers/tls.js';
 import { WsCarrier } from '../../../src/carriers/ws.js';
 import { testCert } from '../../helpers/certs.js';
 import { echoStreams, makePair, readAll, type Pair, type PairInit } from '../../helpers/session-pair.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 const pairs: Pair[] = [];
 
@@ -84,7 +85,7 @@ describe('record pool', () => {
     const got = readAll(s);
     s.end(randomBytes(50_000)); // under one 64 KiB read: receiving stays as it is (see the relay test)
     assert.equal((await got).length, 50_000);
-    for (let i = 0; i < 100 && recordBuffersOut() > before; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => recordBuffersOut() <= before, 'every record buffer back');
     assert.equal(recordBuffersOut(), before, 'two open sessions, all acknowledged');
   });
 
@@ -113,7 +114,7 @@ describe('record pool', () => {
       s.end(data);
       assert.equal((await answer).toString(), createHash('sha256').update(data).digest('hex'));
       assert.ok(pooledRecordsReceived() - pooledBefore > 128, 'received records were decrypted into pool buffers (slab reads on)');
-      for (let i = 0; i < 100 && recordBuffersOut() > before; i++) await new Promise((r) => setTimeout(r, 10));
+      await waitUntil(() => recordBuffersOut() <= before, 'every received record back in the pool');
       assert.equal(recordBuffersOut(), before, 'every received record came back to the pool');
       sink.close();
     });
@@ -126,7 +127,7 @@ describe('record pool', () => {
     const s = p.clientSession.openStream();
     s.end(randomBytes(8 << 20));
     await once(s, 'finish');
-    for (let i = 0; i < 100 && sealedPoolSize() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => sealedPoolSize() > 0, 'written records back in the pool');
     assert.ok(sealedPoolSize() > 0, 'written records came back to the pool');
     const b = takeSealedBuffer();
     assert.ok(hasHeadroom(b), 'with room for a WebSocket header in front');

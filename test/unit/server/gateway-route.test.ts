@@ -15,6 +15,7 @@ import { wsBearerFromToken } from '../../../src/secure/keys.js';
 import { openDataDir } from '../../../src/server/datadir.js';
 import { Gateway } from '../../../src/server/gateway.js';
 import type { User } from '../../../src/store/index.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 let dir: string;
 let gw: Gateway;
@@ -35,8 +36,7 @@ const routed = (r: IncomingMessage): string | undefined => {
 
 /** Waits until `ok` holds (store changes reach the cache asynchronously). */
 async function until(ok: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(ok(), `the cache did not catch up: ${what}`);
+  await waitUntil(ok, `the cache to catch up: ${what}`);
 }
 const cached = (id: string, ok: (u: User | undefined) => boolean): Promise<void> => until(() => ok(gw.cache.byId(id)), id);
 

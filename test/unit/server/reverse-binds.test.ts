@@ -91,11 +91,13 @@ function readToEnd(s: Socket): Promise<string> {
 
 /** Retries `attempt` until it resolves true (a kernel-side release is not instantaneous everywhere). */
 async function eventually(attempt: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 50; i++) {
+  // A hang guard, not a timing claim: 1 s was too short on a loaded machine.
+  const end = Date.now() + 30_000;
+  for (;;) {
     if (await attempt()) return;
+    if (Date.now() > end) assert.fail(`never happened: ${what}`);
     await delay(20);
   }
-  assert.fail(`never happened: ${what}`);
 }
 
 function canListen(host: string, port: number): Promise<boolean> {

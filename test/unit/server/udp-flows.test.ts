@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { makeDestination, type Destination } from '../../../src/core/address.js';
 import { decodeUdp, encodeUdp } from '../../../src/proxy/wire.js';
 import { EgressDialer } from '../../../src/server/egress.js';
@@ -12,6 +11,7 @@ import { DestinationPolicy, type DestinationPolicyInit } from '../../../src/serv
 import { attachProxy, createProxyCounters, type ProxyCounters } from '../../../src/server/proxy-server.js';
 import { UdpFlows, type UdpInit } from '../../../src/server/udp-flows.js';
 import { makePair } from '../../helpers/session-pair.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -78,8 +78,7 @@ function flows(opts: { policy?: DestinationPolicyInit; udp?: UdpInit } = {}): { 
 const dgram = (host: string, port: number, text: string): Buffer => encodeUdp(makeDestination(host, port), Buffer.from(text));
 
 async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await delay(10);
-  assert.ok(cond(), `never happened: ${what}`);
+  await waitUntil(cond, what);
 }
 
 describe('UDP flows', () => {
@@ -133,7 +132,8 @@ describe('UDP flows', () => {
 
   it('refuses new flows past maxFlows until an idle flow is closed', async () => {
     const echo = await udpEcho();
-    const { f, counters, next } = flows({ udp: { maxFlows: 2, idleTimeoutMs: 200 } });
+    // Long enough for an echo to come back on a loaded machine before the flow idles out (a lost reply would hang next()).
+    const { f, counters, next } = flows({ udp: { maxFlows: 2, idleTimeoutMs: 1000 } });
     f.handle(1, dgram('127.0.0.1', echo.port, 'one'));
     f.handle(2, dgram('127.0.0.1', echo.port, 'two'));
     f.handle(3, dgram('127.0.0.1', echo.port, 'three'));

@@ -4,6 +4,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { PolyStream } from '../../../src/session/stream.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
+import { waitSettled, waitUntil } from '../../helpers/eventually.js';
 
 const pairs: Pair[] = [];
 after(async () => {
@@ -38,9 +39,10 @@ describe('flow control and head-of-line', () => {
     const r = p.clientSession.openStream();
     r.pause();
     r.write('go');
-    await delay(300); // let the writer run into the window
+    // Wait for the writer to run into the window (however long a loaded machine takes).
+    await waitUntil(() => sawBackpressure, 'the writer to be told to wait');
+    await waitSettled(() => written + r.readableLength, 'the stalled transfer');
     assert.ok(writer, 'server saw the stream');
-    assert.ok(sawBackpressure, 'the writer was told to wait');
     // What the client holds unread is bounded by the window (+ one frame).
     assert.ok(r.readableLength <= window + 16384, `client buffered ${r.readableLength}`);
     // What the server accepted from the app: window in flight + its own write buffer.
@@ -123,7 +125,7 @@ describe('credit after a partial pause', () => {
     const r = p.clientSession.openStream();
     r.end();
     r.pause();
-    await delay(200); // the window fills while paused
+    await waitSettled(() => r.readableLength, 'the window filling while paused'); // the window fills while paused
     r.read(1);
     let got = 1;
     r.on('data', (c: Buffer) => (got += c.length));

@@ -150,6 +150,9 @@ function encodeRecord(frames: FrameSpec[], next: { seq: number; sid: number }): 
 }
 
 /** Resolves once `s` is closed, or after `ms` with it still open. */
+/** How long a side may take to answer or close: a hang guard, generous for a loaded machine (3 s was not). */
+const LIVENESS_MS = 20_000;
+
 function closedWithin(s: Session, ms: number): Promise<boolean> {
   if (s.state === 'closed') return Promise.resolve(true);
   return new Promise((resolve) => {
@@ -283,14 +286,14 @@ describe('a session under a hostile authenticated peer', () => {
                 () => 'answered',
                 () => 'lost',
               ),
-              closedWithin(victim, 3000).then((c) => (c ? 'closed' : 'stuck')),
+              closedWithin(victim, LIVENESS_MS).then((c) => (c ? 'closed' : 'stuck')),
             ]);
             assert.notEqual(outcome, 'stuck', 'the attacked side neither answered a ping nor closed the session');
             if (outcome === 'answered' && victim.state !== 'closed') {
               survived++;
               return;
             }
-            assert.ok(await closedWithin(victim, 3000), 'the attacker lost its session, so the other side must have closed it');
+            assert.ok(await closedWithin(victim, LIVENESS_MS), 'the attacker lost its session, so the other side must have closed it');
             const err = victim.error;
             if (err) {
               assert.ok(err instanceof PolytunError, `session ended with an untyped ${err.name}: ${err.message}\n${err.stack}`);

@@ -19,7 +19,7 @@ async function bonded(roles: [PathRole, PathRole] = ['primary', 'primary']): Pro
   return b;
 }
 
-async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+async function waitFor(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

@@ -12,6 +12,7 @@ import type { SecureChannel } from '../../../src/secure/channel.js';
 import { SessionPath } from '../../../src/session/path.js';
 import { makeBondedPair, readAll } from '../../helpers/session-pair.js';
 import type { TcpRelay } from '../../tools/relay.js';
+import { waitUntil } from '../../helpers/eventually.js';
 
 /** What SessionPath reads from its channel. */
 interface FakeChannel {
@@ -172,11 +173,7 @@ describe('bonded session: probes', () => {
     cleanups.push(close);
     const server = await p.serverSession;
     const received = new Promise<Buffer>((resolve) => server.onStream((s) => void readAll(s).then(resolve)));
-    const end = Date.now() + 5000;
-    while (p.clientSession.pathCount < 2) {
-      if (Date.now() > end) throw new Error('the second path did not join');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitUntil(() => p.clientSession.pathCount >= 2, 'the second path to join');
     // 10 and 50 ms round trips, 4 and 2 MB/s: both paths must carry data.
     (relays[0] as TcpRelay).set('both', { delayMs: 5, rateBps: 4e6 });
     (relays[1] as TcpRelay).set('both', { delayMs: 25, rateBps: 2e6 });

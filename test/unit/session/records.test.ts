@@ -10,6 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { SecureChannel } from '../../../src/secure/channel.js';
 import { F_ACK, F_DATA, F_OPEN, F_WINDOW } from '../../../src/session/frames.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
+import { sessionsQuiet } from '../../helpers/session-quiet.js';
 
 const pairs: Pair[] = [];
 after(async () => {
@@ -40,7 +41,7 @@ describe('records per exchange', () => {
     pairs.push(p);
     const ss = await p.serverSession;
     ss.onStream((s) => s.pipe(s)); // an echo, as a relay to a target would read and write
-    await delay(50); // let the handshake's own records pass
+    await sessionsQuiet(p.clientSession, ss); // let the handshake's own records pass
     const sent: number[][] = [];
     const orig = SecureChannel.prototype.write;
     SecureChannel.prototype.write = function (this: SecureChannel, buf: Buffer, len: number): boolean {

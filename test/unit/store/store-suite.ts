@@ -23,7 +23,7 @@ export interface StoreSuiteFixture {
   cutListener?(store: UserStore): Promise<void>;
 }
 
-const WAIT_MS = 5000;
+const WAIT_MS = 30_000; // a hang guard only: a loaded machine may take seconds
 
 /** Polls `cond` until it holds, at most WAIT_MS; fails naming `what`. */
 export async function waitFor(cond: () => boolean, what: string): Promise<void> {
@@ -154,7 +154,9 @@ export function userStoreSuite(name: string, fx: StoreSuiteFixture): void {
     it('updates fields, re-keys, and reports an unknown id', async (t) => {
       const { store } = await setup(t);
       const u = await store.createUser({ name: 'alice', wssPath: '/u/a' });
-      await new Promise((r) => setTimeout(r, 5));
+      // The clock must move past u.updatedAt (ms resolution). A 5 ms timer is not
+      // enough: timers count from the loop's cached time, which lags under load.
+      await waitFor(() => Date.now() > u.updatedAt, 'the clock to pass the creation time');
       const v = await store.updateUser(u.id, { name: 'alice2', dst: 'example.com:443', policy: { allow: ['10.0.0.0/8'], deny: ['*:25'] }, quotaBytes: 1000, wssPath: null });
       assert.equal(v.name, 'alice2');
       assert.equal(v.dst, 'example.com:443');

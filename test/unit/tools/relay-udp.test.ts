@@ -166,7 +166,9 @@ describe('UdpRelay', () => {
 
   it('expires idle associations', async () => {
     const sink = await peer();
-    const relay = await relayTo(sink.port, { idleTimeoutMs: 50 });
+    // sendSeq notices the relay's read by polling; at 50 ms a loaded machine could
+    // expire the association before the count below was taken.
+    const relay = await relayTo(sink.port, { idleTimeoutMs: 1000 });
     await sendSeq(await peer(), relay, 1);
     assert.equal(relay.stats.associations, 1);
     await waitFor(() => relay.stats.associations === 0, 'idle association closed');

@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpRelay, type TcpRelayInit } from '../../tools/relay.js';
+import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { connectClient, receivedBytes, startEcho, startSink, waitFor, writeAll, type Client } from './relay-helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -234,9 +235,10 @@ describe('TcpRelay', () => {
   });
 
   it('resets the client when the target refuses the dial', async () => {
-    const gone = await startEcho();
-    const port = gone.port;
-    await gone.close(); // nothing listens on this loopback port any more
+    // A port that refuses for the whole test: a freed port could be re-bound by
+    // another process before the relay dials it (the dial then succeeds and the
+    // client sees a FIN, not a reset).
+    const { port } = await deadTcpEndpoint();
     const relay = await relayTo(port);
     const c = await client(relay);
     c.socket.write('lost');

@@ -10,6 +10,8 @@ import { STREAM_RECORD_OVERHEAD, VPN_FLOW } from '../../../src/tun/vpn-wire.js';
 import type { Session } from '../../../src/session/session.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 import { udp } from '../../helpers/ip-packets.js';
+import { waitUntil } from '../../helpers/eventually.js';
+import { sessionsQuiet } from '../../helpers/session-quiet.js';
 
 const RECORD = STREAM_RECORD_OVERHEAD - 7; // header 2 + tag 16 + type 1: what each extra record costs
 
@@ -19,7 +21,7 @@ describe('datagram lane as the VPN uses it', () => {
   before(async () => {
     pair = await makePair({ session: { pingIntervalMs: 60_000 } });
     server = await pair.serverSession;
-    await new Promise((r) => setTimeout(r, 50)); // let the handshake's pings and acks settle
+    await sessionsQuiet(pair.clientSession, server); // let the handshake's pings and acks settle
   });
   after(() => pair.close());
 
@@ -30,7 +32,7 @@ describe('datagram lane as the VPN uses it', () => {
     const sentBefore = pair.clientSession.stats.paths[0]?.bytesSent ?? 0;
     for (const p of packets) assert.equal(pair.clientSession.sendDatagram(VPN_FLOW, p), true);
     const payload = packets.reduce((n, p) => n + 7 + p.length, 0);
-    for (let i = 0; i < 100 && got.length < 64; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => got.length >= 64, '64 datagrams');
     assert.deepEqual(got, packets);
     const wire = (pair.clientSession.stats.paths[0]?.bytesSent ?? 0) - sentBefore;
     // One record: payload + one record overhead (+ maybe a few control bytes riding along).
