@@ -24,8 +24,8 @@ export interface SoakInit {
   seconds: number;
   /** Concurrent streams per client. @default 500 */
   streamsPerClient?: number;
-  /** When the server is killed, as a fraction of the run. @default 0.3 */
-  outageAt?: number;
+  /** When the server is killed, as a fraction of the run; null: no outage (cuts only). @default 0.3 */
+  outageAt?: number | null;
   /** How long the server stays down. @default 75 */
   outageSeconds?: number;
   /** Mean seconds between carrier cuts, per client. @default 20 */
@@ -40,12 +40,17 @@ export interface ProcFigures {
   fds: { baseline: number; end: number };
 }
 
+/** A stream's result, with which client carried it and when it started. */
+export type SoakStream = StreamResult & { client: string; startedAt: number };
+
 export interface SoakReport {
   seconds: number;
-  streams: { started: number; done: number; closed: number; broken: number; brokenOutsideOutage: StreamResult[]; corrupt: StreamResult[] };
+  streams: { started: number; done: number; closed: number; broken: number; brokenOutsideOutage: SoakStream[]; corrupt: SoakStream[] };
   byKind: Record<Kind, { started: number; done: number; bytes: number }>;
   bytes: number;
   cuts: number;
+  /** When each cut happened, on which client's carrier, and how. */
+  cutLog: { t: number; client: string; mode: string }[];
   outage: { killedAt: number; restartedAt: number; backAt: Record<string, number> };
   clients: Record<string, ProcFigures & { status: unknown }>;
   server: ProcFigures;
@@ -109,8 +114,10 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   const t0 = Date.now();
   const now = (): number => Date.now() - t0;
   const endAt = init.seconds * 1000;
-  const killAt = Math.floor((init.outageAt ?? 0.3) * endAt);
+  const noOutage = init.outageAt === null;
+  const killAt = noOutage ? Infinity : Math.floor((init.outageAt ?? 0.3) * endAt);
   const warmAt = Math.min(killAt, 20_000);
+  const results: SoakStream[] = [];
 
   const target = await startTarget();
   const tcpPort = await freePort();
@@ -149,7 +156,6 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
 
   const stop = new AbortController();
   setMaxListeners(0, stop.signal); // one listener per live stream, by design
-  const results: StreamResult[] = [];
   const byKind = Object.fromEntries(KINDS.map(([k]) => [k, { started: 0, done: 0, bytes: 0 }])) as SoakReport['byKind'];
   let started = 0;
   let seed = 1;
@@ -168,9 +174,10 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
       open++;
       started++;
       byKind[kind].started++;
+      const startedAt = now();
       const p = drive({ kind, port: c.fwd, seed: s, size: sizeFor(kind, Math.random()), signal: stop.signal, now }).then((r) => {
         open--;
-        results.push(r);
+        results.push({ ...r, client: c.name, startedAt });
         byKind[kind].bytes += r.bytes;
         if (r.outcome === 'done') byKind[kind].done++;
         live.delete(p);
@@ -183,6 +190,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
 
   // Carrier cuts at random, except around the outage.
   let cuts = 0;
+  const cutLog: SoakReport['cutLog'] = [];
   const cutter = (async () => {
     while (!stop.signal.aborted) {
       await sleep(cutEvery / 2 + Math.random() * cutEvery);
@@ -190,7 +198,11 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
       const t = now();
       if (t > killAt - 5000 && t < killAt + outageSeconds * 1000 + 15_000) continue;
       const c = clients[Math.floor(Math.random() * clients.length)] as (typeof clients)[number];
-      cuts += c.relay.cutAll({ mode: Math.random() < 0.5 ? 'reset' : 'close' }) > 0 ? 1 : 0;
+      const mode = Math.random() < 0.5 ? 'reset' : 'close';
+      if (c.relay.cutAll({ mode }) > 0) {
+        cuts++;
+        cutLog.push({ t, client: c.name, mode });
+      }
     }
   })();
 
@@ -203,31 +215,35 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   }, 2000);
 
   // The outage.
-  await sleep(killAt);
-  log(`soak: t=${now()} ms: killing the server (${started} streams started)`);
-  server.child.kill('SIGKILL');
-  await new Promise((r) => (server.child.exitCode !== null ? r(null) : server.child.once('exit', r)));
-  const killedAt = now();
-  await sleep(outageSeconds * 1000);
-  server = polytun(serverArgs);
-  await waitForPort(tcpPort, '127.0.0.1', server, 30_000);
-  await waitForPort(wssPort, '127.0.0.1', server, 30_000);
-  const restartedAt = now();
-  log(`soak: t=${restartedAt} ms: server back`);
+  let killedAt = NaN;
+  let restartedAt = NaN;
   const backAt: Record<string, number> = {};
-  await Promise.all(
-    clients.map(async (c) => {
-      const deadline = Date.now() + 120_000;
-      while (Date.now() < deadline) {
-        if (await probe(c.fwd)) {
-          backAt[c.name] = now();
-          return;
+  if (!noOutage) {
+    await sleep(killAt);
+    log(`soak: t=${now()} ms: killing the server (${started} streams started)`);
+    server.child.kill('SIGKILL');
+    await new Promise((r) => (server.child.exitCode !== null ? r(null) : server.child.once('exit', r)));
+    killedAt = now();
+    await sleep(outageSeconds * 1000);
+    server = polytun(serverArgs);
+    await waitForPort(tcpPort, '127.0.0.1', server, 30_000);
+    await waitForPort(wssPort, '127.0.0.1', server, 30_000);
+    restartedAt = now();
+    log(`soak: t=${restartedAt} ms: server back`);
+    await Promise.all(
+      clients.map(async (c) => {
+        const deadline = Date.now() + 120_000;
+        while (Date.now() < deadline) {
+          if (await probe(c.fwd)) {
+            backAt[c.name] = now();
+            return;
+          }
+          await sleep(500);
         }
-        await sleep(500);
-      }
-    }),
-  );
-  log(`soak: clients back at ${JSON.stringify(backAt)}`);
+      }),
+    );
+    log(`soak: clients back at ${JSON.stringify(backAt)}`);
+  }
 
   const rest = endAt - now();
   if (rest > 0) await sleep(rest);
@@ -265,11 +281,12 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
     byKind,
     bytes: results.reduce((a, r) => a + r.bytes, 0),
     cuts,
+    cutLog,
     outage: { killedAt, restartedAt, backAt },
     clients: {},
-    server: figures(rss.server?.filter((s) => s.t > restartedAt + 10_000) ?? [], { baseline: serverBaselineFds, end: await settleFds(server.child.pid as number, serverBaselineFds) }),
+    server: figures(rss.server?.filter((s) => s.t > (noOutage ? warmAt : restartedAt + 10_000)) ?? [], { baseline: serverBaselineFds, end: await settleFds(server.child.pid as number, serverBaselineFds) }),
   };
-  const lastBack = Math.max(restartedAt, ...Object.values(backAt));
+  const lastBack = noOutage ? -Infinity : Math.max(restartedAt, ...Object.values(backAt));
   report.streams.brokenOutsideOutage = results.filter((r) => r.outcome === 'broken' && (r.endedAt < killAt - 1000 || r.endedAt > lastBack + 10_000));
   for (const c of clients) {
     const pid = c.proc.child.pid as number;
