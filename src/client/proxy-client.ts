@@ -19,6 +19,7 @@
 import { relay } from '../core/relay.js';
 import { AddressError, classifyHost, decodeDestination, type Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError, isBenignClose, toError } from '../core/errors.js';
+import { LogLimiter } from '../core/log-limiter.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { decodeOpen, decodeUdp, encodeOpen, encodeUdp, STATUS_OK } from '../proxy/wire.js';
 import { timingSafeEqual, createHash } from 'node:crypto';
@@ -550,10 +551,14 @@ export function isLoopbackHost(host: string): boolean {
   return false;
 }
 
-/** @throws ConfigError when a proxy front would listen off loopback without credentials. */
-export function requireAuthOffLoopback(front: string, host: string, auth: Credentials | undefined): void {
+/**
+ * @param where what the error names (the flag and its value, e.g. `--socks 0.0.0.0:1080`)
+ * @param howToAuth how the user adds credentials, e.g. `add --socks-auth USER:PASS`
+ * @throws ConfigError when a proxy front would listen off loopback without credentials.
+ */
+export function requireAuthOffLoopback(front: string, host: string, auth: Credentials | undefined, where = `${front}.listen`, howToAuth = 'set a username and password'): void {
   if (auth === undefined && !isLoopbackHost(host)) {
-    throw new ConfigError(`${front}.listen`, `refusing to listen on ${host} without authentication (anyone who reaches it could use the tunnel); set a username and password, or listen on 127.0.0.1`);
+    throw new ConfigError(where, `refusing to listen on ${host} without authentication (anyone who reaches it could use the tunnel); ${howToAuth}, or listen on 127.0.0.1`);
   }
 }
 
@@ -581,13 +586,24 @@ export interface TcpFrontInit {
   logger: Logger;
   /** Each accepted socket (half-open allowed, no-delay set, 'error' logged). */
   onConnection: (sock: Socket) => void;
+  /**
+   * A connection over `maxConnections`: told why in its own protocol (a
+   * SOCKS5 `general failure`, an HTTP 503) instead of a bare close. At most
+   * `maxConnections / 8` (at least 16) such connections are held at once;
+   * beyond that they are closed on accept. Without it they are closed.
+   */
+  onOverLimit?: (sock: Socket) => void;
 }
 
 /** A TCP listener that tracks its sockets, caps them, and closes them all on close(). */
 export class TcpFront {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Connections over the limit being refused in their protocol. */
+  private readonly refusing = new Set<Socket>();
   private closing: Promise<void> | undefined;
+  /** A flood over the limit is one line and a count, not a line per connection. */
+  private readonly limitLog = new LogLimiter();
 
   constructor(private readonly init: TcpFrontInit) {}
 
@@ -621,17 +637,30 @@ export class TcpFront {
 
   private accept(sock: Socket): void {
     if (this.sockets.size >= this.init.maxConnections) {
-      this.init.logger.warn({ limit: this.init.maxConnections }, `${this.init.name}: connection limit reached; closing a new connection`);
-      sock.destroy();
+      const answer = this.init.onOverLimit !== undefined && this.refusing.size < Math.max(16, this.init.maxConnections >> 3);
+      this.limitLog.log(
+        this.init.logger, 'warn', 'limit', { limit: this.init.maxConnections },
+        `${this.init.name}: ${this.init.maxConnections} connections open, the most it serves at once; refusing new ones until some close`,
+      );
+      if (!answer) {
+        sock.destroy();
+        return;
+      }
+      this.track(sock, this.refusing);
+      this.init.onOverLimit?.(sock);
       return;
     }
-    this.sockets.add(sock);
-    sock.once('close', () => this.sockets.delete(sock));
+    this.track(sock, this.sockets);
+    this.init.onConnection(sock);
+  }
+
+  private track(sock: Socket, set: Set<Socket>): void {
+    set.add(sock);
+    sock.once('close', () => set.delete(sock));
     sock.setNoDelay(true);
     sock.on('error', (err: Error) => {
       if (!isBenignClose(err)) this.init.logger.debug({ err: err.message }, `${this.init.name} client socket error`);
     });
-    this.init.onConnection(sock);
   }
 
   /** Stops listening and destroys every connection. Idempotent. */
@@ -641,6 +670,8 @@ export class TcpFront {
     this.closing ??= new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const s of this.sockets) s.destroy();
+      for (const s of this.refusing) s.destroy();
+      this.limitLog.flush();
     });
     return this.closing;
   }

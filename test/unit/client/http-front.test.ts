@@ -5,7 +5,8 @@ import { HttpFront, httpStatusForProxyStatus, type HttpFrontInit } from '../../.
 import { isLoopbackHost, ProxyClient } from '../../../src/client/proxy-client.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
-import { curl, curlPath, fakeEgress, httpOrigin, rawConnect, tcpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
+import { curl, curlPath, fakeEgress, httpOrigin, rawConnect, recordingLogger, tcpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
+import { eventually } from '../../helpers/eventually.js';
 
 let pair: Pair;
 let egress: FakeEgress;
@@ -133,6 +134,37 @@ describe('HttpFront', () => {
     }
     assert.equal(httpStatusForProxyStatus(0x06), 504);
     assert.equal(httpStatusForProxyStatus(0x04), 502);
+  });
+
+  it("puts the reason in a refusal's body, for curl: the policy and the server flag that allows the target", { skip: noCurl }, async () => {
+    const log = recordingLogger();
+    const f = await front({ logger: log });
+    // Port 1 stands for a destination the server's policy refuses (see before()).
+    const body = await curl(['-x', `http://127.0.0.1:${f.address.port}`, 'http://127.0.0.1:1/']);
+    assert.match(body, /^polytun: the server's destination policy refuses 127\.0\.0\.1:1; on the server, --allow 127\.0\.0\.1:1 /);
+    const line = log.lines.find((l) => l.level === 'warn' && (l.msg ?? '').includes('--allow 127.0.0.1:1'));
+    assert.ok(line, JSON.stringify(log.lines));
+    const { sock, reader } = await rawConnect(f.address.port);
+    sock.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n');
+    const raw = (await reader.rest()).toString();
+    assert.match(raw, /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(raw, /\r\n\r\npolytun: the server's destination policy refuses/);
+    const len = Number(/Content-Length: (\d+)/.exec(raw)?.[1]);
+    assert.equal(len, Buffer.byteLength(raw.slice(raw.indexOf('\r\n\r\n') + 4)));
+  });
+
+  it('answers 503 with a reason over the connection limit, and logs the flood once', { skip: noCurl }, async () => {
+    const log = recordingLogger();
+    const f = await front({ logger: log, maxConnections: 1 });
+    const held = await rawConnect(f.address.port);
+    await eventually(async () => assert.equal((await curl(['-x', `http://127.0.0.1:${f.address.port}`, `http://127.0.0.1:${origin.address.port}/x`])).includes('already serves 1 connections'), true));
+    for (let i = 0; i < 5; i++) {
+      const { sock, reader } = await rawConnect(f.address.port);
+      sock.write(`GET http://127.0.0.1:${origin.address.port}/ HTTP/1.1\r\n\r\n`);
+      assert.match((await reader.rest()).toString(), /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    }
+    assert.equal(log.lines.filter((l) => (l.msg ?? '').includes('connections open, the most it serves at once')).length, 1);
+    held.sock.destroy();
   });
 
   it('refuses to start off loopback without auth', async () => {
