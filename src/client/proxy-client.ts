@@ -113,6 +113,16 @@ export interface UdpAssociation {
   close(): void;
 }
 
+/** UDP relayed by one ProxyClient (SOCKS5 UDP ASSOCIATE and -L …/udp), since it was made. */
+export interface UdpTraffic {
+  /** Datagrams handed to the session towards the server, and their payload bytes. */
+  udpDatagramsSent: number;
+  udpBytesSent: number;
+  /** Datagrams received from the server for a live association, and their payload bytes. */
+  udpDatagramsReceived: number;
+  udpBytesReceived: number;
+}
+
 /** Most ACCEPTED streams held while a BIND reply is still being read. */
 const MAX_HELD = 64;
 
@@ -176,6 +186,7 @@ export class ProxyClient {
   private readonly flows = new Map<number, UdpAssociationImpl>();
   private readonly listeners = new Set<(s: Session) => void>();
   private nextFlow = 1;
+  private readonly udp: UdpTraffic = { udpDatagramsSent: 0, udpBytesSent: 0, udpDatagramsReceived: 0, udpBytesReceived: 0 };
 
   constructor(private readonly init: ProxyClientInit) {
     this.getSession = init.session;
@@ -187,6 +198,11 @@ export class ProxyClient {
   /** A ProxyClient that follows `client`'s sessions. */
   static forSessionClient(client: SessionClient, init: Omit<ProxyClientInit, 'session' | 'events'> = {}): ProxyClient {
     return new ProxyClient({ ...init, session: () => client.session, events: client });
+  }
+
+  /** UDP counters (a copy): the session's byte counters count stream data only. */
+  get udpTraffic(): UdpTraffic {
+    return { ...this.udp };
   }
 
   /** Calls `listener` with each session that replaces a lost one. Returns the unsubscribe function. */
@@ -312,7 +328,10 @@ export class ProxyClient {
       this.log.debug({ err: toError(err).message }, 'udp datagram dropped: no session');
       return false;
     }
-    return s.sendDatagram(flow, encodeUdp(dest, data));
+    if (!s.sendDatagram(flow, encodeUdp(dest, data))) return false;
+    this.udp.udpDatagramsSent++;
+    this.udp.udpBytesSent += data.length;
+    return true;
   }
 
   /** @internal */
@@ -330,6 +349,8 @@ export class ProxyClient {
       this.log.debug({ flow, err: toError(err).message }, 'malformed udp datagram from server dropped');
       return;
     }
+    this.udp.udpDatagramsReceived++;
+    this.udp.udpBytesReceived += msg.data.length;
     a.deliver(msg.addr, msg.data);
   }
 

@@ -126,6 +126,11 @@ describe('formatStatus', () => {
     assert.equal(formatStatus(null), 'state: unknown\nrtt:   not measured yet\n');
   });
 
+  it('counts UDP datagrams in the traffic line, both directions', () => {
+    const text = formatStatus({ state: 'open', bytesSent: 1000, bytesReceived: 24, udpDatagramsSent: 3, udpBytesSent: 24, udpDatagramsReceived: 2, udpBytesReceived: 1000 });
+    assert.match(text, /^traffic: +sent 1024 B, received 1024 B; udp: sent 3 datagrams \(24 B\), received 2 \(1000 B\)$/m);
+  });
+
   it('formatBytes', () => {
     assert.equal(formatBytes(0), '0 B');
     assert.equal(formatBytes(1023), '1023 B');

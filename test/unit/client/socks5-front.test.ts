@@ -245,6 +245,7 @@ describe('Socks5Front', () => {
     const f = await front();
     const echo = await udpEcho('127.0.0.1', 'echo:');
     cleanups.push(() => echo.close());
+    const udpBefore = proxy.udpTraffic;
     const { sock, reader } = await rawConnect(f.address.port);
     sock.write(Buffer.from([5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0]));
     assert.deepEqual([...(await reader.read(2))], [5, 0]);
@@ -281,6 +282,12 @@ describe('Socks5Front', () => {
     assert.deepEqual(decoded.map((d) => d.payload.toString()), ['echo:one', 'echo:two']);
     assert.deepEqual(decoded[0]?.dest, target);
     assert.deepEqual(strays, []);
+    // `polytun status` counts them: datagrams and payload bytes, each way.
+    const udpAfter = proxy.udpTraffic;
+    assert.equal(udpAfter.udpDatagramsSent - udpBefore.udpDatagramsSent, 2);
+    assert.equal(udpAfter.udpBytesSent - udpBefore.udpBytesSent, 6);
+    assert.equal(udpAfter.udpDatagramsReceived - udpBefore.udpDatagramsReceived, 2);
+    assert.equal(udpAfter.udpBytesReceived - udpBefore.udpBytesReceived, 16);
 
     // Closing the control connection frees the relay port.
     sock.destroy();
