@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeLink } from '../../src/config/link.js';
 import { encodeKey, generateKeyPair } from '../../src/secure/keys.js';
-import { ensureBuilt, freePort } from '../helpers/cli.js';
+import { ensureBuilt, freePort, startClient, startServer, stopAll } from '../helpers/cli.js';
+import { eventually } from '../helpers/eventually.js';
 
 const BIN = join(resolve(import.meta.dirname, '../..'), 'bin/polytun.js');
 
@@ -69,6 +70,7 @@ before(async () => {
   busyPort = (busy.address() as net.AddressInfo).port;
 });
 after(async () => {
+  await stopAll();
   await new Promise((r) => fakeServer.close(r));
   await new Promise((r) => busy.close(r));
 });
@@ -117,4 +119,18 @@ describe('a reader that closes our stdout early (EPIPE)', () => {
       assert.equal(r.code, 0);
     });
   }
+});
+
+describe('a -R the server refuses', () => {
+  it('names its spec and --reverse on both sides, and the client keeps running', async () => {
+    const server = await startServer(); // without --reverse
+    const socks = await freePort();
+    const client = await startClient(server.links[0] as string, ['--socks', `127.0.0.1:${socks}`, '--no-status', '-R', '2222:127.0.0.1:9'], socks);
+    await eventually(async () => assert.match(client.log(), /ERROR -R 2222:127\.0\.0\.1:9: the server refuses to listen on 127\.0\.0\.1:2222: reverse forwards need --reverse on the server/));
+    await eventually(async () => assert.match(server.log(), /INFO {2}refused a -R listener on 127\.0\.0\.1:2222: reverse forwards are disabled; start the server with --reverse/));
+    assert.match(client.log(), /INFO {2}socks5 ready/);
+    assert.equal(client.child.exitCode, null, client.log());
+    assert.equal(await client.stop(), 0);
+    await server.stop();
+  });
 });
