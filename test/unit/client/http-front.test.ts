@@ -3,6 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/core/errors.js';
 import { HttpFront, httpStatusForProxyStatus, type HttpFrontInit } from '../../../src/client/http-front.js';
 import { isLoopbackHost, ProxyClient } from '../../../src/client/proxy-client.js';
+import { Socks5Front } from '../../../src/client/socks5-front.js';
+import { makeDestination } from '../../../src/core/address.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 import { curl, curlPath, fakeEgress, httpOrigin, rawConnect, recordingLogger, tcpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
@@ -165,6 +167,40 @@ describe('HttpFront', () => {
     }
     assert.equal(log.lines.filter((l) => (l.msg ?? '').includes('connections open, the most it serves at once')).length, 1);
     held.sock.destroy();
+  });
+
+  it("at the session's stream limit: HTTP 503 with the reason, SOCKS general failure, one log line each", async () => {
+    const small = await makePair({ session: { maxStreams: 1 } });
+    cleanups.push(() => small.close());
+    const smallEgress = fakeEgress(await small.serverSession, { refuse: (d) => (isLoopbackHost(d.host) ? undefined : 0x02) });
+    cleanups.push(() => smallEgress.close());
+    const smallProxy = ProxyClient.forSessionClient(small.client);
+    const echo = await tcpEcho();
+    cleanups.push(() => echo.close());
+    // The one stream the session allows, held open.
+    const held = await smallProxy.connect(makeDestination('127.0.0.1', echo.address.port), { waitStatus: true });
+    assert.equal(held.status, 0);
+    const log = recordingLogger();
+    const f = await front({ proxy: smallProxy, logger: log });
+    for (let i = 0; i < 3; i++) {
+      const { sock, reader } = await rawConnect(f.address.port);
+      sock.write(`CONNECT 127.0.0.1:${echo.address.port} HTTP/1.1\r\n\r\n`);
+      const raw = (await reader.rest()).toString();
+      assert.match(raw, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+      assert.match(raw, /polytun: stream limit of 1 reached: 127\.0\.0\.1:\d+ not opened \(raise limits\.maxStreams/);
+    }
+    assert.equal(log.lines.filter((l) => (l.msg ?? '').includes('stream limit of 1 reached')).length, 1, JSON.stringify(log.lines));
+    const socksLog = recordingLogger();
+    const socks = new Socks5Front({ listen: { host: '127.0.0.1', port: 0 }, proxy: smallProxy, logger: socksLog });
+    await socks.start();
+    cleanups.push(() => socks.close());
+    for (let i = 0; i < 3; i++) {
+      const { sock, reader } = await rawConnect(socks.address.port);
+      sock.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1]), Buffer.from([echo.address.port >> 8, echo.address.port & 0xff])]));
+      assert.deepEqual([...(await reader.rest()).subarray(0, 4)], [5, 0, 5, 1]);
+    }
+    assert.equal(socksLog.lines.filter((l) => (l.msg ?? '').includes('stream limit of 1 reached')).length, 1);
+    held.stream.destroy();
   });
 
   it('refuses to start off loopback without auth', async () => {
