@@ -185,6 +185,8 @@ export class ProxyClient {
   private readonly dispatchers = new WeakMap<Session, SessionDispatch>();
   private readonly flows = new Map<number, UdpAssociationImpl>();
   private readonly listeners = new Set<(s: Session) => void>();
+  /** Calls waiting for the first session (see sessionSoon). */
+  private readonly firstWaiters = new Set<() => void>();
   private nextFlow = 1;
   private readonly udp: UdpTraffic = { udpDatagramsSent: 0, udpBytesSent: 0, udpDatagramsReceived: 0, udpBytesReceived: 0 };
 
@@ -219,8 +221,40 @@ export class ProxyClient {
 
   private readonly onNewSession = (s: Session): void => {
     this.dispatcher(s);
+    for (const w of [...this.firstWaiters]) w();
     for (const l of [...this.listeners]) l(s);
   };
+
+  /**
+   * The current session; before the first one exists (the client opens its
+   * local ports before it dials), waits for it, at most `statusTimeoutMs`:
+   * a request that arrives a moment early is served, not refused.
+   * @throws ClosedError (no session in time, or it has ended), AbortedError
+   */
+  private async sessionSoon(signal?: AbortSignal): Promise<Session> {
+    if (this.getSession() !== undefined || this.init.events === undefined) return this.current();
+    if (signal?.aborted) throw new AbortedError(signal.reason);
+    await new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        done();
+        resolve(); // on the timeout too: current() below says why
+      };
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.firstWaiters.delete(wake);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new AbortedError(signal?.reason));
+      };
+      const timer = setTimeout(wake, this.statusTimeoutMs);
+      timer.unref();
+      this.firstWaiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    return this.current();
+  }
 
   /** The session to use now, with our dispatcher on it. @throws ClosedError when there is none or it has ended */
   current(): Session {
@@ -252,7 +286,7 @@ export class ProxyClient {
   connect(dest: Destination, opts?: ConnectOptions): Promise<ProxyConnection<Promise<number>>>;
   async connect(dest: Destination, opts: ConnectOptions = {}): Promise<ProxyConnection<number> | ProxyConnection<Promise<number>>> {
     if (opts.signal?.aborted) throw new AbortedError(opts.signal.reason);
-    const stream = this.current().openStream(encodeOpen({ kind: 'connect', dest }));
+    const stream = (await this.sessionSoon(opts.signal)).openStream(encodeOpen({ kind: 'connect', dest }));
     stream.on('error', (err: Error) => this.logStreamError(err));
     // Synchronously, before the session's flush (a microtask) sends the OPEN.
     if (opts.initial !== undefined && opts.initial.length > 0) stream.write(opts.initial);
@@ -269,7 +303,7 @@ export class ProxyClient {
    * @throws ProxyStatusError when the server refuses, TimeoutError, ClosedError
    */
   async bind(dest: Destination, onAccepted: AcceptHandler, opts: { signal?: AbortSignal } = {}): Promise<ProxyBind> {
-    const session = this.current();
+    const session = await this.sessionSoon(opts.signal);
     const d = this.dispatcher(session);
     const stream = session.openStream(encodeOpen({ kind: 'bind', dest }));
     stream.on('error', (err: Error) => this.logStreamError(err));

@@ -128,7 +128,7 @@ describe('formatStatus', () => {
 
   it('counts UDP datagrams in the traffic line, both directions', () => {
     const text = formatStatus({ state: 'open', bytesSent: 1000, bytesReceived: 24, udpDatagramsSent: 3, udpBytesSent: 24, udpDatagramsReceived: 2, udpBytesReceived: 1000 });
-    assert.match(text, /^traffic: +sent 1024 B, received 1024 B; udp: sent 3 datagrams \(24 B\), received 2 \(1000 B\)$/m);
+    assert.match(text, /^traffic: +sent 1\.0 KiB, received 1\.0 KiB; udp: sent 3 datagrams \(24 B\), received 2 \(1000 B\)$/m);
   });
 
   it('formatBytes', () => {
