@@ -94,7 +94,15 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
   rows.push(['rtt', rtt === undefined ? 'not measured yet' : `${rtt.toFixed(rtt < 10 ? 1 : 0)} ms`]);
   const sent = num(s.bytesSent);
   const received = num(s.bytesReceived);
-  if (sent !== undefined || received !== undefined) rows.push(['traffic', `sent ${formatBytes(sent ?? 0)}, received ${formatBytes(received ?? 0)}`]);
+  // Stream bytes and UDP payload together; the datagrams are also shown on their own.
+  const udpOut = num(s.udpDatagramsSent);
+  const udpIn = num(s.udpDatagramsReceived);
+  const udpBytesOut = num(s.udpBytesSent) ?? 0;
+  const udpBytesIn = num(s.udpBytesReceived) ?? 0;
+  if (sent !== undefined || received !== undefined || udpOut !== undefined) {
+    const udp = udpOut === undefined && udpIn === undefined ? '' : `; udp: sent ${udpOut ?? 0} datagrams (${formatBytes(udpBytesOut)}), received ${udpIn ?? 0} (${formatBytes(udpBytesIn)})`;
+    rows.push(['traffic', `sent ${formatBytes((sent ?? 0) + udpBytesOut)}, received ${formatBytes((received ?? 0) + udpBytesIn)}${udp}`]);
+  }
   const streams = num(s.streams);
   if (streams !== undefined) rows.push(['streams', `${streams} open`]);
   const reconnects = num(s.reconnects);

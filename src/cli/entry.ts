@@ -3,10 +3,12 @@
  * demo commands wired in. bin/polytun.js runs this from dist/.
  */
 import { registerDemoCommand } from './cmd-demo.js';
-import { processIo } from './io.js';
+import { processIo, quietOnClosedReader } from './io.js';
 import { main } from './main.js';
 
 export function run(argv: readonly string[]): Promise<number> {
+  quietOnClosedReader(process.stdout);
+  quietOnClosedReader(process.stderr);
   return main(argv, {
     // Each loads its side only when it runs: a client (on a router, say)
     // never loads the server's store, admin API and their dependencies.

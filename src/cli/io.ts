@@ -20,3 +20,23 @@ export interface CliIo {
 
 /** The process's own streams. */
 export const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
+
+/** The stream events {@link quietOnClosedReader} needs. */
+interface ErrorSource {
+  on(event: 'error', listener: (err: NodeJS.ErrnoException) => void): unknown;
+  write(...args: never[]): unknown;
+}
+
+/**
+ * A reader that goes away (`polytun client --help | head`, a closed
+ * terminal) makes our next write fail with EPIPE. That is not our error and
+ * deserves no stack trace: further output to that stream is dropped and the
+ * command finishes normally. Any other stream error is thrown as before.
+ */
+export function quietOnClosedReader(stream: ErrorSource): void {
+  stream.on('error', (err) => {
+    if (err.code !== 'EPIPE') throw err;
+    // Later writes would only fail again.
+    (stream as { write: unknown }).write = (..._args: unknown[]): boolean => true;
+  });
+}

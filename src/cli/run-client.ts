@@ -12,11 +12,12 @@
  *
  * When the server cannot be reached — at start, or after an outage longer
  * than the resume grace period — the client tries again with backoff (1 s
- * doubling to 30 s, jittered), logging `reconnecting in Ns` once per
+ * doubling to 10 s, jittered), logging `reconnecting in Ns` once per
  * attempt, until it answers; `reconnect.retry` (`--retry N`) gives up after
  * N failed retries in a row (exit status 1; 0 = the first failure).
  */
 import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { makeDestination } from '../core/address.js';
 import { ConfigError, toError } from '../core/errors.js';
 import { CertificateError } from '../carriers/errors.js';
@@ -24,7 +25,7 @@ import type { Logger } from '../core/logger.js';
 import { formatEndpoint } from '../carriers/types.js';
 import { HttpFront } from '../client/http-front.js';
 import { LocalForward } from '../client/forward.js';
-import { ProxyClient } from '../client/proxy-client.js';
+import { ProxyClient, ProxyStatusError, requireAuthOffLoopback } from '../client/proxy-client.js';
 import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
 import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
@@ -34,6 +35,7 @@ import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../client/b
 import { CloseCode, SessionClosedError, type PathStats, type Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
+import { listenOrExplain } from './listen-errors.js';
 import { createLogger } from './log.js';
 import { waitForShutdown } from './shutdown.js';
 import { startClientVpnFor } from './vpn-run.js';
@@ -132,24 +134,18 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     if (cfg.reconnect.refusedRetryMs === 0) refusedForGood?.(err);
   });
   client.on('gaveUp', (err: UnreachableError) => refusedForGood?.(err));
-  let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
-  try {
-    const stopWaiting = new AbortController();
-    void shutdown.then(() => stopWaiting.abort());
-    const retry = { refusedRetryMs: cfg.reconnect.refusedRetryMs, maxRetries: cfg.reconnect.retry, server };
-    if (!(await connectUnlessStopped(client, retry, log, stopWaiting.signal))) {
-      client.close();
-      return; // a signal while the server was refusing us: nothing was started
-    }
-    vpn = await startClientVpnFor(cfg, client, log); // before ProxyClient: the VPN taps the session first
-  } catch (err) {
-    client.close();
-    throw err;
-  }
-  log.info({ server, carrier: link.carrier, records: client.session?.stats.paths?.[0]?.protection }, 'connected');
-
-  const proxy = new ProxyClient({ session: () => client.session, events: client, logger: log });
+  // Local listeners first, before a packet goes to the server: a busy port,
+  // or a proxy off loopback without a password, is the user's to fix and is
+  // reported alone, in one line naming the flag (see listen-errors.ts).
+  if (cfg.socks) requireAuthOffLoopback('socks5', cfg.socks.host, cfg.socksAuth, `--socks ${formatEndpoint(cfg.socks)}`, 'add --socks-auth USER:PASS (or socksAuth in --config)');
+  if (cfg.http) requireAuthOffLoopback('http', cfg.http.host, undefined, `--http ${formatEndpoint(cfg.http)}`, 'the HTTP proxy has no password option');
+  // The proxy sees the session only once the VPN (if any) has tapped it:
+  // the tap must be installed before the proxy's handlers (lane-tap.ts).
+  let connected = false;
+  const sessions = new EventEmitter();
+  const proxy = new ProxyClient({ session: () => (connected ? client.session : undefined), events: sessions, logger: log });
   const fronts: Front[] = [];
+  let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
   const stop = async (): Promise<void> => {
     await Promise.all(fronts.map(async (f) => {
       try {
@@ -165,12 +161,12 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   try {
     if (cfg.socks) {
       const f = new Socks5Front({ listen: cfg.socks, proxy, logger: log, ...(cfg.socksAuth ? { auth: cfg.socksAuth } : {}) });
-      await f.start();
+      await listenOrExplain(`--socks ${formatEndpoint(cfg.socks)}`, () => f.start());
       fronts.push({ kind: 'socks5', listen: formatEndpoint(f.address), close: () => f.close() });
     }
     if (cfg.http) {
       const f = new HttpFront({ listen: cfg.http, proxy, logger: log });
-      await f.start();
+      await listenOrExplain(`--http ${formatEndpoint(cfg.http)}`, () => f.start());
       fronts.push({ kind: 'http', listen: formatEndpoint(f.address), close: () => f.close() });
     }
     for (const fw of cfg.forwards) {
@@ -181,18 +177,12 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
         proxy,
         logger: log,
       });
-      await f.start();
+      await listenOrExplain(`-L ${fw.spec}: ${formatEndpoint({ host: fw.bindHost, port: fw.bindPort })}`, () => f.start());
       fronts.push({ kind: fw.udp ? 'forward-udp' : 'forward', listen: `${formatEndpoint(f.address)} -> ${fw.host}:${fw.port}`, close: () => f.close() });
     }
-    for (const rv of cfg.reverse) {
-      const f = new ReverseForward({ bind: { host: rv.bindHost, port: rv.bindPort }, target: makeDestination(rv.host, rv.port), proxy, logger: log });
-      const bound = await f.start();
-      fronts.push({ kind: 'reverse', listen: `server ${formatEndpoint(bound)} -> ${rv.host}:${rv.port}`, close: () => f.close() });
-    }
-    for (const f of fronts) log.info({ listen: f.listen }, `${f.kind} ready`);
     if (cfg.status) {
-      const st = await startStatusServer({
-        listen: cfg.status,
+      const st = await listenOrExplain(`--status ${formatEndpoint(cfg.status)}`, () => startStatusServer({
+        listen: cfg.status as { host: string; port: number },
         logger: log,
         getStatus: (): StatusReport & { paths?: unknown } => {
           const s = client.session;
@@ -209,6 +199,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
             ...(stats?.rttMs !== undefined ? { rttMs: Math.round(stats.rttMs * 1000) / 1000 } : {}),
             bytesSent: stats?.bytesSent ?? 0,
             bytesReceived: stats?.bytesReceived ?? 0,
+            ...proxy.udpTraffic,
             streams: stats?.streams ?? 0,
             reconnects: resumes + newSessions,
             resumes,
@@ -218,13 +209,45 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
             paths: stats?.paths ?? [],
           };
         },
-      });
+      }));
       fronts.push({ kind: 'status', listen: formatEndpoint(st.address), close: () => st.close() });
     }
   } catch (err) {
     await stop();
     throw err;
   }
+
+  try {
+    const stopWaiting = new AbortController();
+    void shutdown.then(() => stopWaiting.abort());
+    const retry = { refusedRetryMs: cfg.reconnect.refusedRetryMs, maxRetries: cfg.reconnect.retry, server };
+    if (!(await connectUnlessStopped(client, retry, log, stopWaiting.signal))) {
+      await stop();
+      return; // a signal while the server was refusing us or could not be reached
+    }
+    vpn = await startClientVpnFor(cfg, client, log); // before the proxy sees the session: the VPN taps it first
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  connected = true;
+  client.on('session', (s: Session) => sessions.emit('session', s));
+  // Requests that arrived while we dialed are waiting for this one (ProxyClient.sessionSoon).
+  if (client.session) sessions.emit('session', client.session);
+  log.info({ server, carrier: link.carrier, records: client.session?.stats.paths?.[0]?.protection }, 'connected');
+
+  // A reverse forward the server refuses is reported and skipped: the rest of the client still works.
+  for (const rv of cfg.reverse) {
+    const f = new ReverseForward({ bind: { host: rv.bindHost, port: rv.bindPort }, target: makeDestination(rv.host, rv.port), proxy, logger: log });
+    try {
+      const bound = await f.start();
+      fronts.push({ kind: 'reverse', listen: `server ${formatEndpoint(bound)} -> ${rv.host}:${rv.port}`, close: () => f.close() });
+    } catch (err) {
+      f.close();
+      log.error({ spec: rv.spec, err: toError(err).message }, reverseRefusal(rv.spec, formatEndpoint({ host: rv.bindHost, port: rv.bindPort }), err));
+    }
+  }
+  for (const f of fronts) log.info({ listen: f.listen }, `${f.kind} ready`);
   const ended = await Promise.race([shutdown, gaveUp]);
   if (ended instanceof RefusedError || ended instanceof UnreachableError) {
     await stop();
@@ -294,4 +317,13 @@ async function connectUnlessStopped(client: { connect(signal?: AbortSignal): Pro
       if (!waited) return false;
     }
   }
+}
+
+/** Why the server refused `-R spec` (binding on `bind`), and what to change on the server. */
+export function reverseRefusal(spec: string, bind: string, err: unknown): string {
+  if (err instanceof ProxyStatusError && err.status === 0x02) {
+    return `-R ${spec}: the server refuses to listen on ${bind}: reverse forwards need --reverse on the server, and the address and port inside reverse.bindHosts / reverse.ports; going on without this forward`;
+  }
+  if (err instanceof ProxyStatusError) return `-R ${spec}: the server could not listen on ${bind} (status 0x${err.status.toString(16).padStart(2, '0')}: port in use there, or too many -R per session); going on without this forward`;
+  return `-R ${spec}: ${toError(err).message}; going on without this forward`;
 }

@@ -30,6 +30,11 @@ export interface StatusReport {
   rttMs?: number;
   bytesSent?: number;
   bytesReceived?: number;
+  /** UDP relayed (SOCKS5 UDP ASSOCIATE, -L …/udp): datagrams and payload bytes each way. */
+  udpDatagramsSent?: number;
+  udpBytesSent?: number;
+  udpDatagramsReceived?: number;
+  udpBytesReceived?: number;
   /** Open streams. */
   streams?: number;
   /** Resumes plus new sessions after the first. */
@@ -107,7 +112,8 @@ export async function startStatusServer(init: StatusServerInit): Promise<StatusS
   server.requestTimeout = 5_000;
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(new ConfigError(where, `cannot listen: ${err.message}`));
+    // The caller names the flag (run-client.ts, listen-errors.ts); EADDRINUSE & co. keep their code for it.
+    const onError = (err: Error): void => reject(Object.assign(new ConfigError(where, `cannot listen: ${err.message}`), { errno: (err as NodeJS.ErrnoException).code }));
     server.once('error', onError);
     server.listen({ host, port }, () => {
       server.off('error', onError);

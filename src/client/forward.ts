@@ -13,6 +13,7 @@ import { AddressError, formatHostPort, makeDestination, type Destination } from 
 import { ConfigError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { splice, TcpFront, type ListenAddress, type ProxyClient, type UdpAssociation } from './proxy-client.js';
+import { RefusalLog } from './refusal.js';
 
 /** A parsed `-L` / `-R` argument. */
 export interface ForwardSpec {
@@ -128,10 +129,13 @@ export class LocalForward {
   private udp: UdpSocket | undefined;
   private readonly flows = new Map<string, UdpFlow>();
   private readonly where: string;
+  /** A refused target is refused for every connection: one line per interval, with a count. */
+  private readonly refusals: RefusalLog;
 
   constructor(private readonly init: LocalForwardInit) {
     this.where = `${formatHostPort(init.listen)} → ${formatHostPort(init.target)}`;
     this.log = (init.logger ?? nullLogger).child({ forward: this.where });
+    this.refusals = new RefusalLog(this.log);
     if ((init.protocol ?? 'tcp') === 'tcp') {
       this.tcp = new TcpFront({
         name: 'forward',
@@ -171,6 +175,7 @@ export class LocalForward {
 
   /** Stops listening and closes every connection and association. Idempotent. */
   async close(): Promise<void> {
+    this.refusals.flush();
     if (this.tcp) return this.tcp.close();
     const udp = this.udp;
     this.udp = undefined;
@@ -208,7 +213,7 @@ export class LocalForward {
         status.then(
           (code) => {
             if (code === 0) return link.startBtoA();
-            this.log.warn({ status: code }, `forward to ${formatHostPort(target)} refused by the server (status 0x${code.toString(16).padStart(2, '0')})`);
+            this.refusals.status('-L', target, code);
             link.destroy();
           },
           (err: unknown) => {
@@ -218,7 +223,7 @@ export class LocalForward {
         );
       },
       (err: unknown) => {
-        this.log.warn({ err: toError(err).message }, `forward to ${formatHostPort(target)} failed`);
+        this.refusals.local('-L', target, err);
         sock.destroy();
       },
     );

@@ -20,6 +20,7 @@ import {
 import {
   checkCredentials, endWithReply, requireAuthOffLoopback, splice, TcpFront, type Credentials, type ListenAddress, type ProxyClient,
 } from './proxy-client.js';
+import { describeLocalFailure, describeStatus, isStreamLimit, RefusalLog } from './refusal.js';
 
 /** Options of {@link HttpFront}. */
 export interface HttpFrontInit {
@@ -49,15 +50,20 @@ export function httpStatusForProxyStatus(status: number): 403 | 502 | 504 {
 export class HttpFront {
   private readonly log: Logger;
   private readonly tcp: TcpFront;
+  private readonly refusals: RefusalLog;
 
   constructor(private readonly init: HttpFrontInit) {
     this.log = (init.logger ?? nullLogger).child({ front: 'http' });
+    this.refusals = new RefusalLog(this.log);
+    const max = init.maxConnections ?? 1024;
     this.tcp = new TcpFront({
       name: 'http proxy',
       listen: init.listen,
-      maxConnections: init.maxConnections ?? 1024,
+      maxConnections: max,
       logger: this.log,
       onConnection: (sock) => this.onConnection(sock),
+      // Answered before its request is read: HTTP clients take a response at any time.
+      onOverLimit: (sock) => endWithReply(sock, encodeProxyResponse(503, [['Retry-After', '5']], `polytun: this proxy already serves ${max} connections, the most it handles at once; try again shortly`)),
     });
   }
 
@@ -74,6 +80,7 @@ export class HttpFront {
 
   /** Stops listening and closes every connection. Idempotent. */
   close(): Promise<void> {
+    this.refusals.flush();
     return this.tcp.close();
   }
 
@@ -152,15 +159,20 @@ export class HttpFront {
     } catch (err) {
       sock.off('close', onClose);
       if (ac.signal.aborted) return;
-      this.log.info({ target, err: toError(err).message }, 'http proxy connect failed');
-      endWithReply(sock, encodeProxyResponse(err instanceof TimeoutError ? 504 : 502));
+      if (err instanceof TimeoutError) {
+        this.log.info({ target, err: toError(err).message }, 'http proxy connect failed');
+        endWithReply(sock, encodeProxyResponse(504, [], `polytun: no answer from the server about ${target}`));
+        return;
+      }
+      this.refusals.local('http', req.target, err);
+      endWithReply(sock, encodeProxyResponse(isStreamLimit(err) ? 503 : 502, [], `polytun: ${describeLocalFailure(err, req.target)}`));
       return;
     }
     sock.off('close', onClose);
     if (status !== 0) {
       stream.destroy();
-      this.log.info({ target, status }, 'server refused http proxy connect');
-      endWithReply(sock, encodeProxyResponse(httpStatusForProxyStatus(status)));
+      this.refusals.status('http', req.target, status);
+      endWithReply(sock, encodeProxyResponse(httpStatusForProxyStatus(status), [], `polytun: ${describeStatus(status, req.target)}`));
       return;
     }
     if (req.path === null) sock.write(encodeProxyResponse(200));

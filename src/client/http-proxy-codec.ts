@@ -334,12 +334,15 @@ const REASONS: Record<number, string> = {
  * Extra header values must not contain CR/LF (checked).
  * @throws HttpProxyError (400) on a header value with CR/LF
  */
-export function encodeProxyResponse(status: number, extraHeaders: [string, string][] = []): Buffer {
+export function encodeProxyResponse(status: number, extraHeaders: [string, string][] = [], body?: string): Buffer {
   const lines = [`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}`];
   for (const [n, v] of extraHeaders) {
     if (!TOKEN.test(n) || !FIELD_VALUE.test(v)) bad(`refusing to emit header ${JSON.stringify(n)}`);
     lines.push(`${n}: ${v}`);
   }
-  if (status !== 200) lines.push('Content-Length: 0', 'Connection: close');
-  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+  // A refusal's body says why in a sentence (curl -v and browsers show it).
+  const text = status !== 200 && body !== undefined ? Buffer.from(`${body}\n`, 'utf8') : Buffer.alloc(0);
+  if (text.length > 0) lines.push('Content-Type: text/plain; charset=utf-8');
+  if (status !== 200) lines.push(`Content-Length: ${text.length}`, 'Connection: close');
+  return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), text]);
 }

@@ -19,6 +19,7 @@
 import { relay } from '../core/relay.js';
 import { AddressError, classifyHost, decodeDestination, type Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError, isBenignClose, toError } from '../core/errors.js';
+import { LogLimiter } from '../core/log-limiter.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { decodeOpen, decodeUdp, encodeOpen, encodeUdp, STATUS_OK } from '../proxy/wire.js';
 import { timingSafeEqual, createHash } from 'node:crypto';
@@ -112,6 +113,16 @@ export interface UdpAssociation {
   close(): void;
 }
 
+/** UDP relayed by one ProxyClient (SOCKS5 UDP ASSOCIATE and -L …/udp), since it was made. */
+export interface UdpTraffic {
+  /** Datagrams handed to the session towards the server, and their payload bytes. */
+  udpDatagramsSent: number;
+  udpBytesSent: number;
+  /** Datagrams received from the server for a live association, and their payload bytes. */
+  udpDatagramsReceived: number;
+  udpBytesReceived: number;
+}
+
 /** Most ACCEPTED streams held while a BIND reply is still being read. */
 const MAX_HELD = 64;
 
@@ -174,7 +185,10 @@ export class ProxyClient {
   private readonly dispatchers = new WeakMap<Session, SessionDispatch>();
   private readonly flows = new Map<number, UdpAssociationImpl>();
   private readonly listeners = new Set<(s: Session) => void>();
+  /** Calls waiting for the first session (see sessionSoon). */
+  private readonly firstWaiters = new Set<() => void>();
   private nextFlow = 1;
+  private readonly udp: UdpTraffic = { udpDatagramsSent: 0, udpBytesSent: 0, udpDatagramsReceived: 0, udpBytesReceived: 0 };
 
   constructor(private readonly init: ProxyClientInit) {
     this.getSession = init.session;
@@ -186,6 +200,11 @@ export class ProxyClient {
   /** A ProxyClient that follows `client`'s sessions. */
   static forSessionClient(client: SessionClient, init: Omit<ProxyClientInit, 'session' | 'events'> = {}): ProxyClient {
     return new ProxyClient({ ...init, session: () => client.session, events: client });
+  }
+
+  /** UDP counters (a copy): the session's byte counters count stream data only. */
+  get udpTraffic(): UdpTraffic {
+    return { ...this.udp };
   }
 
   /** Calls `listener` with each session that replaces a lost one. Returns the unsubscribe function. */
@@ -202,8 +221,40 @@ export class ProxyClient {
 
   private readonly onNewSession = (s: Session): void => {
     this.dispatcher(s);
+    for (const w of [...this.firstWaiters]) w();
     for (const l of [...this.listeners]) l(s);
   };
+
+  /**
+   * The current session; before the first one exists (the client opens its
+   * local ports before it dials), waits for it, at most `statusTimeoutMs`:
+   * a request that arrives a moment early is served, not refused.
+   * @throws ClosedError (no session in time, or it has ended), AbortedError
+   */
+  private async sessionSoon(signal?: AbortSignal): Promise<Session> {
+    if (this.getSession() !== undefined || this.init.events === undefined) return this.current();
+    if (signal?.aborted) throw new AbortedError(signal.reason);
+    await new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        done();
+        resolve(); // on the timeout too: current() below says why
+      };
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.firstWaiters.delete(wake);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new AbortedError(signal?.reason));
+      };
+      const timer = setTimeout(wake, this.statusTimeoutMs);
+      timer.unref();
+      this.firstWaiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    return this.current();
+  }
 
   /** The session to use now, with our dispatcher on it. @throws ClosedError when there is none or it has ended */
   current(): Session {
@@ -236,7 +287,7 @@ export class ProxyClient {
   connect(dest: Destination, opts?: ConnectOptions): Promise<ProxyConnection<Promise<number>>>;
   async connect(dest: Destination, opts: ConnectOptions = {}): Promise<ProxyConnection<number> | ProxyConnection<Promise<number>>> {
     if (opts.signal?.aborted) throw new AbortedError(opts.signal.reason);
-    const stream = this.current().openStream(encodeOpen({ kind: 'connect', dest }));
+    const stream = (await this.sessionSoon(opts.signal)).openStream(encodeOpen({ kind: 'connect', dest }));
     stream.on('error', (err: Error) => this.logStreamError(err));
     // Synchronously, before the session's flush (a microtask) sends the OPEN.
     if (opts.initial !== undefined && opts.initial.length > 0) stream.write(opts.initial);
@@ -253,7 +304,7 @@ export class ProxyClient {
    * @throws ProxyStatusError when the server refuses, TimeoutError, ClosedError
    */
   async bind(dest: Destination, onAccepted: AcceptHandler, opts: { signal?: AbortSignal } = {}): Promise<ProxyBind> {
-    const session = this.current();
+    const session = await this.sessionSoon(opts.signal);
     const d = this.dispatcher(session);
     const stream = session.openStream(encodeOpen({ kind: 'bind', dest }));
     stream.on('error', (err: Error) => this.logStreamError(err));
@@ -312,7 +363,10 @@ export class ProxyClient {
       this.log.debug({ err: toError(err).message }, 'udp datagram dropped: no session');
       return false;
     }
-    return s.sendDatagram(flow, encodeUdp(dest, data));
+    if (!s.sendDatagram(flow, encodeUdp(dest, data))) return false;
+    this.udp.udpDatagramsSent++;
+    this.udp.udpBytesSent += data.length;
+    return true;
   }
 
   /** @internal */
@@ -330,6 +384,8 @@ export class ProxyClient {
       this.log.debug({ flow, err: toError(err).message }, 'malformed udp datagram from server dropped');
       return;
     }
+    this.udp.udpDatagramsReceived++;
+    this.udp.udpBytesReceived += msg.data.length;
     a.deliver(msg.addr, msg.data);
   }
 
@@ -551,10 +607,14 @@ export function isLoopbackHost(host: string): boolean {
   return false;
 }
 
-/** @throws ConfigError when a proxy front would listen off loopback without credentials. */
-export function requireAuthOffLoopback(front: string, host: string, auth: Credentials | undefined): void {
+/**
+ * @param where what the error names (the flag and its value, e.g. `--socks 0.0.0.0:1080`)
+ * @param howToAuth how the user adds credentials, e.g. `add --socks-auth USER:PASS`
+ * @throws ConfigError when a proxy front would listen off loopback without credentials.
+ */
+export function requireAuthOffLoopback(front: string, host: string, auth: Credentials | undefined, where = `${front}.listen`, howToAuth = 'set a username and password'): void {
   if (auth === undefined && !isLoopbackHost(host)) {
-    throw new ConfigError(`${front}.listen`, `refusing to listen on ${host} without authentication (anyone who reaches it could use the tunnel); set a username and password, or listen on 127.0.0.1`);
+    throw new ConfigError(where, `refusing to listen on ${host} without authentication (anyone who reaches it could use the tunnel); ${howToAuth}, or listen on 127.0.0.1`);
   }
 }
 
@@ -582,13 +642,24 @@ export interface TcpFrontInit {
   logger: Logger;
   /** Each accepted socket (half-open allowed, no-delay set, 'error' logged). */
   onConnection: (sock: Socket) => void;
+  /**
+   * A connection over `maxConnections`: told why in its own protocol (a
+   * SOCKS5 `general failure`, an HTTP 503) instead of a bare close. At most
+   * `maxConnections / 8` (at least 16) such connections are held at once;
+   * beyond that they are closed on accept. Without it they are closed.
+   */
+  onOverLimit?: (sock: Socket) => void;
 }
 
 /** A TCP listener that tracks its sockets, caps them, and closes them all on close(). */
 export class TcpFront {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Connections over the limit being refused in their protocol. */
+  private readonly refusing = new Set<Socket>();
   private closing: Promise<void> | undefined;
+  /** A flood over the limit is one line and a count, not a line per connection. */
+  private readonly limitLog = new LogLimiter();
 
   constructor(private readonly init: TcpFrontInit) {}
 
@@ -622,17 +693,30 @@ export class TcpFront {
 
   private accept(sock: Socket): void {
     if (this.sockets.size >= this.init.maxConnections) {
-      this.init.logger.warn({ limit: this.init.maxConnections }, `${this.init.name}: connection limit reached; closing a new connection`);
-      sock.destroy();
+      const answer = this.init.onOverLimit !== undefined && this.refusing.size < Math.max(16, this.init.maxConnections >> 3);
+      this.limitLog.log(
+        this.init.logger, 'warn', 'limit', { limit: this.init.maxConnections },
+        `${this.init.name}: ${this.init.maxConnections} connections open, the most it serves at once; refusing new ones until some close`,
+      );
+      if (!answer) {
+        sock.destroy();
+        return;
+      }
+      this.track(sock, this.refusing);
+      this.init.onOverLimit?.(sock);
       return;
     }
-    this.sockets.add(sock);
-    sock.once('close', () => this.sockets.delete(sock));
+    this.track(sock, this.sockets);
+    this.init.onConnection(sock);
+  }
+
+  private track(sock: Socket, set: Set<Socket>): void {
+    set.add(sock);
+    sock.once('close', () => set.delete(sock));
     sock.setNoDelay(true);
     sock.on('error', (err: Error) => {
       if (!isBenignClose(err)) this.init.logger.debug({ err: err.message }, `${this.init.name} client socket error`);
     });
-    this.init.onConnection(sock);
   }
 
   /** Stops listening and destroys every connection. Idempotent. */
@@ -642,6 +726,8 @@ export class TcpFront {
     this.closing ??= new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const s of this.sockets) s.destroy();
+      for (const s of this.refusing) s.destroy();
+      this.limitLog.flush();
     });
     return this.closing;
   }

@@ -247,7 +247,9 @@ export class Socks5ServerParser {
     if (b.length < total) return null;
     const msg = b.read(total);
     const cmdByte = msg[1] as number;
-    const dest = decodeAddress(msg, 3, 'request');
+    // UDP ASSOCIATE's address is only a hint the server may ignore (RFC 1928 §7), and
+    // clients fill it with anything: PySocks sends the domain "0". We ignore it.
+    const dest = cmdByte === 3 ? decodeHint(msg) : decodeAddress(msg, 3, 'request');
     const remainder = this.buf.readAll();
     this.st = 'done';
     return { type: 'request', cmd: CMD_NAMES[cmdByte] ?? cmdByte, dest, remainder };
@@ -255,6 +257,16 @@ export class Socks5ServerParser {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A UDP ASSOCIATE request's address, or 0.0.0.0:0 when it is not a usable one. */
+function decodeHint(msg: Buffer): Destination {
+  try {
+    return decodeDestination(msg, 3).dest;
+  } catch (err) {
+    if (!(err instanceof AddressError)) throw err;
+    return { host: '0.0.0.0', port: msg.readUInt16BE(msg.length - 2), kind: 'ipv4' };
+  }
+}
 
 /** Decodes an address block, mapping address errors to SOCKS5 replies. */
 function decodeAddress(buf: Buffer, offset: number, stage: Socks5Stage): Destination {

@@ -6,7 +6,8 @@
  * ```
  *   accept ─▶ greeting ─▶ [auth] ─▶ request ─┬─ CONNECT ──▶ status ─▶ reply ─▶ splice
  *      │  (handshake timer runs until here)  ├─ UDP ASSOCIATE ─▶ reply ─▶ relay until TCP closes
- *      └─ over maxConnections: closed       └─ BIND / other ─▶ reply 0x07, close
+ *      │                                     └─ BIND / other ─▶ reply 0x07, close
+ *      └─ over maxConnections: greeting ─▶ [auth] ─▶ request ─▶ reply 0x01 (general failure), close
  * ```
  *
  * The SOCKS5 protocol carries no secret: a listener reachable from other
@@ -19,6 +20,7 @@ import { makeDestination, type Destination } from '../core/address.js';
 import { AbortedError, isBenignClose, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { checkCredentials, endWithReply, requireAuthOffLoopback, splice, TcpFront, type Credentials, type ListenAddress, type ProxyClient } from './proxy-client.js';
+import { RefusalLog } from './refusal.js';
 import {
   decodeUdpDatagram, encodeReply, encodeUdpDatagram, Socks5Error, socks5ErrorReply, Socks5Method, Socks5Reply,
   Socks5ServerParser, type Socks5Event,
@@ -42,15 +44,19 @@ export interface Socks5FrontInit {
 export class Socks5Front {
   private readonly log: Logger;
   private readonly tcp: TcpFront;
+  private readonly refusals: RefusalLog;
 
   constructor(private readonly init: Socks5FrontInit) {
     this.log = (init.logger ?? nullLogger).child({ front: 'socks5' });
+    this.refusals = new RefusalLog(this.log);
     this.tcp = new TcpFront({
       name: 'socks5',
       listen: init.listen,
       maxConnections: init.maxConnections ?? 1024,
       logger: this.log,
-      onConnection: (sock) => this.onConnection(sock),
+      onConnection: (sock) => this.onConnection(sock, false),
+      // A client over the limit gets a SOCKS answer it can report, not a bare close.
+      onOverLimit: (sock) => this.onConnection(sock, true),
     });
   }
 
@@ -67,10 +73,12 @@ export class Socks5Front {
 
   /** Stops listening and closes every connection and UDP association. Idempotent. */
   close(): Promise<void> {
+    this.refusals.flush();
     return this.tcp.close();
   }
 
-  private onConnection(sock: Socket): void {
+  /** `overLimit`: the handshake runs as usual, and the request is answered with general failure. */
+  private onConnection(sock: Socket, overLimit: boolean): void {
     const parser = new Socks5ServerParser();
     const timer = setTimeout(() => {
       this.log.debug({ remote: sock.remoteAddress }, 'socks5 handshake timed out');
@@ -91,6 +99,10 @@ export class Socks5Front {
             sock.off('end', onEnd);
             sock.pause();
             clearTimeout(timer);
+            if (overLimit) {
+              endWithReply(sock, encodeReply(Socks5Reply.generalFailure));
+              return;
+            }
             this.onRequest(sock, ev).catch((err: unknown) => {
               this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'socks5 request failed');
               sock.destroy();
@@ -161,14 +173,15 @@ export class Socks5Front {
     } catch (err) {
       sock.off('close', onClose);
       if (ac.signal.aborted) return;
-      this.log.info({ dest: `${dest.host}:${dest.port}`, err: toError(err).message }, 'socks5 connect failed');
+      if (err instanceof TimeoutError) this.log.info({ dest: `${dest.host}:${dest.port}`, err: toError(err).message }, 'socks5 connect failed');
+      else this.refusals.local('socks5', dest, err);
       endWithReply(sock, encodeReply(err instanceof TimeoutError ? Socks5Reply.hostUnreachable : Socks5Reply.generalFailure));
       return;
     }
     sock.off('close', onClose);
     if (status !== 0) {
       stream.destroy();
-      this.log.info({ dest: `${dest.host}:${dest.port}`, status }, 'server refused socks5 connect');
+      this.refusals.status('socks5', dest, status);
       endWithReply(sock, encodeReply(status <= Socks5Reply.addressTypeNotSupported ? status : Socks5Reply.generalFailure));
       return;
     }

@@ -137,7 +137,7 @@ export class ClientVpn {
     let vpn: ClientVpn | undefined;
     tapLanes(session, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => vpn?.fromServer(p, flow) });
     const offload = init.offload ?? true;
-    const { config, stream, decoder } = await requestConfig(session, init.configTimeoutMs ?? 15_000, offload);
+    const { config, stream, decoder } = await requestConfig(session, init.configTimeoutMs ?? 15_000, offload, init.routes);
     let tun: TunDevice | undefined;
     try {
       tun = await TunDevice.create({ name, mtu: config.mtu, addresses: addressesOf(config), txqueuelen: 1000, offload, readOffload: config.offload === true });
@@ -186,7 +186,7 @@ export class ClientVpn {
   private readonly onSession = (s: Session): void => {
     if (this.closed) return;
     tapLanes(s, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => this.fromServer(p, flow) });
-    requestConfig(s, this.init.configTimeoutMs ?? 15_000, this.init.offload ?? true).then(
+    requestConfig(s, this.init.configTimeoutMs ?? 15_000, this.init.offload ?? true, this.init.routes).then(
       ({ config, stream, decoder }) => {
         if (this.closed) return stream.end();
         this.adoptControl(stream, decoder);
@@ -305,8 +305,9 @@ function addressesOf(c: VpnConfig): string[] {
 }
 
 /** Opens the control stream on `session` (announcing offload) and waits for the first CONFIG (or a refusal). */
-function requestConfig(session: Session, timeoutMs: number, offload: boolean): Promise<{ config: VpnConfig; stream: PolyStream; decoder: VpnMessageDecoder }> {
-  const stream = session.openStream(encodeVpnOpen(VPN_VERSION, offload ? OPEN_OFFLOAD : 0));
+function requestConfig(session: Session, timeoutMs: number, offload: boolean, routes: readonly string[] = []): Promise<{ config: VpnConfig; stream: PolyStream; decoder: VpnMessageDecoder }> {
+  // Our routes go along: the server refuses, with a reason, those its policy would drop.
+  const stream = session.openStream(encodeVpnOpen(VPN_VERSION, offload ? OPEN_OFFLOAD : 0, routes));
   const decoder = new VpnMessageDecoder();
   return new Promise((resolve, reject) => {
     let settled = false;

@@ -217,7 +217,7 @@ export class Gateway {
       let set = this.byUser.get(user.id);
       if (set === undefined) this.byUser.set(user.id, (set = new Set()));
       set.add(e);
-      const h = attachProxy(e.session, { ...base, ...proxy, counters: meter.counters, logger: (base.logger ?? this.log).child({ user: user.name }) });
+      const h = attachProxy(e.session, { ...base, ...proxy, counters: meter.counters, user: user.name, logger: (base.logger ?? this.log).child({ user: user.name }) });
       e.session.once('closed', () => {
         h.close();
         meter.refs--;

@@ -20,6 +20,7 @@ import { nullLogger, type Logger } from '../core/logger.js';
 import { decodeOpen, STATUS_OK, type OpenRequest } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
+import { logDenial } from './denials.js';
 import { EgressError, SocksReply, type EgressDialer } from './egress.js';
 import type { DestinationPolicy } from './policy.js';
 import { parseReverseInit, ReverseBinds, type ReverseInit } from './reverse-binds.js';
@@ -110,6 +111,8 @@ export interface ProxyServerInit {
   reverse?: ReverseInit;
   /** UDP relay on the datagram lane. */
   udp?: UdpInit;
+  /** The user's name, to key the rate-limited refusal log lines (the logger should carry it too). */
+  user?: string;
   /** Extra counters object that receives every increment too (e.g. per user). */
   counters?: ProxyCounters;
   /**
@@ -161,8 +164,8 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
 
   const refuse = (s: PolyStream, code: number): void => endWithStatus(s, code, connectTimeoutMs);
   const relayOne = (s: PolyStream, sock: Socket): void => relay(s, sock, { idleTimeoutMs, tally, log });
-  const binds = new ReverseBinds({ session, config: reverseConfig, statusTimeoutMs: connectTimeoutMs, tally, log, relay: relayOne, refuse });
-  const udp = new UdpFlows({ ...init.udp, policy: init.policy, send: (flow, p) => session.sendDatagram(flow, p), tally, logger: log });
+  const binds = new ReverseBinds({ session, config: reverseConfig, statusTimeoutMs: connectTimeoutMs, tally, log, relay: relayOne, refuse, ...(init.user === undefined ? {} : { user: init.user }) });
+  const udp = new UdpFlows({ ...init.udp, policy: init.policy, send: (flow, p) => session.sendDatagram(flow, p), tally, logger: log, ...(init.user === undefined ? {} : { user: init.user }) });
 
   const connect = (s: PolyStream, req: Extract<OpenRequest, { kind: 'connect' }>): void => {
     tally('connects');
@@ -192,7 +195,8 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
         if (s.destroyed) return;
         tally('connectFailures');
         const code = err instanceof EgressError ? err.socksReply : SocksReply.generalFailure;
-        log.debug({ port: req.dest.port, kind: req.dest.kind, code, err: toError(err).message }, 'connect failed');
+        if (err instanceof EgressError && err.decision !== undefined) logDenial(log, init.user, 'connect', to, err.decision);
+        else log.debug({ port: req.dest.port, kind: req.dest.kind, code, err: toError(err).message }, 'connect failed');
         refuse(s, code);
       },
     );

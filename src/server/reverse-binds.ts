@@ -24,6 +24,7 @@ import { encodeBindReply, encodeOpen } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
 import { SocksReply } from './egress.js';
+import { logBindDenial } from './denials.js';
 import { parsePorts } from './policy.js';
 import type { Tally } from './proxy-server.js';
 
@@ -78,6 +79,8 @@ export interface ReverseBindsInit {
   relay(s: PolyStream, sock: Socket): void;
   /** Ends a stream with a refusal status. */
   refuse(s: PolyStream, status: number): void;
+  /** For the rate-limited refusal log. */
+  user?: string;
 }
 
 interface Bind {
@@ -112,7 +115,7 @@ export class ReverseBinds {
     const { config, tally, log } = this.#init;
     const refuse = (status: number, why: string): void => {
       tally('bindsRefused');
-      log.debug({ sid: s.id, port: dest.port, why }, 'bind refused');
+      logBindDenial(log, this.#init.user, dest, why);
       this.#init.refuse(s, status);
     };
     if (this.#closed || !config.enabled) return refuse(SocksReply.notAllowed, 'reverse forwards are disabled');

@@ -16,6 +16,7 @@
  * as long as the flow: a flow idle for `idleTimeoutMs` is closed. Nothing
  * here throws out of `handle`; every drop is counted.
  */
+import { logDenial } from './denials.js';
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import type { LookupAddress } from 'node:dns';
 import { lookup } from 'node:dns/promises';
@@ -48,6 +49,8 @@ export interface UdpInit {
 /** What the UDP relay needs from its proxy. */
 export interface UdpFlowsInit extends UdpInit {
   policy: DestinationPolicy;
+  /** For the rate-limited refusal log. */
+  user?: string;
   /** Sends a datagram to the client; false when it was dropped. */
   send(flow: number, payload: Buffer): boolean;
   tally: Tally;
@@ -166,7 +169,7 @@ export class UdpFlows {
       const ip = unmapped(dest.host);
       const d = policy.checkAddress(ip, dest.port);
       route = d.allowed ? { state: 'ok', ip, family: ip.includes(':') ? 6 : 4 } : { state: 'denied' };
-      if (!d.allowed) this.#log.debug({ flow: flow.id, reason: d.reason }, 'UDP destination refused by policy');
+      if (!d.allowed) logDenial(this.#log, this.#init.user, 'udp', dest, d);
     } else {
       const d = policy.checkName(dest.host, dest.port);
       if (d.allowed) {
@@ -183,7 +186,7 @@ export class UdpFlows {
         );
       } else {
         route = { state: 'denied' };
-        this.#log.debug({ flow: flow.id, reason: d.reason }, 'UDP destination refused by policy');
+        logDenial(this.#log, this.#init.user, 'udp', dest, d);
       }
     }
     remember(flow.routes, key, route, this.#maxDest);

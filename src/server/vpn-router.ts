@@ -6,8 +6,10 @@
  *   TUN read batch ──dst lookup──▶ that client's session.sendDatagram(VPN_FLOW)
  *        ▲                            (no client: noRoute; queue full: queueFull)
  *        │ write batch (per tick)
- *   client datagram ──▶ size ─▶ inspect ─▶ source == lease? ─▶ dst in pool? ──▶ client-to-client
- *                       oversize  malformed   spoofed              │ (off: c2cBlocked)
+ *   client datagram ──▶ size ─▶ inspect ─▶ source == lease? ─▶ ping to the server's tunnel address? ──▶ echo reply (src/tun/echo.ts)
+ *                       oversize  malformed   spoofed              ▼
+ *                                                             dst in pool? ──▶ client-to-client
+ *                                                                  │ (off: c2cBlocked)
  *                                                                  ▼
  *                                                    destination policy ─▶ TUN (kernel routes, NAT)
  *                                                       policyDenied
@@ -24,6 +26,7 @@
  * (whose kernel queue is bounded) in the same tick.
  */
 import type { Logger } from '../core/logger.js';
+import { echoReply } from '../tun/echo.js';
 import { sendPacket } from '../tun/gso.js';
 import { cidrContains } from '../tun/ipaddr.js';
 import { inspectPacket, newPacketInfo, packetAddress, V4_DST, V4_SRC, V6_DST, V6_SRC } from '../tun/packet.js';
@@ -71,6 +74,8 @@ export interface VpnCounters {
   tunDropped: number;
   /** Super-packets (TCP, up to 64 KiB) among toClients and fromClients. */
   superPackets: number;
+  /** Pings to the server's tunnel address answered by the router. */
+  echoReplies: number;
 }
 
 /** Why a client's packet was dropped (a VpnCounters key). */
@@ -104,7 +109,7 @@ const LOG_EVERY_MS = 10_000;
 
 /** All counters at zero. */
 export function newCounters(): VpnCounters {
-  return { toClients: 0, fromClients: 0, malformed: 0, oversize: 0, spoofed: 0, linkLocal: 0, policyDenied: 0, c2cBlocked: 0, noRoute: 0, queueFull: 0, tunDropped: 0, superPackets: 0 };
+  return { toClients: 0, fromClients: 0, malformed: 0, oversize: 0, spoofed: 0, linkLocal: 0, policyDenied: 0, c2cBlocked: 0, noRoute: 0, queueFull: 0, tunDropped: 0, superPackets: 0, echoReplies: 0 };
 }
 
 /** See the file comment. */
@@ -186,12 +191,15 @@ export class VpnRouter {
     if (info.version === 4) {
       if (p.readUInt32BE(V4_SRC) !== lease.v4.readUInt32BE(0)) return this.drop(c, 'spoofed', p);
       const dst = p.readUInt32BE(V4_DST);
+      if (dst === this.gw4 && meta === 0 && this.answerPing(c, p)) return;
       dstInPool = cidrContains(this.init.pool.v4, p, V4_DST) && dst !== this.gw4;
       policyKey = dst * 65536 + (info.dstPort < 0 ? PORTLESS : info.dstPort);
     } else {
       // fe80::/10 and :: are how a host talks on its own link (RS, MLD, DAD): never routed, not spoofing.
       if ((p[V6_SRC] === 0xfe && ((p[V6_SRC + 1] as number) & 0xc0) === 0x80) || isZero(p, V6_SRC)) return this.drop(c, 'linkLocal', p);
       if (!lease.v6 || lease.v6.compare(p, V6_SRC, V6_SRC + 16) !== 0) return this.drop(c, 'spoofed', p);
+      const gw6 = this.init.pool.gateway6;
+      if (gw6 !== undefined && meta === 0 && gw6.compare(p, V6_DST, V6_DST + 16) === 0 && this.answerPing(c, p)) return;
       const pool6 = this.init.pool.v6;
       dstInPool = pool6 !== undefined && cidrContains(pool6, p, V6_DST) && this.init.pool.gateway6?.compare(p, V6_DST, V6_DST + 16) !== 0;
       policyKey = `${p.toString('latin1', V6_DST, V6_DST + 16)}${info.dstPort < 0 ? PORTLESS : info.dstPort}`;
@@ -201,6 +209,15 @@ export class VpnRouter {
     this.counters.fromClients++;
     if ((meta & OFF_GSO) !== 0) this.counters.superPackets++;
     this.toTun.push(p, meta);
+  }
+
+  /** True when `p` was an echo request (to our tunnel address) and was answered. */
+  private answerPing(c: RoutedClient, p: Buffer): boolean {
+    const reply = echoReply(p, this.info);
+    if (reply === undefined) return false;
+    if (c.sink.sendDatagram(VPN_FLOW, reply)) this.counters.echoReplies++;
+    else this.counters.queueFull++;
+    return true;
   }
 
   private clientToClient(from: RoutedClient, p: Buffer, dstOff: number, meta: number): void {

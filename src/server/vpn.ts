@@ -30,7 +30,7 @@ import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
 import { ChangeJournal } from '../tun/changes.js';
 import { TunDevice } from '../tun/device.js';
-import { formatCidr, formatIpBytes } from '../tun/ipaddr.js';
+import { cidrContains, cidrHost, cidrSize, formatCidr, formatIpBytes, parseIpCidr } from '../tun/ipaddr.js';
 import { tapLanes } from '../tun/lane-tap.js';
 import { AddressPool } from '../tun/pool.js';
 import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, vpnMtuFor, VPN_VERSION, VpnRefuseCode, decodeVpnOpen, encodeConfig, encodeRefuse, isVpnOpen, type VpnConfig } from '../tun/vpn-wire.js';
@@ -171,14 +171,21 @@ export class ServerVpn {
     });
     let version: number;
     let flags: number;
+    let routes: string[];
     try {
-      ({ version, flags } = decodeVpnOpen(s.openPayload));
+      ({ version, flags, routes } = decodeVpnOpen(s.openPayload));
     } catch (err) {
       return refuse(s, VpnRefuseCode.internal, toError(err).message);
     }
     if (this.closed) return refuse(s, VpnRefuseCode.disabled, 'VPN is shutting down');
     if (version !== VPN_VERSION) return refuse(s, VpnRefuseCode.unsupportedVersion, `server speaks VPN version ${VPN_VERSION}`);
     if (this.clients.has(session)) return refuse(s, VpnRefuseCode.duplicate, 'this session already has a VPN');
+    // A route whose packets the policy would drop one by one, silently, is refused now, with the reason.
+    const denied = this.deniedRoute(routes);
+    if (denied !== undefined) {
+      this.log.warn({ user, route: denied.route, reason: denied.reason }, `vpn: refusing a client: ${denied.message}`);
+      return refuse(s, VpnRefuseCode.routeRefused, denied.message);
+    }
     let lease;
     try {
       lease = this.pool.acquire(user);
@@ -204,6 +211,35 @@ export class ServerVpn {
       lease.release();
       this.log.info({ user, addr4: config.addr4.ip }, 'vpn client down');
     });
+  }
+
+  /**
+   * The first of a client's routes that leads where the destination policy
+   * refuses, judged by the route's first host address. Routes inside the
+   * pool (client-to-client) and very broad ones (shorter than /8 or /16 for
+   * IPv6: default routes and their halves, mostly public space) are left to
+   * the per-packet check.
+   */
+  private deniedRoute(routes: readonly string[]): { route: string; reason: string; message: string } | undefined {
+    const policy = this.init.policy;
+    if (policy === undefined) return undefined;
+    for (const route of routes) {
+      let cidr;
+      try {
+        cidr = parseIpCidr(route, 'route', false);
+      } catch {
+        return { route, reason: 'malformed', message: `route ${route} is not a CIDR` };
+      }
+      if (cidr.prefix < (cidr.family === 4 ? 8 : 16)) continue;
+      const pool = cidr.family === 4 ? this.pool.v4 : this.pool.v6;
+      if (pool !== undefined && pool.prefix <= cidr.prefix && cidrContains(pool, cidr.bytes)) continue;
+      const host = formatIpBytes(cidrSize(cidr) > 1n ? cidrHost(cidr, 1n) : cidr.bytes);
+      const d = policy.checkAddress(host, 1);
+      if (!d.allowed) {
+        return { route, reason: d.reason, message: `route ${route}: the server's policy refuses ${host} (${d.reason}); on the server, --allow ${route} lets VPN clients reach it` };
+      }
+    }
+    return undefined;
   }
 
   private configFor(v4: Buffer, v6: Buffer | undefined): VpnConfig {

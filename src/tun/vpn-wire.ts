@@ -5,11 +5,16 @@
  * Control stream. The client opens a session stream whose OPEN payload is
  *
  * ```
- * +------------+-------------+-----------+
- * | kind 0x10  | version u8  | flags u8  |     version 1
- * +------------+-------------+-----------+
+ * +------------+-------------+-----------+------------------------+
+ * | kind 0x10  | version u8  | flags u8  | items (optional) …     |     version 1
+ * +------------+-------------+-----------+------------------------+
  *   flags: 0x01 OPEN_OFFLOAD  the client takes VPN_GSO_FLOW datagrams;
  *          other bits reserved (0), ignored by servers
+ *   items: ROUTE4 / ROUTE6 as in CONFIG below: the client's own routes
+ *          (`--route`), so that the server can refuse, with a reason, a
+ *          route its destination policy would drop packet by packet.
+ *          Unknown items are skipped. (Servers before this read only the
+ *          3-byte form: a client sends items only when it has routes.)
  * ```
  *
  * (kind bytes 0x01-0x03 belong to the proxy protocol, src/proxy/wire.ts).
@@ -115,6 +120,8 @@ export const VpnRefuseCode = {
   unsupportedVersion: 4,
   /** Anything else on the server side. */
   internal: 5,
+  /** A client route leads where the server's destination policy refuses (the reason names it and the flag). */
+  routeRefused: 6,
 } as const;
 
 /** An address with its prefix length, e.g. `{ ip: '10.8.0.2', prefix: 24 }`. */
@@ -141,9 +148,11 @@ export interface VpnConfig {
 /** A decoded server message. */
 export type VpnMessage = { type: 'config'; config: VpnConfig } | { type: 'refuse'; code: number; reason: string };
 
-/** The control stream's OPEN payload; `flags`: OPEN_OFFLOAD or 0. */
-export function encodeVpnOpen(version = VPN_VERSION, flags = 0): Buffer {
-  return Buffer.from([OPEN_VPN, version, flags]);
+/** The control stream's OPEN payload; `flags`: OPEN_OFFLOAD or 0; `routes`: the client's own CIDRs. */
+export function encodeVpnOpen(version = VPN_VERSION, flags = 0, routes: readonly string[] = []): Buffer {
+  const items: number[] = [];
+  for (const r of routes) cidrItem(items, r, TAG_ROUTE4, TAG_ROUTE6);
+  return Buffer.from([OPEN_VPN, version, flags, ...items]);
 }
 
 /** True when an OPEN payload asks for the VPN (first byte 0x10). */
@@ -152,9 +161,22 @@ export function isVpnOpen(payload: Buffer): boolean {
 }
 
 /** Decodes a VPN OPEN payload. @throws ProtocolError when malformed */
-export function decodeVpnOpen(payload: Buffer): { version: number; flags: number } {
-  if (payload.length !== 3 || payload[0] !== OPEN_VPN) throw new ProtocolError('malformed VPN open payload');
-  return { version: payload[1] as number, flags: payload[2] as number };
+export function decodeVpnOpen(payload: Buffer): { version: number; flags: number; routes: string[] } {
+  if (payload.length < 3 || payload[0] !== OPEN_VPN) throw new ProtocolError('malformed VPN open payload');
+  const routes: string[] = [];
+  for (let off = 3; off < payload.length;) {
+    const tag = payload[off] as number;
+    const len = payload[off + 1];
+    if (len === undefined || off + 2 + len > payload.length) throw new ProtocolError('truncated VPN open item');
+    const v = payload.subarray(off + 2, off + 2 + len);
+    off += 2 + len;
+    if (tag !== TAG_ROUTE4 && tag !== TAG_ROUTE6) continue; // unknown item: skipped
+    const n = tag === TAG_ROUTE4 ? 4 : 16;
+    const prefix = v[n];
+    if (len !== n + 1 || prefix === undefined || prefix > n * 8) throw new ProtocolError(`malformed route in the VPN open payload`);
+    routes.push(`${formatIpBytes(v.subarray(0, n))}/${prefix}`);
+  }
+  return { version: payload[1] as number, flags: payload[2] as number, routes };
 }
 
 function ipItem(out: number[], tag: number, ip: string, prefix: number | undefined, family: 4 | 6): void {

@@ -19,6 +19,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { ensureBuilt, freePort, have, startClient, startServer, stopAll, type Proc, type Server } from '../helpers/cli.js';
+import { eventually } from '../helpers/eventually.js';
 
 const skipIperf = have('iperf3') ? false : 'iperf3 is not installed (run scripts/install-test-deps.sh)';
 
@@ -172,7 +173,8 @@ describe('e2e forwards: -R', () => {
     const svcPort = (svc.address() as net.AddressInfo).port;
     const [rPort, status] = [await freePort(), await freePort()];
     const rc = await startClient(server.links[0] as string, ['--no-socks', '--status', `127.0.0.1:${status}`, '-R', `127.0.0.1:${rPort}:127.0.0.1:${svcPort}`], status);
-    assert.match(rc.log(), new RegExp(`reverse ready listen="server 127\\.0\\.0\\.1:${rPort} -> 127\\.0\\.0\\.1:${svcPort}"`));
+    // The status endpoint opens before the client dials; the -R comes up once connected.
+    await eventually(async () => assert.match(rc.log(), new RegExp(`reverse ready listen="server 127\\.0\\.0\\.1:${rPort} -> 127\\.0\\.0\\.1:${svcPort}"`)));
 
     const peer = net.connect(rPort, '127.0.0.1');
     await once(peer, 'connect');

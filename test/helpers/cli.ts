@@ -154,10 +154,20 @@ async function bindable(port: number): Promise<number | undefined> {
   return bound;
 }
 
-/** Starts `polytun client LINK …`; resolves once `readyPort` accepts connections. */
-export async function startClient(link: string, extra: string[], readyPort: number): Promise<Proc> {
+/**
+ * Starts `polytun client LINK …`; resolves once `readyPort` accepts
+ * connections and the client has logged that it is connected (it opens its
+ * local ports before it dials the server).
+ */
+export async function startClient(link: string, extra: string[], readyPort: number, ms = 15_000): Promise<Proc> {
   const p = polytun(['client', link, ...extra]);
-  await waitForPort(readyPort, '127.0.0.1', p);
+  await waitForPort(readyPort, '127.0.0.1', p, ms);
+  const end = Date.now() + ms;
+  while (!/(INFO\s+connected\b|"msg":"connected")/.test(p.log())) {
+    if (p.child.exitCode !== null) throw new Error(`client exited (${p.child.exitCode}); log:\n${p.log()}`);
+    if (Date.now() > end) throw new Error(`client not connected; log:\n${p.log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return p;
 }
 

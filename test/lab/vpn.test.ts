@@ -186,6 +186,24 @@ describe('VPN mode (lab: client ns — server ns — target ns)', { skip: skipRe
     assert.match(ping6, /2 received/);
   });
 
+  it("a ping to the server's tunnel address is answered, though the policy (no --allow for it) refuses the address", async () => {
+    const ping4 = await lab.exec(lab.c, 'ping', ['-4', '-c', '2', '-W', '3', '10.250.0.1']);
+    assert.match(ping4, /2 received/);
+  });
+
+  it("a --route the server's policy refuses: refused at connect time, with the route and --allow named on both sides", async () => {
+    const refused = lab.polytun(lab.c, 'refused-route', [
+      'client', link, '--tun', '--tun-name', 'ptr', '--no-socks', '--no-status', '--log-format', 'json', '--set', `vpn.stateDir=${stateDir}`, '--route', '10.99.0.0/24',
+    ]);
+    const code = await refused.exited;
+    assert.equal(code, 1, refused.err.join('\n'));
+    const said = refused.err.join('\n');
+    assert.match(said, /polytun: server refused VPN mode: route 10\.99\.0\.0\/24: the server's policy refuses 10\.99\.0\.1 \(private\); on the server, --allow 10\.99\.0\.0\/24 lets VPN clients reach it/);
+    const logged = await server.waitLog("vpn: refusing a client: route 10.99.0.0/24: the server's policy refuses 10.99.0.1 (private); on the server, --allow 10.99.0.0/24 lets VPN clients reach it");
+    assert.equal(logged.route, '10.99.0.0/24');
+    assert.equal(client.child.exitCode, null, 'the other client is untouched');
+  });
+
   it('bulk TCP (offload: super-packets both ways through the tunnel, NAT and forwarding): 4 MiB echoed by the target arrive intact', async () => {
     const out = await lab.node(lab.c, BULK_ECHO, [TARGET_IP, String(4 << 20)]);
     assert.equal(out.trim(), 'intact');

@@ -137,6 +137,11 @@ describe('formatStatus', () => {
     assert.equal(formatAge(90_000_000), '1 d 1 h');
   });
 
+  it('counts UDP datagrams in the traffic line, both directions', () => {
+    const text = formatStatus({ state: 'open', bytesSent: 1000, bytesReceived: 24, udpDatagramsSent: 3, udpBytesSent: 24, udpDatagramsReceived: 2, udpBytesReceived: 1000 });
+    assert.match(text, /^traffic: +sent 1\.0 KiB, received 1\.0 KiB; udp: sent 3 datagrams \(24 B\), received 2 \(1000 B\)$/m);
+  });
+
   it('formatBytes', () => {
     assert.equal(formatBytes(0), '0 B');
     assert.equal(formatBytes(1023), '1023 B');

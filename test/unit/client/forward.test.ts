@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeDestination } from '../../../src/core/address.js';
 import { AbortedError, ConfigError, TimeoutError } from '../../../src/core/errors.js';
 import { LocalForward, parseForwardSpec, type LocalForwardInit } from '../../../src/client/forward.js';
-import { ProxyClient } from '../../../src/client/proxy-client.js';
+import { isLoopbackHost, ProxyClient } from '../../../src/client/proxy-client.js';
 import { SecureChannel } from '../../../src/secure/channel.js';
 import { F_DATA, F_FIN, F_OPEN, F_RST, parseFrames } from '../../../src/session/frames.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
@@ -70,7 +70,8 @@ describe('LocalForward and ProxyClient over a real session', () => {
 
   before(async () => {
     pair = await makePair();
-    egress = fakeEgress(await pair.serverSession);
+    // Nothing leaves loopback: other targets stand for "the server's policy refuses this".
+    egress = fakeEgress(await pair.serverSession, { refuse: (d) => (isLoopbackHost(d.host) ? undefined : 0x02) });
     proxy = ProxyClient.forSessionClient(pair.client);
   });
   after(async () => {
@@ -184,11 +185,25 @@ describe('LocalForward and ProxyClient over a real session', () => {
     const dead = await deadTcpEndpoint();
     const log = recordingLogger();
     const f = await forward({ target: makeDestination('127.0.0.1', dead.port), logger: log });
+    // Three refused connections: one line now (the rest are counted for a summary line later).
+    for (let i = 0; i < 3; i++) {
+      const { sock, reader } = await rawConnect(f.address.port);
+      sock.write('hello?');
+      assert.equal((await reader.rest()).length, 0);
+    }
+    const refusals = log.lines.filter((l) => /127\.0\.0\.1:\d+ refused the connection \(nothing listens there, as seen from the server\)/.test(l.msg ?? ''));
+    assert.equal(refusals.length, 1, JSON.stringify(log.lines));
+  });
+
+  it("-L names the server's policy and the flag that allows the target when the server refuses it", async () => {
+    const log = recordingLogger();
+    const f = await forward({ target: makeDestination('10.0.0.5', 22), logger: log });
     const { sock, reader } = await rawConnect(f.address.port);
-    sock.write('hello?');
+    sock.write('SSH-2.0-x\r\n');
     assert.equal((await reader.rest()).length, 0);
-    const refusals = log.lines.filter((l) => l.level === 'warn' && /refused by the server \(status 0x05\)/.test(l.msg ?? ''));
-    assert.equal(refusals.length, 1);
+    const line = log.lines.find((l) => l.level === 'warn' && (l.msg ?? '').includes("server's destination policy refuses 10.0.0.5:22"));
+    assert.ok(line, JSON.stringify(log.lines));
+    assert.match(line.msg ?? '', /--allow 10\.0\.0\.5:22/);
   });
 
   it('-L UDP gives each local sender its own association and routes replies back to it', async () => {

@@ -3,9 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/core/errors.js';
 import { HttpFront, httpStatusForProxyStatus, type HttpFrontInit } from '../../../src/client/http-front.js';
 import { isLoopbackHost, ProxyClient } from '../../../src/client/proxy-client.js';
+import { Socks5Front } from '../../../src/client/socks5-front.js';
+import { makeDestination } from '../../../src/core/address.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
-import { curl, curlPath, fakeEgress, httpOrigin, rawConnect, tcpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
+import { curl, curlPath, fakeEgress, httpOrigin, rawConnect, recordingLogger, tcpEcho, type FakeEgress } from '../../helpers/fake-egress.js';
+import { eventually } from '../../helpers/eventually.js';
 
 let pair: Pair;
 let egress: FakeEgress;
@@ -133,6 +136,71 @@ describe('HttpFront', () => {
     }
     assert.equal(httpStatusForProxyStatus(0x06), 504);
     assert.equal(httpStatusForProxyStatus(0x04), 502);
+  });
+
+  it("puts the reason in a refusal's body, for curl: the policy and the server flag that allows the target", { skip: noCurl }, async () => {
+    const log = recordingLogger();
+    const f = await front({ logger: log });
+    // Port 1 stands for a destination the server's policy refuses (see before()).
+    const body = await curl(['-x', `http://127.0.0.1:${f.address.port}`, 'http://127.0.0.1:1/']);
+    assert.match(body, /^polytun: the server's destination policy refuses 127\.0\.0\.1:1; on the server, --allow 127\.0\.0\.1:1 /);
+    const line = log.lines.find((l) => l.level === 'warn' && (l.msg ?? '').includes('--allow 127.0.0.1:1'));
+    assert.ok(line, JSON.stringify(log.lines));
+    const { sock, reader } = await rawConnect(f.address.port);
+    sock.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n');
+    const raw = (await reader.rest()).toString();
+    assert.match(raw, /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(raw, /\r\n\r\npolytun: the server's destination policy refuses/);
+    const len = Number(/Content-Length: (\d+)/.exec(raw)?.[1]);
+    assert.equal(len, Buffer.byteLength(raw.slice(raw.indexOf('\r\n\r\n') + 4)));
+  });
+
+  it('answers 503 with a reason over the connection limit, and logs the flood once', { skip: noCurl }, async () => {
+    const log = recordingLogger();
+    const f = await front({ logger: log, maxConnections: 1 });
+    const held = await rawConnect(f.address.port);
+    await eventually(async () => assert.equal((await curl(['-x', `http://127.0.0.1:${f.address.port}`, `http://127.0.0.1:${origin.address.port}/x`])).includes('already serves 1 connections'), true));
+    for (let i = 0; i < 5; i++) {
+      const { sock, reader } = await rawConnect(f.address.port);
+      sock.write(`GET http://127.0.0.1:${origin.address.port}/ HTTP/1.1\r\n\r\n`);
+      assert.match((await reader.rest()).toString(), /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    }
+    assert.equal(log.lines.filter((l) => (l.msg ?? '').includes('connections open, the most it serves at once')).length, 1);
+    held.sock.destroy();
+  });
+
+  it("at the session's stream limit: HTTP 503 with the reason, SOCKS general failure, one log line each", async () => {
+    const small = await makePair({ session: { maxStreams: 1 } });
+    cleanups.push(() => small.close());
+    const smallEgress = fakeEgress(await small.serverSession, { refuse: (d) => (isLoopbackHost(d.host) ? undefined : 0x02) });
+    cleanups.push(() => smallEgress.close());
+    const smallProxy = ProxyClient.forSessionClient(small.client);
+    const echo = await tcpEcho();
+    cleanups.push(() => echo.close());
+    // The one stream the session allows, held open.
+    const held = await smallProxy.connect(makeDestination('127.0.0.1', echo.address.port), { waitStatus: true });
+    assert.equal(held.status, 0);
+    const log = recordingLogger();
+    const f = await front({ proxy: smallProxy, logger: log });
+    for (let i = 0; i < 3; i++) {
+      const { sock, reader } = await rawConnect(f.address.port);
+      sock.write(`CONNECT 127.0.0.1:${echo.address.port} HTTP/1.1\r\n\r\n`);
+      const raw = (await reader.rest()).toString();
+      assert.match(raw, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+      assert.match(raw, /polytun: stream limit of 1 reached: 127\.0\.0\.1:\d+ not opened \(raise limits\.maxStreams/);
+    }
+    assert.equal(log.lines.filter((l) => (l.msg ?? '').includes('stream limit of 1 reached')).length, 1, JSON.stringify(log.lines));
+    const socksLog = recordingLogger();
+    const socks = new Socks5Front({ listen: { host: '127.0.0.1', port: 0 }, proxy: smallProxy, logger: socksLog });
+    await socks.start();
+    cleanups.push(() => socks.close());
+    for (let i = 0; i < 3; i++) {
+      const { sock, reader } = await rawConnect(socks.address.port);
+      sock.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1]), Buffer.from([echo.address.port >> 8, echo.address.port & 0xff])]));
+      assert.deepEqual([...(await reader.rest()).subarray(0, 4)], [5, 0, 5, 1]);
+    }
+    assert.equal(socksLog.lines.filter((l) => (l.msg ?? '').includes('stream limit of 1 reached')).length, 1);
+    held.stream.destroy();
   });
 
   it('refuses to start off loopback without auth', async () => {

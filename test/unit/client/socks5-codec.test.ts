@@ -116,6 +116,15 @@ describe('SOCKS5 handshake fixtures', () => {
     for (const [h, want] of cases) assert.deepEqual(drive([hex('050100'), hex(h)]).events[1], want, h);
   });
 
+  test('UDP ASSOCIATE accepts any address form: PySocks sends the domain "0"', () => {
+    // RFC 1928 §7 lets the server ignore the address; refusing it as unreachable broke PySocks.
+    const o = drive([hex('050100'), hex('05030003 01 30 0000')]);
+    assert.equal(o.error, undefined);
+    assert.deepEqual(o.events[1], { type: 'request', cmd: 'udp-associate', dest: { host: '0.0.0.0', port: 0, kind: 'ipv4' }, remainder: Buffer.alloc(0) });
+    // CONNECT to the same unusable name is still refused.
+    assert.notEqual(drive([hex('050100'), hex('05010003 01 30 0050')]).error, undefined);
+  });
+
   test('data pipelined after CONNECT is kept, in one chunk and byte by byte', () => {
     const wire = hex('050100 05010001 7f000001 0050 deadbeef');
     for (const chunks of [[wire], bytewise(wire)]) {

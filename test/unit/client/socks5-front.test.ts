@@ -11,7 +11,7 @@ import { decodeUdpDatagram, encodeUdpDatagram } from '../../../src/client/socks5
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 import {
-  curl, curlPath, fakeEgress, httpOrigin, rawConnect, tcpEcho, udpEcho, type FakeEgress,
+  curl, curlPath, fakeEgress, httpOrigin, rawConnect, recordingLogger, tcpEcho, udpEcho, type FakeEgress,
 } from '../../helpers/fake-egress.js';
 
 let pair: Pair;
@@ -209,6 +209,33 @@ describe('Socks5Front', () => {
     assert.equal((await first.reader.rest()).length, 0); // handshake timer
   });
 
+  it('answers general failure (0x01) over the connection limit, and logs the flood once', async () => {
+    const log = recordingLogger();
+    const f = await front({ maxConnections: 1, logger: log });
+    const held = await rawConnect(f.address.port);
+    held.sock.write(Buffer.from([5, 1, 0]));
+    assert.deepEqual([...(await held.reader.read(2))], [5, 0]);
+    for (let i = 0; i < 5; i++) {
+      const { sock, reader } = await rawConnect(f.address.port);
+      sock.write(connectRequest('127.0.0.1', 80));
+      assert.deepEqual([...(await reader.rest()).subarray(0, 4)], [5, 0, 5, 1]);
+    }
+    assert.equal(log.lines.filter((l) => (l.msg ?? '').includes('connections open, the most it serves at once')).length, 1);
+    held.sock.destroy();
+  });
+
+  it("logs which policy refused what and the server flag that allows it, once per target and interval", { skip: curlPath() ? false : 'curl not installed' }, async () => {
+    const log = recordingLogger();
+    const f = await front({ logger: log });
+    for (let i = 0; i < 3; i++) {
+      // curl can only say "(97) ... (2)"; the client's log says why.
+      await assert.rejects(curl(['--socks5-hostname', `127.0.0.1:${f.address.port}`, 'http://127.0.0.1:1/']), /\(97\)/);
+    }
+    const lines = log.lines.filter((l) => (l.msg ?? '').includes("the server's destination policy refuses 127.0.0.1:1; on the server, --allow 127.0.0.1:1"));
+    assert.equal(lines.length, 1, JSON.stringify(log.lines));
+    assert.equal(lines[0]?.level, 'warn');
+  });
+
   it('refuses to start off loopback without auth', async () => {
     const f = new Socks5Front({ listen: { host: '0.0.0.0', port: 0 }, proxy });
     await assert.rejects(f.start(), ConfigError);
@@ -218,6 +245,7 @@ describe('Socks5Front', () => {
     const f = await front();
     const echo = await udpEcho('127.0.0.1', 'echo:');
     cleanups.push(() => echo.close());
+    const udpBefore = proxy.udpTraffic;
     const { sock, reader } = await rawConnect(f.address.port);
     sock.write(Buffer.from([5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0]));
     assert.deepEqual([...(await reader.read(2))], [5, 0]);
@@ -254,6 +282,12 @@ describe('Socks5Front', () => {
     assert.deepEqual(decoded.map((d) => d.payload.toString()), ['echo:one', 'echo:two']);
     assert.deepEqual(decoded[0]?.dest, target);
     assert.deepEqual(strays, []);
+    // `polytun status` counts them: datagrams and payload bytes, each way.
+    const udpAfter = proxy.udpTraffic;
+    assert.equal(udpAfter.udpDatagramsSent - udpBefore.udpDatagramsSent, 2);
+    assert.equal(udpAfter.udpBytesSent - udpBefore.udpBytesSent, 6);
+    assert.equal(udpAfter.udpDatagramsReceived - udpBefore.udpDatagramsReceived, 2);
+    assert.equal(udpAfter.udpBytesReceived - udpBefore.udpBytesReceived, 16);
 
     // Closing the control connection frees the relay port.
     sock.destroy();

@@ -15,6 +15,7 @@ import { attachProxy, createProxyCounters, ProxyResetCode, type ProxyHandle, typ
 import type { Session, SessionOptions } from '../../../src/session/session.js';
 import type { PolyStream } from '../../../src/session/stream.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
+import { recordingLogger } from '../../helpers/fake-egress.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -217,6 +218,19 @@ describe('proxy server: CONNECT', () => {
     }
     await p.clientSession.ping();
     assert.equal(connections, 0);
+  });
+
+  it('logs a policy refusal at INFO: what, which rule, the flag that allows it; repeats counted, not logged', async () => {
+    const log = recordingLogger();
+    const { p } = await setup({ policy: new DestinationPolicy(), init: { logger: log, user: 'alice-refusal-test' } });
+    for (let i = 0; i < 5; i++) {
+      const s = openConnect(p, '10.0.0.5', 22); // refused before any dial: nothing leaves the host
+      assert.equal(await readStatus(s), SocksReply.notAllowed);
+    }
+    const lines = log.lines.filter((l) => (l.msg ?? '').startsWith('policy refused connect to 10.0.0.5:22'));
+    assert.equal(lines.length, 1, JSON.stringify(log.lines));
+    assert.equal(lines[0]?.level, 'info');
+    assert.equal(lines[0]?.msg, 'policy refused connect to 10.0.0.5:22: private address (10.0.0.0/8), refused by default; --allow 10.0.0.5:22 on the server allows it');
   });
 
   it('half-close: the client ends first and still reads the target’s late reply', async () => {

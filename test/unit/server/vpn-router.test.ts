@@ -5,7 +5,7 @@ import { DestinationPolicy } from '../../../src/server/policy.js';
 import { VpnRouter, type RoutedClient } from '../../../src/server/vpn-router.js';
 import { AddressPool } from '../../../src/tun/pool.js';
 import { VPN_FLOW } from '../../../src/tun/vpn-wire.js';
-import { icmpEcho, ipv4, udp } from '../../helpers/ip-packets.js';
+import { checksum, icmpEcho, ipv4, ipv6, udp } from '../../helpers/ip-packets.js';
 
 /** Records warn lines. */
 function recordingLogger(lines: object[]): Logger {
@@ -118,5 +118,61 @@ describe('VpnRouter: packets from the TUN', () => {
     router.remove(alice.c);
     router.fromTun([toAlice4]);
     assert.equal(router.counters.noRoute, 2);
+  });
+});
+
+/** An ICMPv6 echo request with its checksum (pseudo-header included). */
+function icmp6Echo(src: Buffer, dst: Buffer, id: number, seq: number, data: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from([128, 0, 0, 0, id >> 8, id & 0xff, seq >> 8, seq & 0xff]), data]);
+  const tail = Buffer.alloc(8);
+  tail.writeUInt32BE(body.length, 0);
+  tail[7] = 58;
+  body.writeUInt16BE(checksum(Buffer.concat([src, dst, tail, body])), 2);
+  return ipv6(formatIp(src), formatIp(dst), 58, body);
+}
+
+function formatIp(b: Buffer): string {
+  return b.length === 4 ? [...b].join('.') : (b.toString('hex').match(/.{4}/g) ?? []).join(':');
+}
+
+describe("VpnRouter: pings to the server's tunnel address", () => {
+  it('answers ICMP echo to the gateway (v4 and v6) with a valid reply, although the policy refuses the address', async () => {
+    const { router, written, mk, tick } = await setup();
+    const { c, got } = mk('alice'); // 10.8.0.2 / fd00:8::2; gateway 10.8.0.1 / fd00:8::1, private: refused by the policy
+    router.fromClient(c, icmpEcho('10.8.0.2', '10.8.0.1', 7, 1, Buffer.from('ping4')));
+    const src6 = Buffer.from('fd000008000000000000000000000002', 'hex');
+    const gw6 = Buffer.from('fd000008000000000000000000000001', 'hex');
+    router.fromClient(c, icmp6Echo(src6, gw6, 7, 2, Buffer.from('ping6')));
+    await tick();
+    assert.equal(written.length, 0, 'nothing reaches the TUN');
+    assert.equal(got.length, 2);
+    assert.equal(router.counters.echoReplies, 2);
+    assert.equal(router.counters.policyDenied, 0);
+    const [r4, r6] = got as [Buffer, Buffer];
+    assert.deepEqual(r4, (() => {
+      const want = icmpEcho('10.8.0.1', '10.8.0.2', 7, 1, Buffer.from('ping4'));
+      want[20] = 0; // echo reply
+      want.writeUInt16BE(0, 22);
+      want.writeUInt16BE(checksum(want.subarray(20)), 22);
+      return want;
+    })());
+    assert.equal(checksum(r4.subarray(0, 20)), 0, 'IPv4 header checksum');
+    assert.equal(r6[40], 129);
+    assert.deepEqual(r6.subarray(8, 24), gw6);
+    assert.deepEqual(r6.subarray(24, 40), src6);
+    const tail = Buffer.alloc(8);
+    tail.writeUInt32BE(r6.length - 40, 0);
+    tail[7] = 58;
+    assert.equal(checksum(Buffer.concat([r6.subarray(8, 40), tail, r6.subarray(40)])), 0, 'ICMPv6 checksum');
+    assert.equal(r6.subarray(48).toString(), 'ping6');
+  });
+
+  it('anything else to the gateway still goes through the policy', async () => {
+    const { router, written, mk, tick } = await setup();
+    const { c, got } = mk('alice');
+    router.fromClient(c, udp('10.8.0.2', 5000, '10.8.0.1', 22, Buffer.from('ssh?')));
+    await tick();
+    assert.equal(written.length + got.length, 0);
+    assert.equal(router.counters.policyDenied, 1);
   });
 });

@@ -42,13 +42,22 @@ describe('VPN wire: open payload and constants', () => {
     assert.equal(isVpnOpen(encodeVpnOpen()), true);
     assert.equal(isVpnOpen(Buffer.from([0x01, 4, 1, 2, 3, 4, 0, 80])), false); // a proxy CONNECT
     assert.equal(isVpnOpen(Buffer.alloc(0)), false);
-    assert.deepEqual(decodeVpnOpen(encodeVpnOpen(7)), { version: 7, flags: 0 });
+    assert.deepEqual(decodeVpnOpen(encodeVpnOpen(7)), { version: 7, flags: 0, routes: [] });
     assert.throws(() => decodeVpnOpen(Buffer.from([0x10, 1])), ProtocolError);
+  });
+
+  it("OPEN carries the client's routes as ROUTE4 / ROUTE6 items after the flags; unknown items are skipped", () => {
+    const open = encodeVpnOpen(1, OPEN_OFFLOAD, ['10.99.0.0/24', 'fd00:99::/64']);
+    assert.deepEqual(open.subarray(0, 10), Buffer.from([0x10, 1, 1, 0x06, 5, 10, 99, 0, 0, 24]));
+    assert.deepEqual(decodeVpnOpen(open), { version: 1, flags: OPEN_OFFLOAD, routes: ['10.99.0.0/24', 'fd00:99::/64'] });
+    assert.deepEqual(decodeVpnOpen(Buffer.concat([open, Buffer.from([0x7f, 2, 0, 0])])).routes, ['10.99.0.0/24', 'fd00:99::/64']);
+    assert.throws(() => decodeVpnOpen(Buffer.from([0x10, 1, 0, 0x06, 5, 10, 0])), ProtocolError, 'truncated');
+    assert.throws(() => decodeVpnOpen(Buffer.from([0x10, 1, 0, 0x06, 5, 10, 0, 0, 0, 33])), ProtocolError, 'prefix too long');
   });
 
   it('offload: OPEN flag 0x01, the OFFLOAD config item (tag 0x0A), its own datagram flow', () => {
     assert.deepEqual(encodeVpnOpen(1, OPEN_OFFLOAD), Buffer.from([0x10, 1, 0x01]));
-    assert.deepEqual(decodeVpnOpen(encodeVpnOpen(1, OPEN_OFFLOAD)), { version: 1, flags: OPEN_OFFLOAD });
+    assert.deepEqual(decodeVpnOpen(encodeVpnOpen(1, OPEN_OFFLOAD)), { version: 1, flags: OPEN_OFFLOAD, routes: [] });
     assert.equal(VPN_GSO_FLOW, 0xffff0001);
     const base: VpnConfig = { addr4: { ip: '10.8.0.2', prefix: 24 }, gw4: '10.8.0.1', mtu: 1400, routes: [], dns: [] };
     const plain = encodeConfig(base);
