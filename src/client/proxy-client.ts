@@ -16,14 +16,14 @@
  * also installs the dispatcher there at once and tells `onSession` listeners
  * (reverse forwards re-register their binds).
  */
-import { relay } from '../core/relay.js';
+import { abortSocket, relay } from '../core/relay.js';
 import { AddressError, classifyHost, decodeDestination, type Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError, isBenignClose, toError } from '../core/errors.js';
 import { LogLimiter } from '../core/log-limiter.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { decodeOpen, decodeUdp, encodeOpen, encodeUdp, STATUS_OK } from '../proxy/wire.js';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, Socket, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
@@ -538,8 +538,11 @@ export interface Splice {
  * Relays bytes both ways between two duplexes with backpressure (see
  * core/relay.ts) and passes half-closes through: 'end' on one side ends the other's writable.
  * Once both directions have finished, or either side errors or closes
- * early, both are destroyed and `onDone` runs once. Sockets given here must
- * allow half-open connections, or their automatic end() races the relay.
+ * early, both are destroyed and `onDone` runs once. On an error or an early
+ * close, a socket side is reset (RST), so its application sees the transfer
+ * fail instead of a clean end after what its kernel still buffered. Sockets
+ * given here must allow half-open connections, or their automatic end()
+ * races the relay.
  */
 export function splice(a: Duplex, b: Duplex, init: SpliceInit = {}): Splice {
   let done = false;
@@ -550,8 +553,10 @@ export function splice(a: Duplex, b: Duplex, init: SpliceInit = {}): Splice {
     if (done) return;
     done = true;
     for (const stop of stops) stop();
-    a.destroy();
-    b.destroy();
+    for (const s of [a, b]) {
+      if (err !== undefined && s instanceof Socket) abortSocket(s);
+      else s.destroy();
+    }
     init.onDone?.(err);
   };
   const onFinish = (): void => {

@@ -104,3 +104,27 @@ export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED
     dst.off('drain', onDrain);
   };
 }
+
+/**
+ * Closes a socket with RST when it can (the peer sees ECONNRESET), else
+ * plainly. For a relayed connection whose other side failed: a plain close
+ * would deliver what the kernel still buffers and then a FIN, and the
+ * application would take a cut-off transfer for a complete one.
+ */
+export function abortSocket(sock: Socket): void {
+  if (sock.destroyed) return;
+  // After end(), while the FIN is pending, libuv refuses the RST (EINVAL) and
+  // Node 20 then never closes the handle: the fd leaks and, at exit, the
+  // process spins at 100% CPU in its handle cleanup. A socket that already
+  // sent (or is sending) its FIN is closed plainly.
+  if (sock.writableEnded) {
+    sock.destroy();
+    return;
+  }
+  try {
+    sock.resetAndDestroy();
+  } catch {
+    // Not a TCP handle (an injected connect in tests may hand us a pipe): no RST possible.
+    sock.destroy();
+  }
+}

@@ -13,7 +13,7 @@
  * sent with the OPEN (0-RTT) wait in the stream's receive buffer, bounded by
  * its flow-control window, and are the first bytes piped to the target.
  */
-import { relay as relayBytes } from '../core/relay.js';
+import { abortSocket, relay as relayBytes } from '../core/relay.js';
 import type { Socket } from 'node:net';
 import { ClosedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
@@ -343,21 +343,3 @@ function statusWithFirstAnswer(s: PolyStream, sock: Socket): void {
   sock.once('close', release);
 }
 
-/** Closes a socket with RST when it can (the peer sees ECONNRESET), else plainly. */
-function abortSocket(sock: Socket): void {
-  if (sock.destroyed) return;
-  // After end(), while the FIN is pending, libuv refuses the RST (EINVAL) and
-  // Node 20 then never closes the handle: the fd leaks and, at exit, the
-  // process spins at 100% CPU in its handle cleanup. A socket that already
-  // sent (or is sending) its FIN is closed plainly.
-  if (sock.writableEnded) {
-    sock.destroy();
-    return;
-  }
-  try {
-    sock.resetAndDestroy();
-  } catch {
-    // Not a TCP handle (an injected connect in tests may hand us a pipe): no RST possible.
-    sock.destroy();
-  }
-}
