@@ -12,7 +12,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { certFingerprint } from '../carriers/cert.js';
+import { certFingerprint, spkiFingerprint } from '../carriers/cert.js';
 import { linkEndpoints, userLinks, type LinkEndpoint } from '../config/links.js';
 import { readServed } from '../config/served.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -21,13 +21,18 @@ import type { User, UserStore } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { renderQr } from './qr.js';
 
-/** The fingerprint of the certificate the server uses (configured, or the self-signed one in the data dir); never creates one. */
+/**
+ * The pin the server's links carry (see loadOrCreateCert): a configured
+ * certificate's hash, or the public key's of the one generated in the data
+ * dir (it survives re-issues). Never creates a certificate.
+ */
 async function existingCertFingerprint(cfg: Pick<ServerConfig, 'tls' | 'dataDir'>): Promise<string> {
   const file = cfg.tls?.cert ?? join(cfg.dataDir, 'tls-cert.pem');
   if (cfg.tls === undefined && !existsSync(file)) {
     throw new ConfigError(file, 'no certificate yet (the server creates it at its first tls/wss start): start the server once, or pass --cert/--key as the server has them');
   }
-  return certFingerprint(await readFile(file, 'utf8'));
+  const pem = await readFile(file, 'utf8');
+  return cfg.tls === undefined ? spkiFingerprint(pem) : certFingerprint(pem);
 }
 
 /** Where clients reach the server: from --listen and friends when given, else from DIR/links.json. */

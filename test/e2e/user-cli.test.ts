@@ -59,7 +59,9 @@ describe('polytun user beside a running server', () => {
     assert.match(add.stderr, /added key user 'carol'/);
     for (const link of links) {
       const port = await freePort();
-      const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--no-socks', '--no-status'], port);
+      // The running server sees the new user within about a second; a client
+      // faster than that is refused once, so it retries soon instead of in 60 s.
+      const client = await startClient(link, ['-L', `127.0.0.1:${port}:127.0.0.1:${echo.port}`, '--no-socks', '--no-status', '--refused-retry', '500'], port);
       const conn = await RawConn.open(port);
       assert.equal(await conn.roundTrip(`carol over ${decodeLink(link).carrier}`), `carol over ${decodeLink(link).carrier}`, client.log());
       conn.end();

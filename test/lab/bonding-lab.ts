@@ -136,7 +136,8 @@ export class BondingLab {
   srv = '';
   readonly links: BondLink[] = [];
   server: LabProc | undefined;
-  private link0 = '';
+  /** The server's first link (printed at its first start; a restart on the same data dir prints none). */
+  link0 = '';
   /** The polytun server's data dir (keys, users). */
   dataDir = '';
 

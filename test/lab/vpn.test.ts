@@ -223,7 +223,7 @@ describe('VPN mode (lab: client ns — server ns — target ns)', { skip: skipRe
     const pinger = lab.spawn(lab.c, 'ping', 'ping', ['-i', '0.2', '-W', '1', TARGET_IP]);
     try {
       // At least 5 s, and long enough for the client to notice (liveness: 2 missed pongs of 1 s).
-      await Promise.all([sleep(5000), client.waitLog('connection to server lost; reconnecting', {}, 20_000)]);
+      await Promise.all([sleep(5000), client.waitFor('the reconnecting log line', (l) => l.includes('"msg":"connection to server lost; reconnecting'), 20_000)]);
     } finally {
       await drop('-D');
     }
