@@ -3,8 +3,9 @@
  * WSS path. Added users get a generated token credential (their polytun
  * links come from the admin API) and are named after their path,
  * `mtt:/the/path`; that name prefix is what marks a user as the
- * controller's own (reset deletes only those, and they accept stock
- * mtt-clients: src/server/mtt-passthrough.ts).
+ * controller's own (reset deletes only those). They are in mtt mode (the
+ * store's `mtt` flag): they accept stock mtt-clients
+ * (src/server/mtt-passthrough.ts).
  *
  * mtt stores whatever it is given. polytun stores what it can serve: an
  * entry whose path the store cannot hold (not '/…', a query, a space) is
@@ -56,8 +57,9 @@ function conflictOn(err: unknown, field: string): boolean {
   return err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT' && err.field === field;
 }
 
+/** A known path gets the new dst, and mtt mode: the controller says mtt-clients use it. */
 async function setDst(store: UserStore, user: User, dst: string): Promise<void> {
-  if (user.dst !== dst) await store.updateUser(user.id, { dst });
+  if (user.dst !== dst || !user.mtt) await store.updateUser(user.id, { dst, mtt: true });
 }
 
 /** Adds one path, or gives a known path its new dst (mtt overwrites). */
@@ -68,7 +70,7 @@ async function addOne(store: UserStore, path: string, dst: string): Promise<void
   // A name taken by a user created elsewhere gets a suffix; a few tries are plenty.
   for (let attempt = 0; ; attempt++) {
     try {
-      await store.createUser({ name, credential: { kind: 'token' }, wssPath: path, dst });
+      await store.createUser({ name, credential: { kind: 'token' }, wssPath: path, dst, mtt: true });
       return;
     } catch (err) {
       if (conflictOn(err, 'wssPath')) {

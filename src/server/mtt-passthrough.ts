@@ -15,7 +15,8 @@
  * both are offered, smux_on wins: gorilla's upgrader picks the first of its
  * own list [smux_on, smux_off] that the client offers.
  *
- * Only mtt-mode users get this (see {@link isMttUser}), and for them the
+ * Only mtt-mode users get this (see {@link isMttUser}): mtt mode is off
+ * unless the controller added the user or an admin set its `mtt` flag. For them the
  * URL path is the only secret, as with mtt itself: whoever knows it reaches
  * dst, with nothing but TLS (when wss) in between; no authentication, no
  * forward secrecy beyond TLS's, no probe resistance on that path.
@@ -39,12 +40,12 @@ export type MttSubprotocol = (typeof MTT_SUBPROTOCOLS)[number];
 
 /** mtt's default `-timeout`. */
 export const MTT_IDLE_MS = 60_000;
-/** Name prefix of the users the mtt controller creates (admin/mtt-apply.ts). */
-export const MTT_NAME_PREFIX = 'mtt:';
-
-/** True for a user that accepts stock mtt-clients: the controller's users, which all have a path and a dst. */
-export function isMttUser(user: { readonly name: string; readonly wssPath: string | null; readonly dst: string | null }): boolean {
-  return user.name.startsWith(MTT_NAME_PREFIX) && user.wssPath !== null && user.dst !== null;
+/**
+ * True for a user that accepts stock mtt-clients: in mtt mode (the
+ * controller's users, or marked by an admin) with a path and a dst.
+ */
+export function isMttUser(user: { readonly mtt: boolean; readonly wssPath: string | null; readonly dst: string | null }): boolean {
+  return user.mtt && user.wssPath !== null && user.dst !== null;
 }
 
 /** The mtt subprotocol an upgrade request offers (gorilla's choice), or undefined when it offers neither. */

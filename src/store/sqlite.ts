@@ -38,6 +38,7 @@ interface Row {
   quota_bytes: number | null;
   expires_at: number | null;
   enabled: number;
+  mtt: number;
   created_at: number;
   updated_at: number;
   bytes_up: number;
@@ -57,6 +58,7 @@ function toUser(r: Row): User {
     quotaBytes: r.quota_bytes,
     expiresAt: r.expires_at,
     enabled: r.enabled !== 0,
+    mtt: r.mtt !== 0,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     bytesUp: r.bytes_up,
@@ -67,7 +69,7 @@ function toUser(r: Row): User {
 
 function sqlValue<K extends keyof UserValues>(key: K, v: UserValues[K]): unknown {
   if (key === 'policy') return JSON.stringify(v);
-  if (key === 'enabled') return v === true ? 1 : 0;
+  if (key === 'enabled' || key === 'mtt') return v === true ? 1 : 0;
   return v;
 }
 

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { decodeLink } from '../../src/config/link.js';
 import { ensureBuilt, stopAll } from '../helpers/cli.js';
-import { echoServer, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { api, echoServer, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
 import { MttTestClient, smuxFrame } from '../helpers/mtt-client.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -149,4 +149,34 @@ describe('mtt compatibility mode (issue 19)', () => {
     assert.equal(polytunStyle.protocol, undefined);
     polytunStyle.socket.destroy();
   });
+
+  it('an admin marks a user mtt-compatible with `mtt: true`; without it, the same path refuses mtt-clients', async () => {
+    const dst = `127.0.0.1:${echo.port}`;
+    const on = await api(gw, 'POST', '/api/users', { name: 'adm-mtt', kind: 'token', wssPath: '/adm/on', dst, mtt: true });
+    assert.equal(on.status, 201, JSON.stringify(on.body));
+    assert.equal((on.body.user as { mtt: boolean }).mtt, true);
+    const off = await api(gw, 'POST', '/api/users', { name: 'adm-plain', kind: 'token', wssPath: '/adm/off', dst });
+    assert.equal((off.body.user as { mtt: boolean }).mtt, false);
+    const c = await MttTestClient.open(port, '/adm/on', 'smux_off');
+    c.send(Buffer.from('admin-made'));
+    assert.equal((await c.read(10)).toString(), 'admin-made');
+    c.close();
+    assert.equal((await MttTestClient.open(port, '/adm/off', 'smux_off')).status, 404);
+    // Switched on later: the next upgrade is served.
+    const id = (off.body.user as { id: string }).id;
+    assert.equal((await api(gw, 'PATCH', `/api/users/${id}`, { mtt: true })).status, 200);
+    const later = await eventuallyOpen('/adm/off');
+    later.send(Buffer.from('now'));
+    assert.equal((await later.read(3)).toString(), 'now');
+    later.close();
+  });
+
+  /** The cache follows the store a moment after a change: retry the upgrade until it is served. */
+  async function eventuallyOpen(path: string): Promise<MttTestClient> {
+    for (let i = 0; ; i++) {
+      const c = await MttTestClient.open(port, path, 'smux_off');
+      if (c.status === 101 || i >= 50) return c;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 });
