@@ -161,11 +161,15 @@ class MttConn {
 
   private readonly onWsData = (chunk: Buffer): void => {
     if (this.done) return;
+    // gorilla sends a message in 4 KiB frames: one writev per read to dst, not one write per frame.
+    const dst = this.dst;
+    dst?.cork();
     try {
       this.reader.push(chunk);
     } catch (err) {
       this.protocolError(toError(err));
     }
+    dst?.uncork();
   };
 
   private readonly onData = (slice: Buffer): void => {

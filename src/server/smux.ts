@@ -194,6 +194,9 @@ export class SmuxSession implements SmuxSink {
     return this.streams.size;
   }
 
+  /** Streams written to while one read is parsed: corked, so each gets one writev per read. */
+  private readonly corked = new Set<Socket>();
+
   /** Feeds bytes from the client. */
   push(chunk: Buffer): void {
     if (this.closed) return;
@@ -203,6 +206,8 @@ export class SmuxSession implements SmuxSink {
     } catch (err) {
       this.fail(err as Error);
     }
+    for (const s of this.corked) s.uncork();
+    this.corked.clear();
   }
 
   /** The connection to the client can take more again. */
@@ -268,6 +273,10 @@ export class SmuxSession implements SmuxSink {
     const s = this.streams.get(sid);
     if (s === undefined || s.closed) return; // data for an unknown or closed stream is dropped (smux)
     s.lastActive = Date.now();
+    if (!this.corked.has(s.dst)) {
+      s.dst.cork();
+      this.corked.add(s.dst);
+    }
     s.dst.write(slice);
     if (!this.paused && this.pending() > this.opts.maxReceiveBytes) {
       this.paused = true;
