@@ -74,6 +74,13 @@ export interface MttServeInit {
   readonly onClose?: (bytes: { up: number; down: number }) => void;
 }
 
+/**
+ * Bytes one direction may have queued toward a slow side before the other
+ * side stops being read. Far above a socket's 16 KiB high-water mark: a
+ * pause at every write that crosses that mark turned the relay into a
+ * ping-pong that left the server idle half the time.
+ */
+const QUEUE_BYTES = 512 * 1024;
 const CLOSE_NORMAL = 1000;
 const CLOSE_PROTOCOL = 1002;
 /** How long a sent Close waits for the client to close the TCP connection. */
@@ -134,7 +141,8 @@ class MttConn {
       dst.on('data', (b: Buffer) => {
         this.lastActive = Date.now();
         this.down += b.length;
-        if (!this.sendMessage([b])) dst.pause();
+        this.sendMessage([b]);
+        if (this.ws.writableLength > QUEUE_BYTES) dst.pause();
       });
       ws.on('drain', () => dst.resume());
       dst.on('drain', () => this.ws.resume());
@@ -178,7 +186,9 @@ class MttConn {
     this.up += slice.length;
     if (this.session !== undefined) return this.session.push(slice);
     // The slice is a view of the socket's read, unmasked in place: written on as it is.
-    if (!(this.dst as Socket).write(slice)) this.ws.pause();
+    const dst = this.dst as Socket;
+    dst.write(slice);
+    if (dst.writableLength > QUEUE_BYTES) this.ws.pause();
   };
 
   private readonly onControl = (op: number, payload: Buffer): void => {
