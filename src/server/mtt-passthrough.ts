@@ -124,7 +124,10 @@ class MttConn {
     if (init.protocol === 'smux_on') {
       this.session = new SmuxSession(
         {
-          send: (chunks) => this.sendMessage(chunks),
+          send: (chunks) => {
+            this.sendMessage(chunks);
+            return this.ws.writableLength <= QUEUE_BYTES;
+          },
           pause: () => this.ws.pause(),
           resume: () => this.ws.resume(),
           dial: () => this.dial(),
