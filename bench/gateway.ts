@@ -9,6 +9,13 @@
  *      bench ──▶ entry (polytun client | ss-tunnel) ══ wss/tcp ══▶ (polytun server | ss-server) ──▶ sink child
  *      the sink answers "ok" after the announced number of bytes: the time is delivery, not buffering.
  *
+ *    mtt rows (issue 19), when mtt-client and mtt-mu-server are on PATH (or
+ *    in $MTT_BIN_DIR; built from mos-tls-tunnel's source, never shipped): a
+ *    stock mtt-client, plain and -mux, against this polytun server (a user
+ *    added with its mtt controller) and against the real mtt-mu-server.
+ *
+ *      bench ──▶ mtt-client ══ wss (smux_off | smux_on) ══▶ (polytun server | mtt-mu-server) ──▶ sink child
+ *
  * 2. Scale: 1,000 users, one wss session each, then 10 idle proxied streams
  *    per session (10,000 relays to an idle target child), against one
  *    `polytun server` child; its resident memory (VmRSS) before and after.
@@ -141,9 +148,43 @@ export interface BulkResult {
   wssMBps: number;
   ssMBps: number | undefined;
   ssV2rayMBps: number | undefined;
+  /** mtt-client (plain / -mux) → polytun server in mtt mode. */
+  mttMBps: number | undefined;
+  mttMuxMBps: number | undefined;
+  /** mtt-client (plain / -mux) → the real mtt-mu-server. */
+  mttRefMBps: number | undefined;
+  mttRefMuxMBps: number | undefined;
   rounds: number;
   /** Every round of every case, MB/s, in the order run: the spread the median hides. */
-  samples: Partial<Record<'tcpMBps' | 'wssMBps' | 'ssMBps' | 'ssV2rayMBps', number[]>>;
+  samples: Partial<Record<BulkCase, number[]>>;
+}
+
+type BulkCase = 'tcpMBps' | 'wssMBps' | 'ssMBps' | 'ssV2rayMBps' | 'mttMBps' | 'mttMuxMBps' | 'mttRefMBps' | 'mttRefMuxMBps';
+
+/** An mtt binary: $MTT_BIN_DIR/NAME, else NAME on PATH; undefined when neither. */
+function mttBin(name: string): string | undefined {
+  const dir = process.env.MTT_BIN_DIR;
+  if (dir !== undefined) return join(dir, name);
+  return have(name) ? name : undefined;
+}
+
+/** Adds path → dst on an mtt controller. */
+async function mttAdd(controllerPort: number, path: string, dst: string): Promise<void> {
+  const r = await fetch(`http://127.0.0.1:${controllerPort}/`, { method: 'POST', body: JSON.stringify({ opt: 1, args_bunch: [{ path, dst }] }) });
+  const text = await r.text();
+  if (text !== '{"res":1}') throw new Error(`mtt controller answered ${JSON.stringify(text)}`);
+}
+
+/** A stock mtt-client forwarding a local port to `wssPort` (self-signed server: -sv); resolves with the local port. */
+async function mttClient(bin: string, wssPort: number, path: string, mux: boolean, stops: (() => Promise<unknown>)[]): Promise<number> {
+  const port = await freePort();
+  const c = spawn(bin, ['-b', `127.0.0.1:${port}`, '-s', `127.0.0.1:${wssPort}`, '-wss', '-wss-path', path, '-sv', '-n', 'bench.local', ...(mux ? ['-mux'] : [])], { stdio: 'ignore' });
+  stops.push(async () => {
+    c.kill('SIGTERM');
+    if (c.exitCode === null) await once(c, 'exit');
+  });
+  await waitForPort(port);
+  return port;
 }
 
 const median = (xs: number[]): number => {
@@ -162,7 +203,10 @@ export async function benchBulk(total: number, rounds = 3): Promise<BulkResult> 
   const dir = mkdtempSync(join(tmpdir(), 'polytun-bench-gw-'));
   const sink = nodeChild(SINK);
   const sinkPort = Number(await firstLine(sink));
-  const { proc: srv, links } = await server(join(dir, 'data'), []);
+  const client = mttBin('mtt-client');
+  const muServer = mttBin('mtt-mu-server');
+  const controller = client === undefined ? undefined : await freePort();
+  const { proc: srv, links } = await server(join(dir, 'data'), controller === undefined ? [] : ['--controller', `127.0.0.1:${controller}`]);
   const stops: (() => Promise<unknown>)[] = [];
   const entry = async (link: string): Promise<number> => {
     const port = await freePort();
@@ -186,10 +230,29 @@ export async function benchBulk(total: number, rounds = 3): Promise<BulkResult> 
         cases.push({ name: 'ssV2rayMBps', port: v2.entry, runs: [] });
       }
     }
+    if (client !== undefined && controller !== undefined) {
+      await mttAdd(controller, '/bench', `127.0.0.1:${sinkPort}`);
+      const wssPort = decodeLink(links[1] as string).port;
+      cases.push({ name: 'mttMBps', port: await mttClient(client, wssPort, '/bench', false, stops), runs: [] });
+      cases.push({ name: 'mttMuxMBps', port: await mttClient(client, wssPort, '/bench', true, stops), runs: [] });
+      if (muServer !== undefined) {
+        const [muPort, muCtl] = [await freePort(), await freePort()];
+        const mu = spawn(muServer, ['-b', `127.0.0.1:${muPort}`, '-c', `127.0.0.1:${muCtl}`], { stdio: 'ignore' });
+        stops.push(async () => {
+          mu.kill('SIGTERM');
+          if (mu.exitCode === null) await once(mu, 'exit');
+        });
+        await waitForPort(muCtl);
+        await waitForPort(muPort);
+        await mttAdd(muCtl, '/bench', `127.0.0.1:${sinkPort}`);
+        cases.push({ name: 'mttRefMBps', port: await mttClient(client, muPort, '/bench', false, stops), runs: [] });
+        cases.push({ name: 'mttRefMuxMBps', port: await mttClient(client, muPort, '/bench', true, stops), runs: [] });
+      }
+    }
     for (const c of cases) await pump(c.port, Math.min(64 << 20, total)); // warm-up
     const each = Math.max(1 << 20, Math.floor(total / rounds));
     for (let r = 0; r < rounds; r++) for (const c of cases) c.runs.push(await pump(c.port, each));
-    const out: BulkResult = { tcpMBps: 0, wssMBps: 0, ssMBps: undefined, ssV2rayMBps: undefined, rounds, samples: {} };
+    const out: BulkResult = { tcpMBps: 0, wssMBps: 0, ssMBps: undefined, ssV2rayMBps: undefined, mttMBps: undefined, mttMuxMBps: undefined, mttRefMBps: undefined, mttRefMuxMBps: undefined, rounds, samples: {} };
     for (const c of cases) {
       out[c.name] = median(c.runs);
       out.samples[c.name] = c.runs;

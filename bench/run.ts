@@ -32,16 +32,23 @@ if (!only || only === 'gateway') {
   const { benchBulk, benchScale } = await import('./gateway.js');
   console.log(`# gateway: one bulk stream, client -L -> server -> sink, 4 processes (${(bytes / 2 ** 20).toFixed(0)} MiB per case in 3 interleaved rounds, median)`);
   const b = await benchBulk(bytes, 3);
-  const row = (name: string, v: number | undefined, runs: number[] | undefined, ref = b.ssV2rayMBps): void =>
+  const row = (name: string, v: number | undefined, runs: number[] | undefined, ref = b.ssV2rayMBps, refName = 'ss+v2ray'): void =>
     console.log(
       v === undefined
         ? `${name.padEnd(32)} not installed`
-        : `${name.padEnd(32)} ${v.toFixed(0).padStart(6)} MB/s  ${gbit(v).padStart(14)}${ref ? `  x${(v / ref).toFixed(2)} vs ss+v2ray` : ''}  [rounds: ${(runs ?? []).map((r) => r.toFixed(0)).join(' ')} MB/s]`,
+        : `${name.padEnd(32)} ${v.toFixed(0).padStart(6)} MB/s  ${gbit(v).padStart(14)}${ref ? `  x${(v / ref).toFixed(2)} vs ${refName}` : ''}  [rounds: ${(runs ?? []).map((r) => r.toFixed(0)).join(' ')} MB/s]`,
     );
   row('polytun over tcp', b.tcpMBps, b.samples.tcpMBps);
   row('polytun over wss', b.wssMBps, b.samples.wssMBps);
   row('shadowsocks (chacha20)', b.ssMBps, b.samples.ssMBps);
   row('shadowsocks + v2ray-plugin wss', b.ssV2rayMBps, b.samples.ssV2rayMBps);
+  row('mtt-client -> polytun (mtt mode)', b.mttMBps, b.samples.mttMBps, b.mttRefMBps, 'mtt-mu-server');
+  row('mtt-client -mux -> polytun', b.mttMuxMBps, b.samples.mttMuxMBps, b.mttRefMuxMBps, 'mtt-mu-server -mux');
+  row('mtt-client -> mtt-mu-server', b.mttRefMBps, b.samples.mttRefMBps);
+  row('mtt-client -mux -> mtt-mu-server', b.mttRefMuxMBps, b.samples.mttRefMuxMBps);
+  if (b.mttMBps !== undefined && b.mttRefMBps !== undefined && b.mttMuxMBps !== undefined && b.mttRefMuxMBps !== undefined) {
+    console.log(`mtt mode vs mtt-mu-server: plain x${(b.mttMBps / b.mttRefMBps).toFixed(2)}, -mux x${(b.mttMuxMBps / b.mttRefMuxMBps).toFixed(2)} (goal: both >= 1.0)`);
+  } else console.log('mtt rows: mtt-client / mtt-mu-server not found (PATH or $MTT_BIN_DIR); build them from mos-tls-tunnel with Debian golang-go');
   console.log(`wss/tcp ratio ${(b.wssMBps / b.tcpMBps).toFixed(3)}`);
   console.log(`goal: wss >= 2x ss+v2ray -> ${b.ssV2rayMBps === undefined ? 'not measured (ss-v2ray-plugin not installed)' : b.wssMBps >= 2 * b.ssV2rayMBps ? 'met' : 'NOT met'}`);
   console.log('# gateway: 1,000 users x 1 wss session x 10 idle streams on one server process (VmRSS of the server)');

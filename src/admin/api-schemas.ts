@@ -48,6 +48,13 @@ export const CreateUserSchema = Type.Object(
     /** ms since the epoch. */
     expiresAt: Type.Optional(Count),
     enabled: Type.Optional(Type.Boolean()),
+    /**
+     * mtt compatibility mode: stock mtt-clients (-wss, with or without -mux)
+     * reach `dst` through `wssPath` with no polytun handshake. The path is
+     * then the ONLY secret (no polytun authentication, no forward secrecy
+     * beyond TLS, no probe resistance on that path). Needs wssPath and dst.
+     */
+    mtt: Type.Optional(Type.Boolean()),
     /** Password for `POST /token` of provisioning. */
     provisionPassword: Type.Optional(Password),
   },
@@ -65,6 +72,8 @@ export const PatchUserSchema = Type.Object(
     quotaBytes: Type.Optional(Count),
     expiresAt: Type.Optional(Count),
     enabled: Type.Optional(Type.Boolean()),
+    /** mtt compatibility mode (see the create body). */
+    mtt: Type.Optional(Type.Boolean()),
     /** Sets the traffic counters back to 0. */
     resetTraffic: Type.Optional(Type.Boolean()),
     /** Issues a new key or token (same kind); the reply carries it once. */
@@ -131,6 +140,7 @@ export function userJson(u: User, hasPassword: boolean): UserJson {
     quotaBytes: u.quotaBytes,
     expiresAt: u.expiresAt,
     enabled: u.enabled,
+    mtt: u.mtt,
     createdAt: u.createdAt,
     updatedAt: u.updatedAt,
     bytesUp: u.bytesUp,

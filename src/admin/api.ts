@@ -143,6 +143,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
       ...(b.quotaBytes === undefined ? {} : { quotaBytes: b.quotaBytes }),
       ...(b.expiresAt === undefined ? {} : { expiresAt: b.expiresAt }),
       ...(b.enabled === undefined ? {} : { enabled: b.enabled }),
+      ...(b.mtt === undefined ? {} : { mtt: b.mtt }),
     });
     if (hash !== undefined && passwords !== undefined) {
       try {
@@ -178,6 +179,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     if (b.quotaBytes !== undefined) patch.quotaBytes = b.quotaBytes;
     if (b.expiresAt !== undefined) patch.expiresAt = b.expiresAt;
     if (b.enabled !== undefined) patch.enabled = b.enabled;
+    if (b.mtt !== undefined) patch.mtt = b.mtt;
     if (b.resetTraffic === true) patch.resetTraffic = true;
     if (b.rekey === true && b.token !== undefined) throw new AdminInputError('body.token', 'give either rekey or token');
     if (b.rekey === true) patch.credential = { kind: cur.kind };

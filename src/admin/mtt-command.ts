@@ -1,114 +1,243 @@
 /**
  * The command format of mos-tls-tunnel's `mtt-mu-server` controller, decoded
- * the way its Go server does (encoding/json into a struct):
+ * exactly as its Go server decodes it (`json.Unmarshal` into
+ * `struct { Opt int; ArgsBunch []struct{ Path, Dst string } }`) and answered
+ * as it answers (`json.Marshal` of a struct whose three fields are all
+ * `omitempty`):
  *
  *   request   { "opt": 1|2|3|9, "args_bunch": [ { "path": "/p", "dst": "host:port" }, … ] }
- *   reply     { "res": 1|2, "err_string": "…", "current_users": N }
+ *   reply     {"res":1}  {"res":1,"current_users":2}  {"res":2,"err_string":"invalid opt"}
  *
- * Go details kept: keys match case-insensitively ("OPT" is opt), unknown keys
- * are ignored, `null` anywhere leaves the zero value (so a `null` body is
- * opt 0, an invalid opt), a duplicate key's last value wins. Where mtt stores
- * whatever it got, polytun checks `path` and `dst` first and refuses the
- * whole command (res 2, nothing applied) naming the first bad entry.
+ * Go details kept, because a panel could tell them apart: keys match
+ * case-insensitively ("OPT" is opt), unknown keys are ignored, `null`
+ * leaves the zero value (a `null` body is opt 0, an invalid opt), the last
+ * of duplicate keys wins. A value of the wrong type — `"opt":"1"`, and also
+ * `"opt":3.0` or `1e0` (Go's int decoding refuses a fraction or exponent),
+ * or an opt outside int64 — makes the whole body fail to decode, and so
+ * does any syntax error or trailing garbage: mtt then answers nothing (an
+ * empty 200). That is {@link Undecodable}.
+ *
+ * Nothing else is checked here: mtt stores any path and any dst it is given
+ * (mtt-apply.ts decides what polytun can serve).
  */
-import { formatHostPort, parseHostPort } from '../core/address.js';
-import { AdminInputError } from './types.js';
 
 /** mtt's opt values. */
 export const Opt = { add: 1, del: 2, reset: 3, ping: 9 } as const;
 /** mtt's res values. */
 export const Res = { ok: 1, err: 2 } as const;
 
-/** A controller reply, field names and order as mtt writes them. */
+/** A controller reply; zero fields are left out on the wire (omitempty). */
 export interface MuResult {
   readonly res: 1 | 2;
-  readonly err_string: string;
-  readonly current_users: number;
+  readonly err_string?: string;
+  readonly current_users?: number;
 }
 
-/** One checked `args_bunch` entry; `dst` normalized (`host:port`, IPv6 bracketed), absent for deletes. */
+/** One `args_bunch` entry as Go decodes it: absent or null strings are ''. */
 export interface MuArg {
   readonly path: string;
-  readonly dst?: string;
+  readonly dst: string;
 }
 
-/** A decoded, checked command. For add and del, `args` has one entry per path (the last one given wins). */
-export type MuCommand = { readonly opt: 1 | 2; readonly args: readonly MuArg[] } | { readonly opt: 3 | 9 };
-
-// The user store's rule for a WSS path: RFC 3986 unreserved and sub-delims plus '/', ':', '@', '%'.
-const PATH_RE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
-const MAX_PATH = 256;
-
-/** `obj[name]` with Go's case-insensitive key match (an exact match is preferred). */
-function field(obj: Record<string, unknown>, name: string): unknown {
-  if (Object.hasOwn(obj, name)) return obj[name];
-  let found: unknown;
-  for (const k of Object.keys(obj)) if (k.toLowerCase() === name) found = obj[k];
-  return found;
+/** A decoded command. `opt` is any int64 (as a JS number; only the four known values matter). */
+export interface MuCommand {
+  readonly opt: number;
+  readonly args: readonly MuArg[];
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function optionalString(v: unknown, where: string): string {
-  if (v === undefined || v === null) return '';
-  if (typeof v !== 'string') throw new AdminInputError(where, 'expected a string');
-  return v;
-}
-
-function checkPath(path: string, where: string): string {
-  if (path === '') throw new AdminInputError(where, 'path is required');
-  if (path.length > MAX_PATH || !PATH_RE.test(path)) {
-    throw new AdminInputError(where, `bad path (starts with '/', at most ${MAX_PATH} URL path characters, no query or fragment)`);
-  }
-  return path;
-}
-
-function checkDst(dst: string, where: string): string {
-  if (dst === '') throw new AdminInputError(where, 'dst is required');
-  try {
-    return formatHostPort(parseHostPort(dst));
-  } catch (err) {
-    throw new AdminInputError(where, `bad dst: ${(err as Error).message}`);
-  }
+/** The body did not unmarshal: mtt logs it and answers an empty 200. */
+export class Undecodable extends Error {
+  readonly code = 'ERR_MTT_UNDECODABLE';
 }
 
 /**
- * Decodes and checks a controller request body.
- * @throws AdminInputError naming what is wrong (its message goes to `err_string`).
+ * `json.Marshal` of mtt's MURes: fields in declaration order, each left out
+ * when zero. err_string values are fixed ASCII phrases, but escaped as Go
+ * escapes strings anyway (`<`, `>`, `&`, U+2028/9 as \u escapes).
+ */
+export function encodeResult(r: MuResult): string {
+  let out = `{"res":${r.res}`;
+  if (r.err_string !== undefined && r.err_string !== '') out += `,"err_string":${goString(r.err_string)}`;
+  if (r.current_users !== undefined && r.current_users !== 0) out += `,"current_users":${r.current_users}`;
+  return `${out}}`;
+}
+
+function goString(s: string): string {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+// ---- a JSON reader that keeps numbers as their source text ----
+
+type JVal =
+  | { readonly t: 'null' | 'bool' }
+  | { readonly t: 'num'; readonly raw: string }
+  | { readonly t: 'str'; readonly v: string }
+  | { readonly t: 'arr'; readonly items: JVal[] }
+  | { readonly t: 'obj'; readonly entries: [string, JVal][] };
+
+/** Go's json nesting limit. */
+const MAX_DEPTH = 10000;
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+// eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings
+const STRING = /"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+
+class Reader {
+  private i = 0;
+  constructor(private readonly s: string) {}
+
+  fail(): never {
+    throw new Undecodable(`invalid json at offset ${this.i}`);
+  }
+
+  ws(): void {
+    const s = this.s;
+    while (this.i < s.length) {
+      const c = s.charCodeAt(this.i);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return;
+      this.i++;
+    }
+  }
+
+  end(): void {
+    this.ws();
+    if (this.i !== this.s.length) this.fail();
+  }
+
+  private match(re: RegExp): string {
+    re.lastIndex = this.i;
+    const m = re.exec(this.s);
+    if (m === null) this.fail();
+    this.i = re.lastIndex;
+    return m[0];
+  }
+
+  private word(w: string): void {
+    if (!this.s.startsWith(w, this.i)) this.fail();
+    this.i += w.length;
+  }
+
+  value(depth: number): JVal {
+    if (depth > MAX_DEPTH) this.fail();
+    this.ws();
+    const c = this.s[this.i];
+    switch (c) {
+      case '{': {
+        this.i++;
+        const entries: [string, JVal][] = [];
+        this.ws();
+        if (this.s[this.i] === '}') {
+          this.i++;
+          return { t: 'obj', entries };
+        }
+        for (;;) {
+          this.ws();
+          const key = JSON.parse(this.match(STRING)) as string;
+          this.ws();
+          if (this.s[this.i++] !== ':') this.fail();
+          entries.push([key, this.value(depth + 1)]);
+          this.ws();
+          const sep = this.s[this.i++];
+          if (sep === '}') return { t: 'obj', entries };
+          if (sep !== ',') this.fail();
+        }
+      }
+      case '[': {
+        this.i++;
+        const items: JVal[] = [];
+        this.ws();
+        if (this.s[this.i] === ']') {
+          this.i++;
+          return { t: 'arr', items };
+        }
+        for (;;) {
+          items.push(this.value(depth + 1));
+          this.ws();
+          const sep = this.s[this.i++];
+          if (sep === ']') return { t: 'arr', items };
+          if (sep !== ',') this.fail();
+        }
+      }
+      case '"':
+        return { t: 'str', v: JSON.parse(this.match(STRING)) as string };
+      case 't':
+        this.word('true');
+        return { t: 'bool' };
+      case 'f':
+        this.word('false');
+        return { t: 'bool' };
+      case 'n':
+        this.word('null');
+        return { t: 'null' };
+      default:
+        return { t: 'num', raw: this.match(NUMBER) };
+    }
+  }
+}
+
+/** Go's case folding of field names: ASCII case, plus the Kelvin sign and long s that fold to k and s. */
+function fold(k: string): string {
+  return k.replace(/\u212a/g, 'k').replace(/\u017f/g, 's').toLowerCase();
+}
+
+/** Which struct field a key lands in, as Go picks it (an exact name first, else a case-insensitive one). */
+function fieldOf(key: string, fields: readonly string[]): string | undefined {
+  if (fields.includes(key)) return key;
+  const f = fold(key);
+  return fields.find((name) => name === f);
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** Decoding into `int`: null keeps the old value; only an integer literal in int64 range fits. */
+function intInto(v: JVal, old: number): number {
+  if (v.t === 'null') return old;
+  if (v.t !== 'num' || !/^-?\d+$/.test(v.raw)) throw new Undecodable('opt: cannot unmarshal into int');
+  const n = BigInt(v.raw);
+  if (n < INT64_MIN || n > INT64_MAX) throw new Undecodable('opt: out of int range');
+  return Number(n);
+}
+
+function stringInto(v: JVal, old: string): string {
+  if (v.t === 'null') return old;
+  if (v.t !== 'str') throw new Undecodable('cannot unmarshal into string');
+  return v.v;
+}
+
+function argInto(v: JVal): MuArg {
+  let path = '';
+  let dst = '';
+  if (v.t === 'null') return { path, dst };
+  if (v.t !== 'obj') throw new Undecodable('args_bunch entry: cannot unmarshal into Args');
+  for (const [k, x] of v.entries) {
+    const f = fieldOf(k, ['path', 'dst']);
+    if (f === 'path') path = stringInto(x, path);
+    else if (f === 'dst') dst = stringInto(x, dst);
+  }
+  return { path, dst };
+}
+
+/**
+ * Decodes a controller request body as mtt's Go server does.
+ * @throws Undecodable when Go's json.Unmarshal would fail (mtt: empty 200).
  */
 export function decodeCommand(body: string): MuCommand {
-  let data: unknown;
-  try {
-    data = JSON.parse(body);
-  } catch (err) {
-    throw new AdminInputError('body', `invalid json: ${(err as Error).message}`);
-  }
-  if (data !== null && !isObject(data)) throw new AdminInputError('body', 'invalid json: expected an object');
-  const root = data ?? {};
-  const optRaw = field(root, 'opt');
+  const r = new Reader(body);
+  const root = r.value(0);
+  r.end();
   let opt = 0;
-  if (optRaw !== undefined && optRaw !== null) {
-    if (typeof optRaw !== 'number' || !Number.isSafeInteger(optRaw)) throw new AdminInputError('opt', 'expected an integer');
-    opt = optRaw;
+  let args: MuArg[] = [];
+  if (root.t === 'null') return { opt, args };
+  if (root.t !== 'obj') throw new Undecodable('cannot unmarshal into MUCmd');
+  // Go goes on after a type error and reports it at the end; the outcome is the same failure.
+  for (const [k, v] of root.entries) {
+    const f = fieldOf(k, ['opt', 'args_bunch']);
+    if (f === 'opt') opt = intInto(v, opt);
+    else if (f === 'args_bunch') {
+      if (v.t === 'null') args = [];
+      else if (v.t === 'arr') args = v.items.map(argInto);
+      else throw new Undecodable('args_bunch: cannot unmarshal into []Args');
+    }
   }
-  if (opt === Opt.reset || opt === Opt.ping) return { opt };
-  if (opt !== Opt.add && opt !== Opt.del) throw new AdminInputError('opt', 'invalid opt');
-
-  const bunch = field(root, 'args_bunch');
-  if (bunch !== undefined && bunch !== null && !Array.isArray(bunch)) throw new AdminInputError('args_bunch', 'expected an array');
-  const list: unknown[] = bunch ?? [];
-  if (list.length === 0) throw new AdminInputError('args_bunch', 'empty args');
-  const byPath = new Map<string, MuArg>();
-  list.forEach((entry, i) => {
-    const where = `args_bunch[${i}]`;
-    if (entry !== null && !isObject(entry)) throw new AdminInputError(where, 'expected an object');
-    const e = entry ?? {};
-    const path = checkPath(optionalString(field(e, 'path'), `${where}.path`), `${where}.path`);
-    byPath.delete(path); // re-inserted below: the last occurrence decides the order too
-    if (opt === Opt.del) byPath.set(path, { path });
-    else byPath.set(path, { path, dst: checkDst(optionalString(field(e, 'dst'), `${where}.dst`), `${where}.dst`) });
-  });
-  return { opt, args: [...byPath.values()] };
+  return { opt, args };
 }

@@ -31,7 +31,19 @@ import type { Endpoint, Listener, StreamConn } from './types.js';
 import { DEFAULT_WS_MAX_PAYLOAD, WsStream, type WsStreamInit } from './ws.js';
 
 /** What `route` decided about one upgrade request. */
-export type RouteDecision = { accept: true; meta?: Readonly<Record<string, string>> } | { accept: false };
+export type RouteDecision =
+  | {
+      accept: true;
+      meta?: Readonly<Record<string, string>>;
+      /** Sec-WebSocket-Protocol of the 101 (the one the client offered that was chosen). */
+      protocol?: string;
+      /**
+       * Takes the upgraded socket (101 written) instead of a polytun
+       * WsStream: mtt compatibility mode (server/mtt-passthrough.ts).
+       */
+      takeover?: (socket: net.Socket, head: Buffer) => void;
+    }
+  | { accept: false };
 
 /**
  * Picks the user of an upgrade request (path, header, query…). May be
@@ -227,9 +239,11 @@ export class WsServer {
         'Upgrade: websocket',
         'Connection: Upgrade',
         `Sec-WebSocket-Accept: ${acceptKey(req.headers['sec-websocket-key'] as string)}`,
+        ...(decision.protocol === undefined ? [] : [`Sec-WebSocket-Protocol: ${decision.protocol}`]),
         '\r\n',
       ].join('\r\n'),
     );
+    if (decision.takeover !== undefined) return decision.takeover(socket, head);
     const stream = new WsStream(socket, { role: 'server', head, maxPayloadBytes: this.init.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD }, this.init.stream);
     const gate = this.gate;
     onConn({ stream, remote, local, meta, authenticated: () => gate?.release(socket) });

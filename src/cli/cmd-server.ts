@@ -46,6 +46,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['reverse.bindHosts', `[${DEFAULTS.reverse.bindHosts.join(', ')}] (addresses -R may bind)`],
   ['reverse.ports', `[${DEFAULTS.reverse.ports}] (ports -R may bind)`],
   ['gateway.trafficFlushMs', '10000 (per-user traffic counters go to the user store this often)'],
+  ['gateway.mttTimeoutMs', "60000 (mtt-mode connections without a byte either way this long are closed, mtt's -timeout; 0 = never)"],
 ];
 
 /**
@@ -65,7 +66,13 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
     .option('--key <file>', 'TLS private key (PEM) matching --cert')
     .option('--store <url>', "user store: postgres://USER@HOST/DB to share users with other servers (default: SQLite users.db in the data dir)")
     .option('--admin <[http[s]://]host:port>', 'admin REST API (bearer token printed on first start) and client provisioning (/token, /config) (default: off)')
-    .option('--controller <host:port>', "mos-tls-tunnel mtt-mu-server compatible controller; no authentication, keep it on loopback (default: off)")
+    .option(
+      '--controller <host:port>',
+      'mos-tls-tunnel mtt-mu-server compatible controller (no authentication: keep it on loopback) (default: off). ' +
+        'Users it adds also accept stock mtt-clients on ws/wss (-wss, with or without -mux): for those connections the URL path is the ONLY secret, as with mtt — ' +
+        'no polytun authentication, no forward secrecy beyond TLS, no probe resistance on that path. ' +
+        'A restart makes ping answer 0 until the panel pushes its users again (they stay stored and keep working meanwhile)',
+    )
     .option('--decoy <dir|url>', 'what ws/wss listeners show to anything that is not a user: a static site folder or an http(s):// backend (default: nginx 404)')
     .option('--ws-token-path <path>', 'ws/wss URL path shared by token users: the bearer value their client sends in the upgrade request picks the user; a missing or wrong one gets the decoy (default: /)')
     .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')

@@ -96,6 +96,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     reverse: { enabled: cfg.reverse.enabled, bindHosts: cfg.reverse.bindHosts, ports },
     trafficFlushMs: cfg.gateway.trafficFlushMs,
     wsTokenPath: cfg.gateway.wsTokenPath === false ? null : cfg.gateway.wsTokenPath,
+    mttIdleMs: cfg.gateway.mttTimeoutMs,
     logger: log,
   });
   const policy = gw.policy;

@@ -10,6 +10,7 @@
  *     decoy: /var/www/site                    # --decoy DIR|URL; what ws/wss listeners show strangers
  *     wsTokenPath: /                          # --ws-token-path PATH; ws/wss path where a token user's bearer selects it; false = off
  *     trafficFlushMs: 10000                   # per-user byte counters go to the store this often
+ *     mttTimeoutMs: 60000                     # mtt-mode connections idle this long are closed (mtt's -timeout); 0 = never
  */
 import { parseHostPort } from '../core/address.js';
 import { expected, int, object, optional, orFalse, str, withDefault, type Check } from './check.js';
@@ -39,10 +40,12 @@ export interface GatewayConfig {
    * Without a valid value the path gets the decoy. false = off. @default '/'
    */
   wsTokenPath: string | false;
+  /** mtt compatibility mode: a connection without a byte either way for this long is closed, ms (mtt's -timeout); 0 = never. @default 60000 */
+  mttTimeoutMs: number;
 }
 
 /** Defaults of `gateway:`. */
-export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/' };
+export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000 };
 
 /** `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`. */
 const adminListen: Check<AdminListen> = (v, path, ctx) => {
@@ -79,6 +82,7 @@ export const gatewayProp = withDefault(
     decoy: optional(decoy),
     trafficFlushMs: withDefault(int(100, 3_600_000), () => GATEWAY_DEFAULTS.trafficFlushMs),
     wsTokenPath: withDefault(orFalse(urlPath), () => GATEWAY_DEFAULTS.wsTokenPath),
+    mttTimeoutMs: withDefault(int(0, 86_400_000), () => GATEWAY_DEFAULTS.mttTimeoutMs),
   }),
   () => ({ ...GATEWAY_DEFAULTS }),
 );

@@ -22,11 +22,13 @@ import { RejectCode, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { requestPath, type RouteDecision } from '../carriers/ws-server.js';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { CloseCode } from '../session/session.js';
 import { openStore, UserCache, userRefusal, type User, type UserStore } from '../store/index.js';
 import type { DataDir } from './datadir.js';
 import { EgressDialer } from './egress.js';
 import { importJsonUsers } from './import-users.js';
+import { MTT_IDLE_MS, isMttUser, mttSubprotocol, serveMtt, type MttSubprotocol } from './mtt-passthrough.js';
 import { DestinationPolicy } from './policy.js';
 import { attachProxy, type ProxyServerInit, type ReverseInit } from './proxy-server.js';
 import type { SessionEntry, SessionServer, UserLookup } from './session-server.js';
@@ -54,6 +56,8 @@ export interface GatewayInit {
    * `wsBearerFromToken`); null: only per-user paths select. @default '/'
    */
   readonly wsTokenPath?: string | null;
+  /** mtt compatibility mode: a connection without a byte either way for this long is closed, ms (mtt's -timeout); 0 = never. @default 60000 */
+  readonly mttIdleMs?: number;
   /** @default nullLogger */
   readonly logger?: Logger;
   /** Clock. @default Date.now */
@@ -118,6 +122,10 @@ export class Gateway {
   private readonly tokenPath: string | null;
   private server: SessionServer<User> | undefined;
   private closed = false;
+  /** Rate limit of the "unknown mtt path" warning: when the last one was logged, and how many since went unlogged. */
+  private readonly mttMisses = { loggedAt: 0, suppressed: 0 };
+  /** Live mtt-mode connections (not sessions: they have no polytun session). */
+  private mttLive = 0;
 
   private constructor(
     private readonly init: GatewayInit,
@@ -188,6 +196,9 @@ export class Gateway {
    */
   readonly route = (req: IncomingMessage): RouteDecision => {
     const path = requestPath(req);
+    // mtt-client always offers smux_on or smux_off; a polytun client never does.
+    const mtt = mttSubprotocol(req);
+    if (mtt !== undefined) return this.mttRoute(req, path, mtt);
     if (path === this.tokenPath) {
       const bearer = bearerValue(req.headers.authorization);
       const byToken = bearer === undefined ? undefined : this.cache.byBearer(bearer);
@@ -196,6 +207,62 @@ export class Gateway {
     const user = this.cache.byPath(path);
     return user === undefined ? { accept: false } : { accept: true, meta: { userId: user.id } };
   };
+
+  /**
+   * An upgrade from an mtt-client: only an mtt-mode user's path is
+   * accepted, and the socket goes to the passthrough (no polytun
+   * handshake: the path is the only secret). Everything else gets the
+   * decoy, and a rate-limited warning (a deployed mtt-client with a stale
+   * path is worth knowing about; a scanner does not offer smux_*).
+   */
+  private mttRoute(req: IncomingMessage, path: string, protocol: MttSubprotocol): RouteDecision {
+    const user = this.cache.byPath(path);
+    if (user === undefined || !isMttUser(user) || userRefusal(user, this.now()) !== undefined || this.overQuota(user)) {
+      this.mttMiss(req, path, user === undefined ? 'unknown path' : !isMttUser(user) ? 'user not in mtt mode' : 'user refused (disabled, expired or over quota)');
+      return { accept: false };
+    }
+    const dst = parseHostPort(user.dst as string);
+    return {
+      accept: true,
+      meta: { userId: user.id },
+      protocol,
+      takeover: (socket: Socket, head: Buffer) => {
+        const meter = this.meters.meterFor(user.id);
+        meter.refs++;
+        this.mttLive++;
+        serveMtt(socket, {
+          dst,
+          protocol,
+          head,
+          idleMs: this.init.mttIdleMs ?? MTT_IDLE_MS,
+          logger: this.log.child({ userId: user.id, mtt: protocol }),
+          onClose: ({ up, down }) => {
+            this.mttLive--;
+            meter.counters.bytesUp += up;
+            meter.counters.bytesDown += down;
+            meter.refs--;
+          },
+        });
+      },
+    };
+  }
+
+  private mttMiss(req: IncomingMessage, path: string, why: string): void {
+    const now = this.now();
+    if (now - this.mttMisses.loggedAt < 10_000) {
+      this.mttMisses.suppressed++;
+      return;
+    }
+    // A path that failed is not a live secret; cut to keep the line short.
+    this.log.warn({ path: path.slice(0, 64), why, remote: req.socket.remoteAddress, suppressedSinceLast: this.mttMisses.suppressed }, 'mtt-client upgrade refused (answered with the decoy)');
+    this.mttMisses.loggedAt = now;
+    this.mttMisses.suppressed = 0;
+  }
+
+  /** Live mtt-mode connections. */
+  get mttConnections(): number {
+    return this.mttLive;
+  }
 
   /** Serves the proxy on every session `server` opens, with the user's settings and meter. */
   serve(server: SessionServer<User>, base: Omit<ProxyServerInit, 'egress' | 'policy' | 'reverse' | 'counters' | 'fixedDestination'> = {}): void {

@@ -68,6 +68,18 @@ export const MIGRATIONS: readonly Migration[] = [
         bytes_down       bigint NOT NULL DEFAULT 0
       );`,
   },
+  {
+    // mtt compatibility mode (issue 19): the user accepts stock mtt-clients on its path.
+    // The controller's users made before this column existed are its users: named 'mtt:…'.
+    version: 2,
+    name: 'users.mtt',
+    sqlite: `
+      ALTER TABLE users ADD COLUMN mtt INTEGER NOT NULL DEFAULT 0 CHECK (mtt IN (0, 1));
+      UPDATE users SET mtt = 1 WHERE name LIKE 'mtt:%' AND wss_path IS NOT NULL AND dst IS NOT NULL;`,
+    postgres: `
+      ALTER TABLE users ADD COLUMN mtt boolean NOT NULL DEFAULT false;
+      UPDATE users SET mtt = true WHERE name LIKE 'mtt:%' AND wss_path IS NOT NULL AND dst IS NOT NULL;`,
+  },
 ];
 
 /** The newest schema version this build knows. */

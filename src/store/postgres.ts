@@ -51,6 +51,7 @@ interface Row {
   quota_bytes: string | null;
   expires_at: Date | null;
   enabled: boolean;
+  mtt: boolean;
   created_at: Date;
   updated_at: Date;
   bytes_up: string;
@@ -75,6 +76,7 @@ function toUser(r: Row): User {
     quotaBytes: num(r.quota_bytes),
     expiresAt: r.expires_at === null ? null : r.expires_at.getTime(),
     enabled: r.enabled,
+    mtt: r.mtt,
     createdAt: r.created_at.getTime(),
     updatedAt: r.updated_at.getTime(),
     bytesUp: Number(r.bytes_up),

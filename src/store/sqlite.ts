@@ -51,6 +51,7 @@ interface Row {
   quota_bytes: number | null;
   expires_at: number | null;
   enabled: number;
+  mtt: number;
   created_at: number;
   updated_at: number;
   bytes_up: number;
@@ -70,6 +71,7 @@ function toUser(r: Row): User {
     quotaBytes: r.quota_bytes,
     expiresAt: r.expires_at,
     enabled: r.enabled !== 0,
+    mtt: r.mtt !== 0,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     bytesUp: r.bytes_up,
@@ -80,7 +82,7 @@ function toUser(r: Row): User {
 
 function sqlValue<K extends keyof UserValues>(key: K, v: UserValues[K]): unknown {
   if (key === 'policy') return JSON.stringify(v);
-  if (key === 'enabled') return v === true ? 1 : 0;
+  if (key === 'enabled' || key === 'mtt') return v === true ? 1 : 0;
   return v;
 }
 

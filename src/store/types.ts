@@ -55,6 +55,12 @@ export interface User {
   /** When the user stops being accepted; null for never. */
   readonly expiresAt: number | null;
   readonly enabled: boolean;
+  /**
+   * mtt compatibility mode: stock mos-tls-tunnel mtt-clients reach `dst`
+   * through `wssPath` with no polytun handshake — the path is the only
+   * secret. Needs a wssPath and a dst to take effect.
+   */
+  readonly mtt: boolean;
   readonly createdAt: number;
   /** Last change of anything but the traffic counters. */
   readonly updatedAt: number;
@@ -100,6 +106,8 @@ export interface NewUser {
   readonly expiresAt?: number | null;
   /** @default true */
   readonly enabled?: boolean;
+  /** @default false */
+  readonly mtt?: boolean;
 }
 
 /** Input of {@link UserStore.updateUser}: only the fields present change. */
@@ -113,6 +121,7 @@ export interface UserPatch {
   readonly quotaBytes?: number | null;
   readonly expiresAt?: number | null;
   readonly enabled?: boolean;
+  readonly mtt?: boolean;
   /** Sets bytesUp and bytesDown back to 0. */
   readonly resetTraffic?: boolean;
 }
@@ -187,7 +196,7 @@ export interface UserStore {
 export type StoreErrorCode = 'ERR_STORE_CONFLICT' | 'ERR_STORE_NOT_FOUND' | 'ERR_STORE_INVALID' | 'ERR_STORE_BACKEND';
 
 /** Fields a store error can name. */
-export type StoreField = 'id' | 'name' | 'publicKey' | 'wssPath' | 'credential' | 'dst' | 'policy' | 'quotaBytes' | 'expiresAt' | 'enabled' | 'traffic' | 'list' | 'url';
+export type StoreField = 'id' | 'name' | 'publicKey' | 'wssPath' | 'credential' | 'dst' | 'policy' | 'quotaBytes' | 'expiresAt' | 'enabled' | 'mtt' | 'traffic' | 'list' | 'url';
 
 /**
  * A store operation failed. `field` names the offending field: for

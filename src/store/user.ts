@@ -22,9 +22,10 @@ export interface UserValues {
   quotaBytes: number | null;
   expiresAt: number | null;
   enabled: boolean;
+  mtt: boolean;
 }
 
-const USER_COLUMNS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, created_at, updated_at, bytes_up, bytes_down';
+const USER_COLUMNS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, mtt, created_at, updated_at, bytes_up, bytes_down';
 
 /** The columns a User is read from (same in both schemas); the secret only when asked for. */
 export function userColumns(withSecret: boolean | undefined): string {
@@ -43,6 +44,7 @@ export const COLUMN: { readonly [K in keyof UserValues]: string } = {
   quotaBytes: 'quota_bytes',
   expiresAt: 'expires_at',
   enabled: 'enabled',
+  mtt: 'mtt',
 };
 
 /** Maps a unique column (or a constraint name containing it) to the field a conflict names. */
@@ -154,11 +156,16 @@ export function prepareNew(input: NewUser): UserValues {
     quotaBytes: checkCount(input.quotaBytes ?? null, 'quotaBytes'),
     expiresAt: checkCount(input.expiresAt ?? null, 'expiresAt'),
     enabled: checkEnabled(input.enabled ?? true),
+    mtt: checkBool(input.mtt ?? false, 'mtt'),
   };
 }
 
 function checkEnabled(v: unknown): boolean {
-  if (typeof v !== 'boolean') invalid('enabled', 'expected a boolean');
+  return checkBool(v, 'enabled');
+}
+
+function checkBool(v: unknown, field: StoreField): boolean {
+  if (typeof v !== 'boolean') invalid(field, 'expected a boolean');
   return v;
 }
 
@@ -173,6 +180,7 @@ export function preparePatch(patch: UserPatch): { values: Partial<UserValues>; r
   if (patch.quotaBytes !== undefined) v.quotaBytes = checkCount(patch.quotaBytes, 'quotaBytes');
   if (patch.expiresAt !== undefined) v.expiresAt = checkCount(patch.expiresAt, 'expiresAt');
   if (patch.enabled !== undefined) v.enabled = checkEnabled(patch.enabled);
+  if (patch.mtt !== undefined) v.mtt = checkBool(patch.mtt, 'mtt');
   return { values: v, resetTraffic: patch.resetTraffic === true };
 }
 

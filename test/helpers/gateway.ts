@@ -151,10 +151,10 @@ export async function api(gw: GatewayProc, method: string, path: string, body?: 
   return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
 }
 
-/** Posts one command to the mtt controller; returns the parsed reply. */
-export async function mtt(gw: GatewayProc, body: string | Buffer): Promise<{ res: number; err_string: string; current_users: number }> {
+/** Posts one command to the mtt controller; returns the raw reply body (mtt's exact bytes, '' when it answers nothing). */
+export async function mtt(gw: GatewayProc, body: string | Buffer): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${gw.controllerPort}/`, { method: 'POST', body });
-  return JSON.parse(await res.text()) as { res: number; err_string: string; current_users: number };
+  return res.text();
 }
 
 

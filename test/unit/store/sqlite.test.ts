@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openStore, SqliteStore } from '../../../src/store/index.js';
 import { eventually } from '../../helpers/eventually.js';
-import { SCHEMA_VERSION } from '../../../src/store/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../../src/store/migrations.js';
 import { userStoreSuite } from './store-suite.js';
 
 userStoreSuite('SQLite', {
@@ -38,6 +38,25 @@ describe('SQLite user store file', () => {
     assert.deepEqual(versions.map((v) => v.version), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
     // The secret column is named for what it holds.
     assert.equal((db.prepare('SELECT count(*) AS n FROM users WHERE secret_plaintext IS NOT NULL').get() as { n: number }).n, 1);
+  });
+
+  it('migration 2 puts the mtt controller\'s existing users (mtt:… with a path and a dst) in mtt mode', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'polytun-store-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // A version-1 database, as an older polytun left it.
+    const db = new Database(join(dir, 'users.db'));
+    const v1 = MIGRATIONS.find((m) => m.version === 1);
+    db.exec(v1?.sqlite ?? '');
+    db.exec('CREATE TABLE polytun_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT');
+    db.prepare('INSERT INTO polytun_migrations VALUES (1, ?, 0)').run('users');
+    const row = db.prepare('INSERT INTO users (id, name, public_key, kind, wss_path, dst, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 0)');
+    row.run('00000000-0000-7000-8000-000000000001', 'mtt:/p', Buffer.alloc(32, 1), 'token', '/p', '127.0.0.1:1');
+    row.run('00000000-0000-7000-8000-000000000002', 'alice', Buffer.alloc(32, 2), 'key', '/a', '127.0.0.1:1');
+    db.close();
+    const store = await openStore('', { dataDir: dir });
+    t.after(() => store.close());
+    assert.equal((await store.findByPath('/p'))?.mtt, true);
+    assert.equal((await store.findByPath('/a'))?.mtt, false);
   });
 
   it("'sqlite:' means the same file; 'sqlite:PATH' names one; other schemes are refused", async (t) => {

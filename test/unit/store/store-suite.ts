@@ -242,6 +242,20 @@ export function userStoreSuite(name: string, fx: StoreSuiteFixture): void {
       await assert.rejects(store.count(), { code: 'ERR_CLOSED' });
     });
 
+    it('round-trips the mtt flag (off by default) through create, patch and a reopen', async (t) => {
+      const { store, open } = await setup(t);
+      const plain = await store.createUser({ name: 'plain' });
+      assert.equal(plain.mtt, false);
+      const m = await store.createUser({ name: 'm', wssPath: '/m', dst: '127.0.0.1:1', mtt: true });
+      assert.equal(m.mtt, true);
+      assert.equal((await store.updateUser(plain.id, { mtt: true })).mtt, true);
+      await rejectsStore(store.createUser({ name: 'bad', mtt: 'yes' as unknown as boolean }), 'ERR_STORE_INVALID', 'mtt');
+      await store.close();
+      const again = await open();
+      assert.equal((await again.getUser(m.id))?.mtt, true);
+      assert.equal((await again.updateUser(m.id, { mtt: false })).mtt, false);
+    });
+
     it('adds traffic in batches, summing duplicates and ignoring unknown users', async (t) => {
       const { store } = await setup(t);
       const a = await store.createUser({ name: 'a' });
