@@ -197,10 +197,14 @@ export class ServerListener implements Listener {
   readonly address: Endpoint;
   private closed: Promise<void> | undefined;
 
-  /** `gate`: the listener's unauthenticated-connection bounds, exposed for status and tests. */
+  /**
+   * `gate`: the listener's unauthenticated-connection bounds, exposed for
+   * status and tests. `onClose`: what else stops with the listener.
+   */
   constructor(
     private readonly server: net.Server,
     readonly gate?: PreAuthGate,
+    private readonly onClose?: () => void,
   ) {
     const a = server.address() as net.AddressInfo;
     this.address = { host: a.address, port: a.port };
@@ -213,6 +217,7 @@ export class ServerListener implements Listener {
     // close(), the event loop turn lets libuv finish the handle).
     this.closed ??= new Promise((resolve) => {
       this.server.close();
+      this.onClose?.();
       setImmediate(resolve);
     });
     return this.closed;

@@ -188,9 +188,16 @@ export class WsServer {
     server.on('error', (err) => gate.listenerError(err));
     this.gate = gate;
     this.server = server;
-    return new ServerListener(server, gate);
+    // Node's closeIdleConnections() (run by close()) knows nothing of the
+    // decoy sockets handed back below: without this a stopping server waited
+    // out their 75 s keep-alive.
+    return new ServerListener(server, gate, () => {
+      for (const s of this.handedBack) s.destroy();
+    });
   }
 
+  /** Upgrade sockets given back to the HTTP server after a decoy answer (see decoyOnSocket). */
+  private readonly handedBack = new Set<net.Socket>();
   private gate: ReturnType<typeof gateFor> | undefined;
   private server: http.Server | https.Server | undefined;
 
@@ -271,6 +278,10 @@ export class WsServer {
       // http's connection listener runs on 'connection' (ws://) or
       // 'secureConnection' (wss://, given the TLS socket); the gate listens
       // on the raw 'connection' only where the raw socket is not this one.
+      if (!this.handedBack.has(socket)) {
+        this.handedBack.add(socket);
+        socket.once('close', () => this.handedBack.delete(socket));
+      }
       this.server.emit(this.init.tls ? 'secureConnection' : 'connection', socket);
       // Idle from now on, as after any keep-alive answer (Node arms this
       // only for responses it wrote itself).

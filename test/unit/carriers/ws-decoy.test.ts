@@ -112,6 +112,16 @@ describe('WsServer decoy: nginx on the edge cases', () => {
     await within(c.closed(), 20_000, 'idle keep-alive connection closed by the server');
   });
 
+  it('closing the listener closes idle keep-alive connections, upgrade decoys included, so a stopping server does not wait 75 s for them', async (t) => {
+    const l = await serve(t); // the default 75 s keep-alive
+    const c = new RawClient(l.address.port);
+    t.after(() => c.socket.destroy());
+    const r = await c.exchange('GET /x HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    assert.equal(r.headers.connection, 'keep-alive');
+    await l.close();
+    await within(c.closed(), 20_000, 'idle keep-alive connection closed with the listener');
+  });
+
   it('the decoy keep-alive connections count toward the pre-auth cap', async (t) => {
     const l = await serve(t, { tcp: { maxPreAuthConns: 1 } });
     const a = new RawClient(l.address.port);
