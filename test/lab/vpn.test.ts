@@ -227,7 +227,7 @@ describe('VPN mode (lab: client ns — server ns — target ns)', { skip: skipRe
     } finally {
       await drop('-D');
     }
-    await client.waitLog('session resumed', {}, 30_000);
+    await client.waitLog('connected (session resumed)', {}, 30_000);
     holder.child.stdin?.write('go\n');
     await holder.waitFor('echo after the outage on the same TCP connection', (l) => l === 'ok after', 60_000);
     await pinger.stop('SIGINT');
