@@ -9,26 +9,15 @@
  *   polytun client LINK -L P:echo ══ tcp|tls|ws|wss ══▶ polytun server ─▶ echo 127.0.0.1
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { decodeLink } from '../../src/config/link.js';
-import { ensureBuilt, freePort, ROOT, startClient, stopAll } from '../helpers/cli.js';
+import { ensureBuilt, freePort, startClient, stopAll, runCli } from '../helpers/cli.js';
 import { api, echoServer, startGateway, type GatewayProc } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/net-fixtures.js';
 
 const CARRIERS = ['tcp', 'tls', 'ws', 'wss'] as const;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await promisify(execFile)(process.execPath, [join(ROOT, 'bin/polytun.js'), ...args], { timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const cli = (args: string[]): ReturnType<typeof runCli> => runCli(args, 60_000);
 
 describe('every link the gateway hands out works with a real client', () => {
   let echo: Awaited<ReturnType<typeof echoServer>>;

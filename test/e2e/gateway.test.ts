@@ -16,7 +16,6 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { makeDestination } from '../../src/core/address.js';
 import { RejectCode, RejectedError } from '../../src/core/errors.js';
@@ -29,7 +28,7 @@ import { provisionClient } from '../../src/cli/provision.js';
 import { decodeLink, encodeLink } from '../../src/config/link.js';
 import { clientForLink } from '../../src/config/dial-link.js';
 import { encodeKey, generateKeyPair, generateToken } from '../../src/secure/keys.js';
-import { ensureBuilt, freePort, polytun, ROOT, startClient, stopAll, waitForPort } from '../helpers/cli.js';
+import { ensureBuilt, freePort, polytun, ROOT, startClient, stopAll, waitForPort, runCli } from '../helpers/cli.js';
 import { eventually } from '../helpers/eventually.js';
 import { api, echoServer, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/net-fixtures.js';
@@ -545,13 +544,4 @@ async function rawUpgrade(port: number, fp: string, path: string, authorization?
   return text.replace(/^Date: .*$/m, 'Date: -');
 }
 
-/** Runs the CLI to completion. */
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await promisify(execFile)(process.execPath, [join(ROOT, 'bin/polytun.js'), ...args], { timeout: 30_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const run = (args: string[]): ReturnType<typeof runCli> => runCli(args, 30_000);

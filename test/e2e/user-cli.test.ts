@@ -5,28 +5,17 @@
  * `del` refuse new sessions, and a mistyped data dir creates nothing.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { RejectCode, RejectedError } from '../../src/core/errors.js';
 import { decodeLink } from '../../src/config/link.js';
 import { clientForLink } from '../../src/config/dial-link.js';
-import { ensureBuilt, freePort, ROOT, startClient, stopAll } from '../helpers/cli.js';
+import { ensureBuilt, freePort, startClient, stopAll, runCli } from '../helpers/cli.js';
 import { eventually } from '../helpers/eventually.js';
 import { echoServer, startGateway, type GatewayProc } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/net-fixtures.js';
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await promisify(execFile)(process.execPath, [join(ROOT, 'bin/polytun.js'), ...args], { timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const cli = (args: string[]): ReturnType<typeof runCli> => runCli(args, 60_000);
 
 async function handshake(link: string): Promise<void> {
   const c = clientForLink(decodeLink(link), { handshakeTimeoutMs: 5000 });
