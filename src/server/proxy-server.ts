@@ -113,6 +113,8 @@ export interface ProxyServerInit {
   udp?: UdpInit;
   /** The user's name, to key the rate-limited refusal log lines (the logger should carry it too). */
   user?: string;
+  /** How long a success status for a client that spoke first waits for the target's first answer (see statusWithFirstAnswer). @default STATUS_HOLD_MS */
+  statusHoldMs?: number;
   /** Extra counters object that receives every increment too (e.g. per user). */
   counters?: ProxyCounters;
   /**
@@ -187,7 +189,7 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
         // first byte on the stream: the target cannot answer within this tick.
         const spokeFirst = s.readableLength > 0;
         relayOne(s, sock);
-        if (spokeFirst) statusWithFirstAnswer(s, sock);
+        if (spokeFirst) statusWithFirstAnswer(s, sock, init.statusHoldMs ?? STATUS_HOLD_MS);
         else s.write(statusByte(STATUS_OK));
       },
       (err: unknown) => {
@@ -314,14 +316,14 @@ export const STATUS_HOLD_MS = 2;
 
 /**
  * Writes the success status corked, to leave in one record with the
- * target's first answer (or alone after STATUS_HOLD_MS, or with the FIN).
+ * target's first answer (or alone after `holdMs`, or with the FIN).
  * Only for a client that sent bytes before the status (a -L forward, an
  * HTTP request): it is not waiting for the status, and in request/response
  * traffic this saves a record each way's worth of work, one write here and
  * one wake-up of the client, per connection. A SOCKS or CONNECT client,
  * which waits for the status before its first byte, never gets here.
  */
-function statusWithFirstAnswer(s: PolyStream, sock: Socket): void {
+function statusWithFirstAnswer(s: PolyStream, sock: Socket, holdMs: number): void {
   s.cork();
   s.write(statusByte(STATUS_OK));
   let released = false;
@@ -337,7 +339,7 @@ function statusWithFirstAnswer(s: PolyStream, sock: Socket): void {
   // After the relay's own listener, which writes the answer (corked until a
   // microtask): this uncork, a microtask later still, sends both together.
   const onData = (): void => queueMicrotask(release);
-  const timer = setTimeout(release, STATUS_HOLD_MS);
+  const timer = setTimeout(release, holdMs);
   sock.once('data', onData);
   sock.once('end', release);
   sock.once('close', release);

@@ -534,9 +534,21 @@ async function rawUpgrade(port: number, fp: string, path: string, authorization?
   const conn = await new TlsCarrier({ pinSha256: fp, alpn: ['http/1.1'], minVersion: 'TLSv1.2' }).dial({ host: '127.0.0.1', port });
   const auth = authorization === undefined ? '' : `Authorization: ${authorization}\r\n`;
   conn.stream.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${auth}\r\n`);
+  // One whole response (headers, then Content-Length bytes of body): the
+  // decoy keeps the connection alive as nginx does, so waiting for the close
+  // cost its 75 s keep-alive per call.
   let text = '';
-  conn.stream.on('data', (c: Buffer) => (text += c.toString('latin1')));
   await new Promise<void>((resolve) => {
+    const complete = (): boolean => {
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return false;
+      const len = Number(/^Content-Length: *(\d+)/im.exec(text.slice(0, end))?.[1] ?? 0);
+      return text.length >= end + 4 + len;
+    };
+    conn.stream.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      if (complete()) resolve();
+    });
     conn.stream.once('close', () => resolve());
     conn.stream.once('end', () => resolve());
   });
