@@ -30,20 +30,10 @@ import { clientForLink } from '../../src/config/dial-link.js';
 import { encodeKey, generateKeyPair, generateToken } from '../../src/secure/keys.js';
 import { ensureBuilt, freePort, polytun, ROOT, startClient, stopAll, waitForPort, runCli } from '../helpers/cli.js';
 import { eventually } from '../helpers/eventually.js';
-import { api, echoServer, mtt, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { api, echoServer, mtt, startGateway, type GatewayProc, handshake } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/net-fixtures.js';
 
 const opts = ['--no-socks', '--no-status'];
-
-/** Connects an in-process client with `link`; resolves once the session is up, rejects with the server's answer. */
-async function handshake(link: string): Promise<void> {
-  const c = clientForLink(decodeLink(link), { handshakeTimeoutMs: 5000 });
-  try {
-    await c.connect();
-  } finally {
-    c.close();
-  }
-}
 
 /** The link of `user` for `carrier`, from the admin API. */
 async function linkOf(gw: GatewayProc, user: string, carrier: 'tcp' | 'wss'): Promise<string> {

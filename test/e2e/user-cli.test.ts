@@ -9,22 +9,12 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { RejectCode, RejectedError } from '../../src/core/errors.js';
 import { decodeLink } from '../../src/config/link.js';
-import { clientForLink } from '../../src/config/dial-link.js';
 import { ensureBuilt, freePort, startClient, stopAll, runCli } from '../helpers/cli.js';
 import { eventually } from '../helpers/eventually.js';
-import { echoServer, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { echoServer, startGateway, type GatewayProc, handshake } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/net-fixtures.js';
 
 const cli = (args: string[]): ReturnType<typeof runCli> => runCli(args, 60_000);
-
-async function handshake(link: string): Promise<void> {
-  const c = clientForLink(decodeLink(link), { handshakeTimeoutMs: 5000 });
-  try {
-    await c.connect();
-  } finally {
-    c.close();
-  }
-}
 
 describe('polytun user beside a running server', () => {
   let echo: Awaited<ReturnType<typeof echoServer>>;

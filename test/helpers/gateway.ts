@@ -10,6 +10,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { clientForLink } from '../../src/config/dial-link.js';
+import { decodeLink } from '../../src/config/link.js';
 import { freePort, polytun, waitForPort, type Proc } from './cli.js';
 
 /** A TCP echo server on 127.0.0.1. */
@@ -157,4 +159,12 @@ export async function mtt(gw: GatewayProc, body: string | Buffer): Promise<strin
   return res.text();
 }
 
-
+/** Connects an in-process client with `link`; resolves once the session is up, rejects with the server's answer. */
+export async function handshake(link: string): Promise<void> {
+  const c = clientForLink(decodeLink(link), { handshakeTimeoutMs: 5000 });
+  try {
+    await c.connect();
+  } finally {
+    c.close();
+  }
+}
