@@ -26,7 +26,7 @@ import { ResetCode, type PolyStream } from '../session/stream.js';
 import { SocksReply } from './egress.js';
 import { logBindDenial } from './denials.js';
 import { parsePorts } from './policy.js';
-import type { Tally } from './proxy-server.js';
+import type { Tally } from './proxy-counters.js';
 
 /** Which reverse forwards clients may ask for. */
 export interface ReverseInit {

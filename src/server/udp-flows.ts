@@ -25,7 +25,7 @@ import { nullLogger, type Logger } from '../core/logger.js';
 import { makeDestination, type Destination } from '../core/address.js';
 import { decodeUdp, encodeUdp } from '../proxy/wire.js';
 import type { DestinationPolicy } from './policy.js';
-import type { Tally } from './proxy-server.js';
+import type { Tally } from './proxy-counters.js';
 
 /** Resolves a name to addresses (for domain destinations). */
 export type UdpResolver = (host: string) => Promise<readonly LookupAddress[]>;
