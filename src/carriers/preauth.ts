@@ -17,6 +17,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
+import { LIMIT_LOG_INTERVAL_MS, LogLimiter } from '../core/log-limiter.js';
 
 /** Unauthenticated connections one listener holds at once; more are closed on accept. */
 export const PREAUTH_MAX_CONNS = 256;
@@ -28,34 +29,6 @@ export const PREAUTH_MAX_CONNS = 256;
 export const PREAUTH_TIMEOUT_MS = 60_000;
 /** Time allowed to complete a TLS handshake on any listener, ms. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** At most one line per this interval for a repeated limit event, ms. */
-export const LIMIT_LOG_INTERVAL_MS = 60_000;
-
-/**
- * Logs an event at most once per interval: the first occurrence at once,
- * later ones folded into the next line's `suppressed` count.
- */
-export class RateLimitedLog {
-  private last = -Infinity;
-  private suppressed = 0;
-  constructor(
-    private readonly logger: Logger,
-    private readonly intervalMs = LIMIT_LOG_INTERVAL_MS,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
-
-  warn(fields: Record<string, unknown>, msg: string): void {
-    const t = this.now();
-    if (t - this.last < this.intervalMs) {
-      this.suppressed++;
-      return;
-    }
-    this.logger.warn(this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields, msg);
-    this.last = t;
-    this.suppressed = 0;
-  }
-}
-
 /** Options of {@link PreAuthGate}. */
 export interface PreAuthInit {
   /** Listener name for logs, e.g. `tls://0.0.0.0:443`. */
@@ -82,8 +55,8 @@ export class PreAuthGate {
   private readonly max: number;
   private readonly timeoutMs: number;
   private readonly logger: Logger;
-  private readonly capLog: RateLimitedLog;
-  private readonly errorLog: RateLimitedLog;
+  /** Cap and accept-error lines: one per minute and listener, with a count of the rest. */
+  private readonly limitLog = new LogLimiter({ intervalMs: LIMIT_LOG_INTERVAL_MS, maxKeys: 4 });
   /** Connections closed because the cap was reached, and because the backstop fired. */
   readonly counters = { overCap: 0, timedOut: 0 };
 
@@ -91,8 +64,6 @@ export class PreAuthGate {
     this.max = init.max ?? PREAUTH_MAX_CONNS;
     this.timeoutMs = init.timeoutMs ?? PREAUTH_TIMEOUT_MS;
     this.logger = init.logger ?? nullLogger;
-    this.capLog = new RateLimitedLog(this.logger);
-    this.errorLog = new RateLimitedLog(this.logger);
   }
 
   /** Unauthenticated connections held now. */
@@ -106,7 +77,10 @@ export class PreAuthGate {
     if (this.pending.size >= this.max) {
       this.counters.overCap++;
       socket.destroy();
-      this.capLog.warn(
+      this.limitLog.log(
+        this.logger,
+        'warn',
+        'cap',
         { listener: this.init.name, max: this.max },
         'too many unauthenticated connections at once: closing new ones (a scan or a flood; legitimate clients retry)',
       );
@@ -142,7 +116,10 @@ export class PreAuthGate {
   /** For a listener's 'error' event: a rate-limited warning, with a hint for descriptor exhaustion. */
   listenerError(err: NodeJS.ErrnoException): void {
     const fdOut = err.code === 'EMFILE' || err.code === 'ENFILE';
-    this.errorLog.warn(
+    this.limitLog.log(
+      this.logger,
+      'warn',
+      fdOut ? 'fds' : 'error',
       { listener: this.init.name, err: err.message, code: err.code },
       fdOut ? 'out of file descriptors: new connections are refused; raise LimitNOFILE / ulimit -n' : 'listener error',
     );

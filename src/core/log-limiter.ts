@@ -17,6 +17,9 @@
  */
 import type { Logger } from './logger.js';
 
+/** One line per this interval for a repeated limit or refusal event, ms (the servers' listeners, handshakes, mtt misses). */
+export const LIMIT_LOG_INTERVAL_MS = 60_000;
+
 /** A level {@link LogLimiter} can write at. */
 export type LimitedLevel = 'debug' | 'info' | 'warn' | 'error';
 

@@ -20,6 +20,7 @@
 import { parseHostPort } from '../core/address.js';
 import { RejectCode, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { LogLimiter } from '../core/log-limiter.js';
 import { requestPath, type RouteDecision } from '../carriers/ws-server.js';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -123,7 +124,8 @@ export class Gateway {
   private server: SessionServer<User> | undefined;
   private closed = false;
   /** Rate limit of the "unknown mtt path" warning: when the last one was logged, and how many since went unlogged. */
-  private readonly mttMisses = { loggedAt: 0, suppressed: 0 };
+  /** Refused mtt upgrades: one line per 10 s, then a count. */
+  private readonly limitLog = new LogLimiter({ intervalMs: 10_000, maxKeys: 1 });
   /** Live mtt-mode connections (not sessions: they have no polytun session). */
   private mttLive = 0;
 
@@ -248,15 +250,8 @@ export class Gateway {
   }
 
   private mttMiss(req: IncomingMessage, path: string, why: string): void {
-    const now = this.now();
-    if (now - this.mttMisses.loggedAt < 10_000) {
-      this.mttMisses.suppressed++;
-      return;
-    }
     // A path that failed is not a live secret; cut to keep the line short.
-    this.log.warn({ path: path.slice(0, 64), why, remote: req.socket.remoteAddress, suppressedSinceLast: this.mttMisses.suppressed }, 'mtt-client upgrade refused (answered with the decoy)');
-    this.mttMisses.loggedAt = now;
-    this.mttMisses.suppressed = 0;
+    this.limitLog.log(this.log, 'warn', 'mtt-miss', { path: path.slice(0, 64), why, remote: req.socket.remoteAddress }, 'mtt-client upgrade refused (answered with the decoy)');
   }
 
   /** Live mtt-mode connections. */

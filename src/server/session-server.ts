@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { RejectCode, RejectedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { RateLimitedLog } from '../carriers/preauth.js';
+import { LIMIT_LOG_INTERVAL_MS, LogLimiter } from '../core/log-limiter.js';
 import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
 import type { ClientHello } from '../secure/hello.js';
@@ -55,7 +55,7 @@ export class SessionServer<U> extends EventEmitter {
   private readonly log: Logger;
   private readonly replay: ReplayGuard;
   private pending = 0;
-  private readonly overloadLog: RateLimitedLog;
+  private readonly overloadLog = new LogLimiter({ intervalMs: LIMIT_LOG_INTERVAL_MS, maxKeys: 1 });
   private draining = false;
   readonly sessions = new Map<string, SessionEntry<U>>();
   /** Counters for status and metrics. */
@@ -65,7 +65,6 @@ export class SessionServer<U> extends EventEmitter {
     super();
     this.log = init.logger ?? nullLogger;
     this.replay = new ReplayGuard(2 * (init.maxSkewMs ?? 300_000));
-    this.overloadLog = new RateLimitedLog(this.log);
   }
 
   /** Feeds one carrier connection to the server. */
@@ -73,7 +72,7 @@ export class SessionServer<U> extends EventEmitter {
     if (this.pending >= (this.init.maxPendingHandshakes ?? 256)) {
       this.counters.overload++;
       conn.stream.destroy();
-      this.overloadLog.warn({ max: this.init.maxPendingHandshakes ?? 256, carrier }, 'too many handshakes in progress: closing new connections (a flood, or raise limits.maxPendingHandshakes)');
+      this.overloadLog.log(this.log, 'warn', 'overload', { max: this.init.maxPendingHandshakes ?? 256, carrier }, 'too many handshakes in progress: closing new connections (a flood, or raise limits.maxPendingHandshakes)');
       return;
     }
     this.pending++;

@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import type { Logger } from '../../../src/core/logger.js';
-import { MGMT_HEADERS_TIMEOUT_MS, PreAuthGate, RateLimitedLog, boundHttpServer } from '../../../src/carriers/preauth.js';
+import { MGMT_HEADERS_TIMEOUT_MS, PreAuthGate, boundHttpServer } from '../../../src/carriers/preauth.js';
 import { TcpCarrier, type ServerListener } from '../../../src/carriers/tcp.js';
 import { TlsCarrier } from '../../../src/carriers/tls.js';
 import type { Listener, StreamConn } from '../../../src/carriers/types.js';
@@ -128,16 +128,7 @@ describe('listener bounds on unauthenticated connections', () => {
     assert.equal(log.warns.filter((w) => /too many unauthenticated/.test(w.msg)).length, 1);
   });
 
-  it('the gate counts, releases through a TLS socket parent, and a rate-limited log folds repeats', () => {
-    const warns: object[] = [];
-    let now = 0;
-    const rl = new RateLimitedLog({ ...recordingLogger(), warn: (o) => void warns.push(o) }, 1000, () => now);
-    rl.warn({ a: 1 }, 'x');
-    rl.warn({ a: 1 }, 'x');
-    rl.warn({ a: 1 }, 'x');
-    now = 1000;
-    rl.warn({ a: 1 }, 'x');
-    assert.deepEqual(warns, [{ a: 1 }, { a: 1, suppressed: 2 }]);
+  it('the gate counts and releases through a TLS socket parent', () => {
     const gate = new PreAuthGate({ name: 'test', max: 1, timeoutMs: 0 });
     const raw = new net.Socket();
     assert.equal(gate.admit(raw), true);
