@@ -31,7 +31,7 @@
  * table's order, so `encodeLink(decodeLink(encodeLink(x))) === encodeLink(x)`.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatHost } from '../core/address.js';
+import { formatHost, normalizeHostName } from '../core/address.js';
 import { ConfigError } from '../core/errors.js';
 
 /** The link scheme, without `://`. */
@@ -70,7 +70,6 @@ const MAX_LINK = 4096;
 const MAX_TOKEN = 512;
 const MAX_NAME = 256;
 const B64URL = /^[A-Za-z0-9_-]+$/;
-const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 const PATH = /^\/[\x21-\x7e]*$/;
 /** C0 controls and DEL: a name is shown in UIs and logs, where these could forge lines. */
 function hasControl(s: string): boolean {
@@ -84,8 +83,7 @@ const PARAMS = ['pk', 't', 'sni', 'path', 'fp', 'cred'] as const;
 type Param = (typeof PARAMS)[number];
 
 function isHostName(h: string): boolean {
-  if (h.length === 0 || h.length > 253) return false;
-  return h.split('.').every((l) => LABEL.test(l));
+  return normalizeHostName(h) !== undefined;
 }
 
 /** 32 bytes as canonical unpadded base64url (43 chars, unused low bits zero). */

@@ -5,10 +5,10 @@
  * re-parses a string the config already checked.
  */
 import { isIP } from 'node:net';
-import { formatHostPort, parseHostPort } from '../core/address.js';
+import { formatHostPort, normalizeHostName, parseHostPort } from '../core/address.js';
 import { ConfigError } from '../core/errors.js';
 import { decodeLink, type ClientLink } from './link.js';
-import { normalizeHostName, parsePolicyEntry, parsePorts } from '../server/policy.js';
+import { parsePolicyEntry, parsePorts } from '../server/policy.js';
 import { expected, type Check, type ConfigPath, type ValidationContext } from './check.js';
 
 /** A host and a port. The host is an IP literal (IPv6 without brackets) or a name. */

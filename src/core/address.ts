@@ -10,6 +10,7 @@
  */
 import { isIP } from 'node:net';
 import { ProtocolError } from './errors.js';
+import { parseIpv6Groups } from './ip.js';
 
 /** What kind of host a destination names. */
 export type DestinationKind = 'ipv4' | 'ipv6' | 'domain';
@@ -213,6 +214,27 @@ function checkKind(d: Destination): void {
   if (kind === 'ipv6' && d.host.includes('%')) throw new AddressError('syntax', 'IPv6 zone ids are not supported');
 }
 
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+/** A last label resolvers read as (part of) an IPv4 address: `2130706433`, `0177`, `0x7f`. */
+const NUMERIC_LABEL = /^(?:[0-9]+|0x[0-9a-f]*)$/i;
+
+/**
+ * The one DNS host-name check (the egress policy, config values, links):
+ * lowercases a DNS name, drops one trailing dot, and validates it. Returns
+ * undefined for invalid names — including names whose last label is numeric
+ * (`2130706433`, `0177.0.0.1`, `0x7f.1`): no real TLD is numeric, and the
+ * resolver would read them as (octal/hex) IPv4 addresses.
+ */
+export function normalizeHostName(host: string): string | undefined {
+  let h = host.toLowerCase();
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  if (h.length === 0 || h.length > 253) return undefined;
+  const labels = h.split('.');
+  for (const l of labels) if (!LABEL.test(l)) return undefined;
+  if (NUMERIC_LABEL.test(labels[labels.length - 1] ?? '')) return undefined;
+  return h;
+}
+
 // Characters no hostname contains; ':' and '[]' would also break formatHostPort,
 // '/?#@\\%' would let a "domain" smuggle URL structure into an HTTP request.
 const DOMAIN_FORBIDDEN = new Set([...':/?#@[]\\%<>"|^`{}']);
@@ -233,35 +255,16 @@ function checkDomain(host: string): void {
   const labels = host.split('.');
   if (labels.length > 1 && labels[labels.length - 1] === '') labels.pop();
   const last = labels[labels.length - 1] ?? '';
-  if (/^[0-9]+$/.test(last) || /^0x[0-9a-f]*$/i.test(last)) {
+  if (NUMERIC_LABEL.test(last)) {
     throw new AddressError('domain', `domain ${JSON.stringify(host)} looks like a non-canonical IPv4 address`);
   }
 }
 
 /** Writes IPv6 text (already validated by isIP, no zone) as 16 bytes. */
 function writeIpv6(text: string, out: Buffer, offset: number): void {
-  const dbl = text.indexOf('::');
-  const headText = dbl < 0 ? text : text.slice(0, dbl);
-  const tailText = dbl < 0 ? '' : text.slice(dbl + 2);
-  const head = toWords(headText);
-  const tail = toWords(tailText);
-  const zeros = 8 - head.length - tail.length;
-  const words = [...head, ...new Array<number>(zeros).fill(0), ...tail];
-  for (let i = 0; i < 8; i++) out.writeUInt16BE(words[i] ?? 0, offset + 2 * i);
-}
-
-function toWords(part: string): number[] {
-  if (part === '') return [];
-  const words: number[] = [];
-  for (const g of part.split(':')) {
-    if (g.includes('.')) {
-      const [a = 0, b = 0, c = 0, d = 0] = g.split('.').map(Number);
-      words.push((a << 8) | b, (c << 8) | d);
-    } else {
-      words.push(parseInt(g, 16));
-    }
-  }
-  return words;
+  const groups = parseIpv6Groups(text);
+  if (groups === undefined) throw new AddressError('syntax', `not an IPv6 address: ${JSON.stringify(text)}`);
+  for (let i = 0; i < 8; i++) out.writeUInt16BE(groups[i] as number, offset + 2 * i);
 }
 
 /** RFC 5952 text of 16 bytes: lowercase, no leading zeros, longest zero run as '::'. */

@@ -18,6 +18,7 @@
  */
 import { ConfigError } from '../core/errors.js';
 import { formatIpv6Groups } from '../core/address.js';
+import { parseIpv4, parseIpv6Groups } from '../core/ip.js';
 
 /** An IPv4 address as an unsigned 32-bit integer. */
 export interface Ipv4 {
@@ -36,22 +37,6 @@ export type Ip = Ipv4 | Ipv6;
 
 type Words = [number, number, number, number];
 
-const DEC_OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
-
-function parseV4Raw(s: string): number | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
-  let v = 0;
-  for (const p of parts) {
-    if (!DEC_OCTET.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    v = v * 256 + n;
-  }
-  return v >>> 0;
-}
-
 function parseV6Raw(input: string): Words | undefined {
   let s = input;
   const pct = s.indexOf('%');
@@ -60,40 +45,8 @@ function parseV6Raw(input: string): Words | undefined {
     if (pct === s.length - 1) return undefined;
     s = s.slice(0, pct);
   }
-  if (s.length < 2 || s.length > 45) return undefined;
-  const groups: number[] = [];
-  const dbl = s.indexOf('::');
-  if (dbl >= 0 && s.indexOf('::', dbl + 1) >= 0) return undefined;
-  const pushGroups = (part: string, allowV4Tail: boolean): boolean => {
-    if (part === '') return true;
-    const items = part.split(':');
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i] ?? '';
-      if (allowV4Tail && i === items.length - 1 && it.includes('.')) {
-        const v4 = parseV4Raw(it);
-        if (v4 === undefined) return false;
-        groups.push(v4 >>> 16, v4 & 0xffff);
-      } else {
-        if (!HEX_GROUP.test(it)) return false;
-        groups.push(parseInt(it, 16));
-      }
-    }
-    return true;
-  };
-  let head: number[];
-  let tailCount = 0;
-  if (dbl >= 0) {
-    if (!pushGroups(s.slice(0, dbl), false)) return undefined;
-    head = groups.splice(0);
-    if (!pushGroups(s.slice(dbl + 2), true)) return undefined;
-    tailCount = groups.length;
-    if (head.length + tailCount > 7) return undefined;
-    const zeros = new Array<number>(8 - head.length - tailCount).fill(0);
-    groups.splice(0, 0, ...head, ...zeros);
-  } else {
-    if (!pushGroups(s, true)) return undefined;
-    if (groups.length !== 8) return undefined;
-  }
+  const groups = parseIpv6Groups(s);
+  if (groups === undefined) return undefined;
   const g = (i: number): number => groups[i] ?? 0;
   return [
     ((g(0) << 16) | g(1)) >>> 0,
@@ -126,7 +79,7 @@ export function parseIp(text: string): Ip | undefined {
     if (foldsToV4(w)) return { family: 4, v4: w[3] };
     return { family: 6, words: w };
   }
-  const v4 = parseV4Raw(s);
+  const v4 = parseIpv4(s);
   return v4 === undefined ? undefined : { family: 4, v4 };
 }
 
@@ -264,7 +217,7 @@ export function tryParseCidr(text: string): Cidr | string {
     if (net.some((x, i) => x !== w[i])) return 'host bits set';
     return new Cidr(6, net, pfx);
   }
-  const v4 = parseV4Raw(addr);
+  const v4 = parseIpv4(addr);
   if (v4 === undefined) return 'bad IPv4 address';
   const pfx = prefix ?? 32;
   if (pfx > 32) return 'prefix length over 32';

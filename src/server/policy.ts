@@ -50,6 +50,7 @@ import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
+import { normalizeHostName } from '../core/address.js';
 import { CidrSet, embeddedIpv4, formatIp, parseIp, tryParseCidr } from './cidr.js';
 import type { Cidr, Ip } from './cidr.js';
 
@@ -157,6 +158,8 @@ type Target =
   | { readonly kind: 'host'; readonly name: string }
   | { readonly kind: 'suffix'; readonly suffix: string };
 
+export { normalizeHostName };
+
 /** One parsed `allow`/`deny` entry. */
 export interface PolicyRule {
   /** The entry as written (used as `rule` in decisions). */
@@ -164,25 +167,6 @@ export interface PolicyRule {
   readonly target: Target;
   /** Undefined means every port. */
   readonly ports: PortRanges | undefined;
-}
-
-const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
-const NUMERIC_LABEL = /^(?:[0-9]+|0x[0-9a-f]*)$/;
-
-/**
- * Lowercases a DNS name, drops one trailing dot, and validates it. Returns
- * undefined for invalid names — including names whose last label is numeric
- * (`2130706433`, `0177.0.0.1`, `0x7f.1`): no real TLD is numeric, and the
- * resolver would read them as (octal/hex) IPv4 addresses.
- */
-export function normalizeHostName(host: string): string | undefined {
-  let h = host.toLowerCase();
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  if (h.length === 0 || h.length > 253) return undefined;
-  const labels = h.split('.');
-  for (const l of labels) if (!LABEL.test(l)) return undefined;
-  if (NUMERIC_LABEL.test(labels[labels.length - 1] ?? '')) return undefined;
-  return h;
 }
 
 function parsePort(s: string): number | undefined {

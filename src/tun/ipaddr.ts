@@ -8,62 +8,22 @@
  */
 import { ConfigError } from '../core/errors.js';
 import { formatIpv6Groups } from '../core/address.js';
-
-const DEC_OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
-
-function parseV4(s: string, out: Buffer, off: number): boolean {
-  const parts = s.split('.');
-  if (parts.length !== 4) return false;
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i] as string;
-    if (!DEC_OCTET.test(p) || Number(p) > 255) return false;
-    out[off + i] = Number(p);
-  }
-  return true;
-}
-
-function parseV6(s: string): Buffer | undefined {
-  const out = Buffer.alloc(16);
-  const dbl = s.indexOf('::');
-  if (dbl !== s.lastIndexOf('::')) return undefined;
-  const headText = dbl < 0 ? s : s.slice(0, dbl);
-  const tailText = dbl < 0 ? '' : s.slice(dbl + 2);
-  const head = headText === '' ? [] : headText.split(':');
-  const tail = tailText === '' ? [] : tailText.split(':');
-  const words: number[] = [];
-  const groups = (list: string[], allowV4Last: boolean): number[] | undefined => {
-    const w: number[] = [];
-    for (let i = 0; i < list.length; i++) {
-      const g = list[i] as string;
-      if (allowV4Last && i === list.length - 1 && g.includes('.')) {
-        const b = Buffer.alloc(4);
-        if (!parseV4(g, b, 0)) return undefined;
-        w.push(b.readUInt16BE(0), b.readUInt16BE(2));
-      } else if (HEX_GROUP.test(g)) w.push(parseInt(g, 16));
-      else return undefined;
-    }
-    return w;
-  };
-  const h = groups(head, dbl < 0);
-  const t = groups(tail, true);
-  if (h === undefined || t === undefined) return undefined;
-  if (dbl < 0) {
-    if (h.length !== 8) return undefined;
-    words.push(...h);
-  } else {
-    if (h.length + t.length > 7) return undefined;
-    words.push(...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t);
-  }
-  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
-  return out;
-}
+import { parseIpv4, parseIpv6Groups } from '../core/ip.js';
 
 /** The bytes of an IPv4 (4) or IPv6 (16) address, or undefined when `text` is not one. */
 export function parseIpBytes(text: string): Buffer | undefined {
-  if (text.includes(':')) return parseV6(text);
-  const b = Buffer.alloc(4);
-  return parseV4(text, b, 0) ? b : undefined;
+  if (text.includes(':')) {
+    const groups = parseIpv6Groups(text);
+    if (groups === undefined) return undefined;
+    const out = Buffer.alloc(16);
+    for (let i = 0; i < 8; i++) out.writeUInt16BE(groups[i] as number, 2 * i);
+    return out;
+  }
+  const v4 = parseIpv4(text);
+  if (v4 === undefined) return undefined;
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(v4, 0);
+  return out;
 }
 
 /** Text of 4 or 16 address bytes; IPv6 per RFC 5952 (lower case, longest zero run as `::`). */
