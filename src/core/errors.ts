@@ -1,12 +1,15 @@
 /**
  * Typed errors with stable codes. Every failure polytun reports is a
  * `PolytunError` subclass whose `code` never changes between releases, so
- * callers and log searches can rely on it.
+ * callers and log searches can rely on it. The catalogue of codes is
+ * core/error-codes.ts.
  */
+import type { ErrorCode } from './error-codes.js';
+
 export class PolytunError extends Error {
-  /** Stable machine-readable code, `ERR_…`. */
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  /** Stable machine-readable code, `ERR_…`, listed in {@link ERROR_CODES}. */
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;

@@ -15,6 +15,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { PolytunError } from '../core/errors.js';
+import type { ErrorCode } from '../core/error-codes.js';
 
 /** Where `npm run build:native` puts the addon (same relative path from src/ and dist/). */
 export const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/polytun_native.node', import.meta.url));
@@ -37,7 +38,7 @@ export class NativeUnavailableError extends PolytunError {
 export class SyscallError extends PolytunError {
   readonly errno: string;
   readonly syscall: string;
-  constructor(code: string, errno: string, syscall: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, errno: string, syscall: string, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.errno = errno;
     this.syscall = syscall;
