@@ -1,9 +1,29 @@
 /**
- * `npm run bench`: every benchmark prints its figures beside a baseline
+ * `npm run bench [NAME]`: every benchmark prints its figures beside a baseline
  * measured in the same run, as ratios (this machine varies ±15 % between runs).
  * BENCH_BYTES sets the transfer size (default 1 GiB).
+ *
+ * It prints the machine first (CPU, cores, each AEAD's speed) and writes
+ * what it printed and its results as JSON to bench-results/ (or to
+ * $BENCH_JSON), so figures from two machines or two commits can be told
+ * apart and compared later.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { format } from 'node:util';
+import { formatMachine, machineInfo } from './machine.js';
 import { benchSession } from './session.js';
+
+// Keep every printed line for the JSON file (the text is the report people read).
+const printed: string[] = [];
+const print = console.log.bind(console);
+console.log = (...args: unknown[]): void => {
+  printed.push(format(...args));
+  print(...args);
+};
+const results: Record<string, unknown> = {};
+const machine = machineInfo();
+for (const line of formatMachine(machine)) console.log(line);
 
 const gbit = (mbps: number): string => `${((mbps * 8) / 1000).toFixed(2)} Gbit/s`;
 const bytes = Number(process.env.BENCH_BYTES ?? 1 << 30);
@@ -12,6 +32,7 @@ const only = process.argv[2];
 if (!only || only === 'session') {
   console.log(`# session over loopback TCP (${(bytes / 2 ** 20).toFixed(0)} MiB per case, server in a child process)`);
   const r = await benchSession(bytes);
+  results.session = r;
   const row = (name: string, v: number): void =>
     console.log(`${name.padEnd(28)} ${v.toFixed(0).padStart(6)} MB/s  ${gbit(v).padStart(14)}  ratio to raw ${(v / r.rawMBps).toFixed(3)}`);
   row('raw loopback TCP', r.rawMBps);
@@ -25,13 +46,18 @@ if (!only || only === 'bonding') {
   const why = bondingBenchUnavailable();
   console.log('# bonding: two shaped links in a namespace lab (2:1 rates, 1:4 RTTs), beside plain TCP and kernel MPTCP');
   if (why) console.log(`skipped: ${why}`);
-  else printBonding(await benchBonding());
+  else {
+    const r = await benchBonding();
+    results.bonding = r;
+    printBonding(r);
+  }
 }
 
 if (!only || only === 'gateway') {
   const { benchBulk, benchScale } = await import('./gateway.js');
   console.log(`# gateway: one bulk stream, client -L -> server -> sink, 4 processes (${(bytes / 2 ** 20).toFixed(0)} MiB per case in 3 interleaved rounds, median)`);
   const b = await benchBulk(bytes, 3);
+  results.gatewayBulk = b;
   const row = (name: string, v: number | undefined, runs: number[] | undefined, ref = b.ssV2rayMBps, refName = 'ss+v2ray'): void =>
     console.log(
       v === undefined
@@ -53,6 +79,7 @@ if (!only || only === 'gateway') {
   console.log(`goal: wss >= 2x ss+v2ray -> ${b.ssV2rayMBps === undefined ? 'not measured (ss-v2ray-plugin not installed)' : b.wssMBps >= 2 * b.ssV2rayMBps ? 'met' : 'NOT met'}`);
   console.log('# gateway: 1,000 users x 1 wss session x 10 idle streams on one server process (VmRSS of the server)');
   const s = await benchScale(1000, 10);
+  results.gatewayScale = s;
   console.log(`server RSS: ${s.rssBaseMiB.toFixed(1)} MiB with 1,000 users, ${s.rssSessionsMiB.toFixed(1)} MiB with ${s.sessions} sessions, ${s.rssStreamsMiB.toFixed(1)} MiB with ${s.streams} idle streams`);
   console.log(`per session ${s.perSessionKiB.toFixed(1)} KiB, per idle stream ${s.perIdleStreamKiB.toFixed(1)} KiB (incl. its relay socket to the target); ${s.sessions} wss handshakes in ${s.connectSeconds.toFixed(1)} s`);
   console.log(`goal: < 64 KiB per idle stream -> ${s.perIdleStreamKiB < 64 ? 'met' : 'NOT met'}`);
@@ -60,12 +87,21 @@ if (!only || only === 'gateway') {
 
 if (!only || only === 'proxy') {
   const { benchProxy, formatProxyBench } = await import('./proxy.js');
-  for (const line of formatProxyBench(await benchProxy())) console.log(line);
+  const r = await benchProxy();
+  results.proxy = r;
+  for (const line of formatProxyBench(r)) console.log(line);
 }
 
 if (!only || only === 'vpn') {
   const { benchVpn, printVpn } = await import('./vpn.js');
   console.log('# vpn: iperf3 between two namespaces: veth, polytun --tun (TCP carrier), OpenVPN (UDP, chacha20), same run');
   const r = await benchVpn();
+  results.vpn = r;
   if (r) printVpn(r);
 }
+
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const out = process.env.BENCH_JSON ?? `bench-results/${stamp}-${only ?? 'all'}.json`;
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify({ at: new Date().toISOString(), bench: only ?? 'all', machine, results, printed }, null, 2)}\n`);
+print(`results: ${out}`);
