@@ -252,12 +252,25 @@ function relay(s: PolyStream, sock: Socket, o: RelayOptions): void {
     o.tally('connectionsActive', -1);
     if (!(s.finSent && s.finReceived && s.readableEnded)) abortSocket(sock);
   });
-  sock.setTimeout(o.idleTimeoutMs, () => {
+  // Idle means no bytes either way on the stream as well as on the socket: a
+  // reader taking 1 KiB/s moves its stream while the target socket, paused
+  // until the relay's queue drains, may see no read for minutes. The
+  // stream's progress is its peer's credit (what the client has read) and
+  // what we have read from it.
+  let moved = s.sendLimit + s.consumedBytes;
+  sock.on('timeout', () => {
+    const now = s.sendLimit + s.consumedBytes;
+    if (now !== moved) {
+      moved = now;
+      sock.setTimeout(o.idleTimeoutMs); // re-armed: one check per idle period, nothing per byte
+      return;
+    }
     o.tally('idleTimeouts');
     o.log.debug({ sid: s.id }, 'relay idle; resetting it');
     s.reset(ProxyResetCode.idleTimeout);
     abortSocket(sock); // also when the stream had already finished and only our FIN to the target was stuck
   });
+  sock.setTimeout(o.idleTimeoutMs);
   relayBytes(s, sock);
   relayBytes(sock, s);
 }

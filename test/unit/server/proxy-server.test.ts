@@ -16,6 +16,7 @@ import type { Session, SessionOptions } from '../../../src/session/session.js';
 import type { PolyStream } from '../../../src/session/stream.js';
 import { deadTcpEndpoint } from '../../helpers/net-fixtures.js';
 import { recordingLogger } from '../../helpers/fake-egress.js';
+import { waitUntil } from '../../helpers/eventually.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -296,6 +297,43 @@ describe('proxy server: CONNECT', () => {
     await closed(sock);
     assert.equal(proxy.stats.idleTimeouts, 1);
     assert.equal(proxy.stats.connectionsActive, 0);
+  });
+
+  // Regression (30-minute soak): a reader taking 1 KiB/s kept its stream moving, but the
+  // target socket saw no read for longer than idleTimeoutMs (the relay waits until the
+  // stream's 256 KiB queue has drained), and the relay was reset as idle.
+  it('a slow reader is not idle: the relay lives while the stream moves, and is reset once it stops', { timeout: 60_000 }, async () => {
+    const total = 16 << 20;
+    const t = await target((sock) => {
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      let written = 0;
+      const pump = (): void => {
+        while (written < total) {
+          written += chunk.length;
+          if (!sock.write(chunk)) return void sock.once('drain', pump);
+        }
+        sock.end();
+      };
+      pump();
+    });
+    const idleTimeoutMs = 2000;
+    const { p, proxy } = await setup({ init: { idleTimeoutMs } });
+    const s = openConnect(p, '127.0.0.1', t.port);
+    let code: number | undefined;
+    s.on('error', (err) => (code = err instanceof StreamResetError ? err.resetCode : -1));
+    let got = 0;
+    // 4 KiB every 100 ms: the relay's 256 KiB queue takes over 6 s to drain, three idle timeouts.
+    const slow = setInterval(() => {
+      for (let c = s.read(4096) as Buffer | null; c !== null; c = null) got += c.length;
+    }, 100);
+    cleanups.push(() => clearInterval(slow));
+    await waitUntil(() => got >= 400 * 1024 || code !== undefined, 'the slow reader got 400 KiB');
+    assert.equal(code, undefined, 'the moving stream was reset');
+    assert.equal(proxy.stats.idleTimeouts, 0);
+    // Stops reading with data pending: now nothing moves either way, and the relay goes.
+    clearInterval(slow);
+    assert.equal(await resetCode(s), ProxyResetCode.idleTimeout);
+    assert.equal(proxy.stats.idleTimeouts, 1);
   });
 
   it('resets malformed and ACCEPTED opens, counts them, and keeps serving', async () => {
