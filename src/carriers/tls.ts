@@ -15,12 +15,13 @@ import tls from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import { ConfigError } from '../core/errors.js';
+import type { StreamCapabilities } from '../core/stream-caps.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { fingerprintOfDer, spkiFingerprintOfDer } from './cert.js';
 import { guardDial } from './dial.js';
 import { CertificateError, DialError, errnoOf } from './errors.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS, dropTlsClient } from './preauth.js';
-import { ServerListener, TcpCarrier, gateFor, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
+import { ServerListener, TcpCarrier, gateFor, listenServer, socketCapabilities, socketConn, type TcpCarrierInit } from './tcp.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
 
@@ -98,7 +99,7 @@ export class TlsCarrier implements StreamCarrier {
     );
     const meta: Record<string, string> = { tlsVersion: socket.getProtocol() ?? '', fingerprint };
     if (socket.alpnProtocol) meta.alpn = socket.alpnProtocol;
-    return socketConn(socket, meta);
+    return socketConn(socket, meta, tlsCapabilities(socket));
   }
 
   private handshake(to: Endpoint, tcp: Socket, signal: AbortSignal): Promise<{ socket: tls.TLSSocket; fingerprint: string }> {
@@ -190,13 +191,21 @@ export class TlsCarrier implements StreamCarrier {
       if (socket.alpnProtocol) meta.alpn = socket.alpnProtocol;
       const sni = (socket as tls.TLSSocket & { servername?: string | false }).servername;
       if (sni) meta.sni = sni;
-      onConn({ ...socketConn(socket, meta), authenticated: () => gate.release(socket) });
+      onConn({ ...socketConn(socket, meta, tlsCapabilities(socket)), authenticated: () => gate.release(socket) });
     });
     server.on('tlsClientError', (err, socket) => dropTlsClient(this.logger, err, socket));
     await listenServer(server, at, this.init.tcp?.backlog);
     server.on('error', (err) => gate.listenerError(err));
     return new ServerListener(server, gate);
   }
+}
+
+/**
+ * What a TLS socket can do: what any socket can (its write callbacks run once
+ * OpenSSL has encrypted the bytes), plus the TLS binding and single writes.
+ */
+export function tlsCapabilities(socket: tls.TLSSocket): StreamCapabilities {
+  return { ...socketCapabilities(socket), tlsBinding: () => tlsBindingOf(socket), singleWrites: () => singleWrites(socket) };
 }
 
 /**

@@ -33,14 +33,15 @@ import { TLSSocket } from 'node:tls';
 import { formatHost } from '../core/address.js';
 import { Fifo } from '../core/fifo.js';
 import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
+import { declareCapabilities } from '../core/stream-caps.js';
 import { ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Decoy } from './decoy.js';
 import { guardDial } from './dial.js';
 import { ConnectionResetError, DialError, errnoOf } from './errors.js';
 import { TcpCarrier, socketConn, type TcpCarrierInit } from './tcp.js';
-import { hasHeadroom } from './headroom.js';
-import { TlsCarrier, singleWrites } from './tls.js';
+import { hasHeadroom } from '../core/headroom.js';
+import { TlsCarrier, singleWrites, tlsBindingOf } from './tls.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
 import { FrameReader, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, acceptKey, frameHeader, headerLength, maskedCopy, writeHeader } from './ws-frames.js';
@@ -120,14 +121,13 @@ const CLOSE_WAIT_MS = 5000;
  * with backpressure both ways.
  *
  * A write's callback runs once the socket has taken the bytes (in the kernel,
- * or encrypted by TLS), as on a net.Socket: `buffersFreeOnWriteCallback`
- * tells a writer that it may reuse a buffer from then on. A chunk written
- * with headroom (carriers/headroom.ts) goes out with its header in place:
- * one buffer per frame.
+ * or encrypted by TLS), as on a net.Socket: the stream declares
+ * `buffersFreeOnWriteCallback` (core/stream-caps.ts), so a writer may reuse a
+ * buffer from then on; also slab reads of its socket and, over TLS, the TLS
+ * binding. A chunk written with headroom (core/headroom.ts) goes out with
+ * its header in place: one buffer per frame.
  */
 export class WsStream extends Duplex {
-  /** See the class comment. */
-  readonly buffersFreeOnWriteCallback = true;
   /** The TLS socket underneath (wss terminated here, or dialled), for the TLS binding; undefined over plain ws. */
   get tlsSocket(): TLSSocket | undefined {
     return this.socket instanceof TLSSocket ? this.socket : undefined;
@@ -166,6 +166,11 @@ export class WsStream extends Duplex {
     socket.setTimeout(0);
     socket.setNoDelay(true);
     if (socket instanceof TLSSocket) singleWrites(socket);
+    declareCapabilities(this, {
+      buffersFreeOnWriteCallback: true,
+      slabReads: (o) => this.enableSlabReads(o),
+      ...(socket instanceof TLSSocket && { tlsBinding: () => tlsBindingOf(socket) }),
+    });
     socket.on('data', this.onSocketData);
     socket.on('end', this.onSocketGone);
     socket.on('close', this.onSocketGone);

@@ -32,7 +32,7 @@ import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { ChunkList } from '../core/chunks.js';
 import { AbortedError, AuthError, PolytunError, ProtocolError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
-import { tlsBindingOf } from '../carriers/tls.js';
+import { capabilitiesOf } from '../core/stream-caps.js';
 import { SecureChannel, type ChannelInit } from './channel.js';
 import {
   CAP_DATAGRAM, CAP_RESUME, CAP_TLS_BOUND, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
@@ -159,7 +159,7 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
     remoteStaticKey: init.serverPublicKey,
   });
   const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
-  const binding = init.tlsBound === false ? undefined : tlsBindingOf(conn.stream);
+  const binding = init.tlsBound === false ? undefined : capabilitiesOf(conn.stream).tlsBinding?.();
   const hello: ClientHello = {
     minVersion: PROTOCOL_VERSION,
     maxVersion: PROTOCOL_VERSION,
@@ -321,7 +321,7 @@ function silentClose(stream: Duplex, closeAt: AbortSignal): void {
  */
 function sameTlsSession(conn: HandshakeConn, hello: ClientHello): boolean {
   if (hello.tlsBinding === undefined) return false;
-  const mine = tlsBindingOf(conn.stream);
+  const mine = capabilitiesOf(conn.stream).tlsBinding?.();
   return mine !== undefined && mine.length === hello.tlsBinding.length && timingSafeEqual(mine, hello.tlsBinding);
 }
 

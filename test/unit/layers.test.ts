@@ -14,7 +14,7 @@ const ALLOWED: Record<string, string[]> = {
   core: [],
   native: ['core'],
   carriers: ['core', 'native'],
-  secure: ['core', 'native', 'carriers'],
+  secure: ['core', 'native'],
   session: ['core', 'secure'],
   paths: ['core', 'carriers', 'secure', 'session'],
   proxy: ['core', 'session'],

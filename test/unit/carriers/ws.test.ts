@@ -11,7 +11,7 @@ import { CertificateError } from '../../../src/carriers/errors.js';
 import type { Listener, StreamConn } from '../../../src/carriers/types.js';
 import type { WsStream} from '../../../src/carriers/ws.js';
 import { WsCarrier, WsUpgradeError, framePieces } from '../../../src/carriers/ws.js';
-import { allocWithHeadroom, hasHeadroom } from '../../../src/carriers/headroom.js';
+import { allocWithHeadroom, hasHeadroom } from '../../../src/core/headroom.js';
 import { WsServer, pathTableRoute, type Route, type WsServerInit } from '../../../src/carriers/ws-server.js';
 import { acceptKey } from '../../../src/carriers/ws-frames.js';
 import { closed, readAll, sha256, within } from '../../helpers/byte-streams.js';
