@@ -224,16 +224,15 @@ export function singleWrites(socket: tls.TLSSocket): void {
 const BINDING_LABEL = 'EXPORTER-polytun-tls-binding';
 
 /**
- * The TLS exporter value of the connection under `stream` (16 bytes): a TLS
- * socket itself, or a stream over one that exposes it as `tlsSocket` (the
- * WebSocket stream). Both ends of one TLS session get the same value; two
- * sessions joined by a TLS-terminating front get different ones. Undefined
- * when there is no TLS 1.3 underneath (or it is closed): a TLS 1.2 exporter
+ * The TLS exporter value of a TLS socket's connection (16 bytes), declared
+ * as the `tlsBinding` capability of the streams over it (TLS, wss). Both
+ * ends of one TLS session get the same value; two sessions joined by a
+ * TLS-terminating front get different ones. Undefined when `sock` is no
+ * TLS 1.3 socket (or it is closed): a TLS 1.2 exporter
  * is only as unique as the session's master secret, which without the
  * extended master secret two sessions can share (the triple handshake).
  */
-export function tlsBindingOf(stream: unknown): Buffer | undefined {
-  const sock = stream instanceof tls.TLSSocket ? stream : (stream as { tlsSocket?: unknown } | null)?.tlsSocket;
+export function tlsBindingOf(sock: unknown): Buffer | undefined {
   if (!(sock instanceof tls.TLSSocket) || sock.destroyed || sock.getProtocol() !== 'TLSv1.3') return undefined;
   try {
     return sock.exportKeyingMaterial(16, BINDING_LABEL, Buffer.alloc(0));

@@ -20,7 +20,8 @@
  * proved they know the server's key.
  *
  * TLS binding: over a TLS carrier (tls://, wss://) the client puts its TLS
- * exporter value in its hello. When the server's own value for the
+ * exporter value in its hello (the carrier declares it on the stream:
+ * core/stream-caps.ts). When the server's own value for the
  * connection is the same, the TLS session runs end to end between the two
  * processes (no TLS-terminating front or CDN in between), and the server
  * says so in its hello: the channel's records then skip their own
@@ -47,7 +48,11 @@ const PROLOGUE = Buffer.from('polytun');
 export const MSG1_SIZE = 32 + 48 + HELLO_SIZE + 16;
 export const MSG2_SIZE = 32 + HELLO_SIZE + 16;
 
-/** What a stream carrier connection looks like to the handshake. */
+/**
+ * What a stream carrier connection looks like to the handshake. The stream's
+ * declared capabilities (core/stream-caps.ts) give the TLS binding here and
+ * the channel's buffer reuse; a stream that declares none works without.
+ */
 export interface HandshakeConn {
   stream: Duplex;
   remote: string;
