@@ -12,6 +12,9 @@ import { TcpCarrier } from '../../../src/carriers/tcp.js';
 import { TlsCarrier } from '../../../src/carriers/tls.js';
 import { WsCarrier } from '../../../src/carriers/ws.js';
 import { NO_CAPABILITIES, capabilitiesOf } from '../../../src/core/stream-caps.js';
+import { pooledRecordsReceived } from '../../../src/secure/channel.js';
+import { RECORD_DATA } from '../../../src/secure/record.js';
+import { waitUntil } from '../../helpers/eventually.js';
 import { testCert } from '../../helpers/certs.js';
 import { carrierChannelPair, undeclaredTcpChannelPair } from './channel-pairs.js';
 import { recordChannelCompliance } from './record-channel-compliance.js';
@@ -70,5 +73,33 @@ describe('the plain path', () => {
   it('sockets no carrier made declare nothing', async (t) => {
     const p = await undeclaredTcpChannelPair(t);
     for (const s of p.sockets) assert.equal(capabilitiesOf(s), NO_CAPABILITIES);
+  });
+
+  it('bulk over undeclared sockets: no slab reads, so no record lands in a pool buffer', async (t) => {
+    const p = await undeclaredTcpChannelPair(t);
+    const before = pooledRecordsReceived();
+    let got = 0;
+    let pooled = 0;
+    p.b.onRecord((_pt, buf) => {
+      got++;
+      if (buf) pooled++;
+    });
+    let drained = 0;
+    p.a.onDrain(() => drained++);
+    p.a.start();
+    p.b.start();
+    // 4 MiB: well past the 1 MiB after which a declared carrier switches to slab reads.
+    const rec = Buffer.alloc(p.a.maxRecord, 7);
+    rec[0] = RECORD_DATA;
+    for (let i = 0; i < 64; i++) {
+      if (!p.a.writable) {
+        const at = drained;
+        await waitUntil(() => drained > at || p.a.writable, 'drain');
+      }
+      p.a.write(rec, rec.length);
+    }
+    await waitUntil(() => got === 64, 'every record');
+    assert.equal(pooled, 0);
+    assert.equal(pooledRecordsReceived(), before);
   });
 });
