@@ -25,6 +25,11 @@ export type { Logger } from './core/logger.js';
 export type { Endpoint, StreamCarrier, StreamConn, PacketCarrier, PacketConn, Listener } from './carriers/types.js';
 export { TcpCarrier } from './carriers/tcp.js';
 export { TlsCarrier } from './carriers/tls.js';
+// A carrier of your own declares what its streams can do (buffer reuse, slab
+// reads, the TLS binding); undeclared streams work, without those.
+export { declareCapabilities, type StreamCapabilities } from './core/stream-caps.js';
+export { socketCapabilities } from './carriers/tcp.js';
+export { tlsCapabilities } from './carriers/tls.js';
 export { generateKeyPair, encodeKey, decodeKey, keyPairFromToken, generateToken, type KeyPair } from './secure/keys.js';
 export { Session, SessionClosedError, type SessionOptions, type SessionStats, type PathStats } from './session/session.js';
 export { PolyStream, ResetCode } from './session/stream.js';

@@ -17,6 +17,7 @@
  */
 import { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { NO_CAPABILITIES, declareCapabilities } from '../core/stream-caps.js';
 import { guardDial } from './dial.js';
 import { ConnectionResetError } from './errors.js';
 import type { MemoryNetwork } from './memory-network.js';
@@ -113,6 +114,12 @@ export function memoryStreamPair(init: MemoryStreamInit = {}): [Duplex, Duplex] 
   const b = new MemoryDuplex({ highWaterMark, allowHalfOpen: true });
   a.peer = b;
   b.peer = a;
+  // Declared, not left out: none. There is no socket to read into slabs and
+  // no TLS; and although _write copies each chunk (its buffer is free by the
+  // callback), memory pairs stay the fast stand-in for the plain path every
+  // capability-less stream takes, which the session tests over memory cover.
+  declareCapabilities(a, NO_CAPABILITIES);
+  declareCapabilities(b, NO_CAPABILITIES);
   return [a, b];
 }
 

@@ -7,6 +7,8 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { enableSlabReads } from '../core/slab-reads.js';
+import { declareCapabilities, type StreamCapabilities } from '../core/stream-caps.js';
 import { guardDial } from './dial.js';
 import { PreAuthGate } from './preauth.js';
 import { DialError, ListenError, errnoOf } from './errors.js';
@@ -47,8 +49,25 @@ export function gateFor(scheme: string, at: Endpoint, init: TcpCarrierInit | und
   });
 }
 
-/** Wraps a connected socket as a StreamConn; addresses are captured now, since they vanish on destroy. */
-export function socketConn(socket: net.Socket, meta: Readonly<Record<string, string>> = {}): StreamConn {
+/**
+ * What a connected net.Socket can do: its write callbacks run in order once
+ * the kernel (or, for TLS, OpenSSL) has the bytes, and it can read into
+ * recycled slabs (core/slab-reads.ts).
+ */
+export function socketCapabilities(socket: net.Socket): StreamCapabilities {
+  return {
+    buffersFreeOnWriteCallback: true,
+    slabReads: (opts) => enableSlabReads(socket, { ...opts, recycle: true }),
+  };
+}
+
+/**
+ * Wraps a connected socket as a StreamConn and declares its capabilities
+ * (`caps`; TLS passes its own); addresses are captured now, since they
+ * vanish on destroy.
+ */
+export function socketConn(socket: net.Socket, meta: Readonly<Record<string, string>> = {}, caps: StreamCapabilities = socketCapabilities(socket)): StreamConn {
+  declareCapabilities(socket, caps);
   return {
     stream: socket,
     remote: formatEndpoint({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }),

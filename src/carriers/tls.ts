@@ -15,12 +15,13 @@ import tls from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import { ConfigError } from '../core/errors.js';
+import type { StreamCapabilities } from '../core/stream-caps.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { fingerprintOfDer, spkiFingerprintOfDer } from './cert.js';
 import { guardDial } from './dial.js';
 import { CertificateError, DialError, errnoOf } from './errors.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS, dropTlsClient } from './preauth.js';
-import { ServerListener, TcpCarrier, gateFor, listenServer, socketConn, type TcpCarrierInit } from './tcp.js';
+import { ServerListener, TcpCarrier, gateFor, listenServer, socketCapabilities, socketConn, type TcpCarrierInit } from './tcp.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
 
@@ -98,7 +99,7 @@ export class TlsCarrier implements StreamCarrier {
     );
     const meta: Record<string, string> = { tlsVersion: socket.getProtocol() ?? '', fingerprint };
     if (socket.alpnProtocol) meta.alpn = socket.alpnProtocol;
-    return socketConn(socket, meta);
+    return socketConn(socket, meta, tlsCapabilities(socket));
   }
 
   private handshake(to: Endpoint, tcp: Socket, signal: AbortSignal): Promise<{ socket: tls.TLSSocket; fingerprint: string }> {
@@ -190,13 +191,21 @@ export class TlsCarrier implements StreamCarrier {
       if (socket.alpnProtocol) meta.alpn = socket.alpnProtocol;
       const sni = (socket as tls.TLSSocket & { servername?: string | false }).servername;
       if (sni) meta.sni = sni;
-      onConn({ ...socketConn(socket, meta), authenticated: () => gate.release(socket) });
+      onConn({ ...socketConn(socket, meta, tlsCapabilities(socket)), authenticated: () => gate.release(socket) });
     });
     server.on('tlsClientError', (err, socket) => dropTlsClient(this.logger, err, socket));
     await listenServer(server, at, this.init.tcp?.backlog);
     server.on('error', (err) => gate.listenerError(err));
     return new ServerListener(server, gate);
   }
+}
+
+/**
+ * What a TLS socket can do: what any socket can (its write callbacks run once
+ * OpenSSL has encrypted the bytes), plus the TLS binding and single writes.
+ */
+export function tlsCapabilities(socket: tls.TLSSocket): StreamCapabilities {
+  return { ...socketCapabilities(socket), tlsBinding: () => tlsBindingOf(socket), singleWrites: () => singleWrites(socket) };
 }
 
 /**
@@ -215,16 +224,15 @@ export function singleWrites(socket: tls.TLSSocket): void {
 const BINDING_LABEL = 'EXPORTER-polytun-tls-binding';
 
 /**
- * The TLS exporter value of the connection under `stream` (16 bytes): a TLS
- * socket itself, or a stream over one that exposes it as `tlsSocket` (the
- * WebSocket stream). Both ends of one TLS session get the same value; two
- * sessions joined by a TLS-terminating front get different ones. Undefined
- * when there is no TLS 1.3 underneath (or it is closed): a TLS 1.2 exporter
+ * The TLS exporter value of a TLS socket's connection (16 bytes), declared
+ * as the `tlsBinding` capability of the streams over it (TLS, wss). Both
+ * ends of one TLS session get the same value; two sessions joined by a
+ * TLS-terminating front get different ones. Undefined when `sock` is no
+ * TLS 1.3 socket (or it is closed): a TLS 1.2 exporter
  * is only as unique as the session's master secret, which without the
  * extended master secret two sessions can share (the triple handshake).
  */
-export function tlsBindingOf(stream: unknown): Buffer | undefined {
-  const sock = stream instanceof tls.TLSSocket ? stream : (stream as { tlsSocket?: unknown } | null)?.tlsSocket;
+export function tlsBindingOf(sock: unknown): Buffer | undefined {
   if (!(sock instanceof tls.TLSSocket) || sock.destroyed || sock.getProtocol() !== 'TLSv1.3') return undefined;
   try {
     return sock.exportKeyingMaterial(16, BINDING_LABEL, Buffer.alloc(0));

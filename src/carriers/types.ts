@@ -27,7 +27,11 @@ export interface DialOptions {
 
 /** One connected byte stream from a stream carrier. */
 export interface StreamConn {
-  /** The byte stream. Destroy it to close the connection. */
+  /**
+   * The byte stream. Destroy it to close the connection. The carrier
+   * declares what it can do beyond the Duplex contract (buffer reuse, slab
+   * reads, TLS binding: core/stream-caps.ts) before handing it out.
+   */
   readonly stream: Duplex;
   /** Printable remote address, e.g. `127.0.0.1:4433` (for logs only). */
   readonly remote: string;

@@ -28,7 +28,7 @@ import { TLS_CIPHERS } from './tls.js';
 import { formatEndpoint } from './types.js';
 import { acceptKey } from './ws-frames.js';
 import type { Endpoint, Listener, StreamConn } from './types.js';
-import { DEFAULT_WS_MAX_PAYLOAD, WsStream, type WsStreamInit } from './ws.js';
+import { DEFAULT_WS_MAX_PAYLOAD, WsStream, type WsStreamInit } from './ws-stream.js';
 
 /** What `route` decided about one upgrade request. */
 export type RouteDecision =

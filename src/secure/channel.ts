@@ -1,20 +1,20 @@
 /**
- * A secure channel: the record layer bound to one stream-carrier connection.
+ * A secure channel: the record layer bound to one stream-carrier connection,
+ * the stream implementation of the record-channel seam (record-channel.ts).
  * The session above hands it whole record plaintexts and receives whole
  * record plaintexts; the channel owns keys, nonces, rekeying and the socket.
  *
  * Lifecycle: 'open' → 'closed' (once). `close()` ends the carrier gracefully
  * after queued bytes; `abort(err)` destroys it at once. Both are idempotent.
  */
-import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
-import { singleWrites } from '../carriers/tls.js';
 import { ChunkList } from '../core/chunks.js';
 import { toError } from '../core/errors.js';
-import { enableSlabReads, type SlabReadOptions, type SlabReader } from '../core/slab-reads.js';
+import type { SlabReader } from '../core/slab-reads.js';
+import { capabilitiesOf, type StreamCapabilities } from '../core/stream-caps.js';
 import { releaseRecordBuffer, releaseSealedBuffer, takeRecordBuffer, takeSealedBuffer } from './record-pool.js';
-import { RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
+import type { ChannelInfo, RecordChannel } from './record-channel.js';
+import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
 
 /** Records at least this big are built in reused buffers (where the carrier allows); smaller ones come from Node's shared slab. */
 const POOL_FROM = 4096;
@@ -27,14 +27,6 @@ let pooledReceived = 0;
 /** Records decrypted into record-pool buffers so far, by every channel of the process (tests, stats). */
 export function pooledRecordsReceived(): number {
   return pooledReceived;
-}
-
-/**
- * A carrier stream that can read its socket into recycled slabs, emitting
- * 'data' chunks the caller releases in order (see WsStream).
- */
-export interface SlabSource {
-  enableSlabReads(opts: Omit<SlabReadOptions, 'recycle'>): SlabReader | null;
 }
 
 export interface ChannelInit {
@@ -52,20 +44,15 @@ export interface ChannelInit {
   tlsBound?: boolean;
 }
 
-export interface ChannelInfo {
-  remote: string;
-  local: string;
-  carrier: string;
-  /** Noise handshake hash (channel binding), for resume proofs and logs. */
-  handshakeHash: Buffer;
-  /** How records are protected: their own AEAD, or by the end-to-end TLS they ride in. */
-  protection?: 'aead' | 'tls-bound';
-}
-
-export class SecureChannel {
+export class SecureChannel implements RecordChannel {
   readonly info: ChannelInfo;
+  /** A byte stream delivers every record, in order. */
+  readonly reliable = true;
+  readonly maxRecord = MAX_RECORD_PLAINTEXT;
   private readonly input = new ChunkList();
   private closed = false;
+  /** No more writes: close() was called, or the channel closed. */
+  private shut = false;
   private recordHandler: (plaintext: Buffer, pooled: Buffer | undefined) => void = () => undefined;
   private closeHandlers: ((err?: Error) => void)[] = [];
   private drainHandler: () => void = () => undefined;
@@ -75,17 +62,18 @@ export class SecureChannel {
   bytesIn = 0;
   bytesOut = 0;
   /**
-   * Large records are built in reused buffers when the carrier is a
-   * net.Socket (TCP, or TLS) or says its write callbacks work the same way
-   * (`buffersFreeOnWriteCallback`: the WebSocket stream): write callbacks run
-   * in order once the bytes are in the kernel (or in OpenSSL's buffer), so a
-   * buffer is free again then. A 64 KiB allocation per record was most of the
+   * Large records are built in reused buffers when the carrier declares
+   * `buffersFreeOnWriteCallback` (core/stream-caps.ts: TCP, TLS, the
+   * WebSocket stream): write callbacks run in order once the bytes are in
+   * the kernel (or in OpenSSL's buffer), so a buffer is free again then. A 64 KiB allocation per record was most of the
    * sender's GC time. The buffers come from a process-wide pool
    * (record-pool.ts: as many as were in flight, trimmed when idle), with room
-   * in front for a WebSocket header (carriers/headroom.ts). Other carriers
-   * (memory) may hold on to written buffers, so they get fresh ones.
+   * in front for a WebSocket header (core/headroom.ts). Streams that declare
+   * nothing (memory) get fresh ones.
    */
   private readonly reuse: boolean;
+  /** Read once here: the carrier's declared slab reads (see onData), if any. */
+  private readonly slabReads: StreamCapabilities['slabReads'];
   /** Buffers handed to the socket, in write order (undefined: not reusable). */
   private readonly written: (Buffer | undefined)[] = [];
   private readonly onWritten = (): void => {
@@ -105,12 +93,14 @@ export class SecureChannel {
     this.rekeyBytes = init.rekeyBytes ?? 2 ** 30;
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
     this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
-    this.reuse = stream instanceof Socket || (stream as { buffersFreeOnWriteCallback?: boolean }).buffersFreeOnWriteCallback === true;
+    const caps = capabilitiesOf(stream);
+    this.reuse = caps.buffersFreeOnWriteCallback === true;
+    this.slabReads = caps.slabReads;
     // Over TLS, a write of several buffers is joined into a fresh allocation
     // before encryption (and the records were reused to avoid just that), so
     // records go to a TLS socket one write each; each is a whole TLS
     // write, encrypted straight from our buffer.
-    if (stream instanceof TLSSocket) singleWrites(stream);
+    caps.singleWrites?.();
     if (leftover && leftover.length > 0) this.input.push(leftover);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('drain', () => this.drainHandler());
@@ -186,16 +176,17 @@ export class SecureChannel {
    * the session waits for 'drain' (write() has returned false by then).
    */
   get writable(): boolean {
-    return !this.closed && this.stream.writableLength < this.maxQueued;
+    return !this.shut && this.stream.writableLength < this.maxQueued;
   }
 
   /**
    * Seals and writes one record whose plaintext is `buf[0..len)`, first byte
    * RECORD_DATA. Returns false when the carrier wants the writer to wait for
-   * drain. Writing to a closed channel is a no-op returning false.
+   * drain. Writing to a closed or closing channel is a no-op returning false
+   * (the carrier's write side is ended: a write would fail it with an error).
    */
   write(buf: Buffer, len: number): boolean {
-    if (this.closed) return false;
+    if (this.shut) return false;
     if (this.sealer.bytesUnderKey >= this.rekeyBytes || Date.now() - this.sealer.keySince >= this.rekeyMs) {
       this.send(this.sealer.sealKeyUpdate(), undefined);
     }
@@ -214,7 +205,8 @@ export class SecureChannel {
 
   /** Graceful: ends the carrier after what is queued. */
   close(): void {
-    if (this.closed) return;
+    if (this.shut) return;
+    this.shut = true;
     this.stream.end();
     // A peer that never closes its side must not hold the socket forever.
     setTimeout(() => this.stream.destroy(), 5000).unref();
@@ -266,14 +258,11 @@ export class SecureChannel {
   }
 
   /**
-   * Slab reads with recycling: on the socket itself (TCP or TLS), or through
-   * a carrier stream that offers them over its own socket (WebSocket).
+   * Slab reads with recycling, where the carrier declared them: on the socket
+   * itself (TCP, TLS), or through a stream over one (WebSocket).
    */
   private startSlabReads(): SlabReader | null {
-    const opts = { readSize: CARRIER_READ, slabSize: 4 * CARRIER_READ };
-    if (this.stream instanceof Socket) return enableSlabReads(this.stream, { ...opts, recycle: true });
-    const source = this.stream as Partial<SlabSource>;
-    return typeof source.enableSlabReads === 'function' ? source.enableSlabReads(opts) : null;
+    return this.slabReads?.({ readSize: CARRIER_READ, slabSize: 4 * CARRIER_READ }) ?? null;
   }
 
   private pump(): void {
@@ -302,6 +291,7 @@ export class SecureChannel {
   private finish(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.shut = true;
     if (!this.stream.destroyed) this.stream.destroy();
     const hs = this.closeHandlers;
     this.closeHandlers = [];

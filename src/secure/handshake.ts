@@ -20,7 +20,8 @@
  * proved they know the server's key.
  *
  * TLS binding: over a TLS carrier (tls://, wss://) the client puts its TLS
- * exporter value in its hello. When the server's own value for the
+ * exporter value in its hello (the carrier declares it on the stream:
+ * core/stream-caps.ts). When the server's own value for the
  * connection is the same, the TLS session runs end to end between the two
  * processes (no TLS-terminating front or CDN in between), and the server
  * says so in its hello: the channel's records then skip their own
@@ -32,7 +33,7 @@ import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { ChunkList } from '../core/chunks.js';
 import { AbortedError, AuthError, PolytunError, ProtocolError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
-import { tlsBindingOf } from '../carriers/tls.js';
+import { capabilitiesOf } from '../core/stream-caps.js';
 import { SecureChannel, type ChannelInit } from './channel.js';
 import {
   CAP_DATAGRAM, CAP_RESUME, CAP_TLS_BOUND, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
@@ -47,7 +48,11 @@ const PROLOGUE = Buffer.from('polytun');
 export const MSG1_SIZE = 32 + 48 + HELLO_SIZE + 16;
 export const MSG2_SIZE = 32 + HELLO_SIZE + 16;
 
-/** What a stream carrier connection looks like to the handshake. */
+/**
+ * What a stream carrier connection looks like to the handshake. The stream's
+ * declared capabilities (core/stream-caps.ts) give the TLS binding here and
+ * the channel's buffer reuse; a stream that declares none works without.
+ */
 export interface HandshakeConn {
   stream: Duplex;
   remote: string;
@@ -159,7 +164,7 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
     remoteStaticKey: init.serverPublicKey,
   });
   const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
-  const binding = init.tlsBound === false ? undefined : tlsBindingOf(conn.stream);
+  const binding = init.tlsBound === false ? undefined : capabilitiesOf(conn.stream).tlsBinding?.();
   const hello: ClientHello = {
     minVersion: PROTOCOL_VERSION,
     maxVersion: PROTOCOL_VERSION,
@@ -321,7 +326,7 @@ function silentClose(stream: Duplex, closeAt: AbortSignal): void {
  */
 function sameTlsSession(conn: HandshakeConn, hello: ClientHello): boolean {
   if (hello.tlsBinding === undefined) return false;
-  const mine = tlsBindingOf(conn.stream);
+  const mine = capabilitiesOf(conn.stream).tlsBinding?.();
   return mine !== undefined && mine.length === hello.tlsBinding.length && timingSafeEqual(mine, hello.tlsBinding);
 }
 

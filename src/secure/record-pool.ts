@@ -14,7 +14,7 @@
  * the GC, every {@link RECORD_POOL_TRIM_MS}, the buffers that sat unused for
  * that whole interval: an idle process keeps none.
  */
-import { allocWithHeadroom } from '../carriers/headroom.js';
+import { allocWithHeadroom } from '../core/headroom.js';
 import { MAX_RECORD_PLAINTEXT, RECORD_OVERHEAD } from './record.js';
 
 /** Free buffers kept for reuse per pool, at most (64 KiB each: 32 MiB). */
@@ -78,7 +78,7 @@ const plaintexts = new BufferPool(MAX_RECORD_PLAINTEXT, (n) => Buffer.allocUnsaf
 
 /**
  * Sealed records on their way out (header, body, tag), each with HEADROOM in
- * front for a framing carrier (carriers/headroom.ts); a channel takes one per
+ * front for a framing carrier (core/headroom.ts); a channel takes one per
  * large record and gives it back from the carrier's write callback.
  */
 const sealed = new BufferPool(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD, allocWithHeadroom);

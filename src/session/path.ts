@@ -26,7 +26,7 @@
  * products of the path's own loop (BBR's gain of 2; the 50 ms cover the two
  * ends' event loops and the probe spacing, which the probe loop contains).
  */
-import type { SecureChannel } from '../secure/channel.js';
+import type { RecordChannel } from '../secure/record-channel.js';
 
 export type PathRole = 'primary' | 'backup';
 
@@ -83,7 +83,7 @@ interface RatePoint {
 
 export class SessionPath {
   readonly id: number;
-  readonly channel: SecureChannel;
+  readonly channel: RecordChannel;
   readonly role: PathRole;
   readonly weight: number;
   readonly label: string;
@@ -122,7 +122,7 @@ export class SessionPath {
   /** Delivery rate measured by probes, in bytes per ms (0 until measured). */
   probeRate = 0;
 
-  constructor(id: number, channel: SecureChannel, opts: PathOptions, up: boolean) {
+  constructor(id: number, channel: RecordChannel, opts: PathOptions, up: boolean) {
     this.id = id;
     this.channel = channel;
     this.role = opts.role ?? 'primary';

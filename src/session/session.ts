@@ -29,7 +29,7 @@ import { EventEmitter } from 'node:events';
 import { ClosedError, LimitError, PolytunError, ProtocolError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { MAX_RECORD_PLAINTEXT, RECORD_DATA } from '../secure/record.js';
-import type { SecureChannel } from '../secure/channel.js';
+import type { RecordChannel } from '../secure/record-channel.js';
 import {
   ACK_SIZE, DATA_HEADER, DATAGRAM_HEADER, F_DATA, F_FIN, F_OPEN, F_PING, F_PONG, F_RST, GOAWAY_SIZE, PING_SIZE,
   CLOSE_HEADER, WINDOW_SIZE, parseFrames, seqFrameSize, writeAck, writeClose, writeDatagram, writeGoaway,
@@ -488,7 +488,7 @@ export class Session extends EventEmitter implements StreamHost {
    * (bonding) and, unless it is the only path, carries traffic once it has
    * answered pings for `pathUpAfterMs`.
    */
-  attach(channel: SecureChannel, peerReceivedSeq: number, opts: PathOptions & { join?: boolean } = {}): SessionPath | undefined {
+  attach(channel: RecordChannel, peerReceivedSeq: number, opts: PathOptions & { join?: boolean } = {}): SessionPath | undefined {
     if (this._state === 'closed' || this._state === 'closing') {
       channel.abort(new ClosedError('session'));
       return undefined;

@@ -9,9 +9,10 @@ import { AuthError, ProtocolError, TimeoutError } from '../../../src/core/errors
 import { reverseProxy, staticSite } from '../../../src/carriers/decoy.js';
 import { CertificateError } from '../../../src/carriers/errors.js';
 import type { Listener, StreamConn } from '../../../src/carriers/types.js';
-import type { WsStream} from '../../../src/carriers/ws.js';
-import { WsCarrier, WsUpgradeError, framePieces } from '../../../src/carriers/ws.js';
-import { allocWithHeadroom, hasHeadroom } from '../../../src/carriers/headroom.js';
+import type { WsStream } from '../../../src/carriers/ws-stream.js';
+import { framePieces } from '../../../src/carriers/ws-writer.js';
+import { WsCarrier, WsUpgradeError } from '../../../src/carriers/ws.js';
+import { allocWithHeadroom, hasHeadroom } from '../../../src/core/headroom.js';
 import { WsServer, pathTableRoute, type Route, type WsServerInit } from '../../../src/carriers/ws-server.js';
 import { acceptKey } from '../../../src/carriers/ws-frames.js';
 import { closed, readAll, sha256, within } from '../../helpers/byte-streams.js';

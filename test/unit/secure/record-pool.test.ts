@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { relay } from '../../../src/core/relay.js';
 import { pooledRecordsReceived } from '../../../src/secure/channel.js';
 import { MAX_RECORD_PLAINTEXT } from '../../../src/secure/record.js';
-import { hasHeadroom } from '../../../src/carriers/headroom.js';
+import { hasHeadroom } from '../../../src/core/headroom.js';
 import {
   recordBuffersOut,
   recordPoolSize,
