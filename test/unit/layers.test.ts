@@ -69,12 +69,6 @@ describe('layering', () => {
   });
 });
 
-/**
- * Import circles still there, each as the sorted files of one circle.
- * TODO(issue 15): server/proxy-server.ts ↔ reverse-binds.ts / udp-flows.ts is
- * being broken separately; delete its entry once it is gone. Add none.
- */
-const KNOWN_CIRCLES: string[][] = [['server/proxy-server.ts', 'server/reverse-binds.ts', 'server/udp-flows.ts']];
 
 /**
  * Static imports and re-exports of `text`, type-only ones included (a type
@@ -123,10 +117,8 @@ describe('import circles', () => {
       const deps = staticImports(readFileSync(f, 'utf8')).map((m) => relative(SRC, resolve(dirname(f), m.replace(/\.js$/, '.ts'))));
       graph.set(relative(SRC, f), deps);
     }
-    const known = new Set(KNOWN_CIRCLES.map((c) => c.join(' ↔ ')));
-    const found = circles(graph).map((c) => c.join(' ↔ '));
     assert.deepEqual(
-      found.filter((c) => !known.has(c)),
+      circles(graph).map((c) => c.join(' ↔ ')),
       [],
     );
   });

@@ -176,7 +176,7 @@ export function recordChannelCompliance(name: string, fx: RecordChannelFixture):
     it('abort(err): our end closes with err at once, the peer closes too, and nothing more is delivered', async (t) => {
       const p = await fx.pair(t);
       const ends = new Ends(p);
-      const why = new PolytunError('ERR_TEST', 'test abort');
+      const why = new PolytunError('ERR_ABORTED', 'test abort');
       p.a.abort(why);
       assert.equal(ends.closedA?.err, why);
       p.a.abort(new Error('second')); // idempotent
