@@ -74,6 +74,21 @@ async function target(onConn: (sock: Socket) => void = (sock) => sock.resume()):
   };
 }
 
+/** Writes `total` bytes in 64 KiB chunks as fast as `sock` takes them, then ends; `onWritten` sees the running count. */
+function sendThenEnd(sock: Socket, total: number, onWritten: (n: number) => void = () => undefined): void {
+  const chunk = Buffer.alloc(64 * 1024, 3);
+  let written = 0;
+  const pump = (): void => {
+    while (written < total) {
+      written += chunk.length;
+      onWritten(written);
+      if (!sock.write(chunk)) return void sock.once('drain', pump);
+    }
+    sock.end();
+  };
+  pump();
+}
+
 function openConnect(p: Pair, host: string, port: number): PolyStream {
   const s = p.clientSession.openStream(encodeOpen({ kind: 'connect', dest: makeDestination(host, port) }));
   s.on('error', () => undefined); // asserted through 'close'/errored where it matters
@@ -303,19 +318,7 @@ describe('proxy server: CONNECT', () => {
   // target socket saw no read for longer than idleTimeoutMs (the relay waits until the
   // stream's 256 KiB queue has drained), and the relay was reset as idle.
   it('a slow reader is not idle: the relay lives while the stream moves, and is reset once it stops', { timeout: 60_000 }, async () => {
-    const total = 16 << 20;
-    const t = await target((sock) => {
-      const chunk = Buffer.alloc(64 * 1024, 7);
-      let written = 0;
-      const pump = (): void => {
-        while (written < total) {
-          written += chunk.length;
-          if (!sock.write(chunk)) return void sock.once('drain', pump);
-        }
-        sock.end();
-      };
-      pump();
-    });
+    const t = await target((sock) => sendThenEnd(sock, 16 << 20));
     const idleTimeoutMs = 2000;
     const { p, proxy } = await setup({ init: { idleTimeoutMs } });
     const s = openConnect(p, '127.0.0.1', t.port);
@@ -357,17 +360,7 @@ describe('proxy server: CONNECT', () => {
     const hwm = 64 * 1024;
     const total = 64 << 20;
     let written = 0;
-    const t = await target((sock) => {
-      const chunk = Buffer.alloc(64 * 1024, 3);
-      const pump = (): void => {
-        while (written < total) {
-          written += chunk.length;
-          if (!sock.write(chunk)) return void sock.once('drain', pump);
-        }
-        sock.end();
-      };
-      pump();
-    });
+    const t = await target((sock) => sendThenEnd(sock, total, (n) => (written = n)));
     const { p, proxy } = await setup({ session: { streamWindow: window, sessionWindow: 4 * window, streamHighWaterMark: hwm } });
     const s = openConnect(p, '127.0.0.1', t.port);
     s.pause(); // not even the status byte is read until the relay has settled
