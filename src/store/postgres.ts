@@ -20,7 +20,7 @@ import { PgListener } from './pg-listener.js';
 import { StoreError } from './types.js';
 import type { ListOptions, NewUser, ReadOptions, StoreChange, TrafficEntry, User, UserKind, UserPatch, UserPolicy, UserStore } from './types.js';
 import { COLUMN, ChangeHub, aggregateTraffic, conflictField, listBounds, IdGenerator, prepareNew, preparePatch, userColumns } from './user.js';
-import type { UserValues } from './user.js';
+import type { UserRowOf, UserValues } from './user.js';
 
 /** Options of {@link PostgresStore.open}. */
 export interface PostgresStoreInit {
@@ -39,24 +39,7 @@ export interface PostgresStoreInit {
   readonly maxBackoffMs?: number;
 }
 
-interface Row {
-  id: string;
-  name: string;
-  public_key: Buffer;
-  kind: string;
-  secret_plaintext?: string | null;
-  wss_path: string | null;
-  dst: string | null;
-  policy: UserPolicy;
-  quota_bytes: string | null;
-  expires_at: Date | null;
-  enabled: boolean;
-  mtt: boolean;
-  created_at: Date;
-  updated_at: Date;
-  bytes_up: string;
-  bytes_down: string;
-}
+type Row = UserRowOf<UserPolicy, string, Date, boolean>;
 
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,40}$/;
 const CHANGE_RE = /^(insert|update|delete):(.+)$/;

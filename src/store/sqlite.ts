@@ -16,7 +16,7 @@ import { SCHEMA_VERSION, migrateSqlite } from './migrations.js';
 import { StoreError } from './types.js';
 import type { ListOptions, NewUser, ReadOptions, StoreChange, TrafficEntry, User, UserKind, UserPatch, UserStore } from './types.js';
 import { COLUMN, ChangeHub, aggregateTraffic, conflictField, crossedQuota, listBounds, looksLikeId, IdGenerator, prepareNew, preparePatch, userColumns } from './user.js';
-import type { UserValues } from './user.js';
+import type { UserRowOf, UserValues } from './user.js';
 
 /** Options of {@link SqliteStore}. */
 export interface SqliteStoreInit {
@@ -39,24 +39,7 @@ export interface SqliteStoreInit {
   readonly externalCheckMs?: number;
 }
 
-interface Row {
-  id: string;
-  name: string;
-  public_key: Buffer;
-  kind: string;
-  secret_plaintext?: string | null;
-  wss_path: string | null;
-  dst: string | null;
-  policy: string;
-  quota_bytes: number | null;
-  expires_at: number | null;
-  enabled: number;
-  mtt: number;
-  created_at: number;
-  updated_at: number;
-  bytes_up: number;
-  bytes_down: number;
-}
+type Row = UserRowOf<string, number, number, number>;
 
 
 function toUser(r: Row): User {

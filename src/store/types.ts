@@ -110,21 +110,11 @@ export interface NewUser {
   readonly mtt?: boolean;
 }
 
-/** Input of {@link UserStore.updateUser}: only the fields present change. */
-export interface UserPatch {
-  readonly name?: string;
-  /** Replaces the key or token (re-keys the user). */
-  readonly credential?: CredentialInput;
-  readonly wssPath?: string | null;
-  readonly dst?: string | null;
-  readonly policy?: UserPolicy;
-  readonly quotaBytes?: number | null;
-  readonly expiresAt?: number | null;
-  readonly enabled?: boolean;
-  readonly mtt?: boolean;
+/** Input of {@link UserStore.updateUser}: only the fields present change. A `credential` replaces the key or token (re-keys the user). */
+export type UserPatch = Partial<NewUser> & {
   /** Sets bytesUp and bytesDown back to 0. */
   readonly resetTraffic?: boolean;
-}
+};
 
 /** Options of lookups. */
 export interface ReadOptions {

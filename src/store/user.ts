@@ -290,3 +290,27 @@ export class ChangeHub {
     this.listeners.clear();
   }
 }
+
+/**
+ * A users-table row as a driver returns it; the backends differ only in how
+ * the driver types JSON, integers, times and booleans (`pg` gives JSON,
+ * bigint strings, Dates and booleans; SQLite text and numbers).
+ */
+export interface UserRowOf<Json, Int, Time, Bool> {
+  id: string;
+  name: string;
+  public_key: Buffer;
+  kind: string;
+  secret_plaintext?: string | null;
+  wss_path: string | null;
+  dst: string | null;
+  policy: Json;
+  quota_bytes: Int | null;
+  expires_at: Time | null;
+  enabled: Bool;
+  mtt: Bool;
+  created_at: Time;
+  updated_at: Time;
+  bytes_up: Int;
+  bytes_down: Int;
+}
