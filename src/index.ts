@@ -14,7 +14,7 @@
 import type { Duplex } from 'node:stream';
 import { makeDestination } from './core/address.js';
 import type { Logger } from './core/logger.js';
-import type { SessionClient } from './client/session-client.js';
+import type { SessionClient } from './paths/session-client.js';
 import { ProxyClient, ProxyStatusError } from './client/proxy-client.js';
 import { clientForLink } from './config/dial-link.js';
 import { decodeLink } from './config/link.js';
@@ -28,7 +28,7 @@ export { TlsCarrier } from './carriers/tls.js';
 export { generateKeyPair, encodeKey, decodeKey, keyPairFromToken, generateToken, type KeyPair } from './secure/keys.js';
 export { Session, SessionClosedError, type SessionOptions, type SessionStats, type PathStats } from './session/session.js';
 export { PolyStream, ResetCode } from './session/stream.js';
-export { SessionClient, type SessionClientInit, type PathSpec } from './client/session-client.js';
+export { SessionClient, type SessionClientInit, type PathSpec } from './paths/session-client.js';
 export { SessionServer, type SessionServerInit, type UserLookup, type SessionEntry } from './server/session-server.js';
 export { decodeLink, encodeLink, type ClientLink } from './config/link.js';
 export { ProxyStatusError } from './client/proxy-client.js';

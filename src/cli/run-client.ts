@@ -29,9 +29,9 @@ import { ProxyClient, ProxyStatusError, requireAuthOffLoopback } from '../client
 import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
 import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
-import { FailoverClient } from '../client/failover.js';
-import { RefusedError, refusalMessage, refusalOf } from '../client/session-client.js';
-import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../client/backoff.js';
+import { FailoverClient } from '../paths/failover.js';
+import { RefusedError, refusalMessage, refusalOf } from '../paths/session-client.js';
+import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../paths/backoff.js';
 import { CloseCode, SessionClosedError, type PathStats, type Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';

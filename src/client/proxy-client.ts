@@ -27,7 +27,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
-import type { SessionClient } from './session-client.js';
+import type { SessionClient } from '../paths/session-client.js';
 
 /** Something that announces replacement sessions (SessionClient does). */
 export interface SessionEvents {

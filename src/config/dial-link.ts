@@ -12,7 +12,7 @@ import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import { WsCarrier } from '../carriers/ws.js';
 import type { StreamCarrier } from '../carriers/types.js';
-import { SessionClient, type PathSpec, type SessionClientInit } from '../client/session-client.js';
+import { SessionClient, type PathSpec, type SessionClientInit } from '../paths/session-client.js';
 import { decodeKey, keyPairFromToken, publicKeyOf, wsBearerFromToken, type KeyPair } from '../secure/keys.js';
 import type { SessionOptions } from '../session/session.js';
 import type { ClientLink } from './link.js';
