@@ -27,9 +27,9 @@ import { createServer, Socket, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
-import type { SessionClient } from '../paths/session-client.js';
+import type { PathSupervisor } from '../paths/supervisor.js';
 
-/** Something that announces replacement sessions (SessionClient does). */
+/** Something that announces replacement sessions (every PathSupervisor does). */
 export interface SessionEvents {
   on(event: 'session', listener: (s: Session) => void): unknown;
   off(event: 'session', listener: (s: Session) => void): unknown;
@@ -197,8 +197,8 @@ export class ProxyClient {
     init.events?.on('session', this.onNewSession);
   }
 
-  /** A ProxyClient that follows `client`'s sessions. */
-  static forSessionClient(client: SessionClient, init: Omit<ProxyClientInit, 'session' | 'events'> = {}): ProxyClient {
+  /** A ProxyClient that follows the sessions `client` (a SessionClient, a FailoverClient…) hands over. */
+  static forSessionClient(client: PathSupervisor, init: Omit<ProxyClientInit, 'session' | 'events'> = {}): ProxyClient {
     return new ProxyClient({ ...init, session: () => client.session, events: client });
   }
 
