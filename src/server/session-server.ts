@@ -15,6 +15,7 @@ import type { ClientHello } from '../secure/hello.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
+import { SessionTable } from '../paths/session-table.js';
 
 export type { SessionOptions };
 
@@ -57,7 +58,8 @@ export class SessionServer<U> extends EventEmitter {
   private pending = 0;
   private readonly overloadLog: RateLimitedLog;
   private draining = false;
-  readonly sessions = new Map<string, SessionEntry<U>>();
+  /** Live sessions by id, where resumes and path joins are looked up. */
+  readonly sessions = new SessionTable<SessionEntry<U>>();
   /** Counters for status and metrics. */
   readonly counters = { accepted: 0, resumed: 0, rejected: 0, dropped: 0, overload: 0 };
 
@@ -87,8 +89,8 @@ export class SessionServer<U> extends EventEmitter {
       if (this.draining) return { accept: false, reject: RejectCode.draining };
       const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? 16 << 20 };
       if (hello.resumeId) {
-        const e = this.sessions.get(hello.resumeId.toString('hex'));
-        if (!e || !e.clientKey.equals(clientKey) || e.session.state === 'closed') return { accept: false, reject: RejectCode.sessionUnknown };
+        const e = this.sessions.resumable(hello.resumeId, clientKey);
+        if (!e) return { accept: false, reject: RejectCode.sessionUnknown };
         return { accept: true, sessionId: e.session.id, recvSeq: e.session.receivedSeq, resumed: true, ...windows };
       }
       if (this.sessions.size >= (this.init.maxSessions ?? 10_000)) return { accept: false, reject: RejectCode.busy };
@@ -115,15 +117,11 @@ export class SessionServer<U> extends EventEmitter {
         conn.authenticated?.(); // the listener stops counting it as unauthenticated
         const u = user as U;
         if (admission.resumed) {
-          const e = this.sessions.get(admission.sessionId.toString('hex'));
-          if (!e || e.session.state === 'closed') {
-            channel.abort();
-            return;
-          }
+          const e = this.sessions.claim(admission.sessionId, channel, conn.remote);
+          if (!e) return;
           this.counters.resumed++;
-          e.remote = conn.remote;
           this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), user: this.init.users.nameOf?.(e.user), remote: conn.remote, join: hello.join === true }, hello.join ? 'path joined' : 'session resumed');
-          e.session.attach(channel, hello.recvSeq, { join: hello.join === true, role: hello.backup ? 'backup' : 'primary', label: conn.remote });
+          this.sessions.attachPath(e, channel, hello, conn.remote);
           return;
         }
         this.counters.accepted++;
@@ -135,13 +133,11 @@ export class SessionServer<U> extends EventEmitter {
           peerStreamWindow: hello.streamWindow,
           peerSessionWindow: hello.sessionWindow,
         });
-        const key = admission.sessionId.toString('hex');
         const entry: SessionEntry<U> = { session, user: u, clientKey, remote: conn.remote, startedAt: Date.now() };
-        this.sessions.set(key, entry);
+        const key = this.sessions.open(entry);
         // Who, in every open/close line: "which user was on at 3 a.m." is the usual question.
         const name = this.init.users.nameOf?.(u);
         session.once('closed', (err: Error) => {
-          this.sessions.delete(key);
           const st = session.stats;
           const f = { session: key.slice(0, 8), user: name, reason: err.message, seconds: Math.round((Date.now() - entry.startedAt) / 1000), bytesSent: st.bytesSent, bytesReceived: st.bytesReceived };
           this.log.info(f, isBenignClose(err) || err.name === 'SessionClosedError' ? 'session closed' : 'session ended');
