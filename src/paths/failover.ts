@@ -21,8 +21,10 @@ import { sleep } from '../core/abort.js';
 import { Backoff } from './backoff.js';
 import { AbortedError, ClosedError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { CloseCode, SessionClosedError, type Session } from '../session/session.js';
 import { SessionHistory } from './history.js';
+import { registerSupervisorMetrics } from './metrics.js';
 import { keepTrying, waitUnlessAborted } from './retry.js';
 import { SessionClient, sourcesOf, type SessionClientInit, type SourcedClientInit } from './session-client.js';
 import type { PathSource } from './source.js';
@@ -40,6 +42,8 @@ export interface FailoverInit {
   failbackAfterMs?: number;
   /** How often to probe the master while on a backup. @default 5000 */
   probeIntervalMs?: number;
+  /** Where to register the client's metrics (see paths/metrics.ts). @default nullMetrics */
+  metrics?: Metrics;
 }
 
 export class FailoverClient extends EventEmitter implements PathSupervisor {
@@ -59,6 +63,7 @@ export class FailoverClient extends EventEmitter implements PathSupervisor {
     this.log = init.logger ?? nullLogger;
     this.names = init.servers.map((s) => (sourcesOf(s)[0] as PathSource).name);
     this.history = new SessionHistory(this, this.log);
+    if (init.metrics) registerSupervisorMetrics(this, init.metrics);
   }
 
   /** Counters and state for status reports. */

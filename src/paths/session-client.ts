@@ -39,12 +39,14 @@ import { EventEmitter } from 'node:events';
 import { backoffDelay, sleep } from '../core/abort.js';
 import { AbortedError, ClosedError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { Endpoint, StreamCarrier } from '../carriers/types.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
 import { Backoff, FailureCount, formatDelay } from './backoff.js';
 import { SessionHistory } from './history.js';
+import { registerSupervisorMetrics } from './metrics.js';
 import { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } from './refusal.js';
 import { keepTrying } from './retry.js';
 import { DirectDialSource, type PathSource, type ResumeRequest } from './source.js';
@@ -61,6 +63,8 @@ export interface PathSpec extends PathOptions {
 /** How a SessionClient keeps its session up, whatever its paths come from. */
 export interface SupervisorOptions {
   logger?: Logger;
+  /** Where to register the client's metrics (see paths/metrics.ts). @default nullMetrics */
+  metrics?: Metrics;
   session?: SessionOptions;
   /** First path-redial delay ceiling while a session waits to be resumed. @default 200 */
   backoffBaseMs?: number;
@@ -149,6 +153,7 @@ export class SessionClient extends EventEmitter implements PathSupervisor {
     this.backoff = new Backoff({ baseMs: init.reconnectBaseMs, maxMs: init.reconnectMaxMs });
     // Inside a FailoverClient, the outer supervisor says 'the server closed the session' (once, not twice).
     this.history = new SessionHistory(this, opts.track === false ? nullLogger : this.log);
+    if (opts.track !== false && init.metrics) registerSupervisorMetrics(this, init.metrics);
   }
 
   /** Counters and state for status reports. */

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { RejectCode, RejectedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { nullMetrics, type Metrics } from '../core/metrics.js';
 import { RateLimitedLog } from '../carriers/preauth.js';
 import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
@@ -42,6 +43,8 @@ export interface SessionServerInit<U> extends ChannelInit {
   maxSessions?: number;
   /** Accepted client clock skew. @default 300000 */
   maxSkewMs?: number;
+  /** Where to register the server's metrics (read from `counters` and the table when collected). @default nullMetrics */
+  metrics?: Metrics;
 }
 
 export interface SessionEntry<U> {
@@ -68,6 +71,10 @@ export class SessionServer<U> extends EventEmitter {
     this.log = init.logger ?? nullLogger;
     this.replay = new ReplayGuard(2 * (init.maxSkewMs ?? 300_000));
     this.overloadLog = new RateLimitedLog(this.log);
+    const m = init.metrics ?? nullMetrics;
+    m.registerCounterGroup('polytun_server_handshakes_total', { help: 'Carrier connections by outcome (accepted, resumed, rejected, dropped, overload)', label: 'result', collect: () => this.counters });
+    m.registerGauge('polytun_server_sessions', { help: 'Live sessions', collect: () => this.sessions.size });
+    m.registerGauge('polytun_server_pending_handshakes', { help: 'Handshakes in progress', collect: () => this.pending });
   }
 
   /** Feeds one carrier connection to the server. */
