@@ -92,3 +92,40 @@ export function clientStatus(src: ClientStatusSources, now = Date.now()): Client
     paths: stats?.paths ?? [],
   };
 }
+
+/** What `GET /api/status` reports about a running gateway; `L` is the listener shape the admin API names. */
+export interface GatewayStatus<L = { readonly carrier: string; readonly address: string; readonly port: number }> {
+  /** polytun version. */
+  readonly version: string;
+  /** When the gateway started, ms since the epoch. */
+  readonly startedAt: number;
+  /** True once the gateway refuses new sessions while live ones finish. */
+  readonly draining: boolean;
+  /** Live sessions right now. */
+  readonly sessions: number;
+  readonly listeners: readonly L[];
+  /** Handshake counters (accepted, resumed, rejected, dropped, overload…). */
+  readonly counters: Readonly<Record<string, number>>;
+}
+
+/** What a gateway's snapshot is built from. */
+export interface GatewayStatusSources<L> {
+  version: string;
+  startedAt: number;
+  draining: boolean;
+  /** The session server: its live sessions and handshake counters. */
+  server: { readonly sessions: { readonly size: number }; readonly counters: Readonly<Record<string, number>> };
+  listeners: readonly L[];
+}
+
+/** The gateway's status now (counters copied: the snapshot does not change under the reader). */
+export function gatewayStatus<L>(src: GatewayStatusSources<L>): GatewayStatus<L> {
+  return {
+    version: src.version,
+    startedAt: src.startedAt,
+    draining: src.draining,
+    sessions: src.server.sessions.size,
+    listeners: src.listeners,
+    counters: { ...src.server.counters },
+  };
+}
