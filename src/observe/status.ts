@@ -7,7 +7,7 @@
  * The client snapshot is a JSON contract: `polytun status --json` prints it
  * as is and scripts read it, so its keys keep their names and their order.
  */
-import type { UdpTraffic } from '../client/proxy-client.js';
+import type { UdpTraffic } from '../client/udp-flows.js';
 import type { PathSupervisor } from '../paths/supervisor.js';
 import type { PathStats } from '../session/session.js';
 
