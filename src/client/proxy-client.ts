@@ -24,6 +24,7 @@
 import type { Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ProtocolError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { decodeOpen, encodeOpen, STATUS_OK } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
@@ -49,6 +50,8 @@ export interface ProxyClientInit {
   logger?: Logger;
   /** How long to wait for the server's status byte on CONNECT / BIND. @default 30000 */
   statusTimeoutMs?: number;
+  /** Where to register the UDP counters. @default none */
+  metrics?: Metrics;
 }
 
 /** Per-call options of {@link ProxyClient.connect}. */
@@ -163,6 +166,7 @@ export class ProxyClient {
     this.log = init.logger ?? nullLogger;
     this.statusTimeoutMs = init.statusTimeoutMs ?? 30_000;
     this.udpFlows = new UdpFlows(() => this.current(), this.log);
+    if (init.metrics) this.udpFlows.registerMetrics(init.metrics);
     init.events?.on('session', this.onNewSession);
   }
 

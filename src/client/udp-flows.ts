@@ -10,6 +10,7 @@
 import type { Destination } from '../core/address.js';
 import { toError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { decodeUdp, encodeUdp } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 
@@ -53,6 +54,13 @@ export class UdpFlows {
   /** Counters (a copy): the session's byte counters count stream data only. */
   get traffic(): UdpTraffic {
     return { ...this.udp };
+  }
+
+  /** Registers the UDP counters (read when collected: nothing per datagram). */
+  registerMetrics(metrics: Metrics): void {
+    const u = this.udp;
+    metrics.registerCounterGroup('polytun_client_udp_datagrams_total', { help: 'UDP datagrams relayed (SOCKS5 UDP ASSOCIATE, -L …/udp)', label: 'direction', collect: () => ({ sent: u.udpDatagramsSent, received: u.udpDatagramsReceived }) });
+    metrics.registerCounterGroup('polytun_client_udp_bytes_total', { help: 'UDP payload bytes relayed', label: 'direction', collect: () => ({ sent: u.udpBytesSent, received: u.udpBytesReceived }) });
   }
 
   /** A new UDP association with a fresh flow id. */

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryMetrics, nullMetrics } from '../../../src/core/metrics.js';
+import { ProxyClient } from '../../../src/client/proxy-client.js';
 import { makePair } from '../../helpers/session-pair.js';
 
 describe('metrics', () => {
@@ -44,6 +45,13 @@ describe('metrics', () => {
       p.clientSession.openStream(Buffer.from('x'));
       assert.equal(clientMetrics.value('polytun_client_streams'), 1);
       assert.equal(clientMetrics.value('polytun_client_session_sent_bytes_total'), p.clientSession.stats.bytesSent);
+      const proxy = new ProxyClient({ session: () => p.client.session, metrics: clientMetrics });
+      const a = proxy.udpAssociation();
+      assert.equal(a.send({ host: '127.0.0.1', port: 9, kind: 'ipv4' }, Buffer.alloc(10)), true);
+      assert.equal(clientMetrics.value('polytun_client_udp_datagrams_total', 'sent'), 1);
+      assert.equal(clientMetrics.value('polytun_client_udp_bytes_total', 'sent'), 10);
+      a.close();
+      proxy.dispose();
     } finally {
       await p.close();
     }
