@@ -1,7 +1,9 @@
 /**
- * Keeps one session to a server alive over one or several paths. Each path
- * (a carrier + endpoint, optionally a local bind, a role and a weight) has
- * its own maintenance loop: when it dies it is dialed again (exponential
+ * Keeps one session to a server alive over one or several paths: the
+ * supervisor for a single server (see supervisor.ts; FailoverClient wraps
+ * several). Each path comes from a path source (source.ts: today a direct
+ * dial, a carrier + endpoint, optionally a local bind, a role and a weight)
+ * and has its own maintenance loop: when it dies it is dialed again (exponential
  * backoff with full jitter) and joins the same session; when every path is
  * gone the first one back resumes the session, so open streams continue with
  * no byte lost or duplicated. If the server no longer knows the session (it
