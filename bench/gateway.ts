@@ -32,7 +32,7 @@ import { createInterface } from 'node:readline';
 import { generateSelfSigned } from '../src/carriers/cert.js';
 import { makeDestination } from '../src/core/address.js';
 import { ProxyClient } from '../src/client/proxy-client.js';
-import type { SessionClient } from '../src/client/session-client.js';
+import type { SessionClient } from '../src/paths/session-client.js';
 import { clientForLink } from '../src/config/dial-link.js';
 import { decodeLink } from '../src/config/link.js';
 import { ensureBuilt, freePort, have, polytun, ROOT, waitForPort, type Proc } from '../test/helpers/cli.js';

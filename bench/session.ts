@@ -8,7 +8,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { TcpCarrier } from '../src/carriers/tcp.js';
-import { SessionClient } from '../src/client/session-client.js';
+import { SessionClient } from '../src/paths/session-client.js';
 import { generateKeyPair } from '../src/secure/keys.js';
 import type { Duplex } from 'node:stream';
 

@@ -9,6 +9,7 @@ import { PolytunError } from '../core/errors.js';
 import type { LinkCarrier } from '../config/link.js';
 import type { LinkEndpoint } from '../config/links.js';
 import type { GatewaySession } from '../server/gateway.js';
+import type { GatewayStatus as ObservedGatewayStatus } from '../observe/status.js';
 
 /** One live session, as the APIs show it (defined by the gateway that produces it). */
 export type SessionInfo = GatewaySession;
@@ -21,20 +22,8 @@ export interface ListenerInfo {
   readonly port: number;
 }
 
-/** What `GET /api/status` reports about the running gateway. */
-export interface GatewayStatus {
-  /** polytun version. */
-  readonly version: string;
-  /** When the gateway started, ms since the epoch. */
-  readonly startedAt: number;
-  /** True once the gateway refuses new sessions while live ones finish. */
-  readonly draining: boolean;
-  /** Live sessions right now. */
-  readonly sessions: number;
-  readonly listeners: readonly ListenerInfo[];
-  /** Handshake counters (accepted, resumed, rejected, dropped, overload…). */
-  readonly counters: Readonly<Record<string, number>>;
-}
+/** What `GET /api/status` reports about the running gateway (the model is observe/status.ts). */
+export type GatewayStatus = ObservedGatewayStatus<ListenerInfo>;
 
 /**
  * One way clients reach the gateway: what a link and a client config need

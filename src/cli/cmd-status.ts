@@ -9,7 +9,7 @@ import { formatHostPort, parseHostPort } from '../core/address.js';
 import { DEFAULTS } from '../config/schema.js';
 import type { HostPort } from '../config/values.js';
 import type { CliIo } from './io.js';
-import type { StatusReport } from './status-server.js';
+import type { StatusReport } from '../observe/status.js';
 
 /** Status answers are small; cap what we read from whoever listens there. */
 const MAX_BODY = 1 << 20;

@@ -16,30 +16,30 @@
  * attempt, until it answers; `reconnect.retry` (`--retry N`) gives up after
  * N failed retries in a row (exit status 1; 0 = the first failure).
  */
-import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { makeDestination } from '../core/address.js';
-import { ConfigError, toError } from '../core/errors.js';
-import { CertificateError } from '../carriers/errors.js';
-import type { Logger } from '../core/logger.js';
+import { toError } from '../core/errors.js';
 import { formatEndpoint } from '../carriers/types.js';
 import { HttpFront } from '../client/http-front.js';
 import { LocalForward } from '../client/forward.js';
-import { ProxyClient, ProxyStatusError, requireAuthOffLoopback } from '../client/proxy-client.js';
+import { ProxyClient, ProxyStatusError } from '../client/proxy-client.js';
+import { requireAuthOffLoopback } from '../client/tcp-front.js';
 import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
-import { clientForLink, clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
-import { FailoverClient } from '../client/failover.js';
-import { RefusedError, refusalMessage, refusalOf } from '../client/session-client.js';
-import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../client/backoff.js';
-import { CloseCode, SessionClosedError, type PathStats, type Session } from '../session/session.js';
+import { pathsFromConfig, supervisorForLinks } from '../config/dial-link.js';
+import { RefusedError } from '../paths/refusal.js';
+import { UnreachableError } from '../paths/backoff.js';
+import { runPathHooks } from '../paths/hooks.js';
+import { connectPersistently } from '../paths/retry.js';
+import type { Session } from '../session/session.js';
 import type { ClientConfig } from '../config/schema.js';
 import type { CliIo } from './io.js';
 import { listenOrExplain } from './listen-errors.js';
 import { createLogger } from './log.js';
 import { waitForShutdown } from './shutdown.js';
 import { startClientVpnFor } from './vpn-run.js';
-import { startStatusServer, type StatusReport } from './status-server.js';
+import { startStatusServer } from './status-server.js';
+import { clientStatus } from '../observe/status.js';
 
 interface Front {
   kind: string;
@@ -74,63 +74,14 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       pathUpAfterMs: cfg.bonding.upAfterMs,
     },
   };
-  // With backup servers, a FailoverClient moves between them; otherwise one SessionClient.
-  const client =
-    cfg.backupServers.length === 0
-      ? clientForLink(link, linkOptions)
-      : new FailoverClient({
-          servers: [clientInitForLink(link, linkOptions), ...cfg.backupServers.map((b) => clientInitForLink(b, { ...linkOptions, extraPaths: [] }))],
-          logger: log,
-          failoverAfterMs: cfg.failover.afterMs,
-          failbackAfterMs: cfg.failover.failbackAfterMs,
-        });
-  const hook = (cmd: string | undefined, path: string, state: 'up' | 'down'): void => {
-    if (!cmd) return;
-    const child = spawn('sh', ['-c', cmd], { stdio: 'ignore', env: { ...process.env, POLYTUN_PATH: path, POLYTUN_PATH_STATE: state } });
-    child.on('error', (err) => log.warn({ err: err.message, cmd }, 'path hook failed to start'));
-    child.on('exit', (code) => {
-      if (code !== 0) log.warn({ code, cmd }, 'path hook exited with an error');
-    });
-  };
-  client.on('session', (s: Session) => {
-    // Paths attached before the session was handed over (the first one) count as up now.
-    for (const st of s.stats.paths) if (st.state === 'up') hook(cfg.bonding.onUp, st.label, 'up');
-    s.on('pathUp', (st: PathStats) => hook(cfg.bonding.onUp, st.label, 'up'));
-    s.on('path', (st: PathStats) => {
-      if (st.state === 'up') hook(cfg.bonding.onUp, st.label, 'up');
-    });
-    s.on('pathClosed', (st: PathStats) => hook(cfg.bonding.onDown, st.label, 'down'));
-  });
+  const client = supervisorForLinks(link, cfg.backupServers, linkOptions, cfg.failover);
+  runPathHooks(client, { onUp: cfg.bonding.onUp, onDown: cfg.bonding.onDown }, log);
   const serverNames = [link, ...cfg.backupServers].map((l) => formatEndpoint({ host: l.host, port: l.port }));
-  let lastError: string | undefined;
-  let since = new Date();
-  // Reconnects: sessions resumed, and sessions opened after the first (a
-  // replacement after an outage, or a move to another server).
-  let resumes = 0;
-  let newSessions = -1;
-  client.on('session', () => {
-    since = new Date();
-    newSessions++;
-  });
-  client.on('detached', (err?: Error) => (lastError = err?.message ?? 'connection lost'));
-  client.on('resumed', () => resumes++);
-  client.on('reconnecting', (_delayMs: number, err: Error) => (lastError = err.message));
-  // The server's reason (kicked, traffic quota, expired…) is what the user needs to see.
-  client.on('session', (s: Session) =>
-    s.once('closed', (err: Error) => {
-      if (!(err instanceof SessionClosedError) || err.by !== 'remote') return;
-      lastError = err.message;
-      // Idle and shutdown closes are renewed, and refusals (kicked, quota, expiry) logged, by the session client.
-      if (err.closeCode === CloseCode.idle || err.closeCode === CloseCode.shutdown || refusalOf(err) !== undefined) return;
-      log.warn({ reason: err.message }, 'the server closed the session');
-    }),
-  );
   // With retries off, a refusal after start ends the program (status 1) once
   // the fronts are closed; so does a server still unreachable after --retry N.
   let refusedForGood: ((err: RefusedError | UnreachableError) => void) | undefined;
   const gaveUp = new Promise<RefusedError | UnreachableError>((resolve) => (refusedForGood = resolve));
   client.on('refused', (err: RefusedError) => {
-    lastError = err.message;
     if (cfg.reconnect.refusedRetryMs === 0) refusedForGood?.(err);
   });
   client.on('gaveUp', (err: UnreachableError) => refusedForGood?.(err));
@@ -184,31 +135,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       const st = await listenOrExplain(`--status ${formatEndpoint(cfg.status)}`, () => startStatusServer({
         listen: cfg.status as { host: string; port: number },
         logger: log,
-        getStatus: (): StatusReport & { paths?: unknown } => {
-          const s = client.session;
-          const stats = s?.stats;
-          const state = s?.state ?? 'connecting';
-          return {
-            role: 'client',
-            // A closed session is being replaced (the client gave up or stopped otherwise).
-            state: state === 'closed' ? 'reconnecting' : state,
-            server: client instanceof FailoverClient ? (serverNames[client.serverIndex ?? 0] ?? server) : server,
-            carrier: link.carrier,
-            since: since.toISOString(),
-            sessionAgeMs: Date.now() - since.getTime(),
-            ...(stats?.rttMs !== undefined ? { rttMs: Math.round(stats.rttMs * 1000) / 1000 } : {}),
-            bytesSent: stats?.bytesSent ?? 0,
-            bytesReceived: stats?.bytesReceived ?? 0,
-            ...proxy.udpTraffic,
-            streams: stats?.streams ?? 0,
-            reconnects: resumes + newSessions,
-            resumes,
-            newSessions,
-            fronts: fronts.map((f) => ({ kind: f.kind, listen: f.listen })),
-            ...(lastError ? { lastError } : {}),
-            paths: stats?.paths ?? [],
-          };
-        },
+        getStatus: () => clientStatus({ supervisor: client, servers: serverNames, carrier: link.carrier, udp: proxy.udpTraffic, fronts }),
       }));
       fronts.push({ kind: 'status', listen: formatEndpoint(st.address), close: () => st.close() });
     }
@@ -221,7 +148,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     const stopWaiting = new AbortController();
     void shutdown.then(() => stopWaiting.abort());
     const retry = { refusedRetryMs: cfg.reconnect.refusedRetryMs, maxRetries: cfg.reconnect.retry, server };
-    if (!(await connectUnlessStopped(client, retry, log, stopWaiting.signal))) {
+    if (!(await connectPersistently(client, retry, log, stopWaiting.signal))) {
       await stop();
       return; // a signal while the server was refusing us or could not be reached
     }
@@ -255,68 +182,6 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   }
   log.info({ signal: ended }, 'shutting down');
   await stop();
-}
-
-interface StartRetry {
-  /** Between attempts while the server refuses us; 0: a refusal is thrown as a RefusedError. */
-  refusedRetryMs: number;
-  /** Failed attempts to reach the server tried again at most this often (undefined: forever), then an UnreachableError is thrown. */
-  maxRetries: number | undefined;
-  /** host:port, for messages. */
-  server: string;
-}
-
-/**
- * The first connect. A refusal is logged once per reason and tried again
- * every `refusedRetryMs` (0: thrown as a RefusedError); a server that
- * cannot be reached (down, not started yet, a network not up yet) is tried
- * again with backoff, one `reconnecting in Ns` line per attempt, up to
- * `maxRetries` times (then thrown as an UnreachableError). A certificate
- * that does not match the link's pin, or a config error, is thrown at once.
- * False when `signal` fired while waiting.
- */
-async function connectUnlessStopped(client: { connect(signal?: AbortSignal): Promise<unknown> }, opts: StartRetry, log: Logger, signal: AbortSignal): Promise<boolean> {
-  let logged: string | undefined;
-  const backoff = new Backoff();
-  let failures = 0;
-  for (;;) {
-    let retryMs: number;
-    try {
-      await client.connect(signal);
-      if (logged !== undefined) log.info({ was: logged }, 'server accepts us again');
-      if (failures > 0) log.info({ server: opts.server, attempts: failures + 1 }, 'server reachable');
-      return true;
-    } catch (err) {
-      if (signal.aborted) return false;
-      const why = refusalOf(err);
-      // A certificate that does not match the link's pin, or a local config problem: retrying cannot help.
-      if (err instanceof CertificateError || err instanceof ConfigError) throw err;
-      if (why === undefined) {
-        failures++;
-        if (!retriesLeft(opts.maxRetries, failures)) throw new UnreachableError(opts.server, failures, opts.maxRetries ?? 0, err);
-        retryMs = backoff.next();
-        log.info({ server: opts.server, attempt: failures, err: toError(err).message }, `cannot connect to the server; reconnecting in ${formatDelay(retryMs)}`);
-      } else {
-        if (opts.refusedRetryMs === 0) throw new RefusedError(why, err);
-        if (why !== logged) log.error({}, refusalMessage(why, opts.refusedRetryMs));
-        logged = why;
-        retryMs = opts.refusedRetryMs;
-      }
-      // A ref'd timer: nothing else keeps the process alive before the fronts are up.
-      const waited = await new Promise<boolean>((resolve) => {
-        const onAbort = (): void => {
-          clearTimeout(t);
-          resolve(false);
-        };
-        const t = setTimeout(() => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(true);
-        }, retryMs);
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-      if (!waited) return false;
-    }
-  }
 }
 
 /** Why the server refused `-R spec` (binding on `bind`), and what to change on the server. */

@@ -35,6 +35,7 @@ import type { SessionServer } from '../server/session-server.js';
 import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { renderQr } from './qr.js';
+import { gatewayStatus } from '../observe/status.js';
 
 /** The server certificate (configured or self-signed) and its pin. */
 export interface ServerCert {
@@ -105,14 +106,7 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
     sessions: () => gw.sessions(),
     kickSession: (id, reason) => gw.kickSession(id, reason),
     kickUser: (id, reason) => gw.kickUser(id, reason),
-    status: () => ({
-      version: ver,
-      startedAt,
-      draining,
-      sessions: server.sessions.size,
-      listeners: bound.map((l) => ({ carrier: l.scheme, address: l.host, port: l.port })),
-      counters: { ...server.counters },
-    }),
+    status: () => gatewayStatus({ version: ver, startedAt, draining, server, listeners: bound.map((l) => ({ carrier: l.scheme, address: l.host, port: l.port })) }),
     serverPublicKey: () => dd.serverPublicKey,
     endpoints: () => endpoints,
   };

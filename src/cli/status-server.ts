@@ -12,44 +12,9 @@ import { ConfigError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { formatHostPort } from '../core/address.js';
 import { isLoopbackHost, type HostPort } from '../config/values.js';
+import type { StatusReport } from '../observe/status.js';
 
-/**
- * What a client reports. Every field is optional for the reader (`polytun
- * status` prints what it finds); the client fills in what it knows.
- */
-export interface StatusReport {
-  role?: 'client' | 'server';
-  version?: string;
-  /** Session state: connecting, open, detached (waiting to be resumed), reconnecting (opening a new session), closed. */
-  state?: string;
-  /** The server's host:port. */
-  server?: string;
-  carrier?: string;
-  /** When the current session started, ISO 8601. */
-  since?: string;
-  rttMs?: number;
-  bytesSent?: number;
-  bytesReceived?: number;
-  /** UDP relayed (SOCKS5 UDP ASSOCIATE, -L …/udp): datagrams and payload bytes each way. */
-  udpDatagramsSent?: number;
-  udpBytesSent?: number;
-  udpDatagramsReceived?: number;
-  udpBytesReceived?: number;
-  /** Open streams. */
-  streams?: number;
-  /** Resumes plus new sessions after the first. */
-  reconnects?: number;
-  /** The session was resumed after a connection loss (open streams survived). */
-  resumes?: number;
-  /** New sessions after the first (the old one was lost for good, or another server took over). */
-  newSessions?: number;
-  /** Age of the current session, ms (`since` to now). */
-  sessionAgeMs?: number;
-  /** Listening fronts, e.g. `{ kind: 'socks5', listen: '127.0.0.1:1080' }`. */
-  fronts?: { kind: string; listen: string }[];
-  /** The last error, a short message. */
-  lastError?: string;
-}
+export type { StatusReport } from '../observe/status.js';
 
 /** Options of {@link startStatusServer}. */
 export interface StatusServerInit {

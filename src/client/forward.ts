@@ -12,7 +12,10 @@ import { isIP, isIPv6, type Socket } from 'node:net';
 import { AddressError, formatHostPort, makeDestination, type Destination } from '../core/address.js';
 import { ConfigError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { splice, TcpFront, type ListenAddress, type ProxyClient, type UdpAssociation } from './proxy-client.js';
+import type { ProxyClient } from './proxy-client.js';
+import { splice } from './splice.js';
+import { TcpFront, type ListenAddress } from './tcp-front.js';
+import type { UdpAssociation } from './udp-flows.js';
 import { RefusalLog } from './refusal.js';
 
 /** A parsed `-L` / `-R` argument. */

@@ -17,9 +17,9 @@ import {
   encodeProxyResponse, HttpProxyError, HttpProxyRequestParser, parseProxyAuthorization, rewriteForOrigin,
   type HttpProxyRequest,
 } from './http-proxy-codec.js';
-import {
-  checkCredentials, endWithReply, requireAuthOffLoopback, splice, TcpFront, type Credentials, type ListenAddress, type ProxyClient,
-} from './proxy-client.js';
+import type { ProxyClient } from './proxy-client.js';
+import { splice } from './splice.js';
+import { checkCredentials, endWithReply, requireAuthOffLoopback, TcpFront, type Credentials, type ListenAddress } from './tcp-front.js';
 import { describeLocalFailure, describeStatus, isStreamLimit, RefusalLog } from './refusal.js';
 
 /** Options of {@link HttpFront}. */

@@ -22,7 +22,9 @@ import { AbortedError, ClosedError, isBenignClose, TimeoutError, toError } from 
 import { nullLogger, type Logger } from '../core/logger.js';
 import type { PolyStream } from '../session/stream.js';
 import type { Session } from '../session/session.js';
-import { splice, type ListenAddress, type ProxyBind, type ProxyClient, type Splice } from './proxy-client.js';
+import type { ProxyBind, ProxyClient } from './proxy-client.js';
+import { splice, type Splice } from './splice.js';
+import type { ListenAddress } from './tcp-front.js';
 
 /** Options of {@link ReverseForward}. */
 export interface ReverseForwardInit {

@@ -19,7 +19,9 @@ import { isIPv4, isIPv6, type Socket } from 'node:net';
 import { makeDestination, type Destination } from '../core/address.js';
 import { AbortedError, isBenignClose, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { checkCredentials, endWithReply, requireAuthOffLoopback, splice, TcpFront, type Credentials, type ListenAddress, type ProxyClient } from './proxy-client.js';
+import type { ProxyClient } from './proxy-client.js';
+import { splice } from './splice.js';
+import { checkCredentials, endWithReply, requireAuthOffLoopback, TcpFront, type Credentials, type ListenAddress } from './tcp-front.js';
 import { RefusalLog } from './refusal.js';
 import {
   decodeUdpDatagram, encodeReply, encodeUdpDatagram, Socks5Error, socks5ErrorReply, Socks5Method, Socks5Reply,

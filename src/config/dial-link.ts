@@ -12,7 +12,9 @@ import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import { WsCarrier } from '../carriers/ws.js';
 import type { StreamCarrier } from '../carriers/types.js';
-import { SessionClient, type PathSpec, type SessionClientInit } from '../client/session-client.js';
+import { FailoverClient } from '../paths/failover.js';
+import { SessionClient, type PathSpec, type SessionClientInit } from '../paths/session-client.js';
+import type { PathSupervisor } from '../paths/supervisor.js';
 import { decodeKey, keyPairFromToken, publicKeyOf, wsBearerFromToken, type KeyPair } from '../secure/keys.js';
 import type { SessionOptions } from '../session/session.js';
 import type { ClientLink } from './link.js';
@@ -121,4 +123,27 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.maxRetries !== undefined ? { maxRetries: opts.maxRetries } : {}),
   };
   return init;
+}
+
+/** When to move between servers (the config's `failover`). */
+export interface FailoverTimes {
+  /** Detached this long on the active server → move to the next. */
+  afterMs?: number | undefined;
+  /** Master reachable this long → move back. */
+  failbackAfterMs?: number | undefined;
+}
+
+/**
+ * What keeps the session up for a link: one SessionClient, or with backup
+ * servers a FailoverClient that moves between them (the backups without the
+ * link's extra bonding paths). Not yet connected.
+ */
+export function supervisorForLinks(link: ClientLink, backups: readonly ClientLink[], opts: LinkClientOptions, failover: FailoverTimes = {}): PathSupervisor {
+  if (backups.length === 0) return clientForLink(link, opts);
+  return new FailoverClient({
+    servers: [clientInitForLink(link, opts), ...backups.map((b) => clientInitForLink(b, { ...opts, extraPaths: [] }))],
+    ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(failover.afterMs !== undefined ? { failoverAfterMs: failover.afterMs } : {}),
+    ...(failover.failbackAfterMs !== undefined ? { failbackAfterMs: failover.failbackAfterMs } : {}),
+  });
 }

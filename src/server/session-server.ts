@@ -9,12 +9,14 @@ import { EventEmitter } from 'node:events';
 import { RejectCode, RejectedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { LIMIT_LOG_INTERVAL_MS, LogLimiter } from '../core/log-limiter.js';
+import { nullMetrics, type Metrics } from '../core/metrics.js';
 import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
 import type { ClientHello } from '../secure/hello.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
+import { SessionTable } from '../paths/session-table.js';
 
 export type { SessionOptions };
 
@@ -41,6 +43,8 @@ export interface SessionServerInit<U> extends ChannelInit {
   maxSessions?: number;
   /** Accepted client clock skew. @default 300000 */
   maxSkewMs?: number;
+  /** Where to register the server's metrics (read from `counters` and the table when collected). @default nullMetrics */
+  metrics?: Metrics;
 }
 
 export interface SessionEntry<U> {
@@ -57,7 +61,8 @@ export class SessionServer<U> extends EventEmitter {
   private pending = 0;
   private readonly overloadLog = new LogLimiter({ intervalMs: LIMIT_LOG_INTERVAL_MS, maxKeys: 1 });
   private draining = false;
-  readonly sessions = new Map<string, SessionEntry<U>>();
+  /** Live sessions by id, where resumes and path joins are looked up. */
+  readonly sessions = new SessionTable<SessionEntry<U>>();
   /** Counters for status and metrics. */
   readonly counters = { accepted: 0, resumed: 0, rejected: 0, dropped: 0, overload: 0 };
 
@@ -65,6 +70,10 @@ export class SessionServer<U> extends EventEmitter {
     super();
     this.log = init.logger ?? nullLogger;
     this.replay = new ReplayGuard(2 * (init.maxSkewMs ?? 300_000));
+    const m = init.metrics ?? nullMetrics;
+    m.registerCounterGroup('polytun_server_handshakes_total', { help: 'Carrier connections by outcome (accepted, resumed, rejected, dropped, overload)', label: 'result', collect: () => this.counters });
+    m.registerGauge('polytun_server_sessions', { help: 'Live sessions', collect: () => this.sessions.size });
+    m.registerGauge('polytun_server_pending_handshakes', { help: 'Handshakes in progress', collect: () => this.pending });
   }
 
   /** Feeds one carrier connection to the server. */
@@ -86,8 +95,8 @@ export class SessionServer<U> extends EventEmitter {
       if (this.draining) return { accept: false, reject: RejectCode.draining };
       const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? 16 << 20 };
       if (hello.resumeId) {
-        const e = this.sessions.get(hello.resumeId.toString('hex'));
-        if (!e || !e.clientKey.equals(clientKey) || e.session.state === 'closed') return { accept: false, reject: RejectCode.sessionUnknown };
+        const e = this.sessions.resumable(hello.resumeId, clientKey);
+        if (!e) return { accept: false, reject: RejectCode.sessionUnknown };
         return { accept: true, sessionId: e.session.id, recvSeq: e.session.receivedSeq, resumed: true, ...windows };
       }
       if (this.sessions.size >= (this.init.maxSessions ?? 10_000)) return { accept: false, reject: RejectCode.busy };
@@ -114,15 +123,11 @@ export class SessionServer<U> extends EventEmitter {
         conn.authenticated?.(); // the listener stops counting it as unauthenticated
         const u = user as U;
         if (admission.resumed) {
-          const e = this.sessions.get(admission.sessionId.toString('hex'));
-          if (!e || e.session.state === 'closed') {
-            channel.abort();
-            return;
-          }
+          const e = this.sessions.claim(admission.sessionId, channel, conn.remote);
+          if (!e) return;
           this.counters.resumed++;
-          e.remote = conn.remote;
           this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), user: this.init.users.nameOf?.(e.user), remote: conn.remote, join: hello.join === true }, hello.join ? 'path joined' : 'session resumed');
-          e.session.attach(channel, hello.recvSeq, { join: hello.join === true, role: hello.backup ? 'backup' : 'primary', label: conn.remote });
+          this.sessions.attachPath(e, channel, hello, conn.remote);
           return;
         }
         this.counters.accepted++;
@@ -134,13 +139,11 @@ export class SessionServer<U> extends EventEmitter {
           peerStreamWindow: hello.streamWindow,
           peerSessionWindow: hello.sessionWindow,
         });
-        const key = admission.sessionId.toString('hex');
         const entry: SessionEntry<U> = { session, user: u, clientKey, remote: conn.remote, startedAt: Date.now() };
-        this.sessions.set(key, entry);
+        const key = this.sessions.open(entry);
         // Who, in every open/close line: "which user was on at 3 a.m." is the usual question.
         const name = this.init.users.nameOf?.(u);
         session.once('closed', (err: Error) => {
-          this.sessions.delete(key);
           const st = session.stats;
           const f = { session: key.slice(0, 8), user: name, reason: err.message, seconds: Math.round((Date.now() - entry.startedAt) / 1000), bytesSent: st.bytesSent, bytesReceived: st.bytesReceived };
           this.log.info(f, isBenignClose(err) || err.name === 'SessionClosedError' ? 'session closed' : 'session ended');

@@ -8,7 +8,7 @@ import { TcpCarrier } from '../../src/carriers/tcp.js';
 import type { Endpoint, Listener, StreamCarrier } from '../../src/carriers/types.js';
 import type { PathRole } from '../../src/session/path.js';
 import { TcpRelay } from '../tools/relay.js';
-import { SessionClient, type SessionClientInit } from '../../src/client/session-client.js';
+import { SessionClient, type SessionClientInit } from '../../src/paths/session-client.js';
 import { generateKeyPair, type KeyPair } from '../../src/secure/keys.js';
 import { SessionServer, type SessionOptions, type SessionServerInit } from '../../src/server/session-server.js';
 import type { Session } from '../../src/session/session.js';

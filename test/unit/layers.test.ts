@@ -23,10 +23,11 @@ const ALLOWED: Record<string, string[]> = {
   store: ['core', 'secure'],
   client: ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun'],
   server: ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun', 'store'],
+  observe: ['core', 'carriers', 'secure', 'session', 'paths', 'proxy', 'client', 'server', 'store'],
   config: ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server'],
-  admin: ['core', 'carriers', 'secure', 'session', 'proxy', 'store', 'server', 'config'],
-  cli: ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'admin'],
-  '.': ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'admin'],
+  admin: ['core', 'carriers', 'secure', 'session', 'proxy', 'store', 'server', 'config', 'observe'],
+  cli: ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'observe', 'admin'],
+  '.': ['core', 'native', 'carriers', 'secure', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'observe', 'admin'],
 };
 
 function files(dir: string): string[] {

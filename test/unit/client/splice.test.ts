@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { splice } from '../../../src/client/proxy-client.js';
+import { splice } from '../../../src/client/splice.js';
 
 /** A connected loopback pair: [the accepted side, the client side]. */
 async function socketPair(): Promise<[net.Socket, net.Socket]> {

@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { TcpCarrier } from '../../../src/carriers/tcp.js';
 import { ProxyClient } from '../../../src/client/proxy-client.js';
-import { SessionClient } from '../../../src/client/session-client.js';
+import { SessionClient } from '../../../src/paths/session-client.js';
 import { makeDestination } from '../../../src/core/address.js';
 import { PolytunError } from '../../../src/core/errors.js';
 import { encodeOpen } from '../../../src/proxy/wire.js';

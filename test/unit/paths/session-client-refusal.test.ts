@@ -20,7 +20,7 @@ import { RejectCode } from '../../../src/core/errors.js';
 import type { Logger } from '../../../src/core/logger.js';
 import { TcpCarrier } from '../../../src/carriers/tcp.js';
 import type { Listener } from '../../../src/carriers/types.js';
-import { RefusedError, SessionClient } from '../../../src/client/session-client.js';
+import { RefusedError, SessionClient } from '../../../src/paths/session-client.js';
 import { generateKeyPair } from '../../../src/secure/keys.js';
 import { SessionServer } from '../../../src/server/session-server.js';
 import { CloseCode, type Session } from '../../../src/session/session.js';

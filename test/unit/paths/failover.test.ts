@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { TcpCarrier } from '../../../src/carriers/tcp.js';
 import type { Listener } from '../../../src/carriers/types.js';
-import { FailoverClient } from '../../../src/client/failover.js';
+import { FailoverClient } from '../../../src/paths/failover.js';
 import { generateKeyPair, type KeyPair } from '../../../src/secure/keys.js';
 import { SessionServer } from '../../../src/server/session-server.js';
 import type { Session } from '../../../src/session/session.js';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../../../src/client/backoff.js';
+import { Backoff, UnreachableError, formatDelay, retriesLeft } from '../../../src/paths/backoff.js';
 
 describe('Backoff', () => {
   it('doubles from 1 s to the 10 s cap; the random half spans [ceiling/2, ceiling)', () => {

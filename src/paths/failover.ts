@@ -21,13 +21,20 @@ import { sleep } from '../core/abort.js';
 import { Backoff } from './backoff.js';
 import { AbortedError, ClosedError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { formatEndpoint } from '../carriers/types.js';
+import type { Metrics } from '../core/metrics.js';
 import { CloseCode, SessionClosedError, type Session } from '../session/session.js';
-import { SessionClient, type SessionClientInit } from './session-client.js';
+import { SessionHistory } from './history.js';
+import { registerSupervisorMetrics } from './metrics.js';
+import { keepTrying, waitUnlessAborted } from './retry.js';
+import { SessionClient, sourcesOf, type SessionClientInit, type SourcedClientInit } from './session-client.js';
+import type { PathSource } from './source.js';
+import type { PathSupervisor, SupervisorStatus } from './supervisor.js';
+
+type ServerInit = SessionClientInit | SourcedClientInit;
 
 export interface FailoverInit {
   /** Servers in order of preference; [0] is the master. */
-  servers: SessionClientInit[];
+  servers: ServerInit[];
   logger?: Logger;
   /** Detached this long on the active server → move to the next. @default 5000 */
   failoverAfterMs?: number;
@@ -35,20 +42,38 @@ export interface FailoverInit {
   failbackAfterMs?: number;
   /** How often to probe the master while on a backup. @default 5000 */
   probeIntervalMs?: number;
+  /** Where to register the client's metrics (see paths/metrics.ts). @default nullMetrics */
+  metrics?: Metrics;
 }
 
-export class FailoverClient extends EventEmitter {
+export class FailoverClient extends EventEmitter implements PathSupervisor {
   private readonly log: Logger;
   private active: { index: number; client: SessionClient } | undefined;
   private closed = false;
   private readonly ac = new AbortController();
   private detachTimer: NodeJS.Timeout | undefined;
   private probing = false;
+  private readonly history: SessionHistory;
+  /** Each server's name for log lines. */
+  private readonly names: string[];
 
   constructor(private readonly init: FailoverInit) {
     super();
     if (init.servers.length === 0) throw new ClosedError('failover: no servers');
     this.log = init.logger ?? nullLogger;
+    this.names = init.servers.map((s) => (sourcesOf(s)[0] as PathSource).name);
+    this.history = new SessionHistory(this, this.log);
+    if (init.metrics) registerSupervisorMetrics(this, init.metrics);
+  }
+
+  /** Counters and state for status reports. */
+  status(): SupervisorStatus {
+    return this.history.status(this.active?.index ?? 0);
+  }
+
+  /** True while the server in use is opening a new session (its old one was lost for good). */
+  get reconnecting(): boolean {
+    return this.active?.client.reconnecting ?? false;
   }
 
   /** The session new connections should use. */
@@ -62,7 +87,7 @@ export class FailoverClient extends EventEmitter {
   }
 
   private name(i: number): string {
-    return formatEndpoint((this.init.servers[i] as SessionClientInit).endpoint);
+    return this.names[i] as string;
   }
 
   /** Connects to the first server that answers, in order. */
@@ -81,7 +106,7 @@ export class FailoverClient extends EventEmitter {
   }
 
   private async use(i: number, signal?: AbortSignal): Promise<Session> {
-    const client = new SessionClient(this.init.servers[i] as SessionClientInit);
+    const client = new SessionClient(this.init.servers[i] as ServerInit, { track: false });
     const session = await client.connect(signal);
     const previous = this.active;
     this.active = { index: i, client };
@@ -156,26 +181,36 @@ export class FailoverClient extends EventEmitter {
     const backoff = new Backoff();
     const warned = new Set<number>();
     const stillDown = (): boolean => !this.closed && this.active?.index === from && this.active.client.session?.state !== 'open';
+    /** A round found no server that answers. */
+    const noneAnswered = new Error('no server answered');
     try {
-      while (stillDown()) {
-        for (let k = 1; k < n && stillDown(); k++) {
-          const i = (from + k) % n;
-          try {
-            const old = this.active?.client;
-            await this.use(i);
-            old?.close(0, 'failed over');
-            this.log.info({ server: this.name(i), backup: i !== 0 }, 'now using this server');
-            return;
-          } catch (err) {
-            if (err instanceof AbortedError) return;
-            if (!warned.has(i)) this.log.warn({ server: this.name(i), err: toError(err).message }, 'failover target unreachable');
-            warned.add(i);
+      await keepTrying({
+        firstDelayMs: 0,
+        // One round over the other servers, in order.
+        attempt: async () => {
+          for (let k = 1; k < n && stillDown(); k++) {
+            const i = (from + k) % n;
+            try {
+              const old = this.active?.client;
+              await this.use(i);
+              old?.close(0, 'failed over');
+              this.log.info({ server: this.name(i), backup: i !== 0 }, 'now using this server');
+              return;
+            } catch (err) {
+              if (err instanceof AbortedError) return;
+              if (!warned.has(i)) this.log.warn({ server: this.name(i), err: toError(err).message }, 'failover target unreachable');
+              warned.add(i);
+            }
           }
-        }
-        await sleep(backoff.next(), this.ac.signal);
-      }
-    } catch (err) {
-      if (!(err instanceof AbortedError)) throw err;
+          if (stillDown()) throw noneAnswered;
+        },
+        failed: (err) => {
+          if (err !== noneAnswered) throw err;
+          return backoff.next();
+        },
+        // Then again, unless the active server came back (or we closed) meanwhile.
+        wait: async (ms) => (await waitUnlessAborted(this.ac.signal, true)(ms)) && stillDown(),
+      });
     } finally {
       this.failingOver = false;
     }
@@ -193,7 +228,7 @@ export class FailoverClient extends EventEmitter {
         } catch {
           return; // closed while waiting
         }
-        const probe = new SessionClient({ ...(this.init.servers[0] as SessionClientInit), renew: false });
+        const probe = new SessionClient({ ...(this.init.servers[0] as ServerInit), renew: false }, { track: false });
         try {
           const s = await probe.connect(this.ac.signal);
           const since = Date.now();

@@ -1,7 +1,9 @@
 /**
- * Keeps one session to a server alive over one or several paths. Each path
- * (a carrier + endpoint, optionally a local bind, a role and a weight) has
- * its own maintenance loop: when it dies it is dialed again (exponential
+ * Keeps one session to a server alive over one or several paths: the
+ * supervisor for a single server (see supervisor.ts; FailoverClient wraps
+ * several). Each path comes from a path source (source.ts: today a direct
+ * dial, a carrier + endpoint, optionally a local bind, a role and a weight)
+ * and has its own maintenance loop: when it dies it is dialed again (exponential
  * backoff with full jitter) and joins the same session; when every path is
  * gone the first one back resumes the session, so open streams continue with
  * no byte lost or duplicated. If the server no longer knows the session (it
@@ -37,14 +39,22 @@
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay, sleep } from '../core/abort.js';
-import { AbortedError, ClosedError, PolytunError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
+import { AbortedError, ClosedError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/types.js';
+import type { Metrics } from '../core/metrics.js';
+import type { Endpoint, StreamCarrier } from '../carriers/types.js';
 import type { ChannelInit } from '../secure/channel.js';
-import { clientHandshake } from '../secure/handshake.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
-import { Backoff, UnreachableError, formatDelay, retriesLeft } from './backoff.js';
+import { Backoff, FailureCount, formatDelay } from './backoff.js';
+import { SessionHistory } from './history.js';
+import { registerSupervisorMetrics } from './metrics.js';
+import { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } from './refusal.js';
+import { keepTrying } from './retry.js';
+import { DirectDialSource, type PathSource, type ResumeRequest } from './source.js';
+import type { PathSupervisor, SupervisorStatus } from './supervisor.js';
+
+export { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } from './refusal.js';
 
 /** One network path to the server. */
 export interface PathSpec extends PathOptions {
@@ -52,20 +62,12 @@ export interface PathSpec extends PathOptions {
   endpoint: Endpoint;
 }
 
-export interface SessionClientInit extends ChannelInit {
-  /** The first (or only) path. */
-  carrier: StreamCarrier;
-  endpoint: Endpoint;
-  /** Further paths bonded into the same session. */
-  extraPaths?: PathSpec[];
-  /** Role/weight/label of the first path. */
-  firstPath?: PathOptions;
-  serverPublicKey: Buffer;
-  clientKeyPair: KeyPair;
+/** How a SessionClient keeps its session up, whatever its paths come from. */
+export interface SupervisorOptions {
   logger?: Logger;
+  /** Where to register the client's metrics (see paths/metrics.ts). @default nullMetrics */
+  metrics?: Metrics;
   session?: SessionOptions;
-  /** @default 10000 */
-  handshakeTimeoutMs?: number;
   /** First path-redial delay ceiling while a session waits to be resumed. @default 200 */
   backoffBaseMs?: number;
   /** @default 10000 */
@@ -89,65 +91,45 @@ export interface SessionClientInit extends ChannelInit {
   refusedRetryMs?: number;
 }
 
+/** A SessionClient whose paths are dialed directly (carrier + endpoint each). */
+export interface SessionClientInit extends ChannelInit, SupervisorOptions {
+  /** The first (or only) path. */
+  carrier: StreamCarrier;
+  endpoint: Endpoint;
+  /** Further paths bonded into the same session. */
+  extraPaths?: PathSpec[];
+  /** Role/weight/label of the first path. */
+  firstPath?: PathOptions;
+  serverPublicKey: Buffer;
+  clientKeyPair: KeyPair;
+  /** @default 10000 */
+  handshakeTimeoutMs?: number;
+}
+
+/** A SessionClient over any path sources; `sources[0]` opens sessions and names the server in log lines. */
+export interface SourcedClientInit extends SupervisorOptions {
+  sources: readonly PathSource[];
+}
+
+/** The path sources of a client init: a direct dial per path. */
+export function sourcesOf(init: SessionClientInit | SourcedClientInit): readonly PathSource[] {
+  if ('sources' in init) return init.sources;
+  const specs: PathSpec[] = [{ ...init.firstPath, carrier: init.carrier, endpoint: init.endpoint }, ...(init.extraPaths ?? [])];
+  return specs.map(({ carrier, endpoint, ...options }) => new DirectDialSource(carrier, endpoint, options, init));
+}
+
 /** A session that lived this long resets the reconnect backoff. */
 const STABLE_MS = 30_000;
 
-/** Default of {@link SessionClientInit.refusedRetryMs}. */
-export const DEFAULT_REFUSED_RETRY_MS = 60_000;
-
-/**
- * Why the server will not have us, in words for a log line, when `err` is a
- * refusal that retrying soon cannot fix; undefined for anything else
- * (network errors, busy, draining, a session the server forgot, idle or
- * shutdown closes), which the normal backoff handles.
- */
-export function refusalOf(err: unknown): string | undefined {
-  if (err instanceof RejectedError) {
-    switch (err.reject) {
-      case RejectCode.unauthorized:
-        return 'key not accepted (no such user: deleted, re-keyed or never added)';
-      case RejectCode.disabled:
-        return 'user disabled';
-      case RejectCode.expired:
-        return 'account expired';
-      case RejectCode.quotaExceeded:
-        return 'traffic quota exceeded';
-      default:
-        return undefined;
-    }
-  }
-  if (err instanceof SessionClosedError && err.by === 'remote') {
-    switch (err.closeCode) {
-      case CloseCode.kicked:
-        return 'session kicked';
-      case CloseCode.quota:
-        return 'traffic quota exceeded';
-      case CloseCode.expired:
-        return 'account expired';
-      default:
-        return undefined;
-    }
-  }
-  return undefined;
-}
-
-/** The server refused us and the client stopped trying (`refusedRetryMs` 0). `cause` is the server's answer. */
-export class RefusedError extends PolytunError {
-  /** What {@link refusalOf} said. */
-  readonly reason: string;
-  constructor(reason: string, cause: unknown) {
-    super('ERR_REFUSED', `server refused: ${reason}`, { cause });
-    this.reason = reason;
-  }
-}
-
-export class SessionClient extends EventEmitter {
+export class SessionClient extends EventEmitter implements PathSupervisor {
   private readonly log: Logger;
   private current: Session | undefined;
   private readonly ac = new AbortController();
   private closed = false;
-  private readonly specs: PathSpec[];
-  /** Path id in the current session → index of its spec. */
+  private readonly sources: readonly PathSource[];
+  /** The server, for log lines. */
+  private readonly server: string;
+  /** Path id in the current session → index of its source. */
   private readonly pathSpec = new Map<number, number>();
   private readonly redialing = new Set<number>();
   private renewing = false;
@@ -157,12 +139,34 @@ export class SessionClient extends EventEmitter {
   private readonly backoff: Backoff;
   /** When the current session was opened (Date.now()). */
   private openedAt = 0;
+  /** Counters for status(). */
+  private readonly history: SessionHistory;
 
-  constructor(private readonly init: SessionClientInit) {
+  /** `track: false` when another supervisor wraps this one and reports status itself. */
+  constructor(
+    private readonly init: SessionClientInit | SourcedClientInit,
+    opts: { track?: boolean } = {},
+  ) {
     super();
     this.log = init.logger ?? nullLogger;
-    this.specs = [{ ...init.firstPath, carrier: init.carrier, endpoint: init.endpoint }, ...(init.extraPaths ?? [])];
+    this.sources = sourcesOf(init);
+    if (this.sources.length === 0) throw new ClosedError('session client: no path sources');
+    this.server = (this.sources[0] as PathSource).name;
     this.backoff = new Backoff({ baseMs: init.reconnectBaseMs, maxMs: init.reconnectMaxMs });
+    // Inside a FailoverClient, the outer supervisor says 'the server closed the session' (once, not twice).
+    this.history = new SessionHistory(this, opts.track === false ? nullLogger : this.log);
+    if (opts.track !== false && init.metrics) registerSupervisorMetrics(this, init.metrics);
+  }
+
+  /** Counters and state for status reports. */
+  status(): SupervisorStatus {
+    return this.history.status(0);
+  }
+
+  /** Path `i`'s name in log lines. */
+  private labelOf(i: number): string {
+    const source = this.sources[i] as PathSource;
+    return source.options.label ?? source.name;
   }
 
   /** The current session (undefined before connect()). */
@@ -191,7 +195,7 @@ export class SessionClient extends EventEmitter {
     if (why !== this.refusal) {
       this.refusal = why;
       const detail = err instanceof SessionClosedError ? { detail: err.message } : {};
-      this.log.error({ server: formatEndpoint(this.init.endpoint), ...detail }, refusalMessage(why, retry ? this.refusedRetryMs : null));
+      this.log.error({ server: this.server, ...detail }, refusalMessage(why, retry ? this.refusedRetryMs : null));
     }
     this.emit('refused', new RefusedError(why, err), retry ? this.refusedRetryMs : null);
     return retry;
@@ -205,7 +209,7 @@ export class SessionClient extends EventEmitter {
   /** A session was accepted: a later refusal is news again. */
   private accepted(): void {
     if (this.refusal === undefined) return;
-    this.log.info({ server: formatEndpoint(this.init.endpoint), was: this.refusal }, 'server accepts us again');
+    this.log.info({ server: this.server, was: this.refusal }, 'server accepts us again');
     this.refusal = undefined;
   }
 
@@ -214,28 +218,24 @@ export class SessionClient extends EventEmitter {
     const { session } = await this.dialPath(0, undefined, signal);
     this.accepted();
     this.adopt(session);
-    for (let i = 1; i < this.specs.length; i++) void this.maintain(i, session, true);
+    for (let i = 1; i < this.sources.length; i++) void this.maintain(i, session, true);
     return session;
   }
 
-  /** Dials path `i`; with `into`, resumes/joins that session, else opens a new one. */
+  /** Opens path `i`; with `into`, resumes/joins that session, else opens a new one. */
   private async dialPath(i: number, into: Session | undefined, signal?: AbortSignal): Promise<{ session: Session }> {
-    const spec = this.specs[i] as PathSpec;
+    const source = this.sources[i] as PathSource;
     const init = this.init;
     const sig = signal ? AbortSignal.any([signal, this.ac.signal]) : this.ac.signal;
-    const conn = await spec.carrier.dial(spec.endpoint, { signal: sig, timeoutMs: init.handshakeTimeoutMs ?? 10_000 });
-    const join = into !== undefined && into.pathCount > 0;
-    const { channel, hello } = await clientHandshake(
-      { stream: conn.stream, remote: conn.remote, local: conn.local, carrier: spec.carrier.scheme },
-      {
-        ...init,
-        resume: into ? { id: into.id, recvSeq: into.receivedSeq, join, backup: spec.role === 'backup' } : undefined,
-        streamWindow: initialStreamWindow(init.session),
-        sessionWindow: init.session?.sessionWindow ?? 16 << 20,
-        timeoutMs: init.handshakeTimeoutMs,
-        signal: sig,
-      },
-    );
+    let resume: ResumeRequest | undefined;
+    const { channel, hello } = await source.open({
+      // Join or resume is decided once the carrier is up (paths may have come or gone meanwhile).
+      resume: into ? () => (resume = { id: into.id, recvSeq: into.receivedSeq, join: into.pathCount > 0, backup: source.options.role === 'backup' }) : undefined,
+      streamWindow: initialStreamWindow(init.session),
+      sessionWindow: init.session?.sessionWindow ?? 16 << 20,
+      signal: sig,
+    });
+    const join = resume?.join === true;
     const session =
       into ??
       new Session({
@@ -246,7 +246,7 @@ export class SessionClient extends EventEmitter {
         peerStreamWindow: hello.streamWindow,
         peerSessionWindow: hello.sessionWindow,
       });
-    const path = session.attach(channel, hello.recvSeq, { ...spec, join, label: spec.label ?? formatEndpoint(spec.endpoint) });
+    const path = session.attach(channel, hello.recvSeq, { ...source.options, join, label: source.options.label ?? source.name });
     if (path) this.pathSpec.set(path.id, i);
     return { session };
   }
@@ -263,7 +263,7 @@ export class SessionClient extends EventEmitter {
     });
     session.on('detached', (err?: Error) => {
       const graceS = Math.round(this.graceMs / 100) / 10;
-      this.log.warn({ server: formatEndpoint(this.init.endpoint), reason: err?.message ?? 'carrier closed' }, `connection to server lost; reconnecting (the session can be resumed for ${graceS} s)`);
+      this.log.warn({ server: this.server, reason: err?.message ?? 'carrier closed' }, `connection to server lost; reconnecting (the session can be resumed for ${graceS} s)`);
       this.emit('detached', err);
     });
     session.once('closed', (err: Error) => {
@@ -292,7 +292,7 @@ export class SessionClient extends EventEmitter {
       return;
     }
     if (!(this.init.renew ?? true)) return;
-    const server = formatEndpoint(this.init.endpoint);
+    const server = this.server;
     if (err instanceof RejectedError && err.reject === RejectCode.sessionUnknown) {
       this.log.warn({ server }, 'server no longer knows this session (it restarted?); open connections are lost; starting a new session');
     } else if (err instanceof SessionClosedError && err.by === 'remote' && (err.closeCode === CloseCode.idle || err.closeCode === CloseCode.shutdown)) {
@@ -330,7 +330,7 @@ export class SessionClient extends EventEmitter {
           if (wasDetached) {
             this.log.info({ afterMs: Date.now() - started, attempts: attempt + 1, framesResent: session.stats.framesResent }, 'connected (session resumed)');
             this.emit('resumed', session);
-          } else if (!first) this.log.info({ path: this.specs[i]?.label ?? formatEndpoint((this.specs[i] as PathSpec).endpoint) }, 'path rejoined');
+          } else if (!first) this.log.info({ path: this.labelOf(i) }, 'path rejoined');
           return;
         } catch (err) {
           if (err instanceof AbortedError || this.closed) return;
@@ -342,7 +342,7 @@ export class SessionClient extends EventEmitter {
           if (why !== undefined && session.pathCount > 0) {
             // The server lets a refused user's live session go on: while other
             // paths carry it, only this path waits (or, with retry off, stays down).
-            if (!slow) this.log.warn({ path: this.specs[i]?.label ?? formatEndpoint((this.specs[i] as PathSpec).endpoint), reason: why }, 'server refused to add this path; the session goes on over the others');
+            if (!slow) this.log.warn({ path: this.labelOf(i), reason: why }, 'server refused to add this path; the session goes on over the others');
             if (this.refusedRetryMs === 0) return;
             slow = true;
             continue;
@@ -376,39 +376,41 @@ export class SessionClient extends EventEmitter {
   private async renew(firstDelayMs: number): Promise<void> {
     if (this.renewing) return;
     this.renewing = true;
-    const backoff = this.backoff;
     const started = Date.now();
-    const server = formatEndpoint(this.init.endpoint);
-    let failures = 0;
+    const server = this.server;
+    const count = new FailureCount(this.backoff, this.init.maxRetries, server);
     try {
-      let delay = firstDelayMs;
-      while (!this.closed) {
-        try {
-          if (delay > 0) await sleep(delay, this.ac.signal);
+      await keepTrying({
+        firstDelayMs,
+        attempt: async () => {
           const session = await this.openSession();
-          this.log.info({ server, afterMs: Date.now() - started, attempts: failures + 1 }, 'connected (new session)');
+          this.log.info({ server, afterMs: Date.now() - started, attempts: count.failures + 1 }, 'connected (new session)');
           this.emit('renewed', session);
-          return;
-        } catch (err) {
-          if (err instanceof AbortedError || this.closed) return;
+        },
+        failed: (err) => {
+          if (err instanceof AbortedError || this.closed) return undefined;
           const why = refusalOf(err);
-          if (why !== undefined) {
-            if (!this.refused(why, err as Error)) return;
-            delay = this.refusedRetryMs;
-            continue;
+          if (why !== undefined) return this.refused(why, err as Error) ? this.refusedRetryMs : undefined;
+          const delay = count.failed(err);
+          if (typeof delay !== 'number') {
+            this.log.error({ server }, delay.message);
+            this.emit('gaveUp', delay);
+            return undefined;
           }
-          failures++;
-          if (!retriesLeft(this.init.maxRetries, failures)) {
-            const gaveUp = new UnreachableError(server, failures, this.init.maxRetries ?? 0, err);
-            this.log.error({ server }, gaveUp.message);
-            this.emit('gaveUp', gaveUp);
-            return;
-          }
-          delay = backoff.next();
-          this.log.info({ server, attempt: failures, err: toError(err).message }, `reconnecting in ${formatDelay(delay)}`);
+          this.log.info({ server, attempt: count.failures, err: toError(err).message }, `reconnecting in ${formatDelay(delay)}`);
           this.emit('reconnecting', delay, toError(err));
-        }
-      }
+          return delay;
+        },
+        wait: async (ms) => {
+          try {
+            await sleep(ms, this.ac.signal);
+            return !this.closed;
+          } catch (err) {
+            if (err instanceof AbortedError) return false;
+            throw err;
+          }
+        },
+      });
     } finally {
       this.renewing = false;
     }
@@ -423,9 +425,3 @@ export class SessionClient extends EventEmitter {
   }
 }
 
-/** The one log line of a refusal: `server refused: user disabled; trying again every 60 s`. */
-export function refusalMessage(why: string, retryInMs: number | null): string {
-  if (retryInMs === null || retryInMs <= 0) return `server refused: ${why}; not trying again`;
-  const every = retryInMs < 1000 ? `${retryInMs} ms` : `${Math.round(retryInMs / 100) / 10} s`;
-  return `server refused: ${why}; trying again every ${every}`;
-}

@@ -88,3 +88,25 @@ export class UnreachableError extends PolytunError {
     this.attempts = attempts;
   }
 }
+
+/**
+ * Failed attempts in a row to reach the server, paced by a {@link Backoff}
+ * and bounded by `--retry N`. Refusals are not counted here (they have their
+ * own slow retry).
+ */
+export class FailureCount {
+  failures = 0;
+
+  constructor(
+    private readonly backoff: Backoff,
+    private readonly maxRetries: number | undefined,
+    private readonly server: string,
+  ) {}
+
+  /** Counts a failure: the delay before the next attempt, or the UnreachableError to give up with. */
+  failed(err: unknown): number | UnreachableError {
+    this.failures++;
+    if (!retriesLeft(this.maxRetries, this.failures)) return new UnreachableError(this.server, this.failures, this.maxRetries ?? 0, err);
+    return this.backoff.next();
+  }
+}
