@@ -51,7 +51,12 @@ export interface SoakReport {
   cuts: number;
   /** When each cut happened, on which client's carrier, and how. */
   cutLog: { t: number; client: string; mode: string }[];
-  outage: { killedAt: number; restartedAt: number; backAt: Record<string, number> };
+  /**
+   * backAt: when a probe stream first worked again; sessionLines: what each
+   * client logged about its session from the kill until then (to tell a
+   * slow reconnect from a slow first stream).
+   */
+  outage: { killedAt: number; restartedAt: number; backAt: Record<string, number>; sessionLines: Record<string, string[]> };
   clients: Record<string, ProcFigures & { status: unknown }>;
   server: ProcFigures;
 }
@@ -218,6 +223,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   let killedAt = NaN;
   let restartedAt = NaN;
   const backAt: Record<string, number> = {};
+  const sessionLines: Record<string, string[]> = {};
   if (!noOutage) {
     await sleep(killAt);
     log(`soak: t=${now()} ms: killing the server (${started} streams started)`);
@@ -243,6 +249,14 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
       }),
     );
     log(`soak: clients back at ${JSON.stringify(backAt)}`);
+    const since = new Date(Date.now() - (now() - killedAt)).toISOString();
+    for (const c of clients) {
+      sessionLines[c.name] = c.proc
+        .log()
+        .split('\n')
+        .filter((l) => l >= since && /connected|reconnecting in|resume|session|refused/.test(l))
+        .slice(0, 40);
+    }
   }
 
   const rest = endAt - now();
@@ -282,7 +296,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
     bytes: results.reduce((a, r) => a + r.bytes, 0),
     cuts,
     cutLog,
-    outage: { killedAt, restartedAt, backAt },
+    outage: { killedAt, restartedAt, backAt, sessionLines },
     clients: {},
     server: figures(rss.server?.filter((s) => s.t > (noOutage ? warmAt : restartedAt + 10_000)) ?? [], { baseline: serverBaselineFds, end: await settleFds(server.child.pid as number, serverBaselineFds) }),
   };
