@@ -12,26 +12,21 @@
 import type { Socket } from 'node:net';
 import { formatHostPort } from '../core/address.js';
 import { AbortedError, isBenignClose, TimeoutError, toError } from '../core/errors.js';
-import { nullLogger, type Logger } from '../core/logger.js';
 import {
   encodeProxyResponse, HttpProxyError, HttpProxyRequestParser, parseProxyAuthorization, rewriteForOrigin,
   type HttpProxyRequest,
 } from './http-proxy-codec.js';
 import type { ProxyClient } from './proxy-client.js';
 import { splice } from './splice.js';
-import { checkCredentials, endWithReply, requireAuthOffLoopback, TcpFront, type Credentials, type ListenAddress } from './tcp-front.js';
-import { describeLocalFailure, describeStatus, isStreamLimit, RefusalLog } from './refusal.js';
+import { checkCredentials, endWithReply, type Credentials } from './tcp-front.js';
+import { ProxyFront, type ProxyFrontInit } from './proxy-front.js';
+import { describeLocalFailure, describeStatus, isStreamLimit } from './refusal.js';
 
 /** Options of {@link HttpFront}. */
-export interface HttpFrontInit {
-  /** Where to listen. Port 0 picks a free port (see `address`). */
-  listen: ListenAddress;
+export interface HttpFrontInit extends ProxyFrontInit {
   proxy: ProxyClient;
   /** Require `Proxy-Authorization: Basic`. Mandatory on a non-loopback `listen` host. */
   auth?: Credentials;
-  logger?: Logger;
-  /** Connections handled at once; more are closed on accept. @default 1024 */
-  maxConnections?: number;
   /** From accept until the request head is complete. @default 10000 */
   headTimeoutMs?: number;
 }
@@ -47,63 +42,26 @@ export function httpStatusForProxyStatus(status: number): 403 | 502 | 504 {
 }
 
 /** See the file comment. */
-export class HttpFront {
-  private readonly log: Logger;
-  private readonly tcp: TcpFront;
-  private readonly refusals: RefusalLog;
-
+export class HttpFront extends ProxyFront {
   constructor(private readonly init: HttpFrontInit) {
-    this.log = (init.logger ?? nullLogger).child({ front: 'http' });
-    this.refusals = new RefusalLog(this.log);
-    const max = init.maxConnections ?? 1024;
-    this.tcp = new TcpFront({
-      name: 'http proxy',
-      listen: init.listen,
-      maxConnections: max,
-      logger: this.log,
-      onConnection: (sock) => this.onConnection(sock),
+    super('http', 'http proxy', init);
+  }
+
+  protected onConnection(sock: Socket, overLimit: boolean): void {
+    if (overLimit) {
       // Answered before its request is read: HTTP clients take a response at any time.
-      onOverLimit: (sock) => endWithReply(sock, encodeProxyResponse(503, [['Retry-After', '5']], `polytun: this proxy already serves ${max} connections, the most it handles at once; try again shortly`)),
-    });
-  }
-
-  /** Listens. @throws ConfigError (non-loopback without auth), or the listen error */
-  async start(): Promise<void> {
-    requireAuthOffLoopback('http', this.init.listen.host, this.init.auth);
-    await this.tcp.start();
-  }
-
-  /** The bound address (after start). */
-  get address(): ListenAddress {
-    return this.tcp.address;
-  }
-
-  /** Stops listening and closes every connection. Idempotent. */
-  close(): Promise<void> {
-    this.refusals.flush();
-    return this.tcp.close();
-  }
-
-  private onConnection(sock: Socket): void {
+      endWithReply(sock, encodeProxyResponse(503, [['Retry-After', '5']], `polytun: this proxy already serves ${this.maxConnections} connections, the most it handles at once; try again shortly`));
+      return;
+    }
     const parser = new HttpProxyRequestParser();
-    const timer = setTimeout(() => {
-      this.log.debug({ remote: sock.remoteAddress }, 'http proxy request head timed out');
-      sock.destroy();
-    }, this.init.headTimeoutMs ?? 10_000);
-    sock.once('close', () => clearTimeout(timer));
-    // A client that half-closes before its head is complete will never finish it.
-    const onEnd = (): void => {
-      if (!sock.writableEnded) sock.destroy(); // else our last reply is on its way; the socket closes by itself
-    };
-    sock.once('end', onEnd);
+    const headDone = this.watchHead(sock, this.init.headTimeoutMs ?? 10_000, 'http proxy request head');
     const onData = (chunk: Buffer): void => {
       let req: HttpProxyRequest | null;
       try {
         req = parser.push(chunk);
       } catch (err) {
         sock.off('data', onData);
-        sock.off('end', onEnd);
-        clearTimeout(timer);
+        headDone();
         if (!(err instanceof HttpProxyError)) {
           this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'http proxy request failed');
           sock.destroy();
@@ -115,9 +73,8 @@ export class HttpFront {
       }
       if (!req) return;
       sock.off('data', onData);
-      sock.off('end', onEnd);
+      headDone();
       sock.pause();
-      clearTimeout(timer);
       if (!this.authorized(sock, req)) {
         endWithReply(sock, encodeProxyResponse(407, [['Proxy-Authenticate', 'Basic realm="polytun"']]));
         return;

@@ -18,89 +18,43 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIPv4, isIPv6, type Socket } from 'node:net';
 import { makeDestination, type Destination } from '../core/address.js';
 import { AbortedError, isBenignClose, TimeoutError, toError } from '../core/errors.js';
-import { nullLogger, type Logger } from '../core/logger.js';
+import type { Logger } from '../core/logger.js';
 import type { ProxyClient } from './proxy-client.js';
 import { splice } from './splice.js';
-import { checkCredentials, endWithReply, requireAuthOffLoopback, TcpFront, type Credentials, type ListenAddress } from './tcp-front.js';
-import { RefusalLog } from './refusal.js';
+import { checkCredentials, endWithReply, type Credentials } from './tcp-front.js';
+import { ProxyFront, type ProxyFrontInit } from './proxy-front.js';
 import {
   decodeUdpDatagram, encodeReply, encodeUdpDatagram, Socks5Error, socks5ErrorReply, Socks5Method, Socks5Reply,
   Socks5ServerParser, type Socks5Event,
 } from './socks5-codec.js';
 
 /** Options of {@link Socks5Front}. */
-export interface Socks5FrontInit {
-  /** Where to listen. Port 0 picks a free port (see `address`). */
-  listen: ListenAddress;
+export interface Socks5FrontInit extends ProxyFrontInit {
   proxy: ProxyClient;
   /** Require RFC 1929 username/password. Mandatory on a non-loopback `listen` host. */
   auth?: Credentials;
-  logger?: Logger;
-  /** Connections handled at once; more are closed on accept. @default 1024 */
-  maxConnections?: number;
   /** From accept until the request is parsed. @default 10000 */
   handshakeTimeoutMs?: number;
 }
 
 /** See the file comment. */
-export class Socks5Front {
-  private readonly log: Logger;
-  private readonly tcp: TcpFront;
-  private readonly refusals: RefusalLog;
-
+export class Socks5Front extends ProxyFront {
   constructor(private readonly init: Socks5FrontInit) {
-    this.log = (init.logger ?? nullLogger).child({ front: 'socks5' });
-    this.refusals = new RefusalLog(this.log);
-    this.tcp = new TcpFront({
-      name: 'socks5',
-      listen: init.listen,
-      maxConnections: init.maxConnections ?? 1024,
-      logger: this.log,
-      onConnection: (sock) => this.onConnection(sock, false),
-      // A client over the limit gets a SOCKS answer it can report, not a bare close.
-      onOverLimit: (sock) => this.onConnection(sock, true),
-    });
+    super('socks5', 'socks5', init);
   }
 
-  /** Listens. @throws ConfigError (non-loopback without auth), or the listen error (EADDRINUSE …) */
-  async start(): Promise<void> {
-    requireAuthOffLoopback('socks5', this.init.listen.host, this.init.auth);
-    await this.tcp.start();
-  }
-
-  /** The bound address (after start). */
-  get address(): ListenAddress {
-    return this.tcp.address;
-  }
-
-  /** Stops listening and closes every connection and UDP association. Idempotent. */
-  close(): Promise<void> {
-    this.refusals.flush();
-    return this.tcp.close();
-  }
-
-  /** `overLimit`: the handshake runs as usual, and the request is answered with general failure. */
-  private onConnection(sock: Socket, overLimit: boolean): void {
+  /** `overLimit` (a client over the limit gets a SOCKS answer it can report, not a bare close): the handshake runs as usual, and the request is answered with general failure. */
+  protected onConnection(sock: Socket, overLimit: boolean): void {
     const parser = new Socks5ServerParser();
-    const timer = setTimeout(() => {
-      this.log.debug({ remote: sock.remoteAddress }, 'socks5 handshake timed out');
-      sock.destroy();
-    }, this.init.handshakeTimeoutMs ?? 10_000);
-    sock.once('close', () => clearTimeout(timer));
-    // A client that half-closes before its request is complete will never finish it.
-    const onEnd = (): void => {
-      if (!sock.writableEnded) sock.destroy(); // else our last reply is on its way; the socket closes by itself
-    };
-    sock.once('end', onEnd);
+    const headDone = this.watchHead(sock, this.init.handshakeTimeoutMs ?? 10_000, 'socks5 handshake');
     const onData = (chunk: Buffer): void => {
       try {
         let ev = parser.push(chunk);
         while (ev) {
           if (ev.type === 'request') {
             sock.off('data', onData);
-            sock.off('end', onEnd);
+            headDone();
             sock.pause();
-            clearTimeout(timer);
             if (overLimit) {
               endWithReply(sock, encodeReply(Socks5Reply.generalFailure));
               return;
@@ -115,7 +69,7 @@ export class Socks5Front {
         }
       } catch (err) {
         sock.off('data', onData);
-        sock.off('end', onEnd);
+        headDone();
         if (!(err instanceof Socks5Error)) {
           this.log.warn({ remote: sock.remoteAddress, err: toError(err).message }, 'socks5 handshake failed');
           sock.destroy();
