@@ -3,6 +3,7 @@
  * waiters of ping(), GOAWAY both ways and the CLOSE record. PINGs and PONGs
  * themselves travel per path (multipath/path.ts), so an RTT is a path's.
  */
+import type { Clock } from '../core/clock.js';
 import { ClosedError, toError } from '../core/errors.js';
 import { RECORD_DATA } from '../secure/record.js';
 import { CLOSE_HEADER, GOAWAY_SIZE, writeClose, writeGoaway } from './frames.js';
@@ -18,6 +19,8 @@ export class ControlLane {
   /** The peer sent GOAWAY: open no new streams. */
   peerGoaway = false;
 
+  constructor(private readonly clock: Clock) {}
+
   nextPingId(): number {
     this.pingSeq = (this.pingSeq + 1) >>> 0;
     return this.pingSeq;
@@ -27,7 +30,7 @@ export class ControlLane {
   ping(p: SessionPath | undefined, signal: AbortSignal | undefined): Promise<number> {
     const id = this.nextPingId();
     return new Promise((resolve, reject) => {
-      this.waiters.set(id, { at: performance.now(), resolve });
+      this.waiters.set(id, { at: this.clock.now(), resolve });
       signal?.addEventListener('abort', () => {
         this.waiters.delete(id);
         reject(toError(signal.reason));

@@ -4,9 +4,11 @@
  * at least every 50 ms) rather than rearmed on every activity: touch() is on
  * the datagram path and must stay one store.
  */
+import type { Clock, TimerHandle } from '../core/clock.js';
+
 export class IdleWatch {
-  private lastActivity = Date.now();
-  private timer: NodeJS.Timeout | undefined;
+  private lastActivity: number;
+  private timer: TimerHandle | undefined;
 
   constructor(
     private readonly timeoutMs: number,
@@ -14,26 +16,27 @@ export class IdleWatch {
     private readonly busy: () => boolean,
     /** Called once idle for timeoutMs (and again each check while still idle). */
     private readonly onIdle: () => void,
+    private readonly clock: Clock,
   ) {
+    this.lastActivity = clock.now();
     if (timeoutMs <= 0) return;
-    this.timer = setInterval(() => this.check(), Math.max(50, Math.min(timeoutMs / 4, 30_000)));
-    this.timer.unref();
+    this.timer = clock.setInterval(() => this.check(), Math.max(50, Math.min(timeoutMs / 4, 30_000)));
   }
 
   touch(): void {
-    this.lastActivity = Date.now();
+    this.lastActivity = this.clock.now();
   }
 
   private check(): void {
     if (this.busy()) {
-      this.lastActivity = Date.now();
+      this.lastActivity = this.clock.now();
       return;
     }
-    if (Date.now() - this.lastActivity >= this.timeoutMs) this.onIdle();
+    if (this.clock.now() - this.lastActivity >= this.timeoutMs) this.onIdle();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.clock.clear(this.timer);
     this.timer = undefined;
   }
 }

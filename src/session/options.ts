@@ -3,6 +3,7 @@
  * (kept apart from session.ts so the facade stays about behaviour).
  */
 import { PolytunError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { PathStats } from './multipath/path.js';
 
@@ -13,6 +14,8 @@ export interface SessionInit {
   /** 16-byte session id (random; the resume handle). */
   id: Buffer;
   logger?: Logger;
+  /** Time for the session and every component under it (tests pass a ManualClock). @default realClock */
+  clock?: Clock;
   /**
    * Receive window of a stream whose reader keeps up. Every stream starts
    * with a smaller one, initialStreamWindow(): what a paused reader may hold.
@@ -85,7 +88,7 @@ export const CloseCode = {
 } as const;
 
 /** The tunables of a session (what a server or client config sets). */
-export type SessionOptions = Omit<SessionInit, 'role' | 'id' | 'logger' | 'peerStreamWindow' | 'peerSessionWindow'>;
+export type SessionOptions = Omit<SessionInit, 'role' | 'id' | 'logger' | 'clock' | 'peerStreamWindow' | 'peerSessionWindow'>;
 
 export class SessionClosedError extends PolytunError {
   readonly closeCode: number;

@@ -7,6 +7,7 @@
  * the parser's visitor; the path and pool lease of the record being parsed
  * are fields, not closures).
  */
+import type { Clock } from '../core/clock.js';
 import { toError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { leaseDone, type RecordLease } from '../secure/record-pool.js';
@@ -42,6 +43,7 @@ export interface ReceiverParts {
   control: ControlLane;
   liveness: Liveness;
   idle: IdleWatch;
+  clock: Clock;
 }
 
 export class Receiver implements FrameVisitor, Deliverer {
@@ -58,6 +60,7 @@ export class Receiver implements FrameVisitor, Deliverer {
   private readonly control: ControlLane;
   private readonly liveness: Liveness;
   private readonly idle: IdleWatch;
+  private readonly clock: Clock;
 
   constructor(
     private readonly host: ReceiverHost,
@@ -71,6 +74,7 @@ export class Receiver implements FrameVisitor, Deliverer {
     this.control = parts.control;
     this.liveness = parts.liveness;
     this.idle = parts.idle;
+    this.clock = parts.clock;
   }
 
   /** A record arrived on `path` (`pooled`: the pool buffer it lies in, if any). */
@@ -126,7 +130,7 @@ export class Receiver implements FrameVisitor, Deliverer {
   pong(id: number): void {
     const p = this.rxPath;
     if (!p) return;
-    const now = performance.now();
+    const now = this.clock.now();
     // A bonding probe's answer (probes.ts), else liveness or ping().
     if (p.onProbePong(id, now)) return;
     this.liveness.onPong(p, id, now);

@@ -13,6 +13,7 @@
  * to acknowledge (every ACK_FRAMES frames or ACK_BYTES bytes, else after
  * ACK_DELAY_MS, or on any record that leaves anyway).
  */
+import type { Clock, TimerHandle } from '../core/clock.js';
 import { ProtocolError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { releaseRecordBuffer, type RecordLease } from '../secure/record-pool.js';
@@ -62,7 +63,7 @@ export class Reliability {
   private ackPending = false;
   private lastAckSent = 0;
   private bytesSinceAck = 0;
-  private ackTimer: NodeJS.Timeout | undefined;
+  private ackTimer: TimerHandle | undefined;
 
   constructor(
     /** The session's live paths, to account acknowledged bytes to. */
@@ -71,6 +72,7 @@ export class Reliability {
     private readonly log: Logger,
     private readonly maxUnacked: number,
     private readonly maxReorder: number,
+    private readonly clock: Clock,
   ) {}
 
   /** Last sequence number sent. */
@@ -210,8 +212,7 @@ export class Reliability {
     this.bytesSinceAck += len;
     if (this.recvSeq - this.lastAckSent >= ACK_FRAMES || this.bytesSinceAck >= ACK_BYTES) this.ackPending = true;
     else if (!this.ackTimer) {
-      this.ackTimer = setTimeout(this.onAckDelay, ACK_DELAY_MS);
-      this.ackTimer.unref();
+      this.ackTimer = this.clock.setTimeout(this.onAckDelay, ACK_DELAY_MS);
     }
   }
 
@@ -247,7 +248,7 @@ export class Reliability {
 
   /** The session ended: drop every frame and timer. */
   clear(): void {
-    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.clock.clear(this.ackTimer);
     this.ackTimer = undefined;
     this.rtx = [];
     this.rtxHead = 0;

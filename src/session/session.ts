@@ -22,6 +22,7 @@
  * usable path with the earliest expected delivery).
  */
 import { EventEmitter } from 'node:events';
+import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ClosedError, LimitError, ProtocolError, TimeoutError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { MAX_RECORD_PLAINTEXT } from '../secure/record.js';
@@ -57,12 +58,13 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
   private readonly credit: SessionCredit;
   private readonly rel: Reliability;
   private readonly datagrams: DatagramLane;
-  private readonly control = new ControlLane();
+  private readonly control: ControlLane;
   private readonly writer: RecordWriter;
   private readonly receiver: Receiver;
   private streamHandler: ((s: PolyStream) => void) | undefined;
   private readonly graceMs: number;
-  private graceTimer: NodeJS.Timeout | undefined;
+  private graceTimer: TimerHandle | undefined;
+  private readonly clock: Clock;
   private readonly idle: IdleWatch;
   private flushScheduled = false;
   private closeError: Error | undefined;
@@ -73,29 +75,31 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     this.id = init.id;
     this.role = init.role;
     this.log = (init.logger ?? nullLogger).child({ session: init.id.toString('hex').slice(0, 8) });
+    const clock = (this.clock = init.clock ?? realClock);
+    this.control = new ControlLane(clock);
     const streamWindow = init.streamWindow ?? 1 << 20;
     const sessionWindow = init.sessionWindow ?? 16 << 20;
     const initialWindow = initialStreamWindow(init);
     const maxStreamWindow = init.maxStreamWindow ?? Math.max(streamWindow, sessionWindow / 2);
     this.maxFramePayload = Math.min(init.maxFramePayload ?? 65536, MAX_RECORD_PLAINTEXT - 1 - DATA_HEADER);
     const pathUpAfterMs = init.pathUpAfterMs ?? 0;
-    this.scheduler = new PathScheduler(this, pathUpAfterMs);
+    this.scheduler = new PathScheduler(this, pathUpAfterMs, clock);
     const liveness = { pingIntervalMs: init.pingIntervalMs ?? 10_000, pingTimeoutMs: init.pingTimeoutMs ?? 5_000, maxMissed: init.maxMissedPongs ?? 3, pathUpAfterMs };
-    this.liveness = new Liveness(this, this.scheduler, this.log, liveness);
+    this.liveness = new Liveness(this, this.scheduler, this.log, liveness, clock);
     const settings = { window: initialWindow, fastWindow: streamWindow, maxWindow: maxStreamWindow, peerWindow: init.peerStreamWindow ?? initialWindow };
-    this.table = new StreamTable(this, init.role, init.maxStreams ?? 1024, { ...settings, highWaterMark: init.streamHighWaterMark ?? 256 * 1024 });
+    this.table = new StreamTable(this, init.role, init.maxStreams ?? 1024, { ...settings, highWaterMark: init.streamHighWaterMark ?? 256 * 1024, clock });
     this.credit = new SessionCredit(sessionWindow, initialWindow, maxStreamWindow, init.peerSessionWindow ?? sessionWindow);
-    this.rel = new Reliability(this.scheduler.paths, this, this.log, init.maxUnacked ?? 16 << 20, init.maxReorder ?? 8192);
+    this.rel = new Reliability(this.scheduler.paths, this, this.log, init.maxUnacked ?? 16 << 20, init.maxReorder ?? 8192, clock);
     this.datagrams = new DatagramLane(init.maxDatagramQueue ?? 1 << 20);
     const idleMs = init.idleTimeoutMs ?? 0;
     this.idle = new IdleWatch(idleMs, () => this.table.size > 0, () => {
       if (this._state !== 'open' && this._state !== 'detached') return;
       this.log.debug({ idleMs }, 'closing idle session');
       this.close(CloseCode.idle, 'idle');
-    });
+    }, clock);
     const parts = { scheduler: this.scheduler, reliability: this.rel, credit: this.credit, streams: this.table, datagrams: this.datagrams, control: this.control };
     this.writer = new RecordWriter(parts, this.maxFramePayload);
-    this.receiver = new Receiver(this, { ...parts, liveness: this.liveness, idle: this.idle }, this.log);
+    this.receiver = new Receiver(this, { ...parts, liveness: this.liveness, idle: this.idle, clock }, this.log);
     this.graceMs = init.graceMs ?? 60_000;
   }
 
@@ -195,10 +199,8 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
   async drain(timeoutMs = 30_000): Promise<void> {
     if (this._state === 'closed') return;
     this.goaway();
-    const deadline = Date.now() + timeoutMs;
-    while (this.table.size > 0 && Date.now() < deadline && (this._state as SessionState) !== 'closed') {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const deadline = this.clock.now() + timeoutMs;
+    while (this.table.size > 0 && this.clock.now() < deadline && (this._state as SessionState) !== 'closed') await this.clock.sleep(50);
     this.close(0, 'drained');
   }
 
@@ -259,7 +261,7 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     const path = this.scheduler.add(channel, opts);
     if (replace) this.rel.resendAll(); // everything unacknowledged goes again, in order
     this.restateControl(); // window state and our ack are idempotent: restate them on the new path
-    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.clock.clear(this.graceTimer);
     this.graceTimer = undefined;
     channel.onRecord((pt, pooled) => this.receiver.onRecord(pt, path, pooled));
     channel.onDrain(() => this.writer.flush());
@@ -296,8 +298,7 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     if (this._state !== 'open') return;
     this._state = 'detached';
     this.log.debug({ err: err?.message }, 'path lost, waiting for resume');
-    this.graceTimer = setTimeout(() => this.abort(new TimeoutError('session resume grace period')), this.graceMs);
-    this.graceTimer.unref();
+    this.graceTimer = this.clock.setTimeout(() => this.abort(new TimeoutError('session resume grace period')), this.graceMs);
     this.emit('detached', err);
   }
 
@@ -386,7 +387,7 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     this._state = 'closed';
     this.closeError = err;
     for (const p of this.scheduler.paths.values()) p.stopTimers();
-    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.clock.clear(this.graceTimer);
     this.idle.stop();
     this.table.destroyAll(err);
     this.table.clear();

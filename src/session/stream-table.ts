@@ -4,6 +4,7 @@
  * round-robin ring of streams with something to send (record-writer.ts
  * takes one frame per stream per turn). Like quic-go's streams_map.
  */
+import type { Clock } from '../core/clock.js';
 import { LimitError, ProtocolError } from '../core/errors.js';
 import { F_RST, type SeqFrame } from './frames.js';
 import { PolyStream, type StreamHost } from './stream.js';
@@ -18,6 +19,7 @@ export interface StreamSettings {
   /** What the peer granted each new stream. */
   peerWindow: number;
   highWaterMark: number;
+  clock: Clock;
 }
 
 export class StreamTable {
@@ -81,6 +83,7 @@ export class StreamTable {
       peerWindow: st.peerWindow,
       locallyOpened,
       highWaterMark: st.highWaterMark,
+      clock: st.clock,
     });
     this.streams.set(id, s);
     return s;

@@ -16,6 +16,7 @@
  * States (send side): open → finQueued → finSent; any → reset.
  */
 import { Duplex } from 'node:stream';
+import { realClock, type Clock } from '../core/clock.js';
 import { StreamResetError } from '../core/errors.js';
 import { leaseDone, type RecordLease } from '../secure/record-pool.js';
 
@@ -66,7 +67,8 @@ export class PolyStream extends Duplex {
   private window: number;
   private readonly fastWindow: number;
   private readonly maxWindow: number;
-  private tuneAt = performance.now();
+  private tuneAt: number;
+  private readonly clock: Clock;
   private tuneConsumed = 0;
   /**
    * Since the last tune, the reader had taken everything while the sender
@@ -98,7 +100,7 @@ export class PolyStream extends Duplex {
     private readonly host: StreamHost,
     id: number,
     openPayload: Buffer,
-    opts: { window: number; fastWindow?: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
+    opts: { window: number; fastWindow?: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number; clock?: Clock },
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: opts.window, writableHighWaterMark: opts.highWaterMark, decodeStrings: true });
     this.id = id;
@@ -110,6 +112,8 @@ export class PolyStream extends Duplex {
     this.windowSent = opts.window;
     this.sendLimit = opts.peerWindow;
     this.openPending = opts.locallyOpened;
+    this.clock = opts.clock ?? realClock;
+    this.tuneAt = this.clock.now();
   }
 
   /** Bytes we may still send. */
@@ -308,7 +312,7 @@ export class PolyStream extends Duplex {
     // maxWindow. A paused or slow reader never is, so it keeps the small
     // initial window.
     if (consumed - this.tuneConsumed >= this.window) {
-      const now = performance.now();
+      const now = this.clock.now();
       if (this.window < this.maxWindow && (this.windowLimited || now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs()))) {
         this.window = this.window < this.fastWindow ? this.fastWindow : Math.min(this.window * 2, this.maxWindow);
       }

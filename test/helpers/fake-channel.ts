@@ -19,6 +19,8 @@ export class FakeChannel {
   queuedBytes = 0;
   writable = true;
   peer: FakeChannel | undefined;
+  /** Records written are counted but never arrive (a link that went silent). */
+  blackhole = false;
   private recordHandler: (pt: Buffer, pooled: Buffer | undefined) => void = () => undefined;
   private closeHandlers: ((err?: Error) => void)[] = [];
   private closed = false;
@@ -42,7 +44,7 @@ export class FakeChannel {
     this.log.push({ from: this.name, bytes: copy });
     this.bytesOut += len;
     const peer = this.peer;
-    queueMicrotask(() => peer?.receive(copy));
+    if (!this.blackhole) queueMicrotask(() => peer?.receive(copy));
     return true;
   }
   private receive(pt: Buffer): void {
@@ -64,8 +66,7 @@ export class FakeChannel {
   }
 }
 
-export function fakeChannelPair(): { a: FakeChannel; b: FakeChannel; log: LoggedRecord[] } {
-  const log: LoggedRecord[] = [];
+export function fakeChannelPair(log: LoggedRecord[] = []): { a: FakeChannel; b: FakeChannel; log: LoggedRecord[] } {
   const a = new FakeChannel('a', log);
   const b = new FakeChannel('b', log);
   a.peer = b;

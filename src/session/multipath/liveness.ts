@@ -9,6 +9,7 @@
  *                                     maxMissed in a row: the path is aborted
  * ```
  */
+import type { Clock } from '../../core/clock.js';
 import { TimeoutError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { SessionPath } from './path.js';
@@ -37,28 +38,25 @@ export class Liveness {
     private readonly scheduler: PathScheduler,
     private readonly log: Logger,
     private readonly opts: LivenessOptions,
+    private readonly clock: Clock,
   ) {}
 
   /** (Re)starts the ping interval of `p`: faster while it warms up. */
   start(p: SessionPath): void {
     const { pingIntervalMs, pathUpAfterMs } = this.opts;
     const every = pathUpAfterMs > 0 && !p.up ? Math.min(pingIntervalMs, Math.max(50, pathUpAfterMs / 4)) : pingIntervalMs;
-    const t = setInterval(() => this.tick(p), every);
-    t.unref();
-    p.setPingTimer(t);
+    p.setPingTimer(this.clock.setInterval(() => this.tick(p), every));
   }
 
   /** Sends a liveness PING on `p` (unless one is outstanding) and arms its deadline. */
   tick(p: SessionPath): void {
     if (!this.scheduler.has(p) || p.outstandingPing !== undefined) return;
     const id = this.host.nextPingId();
-    p.beginPing(id, performance.now());
+    p.beginPing(id, this.clock.now());
     const deliveredAtPing = p.deliveredBytes;
     const receivedAtPing = p.channel.bytesIn;
     this.host.scheduleFlush();
-    const t = setTimeout(() => this.expired(p, id, deliveredAtPing, receivedAtPing), this.opts.pingTimeoutMs);
-    t.unref();
-    p.setPingDeadline(t);
+    p.setPingDeadline(this.clock.setTimeout(() => this.expired(p, id, deliveredAtPing, receivedAtPing), this.opts.pingTimeoutMs));
   }
 
   private expired(p: SessionPath, id: number, deliveredAtPing: number, receivedAtPing: number): void {

@@ -20,6 +20,7 @@
  * here: the scheduler (scheduler.ts) reads, liveness (liveness.ts) drives the
  * ping state, the reliability layer accounts in-flight bytes.
  */
+import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import type { SecureChannel } from '../../secure/channel.js';
 import { F_PING, F_PONG, PING_SIZE, writePingPong } from '../frames.js';
 import { PathProbes } from './probes.js';
@@ -72,7 +73,7 @@ export class SessionPath {
   /** Ack-based delivery rate estimate in bytes per ms (a slowly decaying maximum). */
   private ackRate = 0;
   private delivered = 0;
-  private sampleAt = performance.now();
+  private sampleAt: number;
   private sampleDelivered = 0;
   // control lane, per path (a pong answers on the path its ping came on)
   private readonly pongs: number[] = [];
@@ -80,13 +81,13 @@ export class SessionPath {
   // liveness (driven by liveness.ts)
   private outstanding: { id: number; at: number } | undefined;
   private _missed = 0;
-  private pingTimer: NodeJS.Timeout | undefined;
-  private pingDeadline: NodeJS.Timeout | undefined;
+  private pingTimer: TimerHandle | undefined;
+  private pingDeadline: TimerHandle | undefined;
   private readonly probes: PathProbes;
   /** See {@link cap}: the slowest usable path's minimum RTT, set by the scheduler. */
   private feedbackRttMs = 100;
 
-  constructor(id: number, channel: SecureChannel, opts: PathOptions, up: boolean) {
+  constructor(id: number, channel: SecureChannel, opts: PathOptions, up: boolean, private readonly clock: Clock = realClock) {
     this.id = id;
     this.channel = channel;
     this.role = opts.role ?? 'primary';
@@ -94,6 +95,7 @@ export class SessionPath {
     this.label = opts.label ?? channel.info.remote;
     this._up = up;
     this.probes = new PathProbes(channel.bytesOut);
+    this.sampleAt = clock.now();
   }
 
   // ── state ──
@@ -215,7 +217,7 @@ export class SessionPath {
   onAcked(bytes: number): void {
     this._inflight -= bytes;
     this.delivered += bytes;
-    const now = performance.now();
+    const now = this.clock.now();
     const dt = now - this.sampleAt;
     if (dt >= Math.max(20, this._srtt ?? 20)) {
       const sample = (this.delivered - this.sampleDelivered) / dt;
@@ -313,7 +315,7 @@ export class SessionPath {
     this.onRtt(now - this.outstanding.at);
     this.outstanding = undefined;
     this._missed = 0;
-    if (this.pingDeadline) clearTimeout(this.pingDeadline);
+    this.clock.clear(this.pingDeadline);
     this.pingDeadline = undefined;
     this._healthySince ??= now;
     return true;
@@ -339,18 +341,18 @@ export class SessionPath {
     return ++this._missed;
   }
 
-  setPingTimer(t: NodeJS.Timeout): void {
+  setPingTimer(t: TimerHandle): void {
     this.stopTimers();
     this.pingTimer = t;
   }
 
-  setPingDeadline(t: NodeJS.Timeout): void {
+  setPingDeadline(t: TimerHandle): void {
     this.pingDeadline = t;
   }
 
   stopTimers(): void {
-    if (this.pingTimer) clearInterval(this.pingTimer);
-    if (this.pingDeadline) clearTimeout(this.pingDeadline);
+    this.clock.clear(this.pingTimer);
+    this.clock.clear(this.pingDeadline);
     this.pingTimer = this.pingDeadline = undefined;
   }
 

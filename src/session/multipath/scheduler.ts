@@ -7,6 +7,7 @@
  * Usable: up paths of role 'primary', or the up backups when no primary is
  * up. Control frames and datagrams take any writable path, fastest first.
  */
+import type { Clock } from '../../core/clock.js';
 import type { SecureChannel } from '../../secure/channel.js';
 import { SessionPath, type PathOptions } from './path.js';
 
@@ -26,6 +27,7 @@ export class PathScheduler {
   constructor(
     private readonly host: SchedulerHost,
     private readonly pathUpAfterMs: number,
+    private readonly clock: Clock,
   ) {}
 
   get size(): number {
@@ -35,8 +37,8 @@ export class PathScheduler {
   /** A new path; up at once when it is the only one or no warm-up is configured. */
   add(channel: SecureChannel, opts: PathOptions): SessionPath {
     const up = this.paths.size === 0 || this.pathUpAfterMs === 0;
-    const path = new SessionPath(this.nextPathId++, channel, opts, up);
-    if (up) path.markUp(performance.now());
+    const path = new SessionPath(this.nextPathId++, channel, opts, up, this.clock);
+    if (up) path.markUp(this.clock.now());
     this.paths.set(path.id, path);
     return path;
   }
@@ -95,7 +97,7 @@ export class PathScheduler {
     }
     // Bonding probes (probes.ts): a flush writes pings first, so a probe whose
     // PING has left is settled here, before any data of this flush.
-    const now = performance.now();
+    const now = this.clock.now();
     for (const p of this.paths.values()) p.settleProbe(now);
     const usable = this.usablePaths();
     if (usable.length === 1) {

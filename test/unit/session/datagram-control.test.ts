@@ -1,6 +1,7 @@
 /** The datagram lane and the control lane on their own. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ManualClock } from '../../../src/core/clock.js';
 import { ClosedError } from '../../../src/core/errors.js';
 import { ControlLane } from '../../../src/session/control-lane.js';
 import { DatagramLane, MAX_DATAGRAM } from '../../../src/session/datagram-lane.js';
@@ -34,27 +35,29 @@ describe('DatagramLane', () => {
 });
 
 describe('ControlLane', () => {
+  const clock = new ManualClock();
   it('numbers pings with wrapping 32-bit ids', () => {
-    const c = new ControlLane();
+    const c = new ControlLane(clock);
     assert.equal(c.nextPingId(), 1);
     (c as unknown as { pingSeq: number }).pingSeq = 0xffffffff;
     assert.equal(c.nextPingId(), 0);
   });
 
   it('ping() asks the path for a PING and resolves with the RTT of its PONG', async () => {
-    const c = new ControlLane();
+    const c = new ControlLane(clock);
     const { path } = fakePath(1);
     const rtt = c.ping(path, undefined);
     const buf = Buffer.alloc(64);
     assert.equal(path.writeControl(buf), 6);
     assert.equal(buf[1], F_PING);
-    c.onPong(path, buf.readUInt32BE(2), performance.now() + 5);
-    assert.ok((await rtt) >= 5);
+    clock.advance(5);
+    c.onPong(path, buf.readUInt32BE(2), clock.now());
+    assert.equal(await rtt, 5);
     assert.equal(path.srtt !== undefined, true, 'the sample is the path\'s too');
   });
 
   it('ping() without a writable path rejects with ClosedError; an abort rejects with the reason', async () => {
-    const c = new ControlLane();
+    const c = new ControlLane(clock);
     await assert.rejects(c.ping(undefined, undefined), ClosedError);
     const ac = new AbortController();
     const p = c.ping(fakePath(1).path, ac.signal);
@@ -63,7 +66,7 @@ describe('ControlLane', () => {
   });
 
   it('writes a GOAWAY once, only where it fits', () => {
-    const c = new ControlLane();
+    const c = new ControlLane(clock);
     c.goaway(9);
     assert.equal(c.writeGoaway(Buffer.alloc(GOAWAY_SIZE - 1), 0), 0);
     const buf = Buffer.alloc(16);

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ManualClock } from '../../../src/core/clock.js';
 import { ProtocolError } from '../../../src/core/errors.js';
 import { nullLogger } from '../../../src/core/logger.js';
 import { F_DATA, F_FIN, F_OPEN, parseFrames, seqFrameSize, type SeqFrame } from '../../../src/session/frames.js';
@@ -17,7 +18,7 @@ function setup(maxUnacked = 1 << 20, maxReorder = 8): { rel: Reliability; paths:
   const b = fakePath(2).path;
   paths.set(1, a);
   paths.set(2, b);
-  const rel = new Reliability(paths, { scheduleFlush: () => undefined }, nullLogger, maxUnacked, maxReorder);
+  const rel = new Reliability(paths, { scheduleFlush: () => undefined }, nullLogger, maxUnacked, maxReorder, new ManualClock());
   return { rel, paths, a, b };
 }
 

@@ -1,13 +1,14 @@
 /** The stream table on its own: ids, limits, the peer's OPENs, the send ring. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ManualClock } from '../../../src/core/clock.js';
 import { LimitError, ProtocolError } from '../../../src/core/errors.js';
 import { F_RST } from '../../../src/session/frames.js';
 import { StreamTable } from '../../../src/session/stream-table.js';
 import type { StreamHost } from '../../../src/session/stream.js';
 
 const host: StreamHost = { wake: () => undefined, consumed: () => undefined, windowCap: (_s, w) => w, remove: () => undefined, windowRttMs: () => 10 };
-const settings = { window: 16384, fastWindow: 65536, maxWindow: 1 << 20, peerWindow: 16384, highWaterMark: 65536 };
+const settings = { window: 16384, fastWindow: 65536, maxWindow: 1 << 20, peerWindow: 16384, highWaterMark: 65536, clock: new ManualClock() };
 
 describe('StreamTable', () => {
   it('gives the client odd ids and the server even ones, and enforces the stream limit', () => {

@@ -1,5 +1,5 @@
 /**
- * Bonding probes (src/session/path.ts): a PING written after a path's data,
+ * Bonding probes (src/session/multipath/probes.ts, path.ts): a PING written after a path's data,
  * answered on the same path, measures that path alone. The SessionPath tests
  * drive the bookkeeping with a fake channel and explicit times; the session
  * test checks that a real bonded session sends probes and gets them answered.
@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
-import type { SecureChannel } from '../../../src/secure/channel.js';
-import { SessionPath } from '../../../src/session/multipath/path.js';
-import { makeBondedPair, readAll } from '../../helpers/session-pair.js';
-import type { TcpRelay } from '../../tools/relay.js';
-import { waitUntil } from '../../helpers/eventually.js';
+import { ManualClock } from '../../../../src/core/clock.js';
+import type { SecureChannel } from '../../../../src/secure/channel.js';
+import { SessionPath } from '../../../../src/session/multipath/path.js';
+import { makeBondedPair, readAll } from '../../../helpers/session-pair.js';
+import type { TcpRelay } from '../../../tools/relay.js';
+import { waitUntil } from '../../../helpers/eventually.js';
 
 /** What SessionPath reads from its channel. */
 interface FakeChannel {
@@ -23,9 +24,10 @@ interface FakeChannel {
   info: { remote: string };
 }
 
-function makePath(bytesOut = 0): { path: SessionPath; ch: FakeChannel } {
+function makePath(bytesOut = 0): { path: SessionPath; ch: FakeChannel; clock: ManualClock } {
   const ch: FakeChannel = { bytesOut, bytesIn: 0, queuedBytes: 0, writable: true, info: { remote: 'fake' } };
-  return { path: new SessionPath(1, ch as unknown as SecureChannel, {}, true), ch };
+  const clock = new ManualClock(0);
+  return { path: new SessionPath(1, ch as unknown as SecureChannel, {}, true, clock), ch, clock };
 }
 
 /** What flush() does: the pending probe PING is written (24 bytes), then the next pickPath settles it. */
@@ -126,10 +128,12 @@ describe('SessionPath probes', () => {
   });
 
   it('once probed, the cap is two rate x (own min RTT + 50 ms) products and applies to unprobed bytes, not to acknowledgement waits', () => {
-    const { path, ch } = makePath();
+    const { path, ch, clock } = makePath();
     path.setFeedbackRtt(40);
-    (path as unknown as { ackRate: number }).ackRate = 10; // ack-based, bytes/ms
-    path.addInflight(3_000_000);
+    path.addInflight(3_001_000);
+    clock.advance(100);
+    path.onAcked(1000); // ack-based rate: 1000 bytes in 100 ms = 10 bytes/ms
+    assert.equal(path.rate, 10);
     assert.equal(path.cap, Math.max(256 * 1024, 4 * 10 * (40 + 10)));
     assert.equal(path.load, 3_000_000, 'before probes: unacknowledged bytes');
     // 12.5 bytes/ms probed (101 bytes and a 24-byte PING every 10 ms), 40 ms RTT.
