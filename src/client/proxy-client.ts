@@ -3,12 +3,12 @@
  * session is current: CONNECT streams with their status byte, UDP
  * associations on the datagram lane, and BIND registrations for reverse
  * forwards. Every front (SOCKS5, HTTP, -L, -R) goes through one ProxyClient,
- * which owns the session's single `onStream` / `onDatagram` slot and
- * dispatches by bind id and flow id:
+ * which takes the proxy's lanes of the session (ACCEPTED streams, UDP flows;
+ * session/lanes.ts) and dispatches by bind id and flow id:
  *
  * ```
- *   session.onStream ──▶ SessionDispatch ── ACCEPTED(bindId) ──▶ that bind's handler
- *   session.onDatagram ──▶ ProxyClient ── flow id ──▶ that UdpAssociation
+ *   ACCEPTED streams ──▶ SessionDispatch ── bindId ──▶ that bind's handler
+ *   UDP flows ──▶ ProxyClient ── flow id ──▶ that UdpAssociation
  * ```
  *
  * It asks its getter for the session on every call, so after SessionClient
@@ -21,7 +21,7 @@ import { AddressError, classifyHost, decodeDestination, type Destination } from 
 import { AbortedError, ClosedError, ConfigError, PolytunError, ProtocolError, TimeoutError, isBenignClose, toError } from '../core/errors.js';
 import { LogLimiter } from '../core/log-limiter.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { decodeOpen, decodeUdp, encodeOpen, encodeUdp, STATUS_OK } from '../proxy/wire.js';
+import { decodeOpen, decodeUdp, encodeOpen, encodeUdp, OPEN_ACCEPTED, STATUS_OK, UDP_FLOW_FIRST, UDP_FLOW_LAST } from '../proxy/wire.js';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, Socket, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -126,15 +126,15 @@ export interface UdpTraffic {
 /** Most ACCEPTED streams held while a BIND reply is still being read. */
 const MAX_HELD = 64;
 
-/** The one stream handler a session has: ACCEPTED streams by bind id. */
+/** The proxy's lanes of one session: ACCEPTED streams by bind id, UDP flows to the ProxyClient. */
 class SessionDispatch {
   readonly binds = new Map<number, AcceptHandler>();
   private pending = 0;
   private held: { stream: PolyStream; bindId: number; peer: Destination }[] = [];
 
   constructor(session: Session, private readonly log: Logger, onDatagram: (flow: number, payload: Buffer) => void) {
-    session.onStream((s) => this.onStream(s));
-    session.onDatagram(onDatagram);
+    session.lanes.streams([OPEN_ACCEPTED], (s) => this.onStream(s));
+    session.lanes.datagrams(UDP_FLOW_FIRST, UDP_FLOW_LAST, onDatagram);
   }
 
   /** A BIND is in flight: an ACCEPTED stream may overtake our reading of its reply. */
@@ -346,8 +346,8 @@ export class ProxyClient {
   /** A new UDP association with a fresh flow id. */
   udpAssociation(): UdpAssociation {
     let flow = this.nextFlow;
-    // Flow ids from 0xFFFF0000 up are reserved (the VPN's IP packet lane is 0xFFFF0000).
-    while (this.flows.has(flow) || flow === 0 || flow >= 0xffff0000) flow = flow >= 0xffff0000 ? 1 : (flow + 1) >>> 0;
+    // Only ids of the proxy's datagram lane (the others belong to other applications).
+    while (this.flows.has(flow) || flow < UDP_FLOW_FIRST || flow > UDP_FLOW_LAST) flow = flow >= UDP_FLOW_LAST ? UDP_FLOW_FIRST : (flow + 1) >>> 0;
     this.nextFlow = (flow + 1) >>> 0;
     const a = new UdpAssociationImpl(this, flow);
     this.flows.set(flow, a);

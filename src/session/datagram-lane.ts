@@ -2,7 +2,7 @@
  * The datagram lane: unreliable, unordered with respect to streams, never
  * resent. Outgoing datagrams wait in a bounded queue for the next record
  * (after control and resends, before stream data); when no path is left
- * they are dropped. Incoming ones go to the handler.
+ * they are dropped. Incoming ones go to their application (lanes.ts).
  */
 import { MAX_RECORD_PLAINTEXT } from '../secure/record.js';
 import { DATAGRAM_HEADER, writeDatagram } from './frames.js';
@@ -20,7 +20,6 @@ export class DatagramLane {
   private queued = 0;
   /** Datagrams refused (no path, queue full, too large). */
   dropped = 0;
-  handler: ((flow: number, payload: Buffer) => void) | undefined;
 
   constructor(private readonly maxQueue: number) {}
 
@@ -47,11 +46,6 @@ export class DatagramLane {
     }
     if (i > 0) this.queue = i === q.length ? [] : q.slice(i);
     return off;
-  }
-
-  /** A datagram arrived (the payload is a view into the record). */
-  deliver(flow: number, payload: Buffer): void {
-    this.handler?.(flow, payload);
   }
 
   /** No path left (or closed): what waits is dropped. */

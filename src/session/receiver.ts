@@ -15,19 +15,18 @@ import type { SessionCredit } from './credit.js';
 import type { ControlLane } from './control-lane.js';
 import type { DatagramLane } from './datagram-lane.js';
 import type { IdleWatch } from './idle.js';
+import type { LaneRegistry } from './lanes.js';
 import { F_DATA, F_FIN, F_OPEN, F_RST, parseFrames, type FrameVisitor, type SeqFrame } from './frames.js';
 import type { Liveness } from './multipath/liveness.js';
 import type { SessionPath } from './multipath/path.js';
 import type { Deliverer, Reliability } from './reliability.js';
 import type { StreamTable } from './stream-table.js';
-import { ResetCode, type PolyStream } from './stream.js';
+import { ResetCode } from './stream.js';
 
 /** What the receive dispatch asks of its session. */
 export interface ReceiverHost {
-  /** Whether new streams from the peer may be accepted now (open, with a handler). */
+  /** Whether new streams from the peer may be accepted now (open, with applications that take streams). */
   acceptsStreams(): boolean;
-  /** A stream the peer opened and we accepted. */
-  streamOpened(s: PolyStream): void;
   scheduleFlush(): void;
   goawayReceived(code: number): void;
   closedByPeer(code: number, reason: string): void;
@@ -44,6 +43,7 @@ export interface ReceiverParts {
   liveness: Liveness;
   idle: IdleWatch;
   clock: Clock;
+  lanes: LaneRegistry;
 }
 
 export class Receiver implements FrameVisitor, Deliverer {
@@ -61,6 +61,7 @@ export class Receiver implements FrameVisitor, Deliverer {
   private readonly liveness: Liveness;
   private readonly idle: IdleWatch;
   private readonly clock: Clock;
+  private readonly lanes: LaneRegistry;
 
   constructor(
     private readonly host: ReceiverHost,
@@ -75,6 +76,7 @@ export class Receiver implements FrameVisitor, Deliverer {
     this.liveness = parts.liveness;
     this.idle = parts.idle;
     this.clock = parts.clock;
+    this.lanes = parts.lanes;
   }
 
   /** A record arrived on `path` (`pooled`: the pool buffer it lies in, if any). */
@@ -140,7 +142,7 @@ export class Receiver implements FrameVisitor, Deliverer {
   datagram(flow: number, payload: Buffer): void {
     if (this.rxLease) this.rxLease.poisoned = true; // handlers may keep the payload
     this.idle.touch();
-    this.datagrams.deliver(flow, payload);
+    this.lanes.deliverDatagram(flow, payload);
   }
 
   goaway(code: number): void {
@@ -193,6 +195,12 @@ export class Receiver implements FrameVisitor, Deliverer {
       this.table.queueReset(sid, ResetCode.refused);
       return;
     }
-    this.host.streamOpened(this.table.accept(sid, payload));
+    const handler = this.lanes.streamHandler(payload);
+    if (handler === undefined) {
+      this.log.debug({ sid, kind: payload[0] }, 'stream of an open kind nobody handles; resetting it');
+      this.table.queueReset(sid, ResetCode.noHandler);
+      return;
+    }
+    handler(this.table.accept(sid, payload));
   }
 }

@@ -39,11 +39,13 @@ import { Receiver, type ReceiverHost } from './receiver.js';
 import { RecordWriter } from './record-writer.js';
 import { Reliability } from './reliability.js';
 import { IdleWatch } from './idle.js';
+import { LaneRegistry } from './lanes.js';
 import { StreamTable } from './stream-table.js';
 import type { PolyStream, StreamHost } from './stream.js';
 
 export type { PathOptions, PathStats, PathRole } from './multipath/path.js';
 export { CloseCode, initialStreamWindow, SessionClosedError } from './options.js';
+export type { DatagramHandler, Lane, StreamHandler } from './lanes.js';
 export type { SessionInit, SessionOptions, SessionState, SessionStats } from './options.js';
 
 export class Session extends EventEmitter implements StreamHost, ReceiverHost, LivenessHost {
@@ -61,7 +63,8 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
   private readonly control: ControlLane;
   private readonly writer: RecordWriter;
   private readonly receiver: Receiver;
-  private streamHandler: ((s: PolyStream) => void) | undefined;
+  /** The applications on this session: streams by open kind, datagrams by flow range (lanes.ts). */
+  readonly lanes = new LaneRegistry();
   private readonly graceMs: number;
   private graceTimer: TimerHandle | undefined;
   private readonly clock: Clock;
@@ -99,7 +102,7 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     }, clock);
     const parts = { scheduler: this.scheduler, reliability: this.rel, credit: this.credit, streams: this.table, datagrams: this.datagrams, control: this.control };
     this.writer = new RecordWriter(parts, this.maxFramePayload);
-    this.receiver = new Receiver(this, { ...parts, liveness: this.liveness, idle: this.idle, clock }, this.log);
+    this.receiver = new Receiver(this, { ...parts, liveness: this.liveness, idle: this.idle, clock, lanes: this.lanes }, this.log);
     this.graceMs = init.graceMs ?? 60_000;
   }
 
@@ -157,9 +160,9 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     return s;
   }
 
-  /** Handles streams the peer opens. Without a handler they are refused. */
+  /** Handles streams the peer opens that no lane claims (lanes.ts). Without any handler they are refused. */
   onStream(handler: (s: PolyStream) => void): void {
-    this.streamHandler = handler;
+    this.lanes.setAnyStream(handler);
   }
 
   /**
@@ -173,8 +176,9 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     return true;
   }
 
+  /** Handles datagrams that no lane claims (lanes.ts). */
   onDatagram(handler: (flow: number, payload: Buffer) => void): void {
-    this.datagrams.handler = handler;
+    this.lanes.setAnyDatagram(handler);
   }
 
   /** Measures one round trip on the control lane. */
@@ -334,11 +338,7 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
   }
 
   acceptsStreams(): boolean {
-    return this.streamHandler !== undefined && this._state === 'open';
-  }
-
-  streamOpened(s: PolyStream): void {
-    (this.streamHandler as (s: PolyStream) => void)(s);
+    return this.lanes.takesStreams && this._state === 'open';
   }
 
   goawayReceived(code: number): void {

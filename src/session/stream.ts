@@ -28,6 +28,12 @@ export const ResetCode = {
   internal: 3,
   sessionClosed: 4,
   tooLarge: 5,
+  /**
+   * The session takes streams, but no application on it takes this open
+   * kind (the first byte of the OPEN payload; see session/lanes.ts): e.g. a
+   * VPN control stream to a server without --tun.
+   */
+  noHandler: 6,
 } as const;
 
 /** What a stream needs from its session (keeps stream.ts free of session.ts). */
