@@ -159,3 +159,26 @@ describe('Reliability: receive side', () => {
     rel.clear();
   });
 });
+
+describe('Reliability: ACK delay (manual clock)', () => {
+  it('acknowledges a lone frame after 5 ms unless a record carried the ACK before', () => {
+    const clock = new ManualClock(0);
+    let flushes = 0;
+    const a = fakePath(1).path;
+    const rel = new Reliability(new Map([[1, a]]), { scheduleFlush: () => void flushes++ }, nullLogger, 1 << 20, 8, clock);
+    rel.onSeq(F_DATA, 1, 1, Buffer.from('x'), 0, undefined, new Log());
+    rel.afterRecord(0, 20);
+    clock.advance(4);
+    assert.equal(rel.ackPendingNow, false);
+    clock.advance(1);
+    assert.equal(rel.ackPendingNow, true);
+    assert.equal(flushes, 1);
+    rel.writeAck(Buffer.alloc(8), 0);
+    rel.onSeq(F_DATA, 2, 1, Buffer.from('y'), 0, undefined, new Log());
+    rel.afterRecord(1, 20);
+    rel.writeAck(Buffer.alloc(8), 0); // a reply record carried it
+    clock.advance(10);
+    assert.equal(rel.ackPendingNow, false, 'nothing owed when the timer fires');
+    assert.equal(flushes, 1);
+  });
+});
