@@ -6,7 +6,7 @@
  * only as far as the credit we advertised (consumed + window); stream credit
  * is advertised as the application reads, so an unread stream stops its
  * sender. It does not stop the others: the session returns session credit as
- * soon as bytes land in a stream (Session.releaseSession), and the session
+ * soon as bytes land in a stream (SessionCredit.release, credit.ts), and the session
  * decides how large each stream's window may be (StreamHost.windowCap).
  *
  * Data written must not be mutated before its write callback: it is
@@ -93,7 +93,7 @@ export class PolyStream extends Duplex {
   private removed = false;
   /** Set by the session's scheduler (ring membership). */
   queued = false;
-  /** The session's bookkeeping: outstanding credit beyond the initial window, as last counted (see Session.windowCap). */
+  /** The session's bookkeeping: outstanding credit beyond the initial window, as last counted (see SessionCredit.windowCap). */
   creditExcess = 0;
   /**
    * A chunk written here is not referenced once its write callback has run:
