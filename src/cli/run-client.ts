@@ -90,8 +90,8 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   // reported alone, in one line naming the flag (see listen-errors.ts).
   if (cfg.socks) requireAuthOffLoopback('socks5', cfg.socks.host, cfg.socksAuth, `--socks ${formatEndpoint(cfg.socks)}`, 'add --socks-auth USER:PASS (or socksAuth in --config)');
   if (cfg.http) requireAuthOffLoopback('http', cfg.http.host, undefined, `--http ${formatEndpoint(cfg.http)}`, 'the HTTP proxy has no password option');
-  // The proxy sees the session only once the VPN (if any) has tapped it:
-  // the tap must be installed before the proxy's handlers (lane-tap.ts).
+  // The proxy sees the session only once connected (and the VPN, if any,
+  // has taken its lanes; the order no longer matters: session/lanes.ts).
   let connected = false;
   const sessions = new EventEmitter();
   const proxy = new ProxyClient({ session: () => (connected ? client.session : undefined), events: sessions, logger: log });

@@ -3,12 +3,12 @@
  * session is current: CONNECT streams with their status byte, UDP
  * associations on the datagram lane, and BIND registrations for reverse
  * forwards. Every front (SOCKS5, HTTP, -L, -R) goes through one ProxyClient,
- * which owns the session's single `onStream` / `onDatagram` slot and
- * dispatches by bind id and flow id:
+ * which takes the proxy's lanes of the session (ACCEPTED streams, UDP flows;
+ * session/lanes.ts) and dispatches by bind id and flow id:
  *
  * ```
- *   session.onStream ──▶ SessionDispatch ── ACCEPTED(bindId) ──▶ that bind's handler
- *   session.onDatagram ──▶ UdpFlows ── flow id ──▶ that UdpAssociation
+ *   ACCEPTED streams ──▶ SessionDispatch ── bindId ──▶ that bind's handler
+ *   UDP flows ──▶ UdpFlows ── flow id ──▶ that UdpAssociation
  * ```
  *
  * Beside it, by job: udp-flows.ts (UDP associations and their counters),
@@ -25,7 +25,7 @@ import type { Destination } from '../core/address.js';
 import { AbortedError, ClosedError, ProtocolError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
-import { decodeOpen, encodeOpen, STATUS_OK } from '../proxy/wire.js';
+import { decodeOpen, encodeOpen, OPEN_ACCEPTED, STATUS_OK, UDP_FLOW_FIRST, UDP_FLOW_LAST } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
 import type { PathSupervisor } from '../paths/supervisor.js';
@@ -98,15 +98,15 @@ export interface ProxyBind {
 /** Most ACCEPTED streams held while a BIND reply is still being read. */
 const MAX_HELD = 64;
 
-/** The one stream handler a session has: ACCEPTED streams by bind id. */
+/** The proxy's lanes of one session: ACCEPTED streams by bind id, UDP flows to the ProxyClient. */
 class SessionDispatch {
   readonly binds = new Map<number, AcceptHandler>();
   private pending = 0;
   private held: { stream: PolyStream; bindId: number; peer: Destination }[] = [];
 
   constructor(session: Session, private readonly log: Logger, onDatagram: (flow: number, payload: Buffer) => void) {
-    session.onStream((s) => this.onStream(s));
-    session.onDatagram(onDatagram);
+    session.lanes.streams([OPEN_ACCEPTED], (s) => this.onStream(s));
+    session.lanes.datagrams(UDP_FLOW_FIRST, UDP_FLOW_LAST, onDatagram);
   }
 
   /** A BIND is in flight: an ACCEPTED stream may overtake our reading of its reply. */

@@ -11,7 +11,7 @@ import type { Destination } from '../core/address.js';
 import { toError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
-import { decodeUdp, encodeUdp } from '../proxy/wire.js';
+import { decodeUdp, encodeUdp, UDP_FLOW_FIRST, UDP_FLOW_LAST } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 
 /** One UDP association: a flow id on the datagram lane. */
@@ -66,8 +66,8 @@ export class UdpFlows {
   /** A new UDP association with a fresh flow id. */
   associate(): UdpAssociation {
     let flow = this.nextFlow;
-    // Flow ids from 0xFFFF0000 up are reserved (the VPN's IP packet lane is 0xFFFF0000).
-    while (this.flows.has(flow) || flow === 0 || flow >= 0xffff0000) flow = flow >= 0xffff0000 ? 1 : (flow + 1) >>> 0;
+    // Only ids of the proxy's datagram lane (the others belong to other applications).
+    while (this.flows.has(flow) || flow < UDP_FLOW_FIRST || flow > UDP_FLOW_LAST) flow = flow >= UDP_FLOW_LAST ? UDP_FLOW_FIRST : (flow + 1) >>> 0;
     this.nextFlow = (flow + 1) >>> 0;
     const a = new UdpAssociationImpl(this, flow);
     this.flows.set(flow, a);

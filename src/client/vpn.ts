@@ -34,13 +34,12 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ClosedError, PolytunError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import type { Session } from '../session/session.js';
+import type { Lane, Session } from '../session/session.js';
 import type { PolyStream } from '../session/stream.js';
 import { ChangeJournal, type ChangeRequest } from '../tun/changes.js';
 import { TunDevice } from '../tun/device.js';
 import { linkSet, runIp } from '../tun/iproute.js';
 import { cidrContains, parseIpBytes, parseIpCidr } from '../tun/ipaddr.js';
-import { tapLanes } from '../tun/lane-tap.js';
 import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, VpnMessageDecoder, encodeVpnOpen, VPN_VERSION, type VpnConfig, type VpnMessage } from '../tun/vpn-wire.js';
 import { VpnPacketPath, type ClientVpnStats } from './vpn-path.js';
 
@@ -133,27 +132,36 @@ export class ClientVpn {
     const session = init.client.session;
     if (!session) throw new ClosedError('session (connect before starting the VPN)');
     const { journal } = await ChangeJournal.open(join(init.stateDir ?? defaultStateDir(), `vpn-${name}.json`), { logger: log });
-    // Tap before anything else can take the session's datagram slot (lane-tap.ts).
+    // The VPN's datagram flows, taken before the config is asked for: packets may follow it at once.
     let vpn: ClientVpn | undefined;
-    tapLanes(session, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => vpn?.fromServer(p, flow) });
+    const lane = session.lanes.datagrams(VPN_FLOW, VPN_GSO_FLOW, (flow, p) => vpn?.fromServer(p, flow));
     const offload = init.offload ?? true;
-    const { config, stream, decoder } = await requestConfig(session, init.configTimeoutMs ?? 15_000, offload, init.routes);
+    let got: Awaited<ReturnType<typeof requestConfig>>;
+    try {
+      got = await requestConfig(session, init.configTimeoutMs ?? 15_000, offload, init.routes);
+    } catch (err) {
+      lane.close(); // a later start on this session takes the flows afresh
+      throw err;
+    }
+    const { config, stream, decoder } = got;
     let tun: TunDevice | undefined;
     try {
       tun = await TunDevice.create({ name, mtu: config.mtu, addresses: addressesOf(config), txqueuelen: 1000, offload, readOffload: config.offload === true });
       vpn = new ClientVpn(init, tun, config, journal, log);
+      vpn.lanes.push({ session, lane });
       vpn.adoptControl(stream, decoder);
       await vpn.installRoutes();
       await vpn.applyDns();
+      init.client.prependListener('session', vpn.onSession);
+      log.info({ dev: name, addr4: config.addr4.ip, ...(config.addr6 ? { addr6: config.addr6.ip } : {}), mtu: config.mtu, offload: tun.offload && config.offload === true }, 'vpn up');
+      return vpn;
     } catch (err) {
+      lane.close();
       stream.destroy();
       await journal.undoAll();
       tun?.close();
       throw err;
     }
-    init.client.prependListener('session', vpn.onSession);
-    log.info({ dev: name, addr4: config.addr4.ip, ...(config.addr6 ? { addr6: config.addr6.ip } : {}), mtu: config.mtu, offload: tun.offload && config.offload === true }, 'vpn up');
-    return vpn;
   }
 
   /** The config the server sent last. */
@@ -171,6 +179,7 @@ export class ClientVpn {
     if (this.closed) return;
     this.closed = true;
     this.init.client.off('session', this.onSession);
+    for (const l of this.lanes.splice(0)) l.lane.close();
     this.control?.end();
     this.path.stop();
     await this.journal.undoAll();
@@ -183,9 +192,14 @@ export class ClientVpn {
     else this.path.fromServerGso(p);
   }
 
+  /** The VPN's datagram lane on each session it has used (closed with the VPN). */
+  private lanes: { session: Session; lane: Lane }[] = [];
+
   private readonly onSession = (s: Session): void => {
     if (this.closed) return;
-    tapLanes(s, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => this.fromServer(p, flow) });
+    // Lanes of sessions that ended are gone with them; a session we moved away from (failover) keeps delivering.
+    this.lanes = this.lanes.filter((l) => l.session.state !== 'closed');
+    this.lanes.push({ session: s, lane: s.lanes.datagrams(VPN_FLOW, VPN_GSO_FLOW, (flow, p) => this.fromServer(p, flow)) });
     requestConfig(s, this.init.configTimeoutMs ?? 15_000, this.init.offload ?? true, this.init.routes).then(
       ({ config, stream, decoder }) => {
         if (this.closed) return stream.end();

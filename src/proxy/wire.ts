@@ -31,6 +31,15 @@ import { decodeDestination, encodedDestinationLength, writeDestination, type Des
 export const OPEN_CONNECT = 0x01;
 export const OPEN_BIND = 0x02;
 export const OPEN_ACCEPTED = 0x03;
+/** The open kinds of the proxy protocol (its stream lane on a session). */
+export const PROXY_OPEN_KINDS: readonly number[] = [OPEN_CONNECT, OPEN_BIND, OPEN_ACCEPTED];
+
+/**
+ * The datagram flow ids of UDP associations (the proxy's datagram lane on a
+ * session). Ids from 0xFFFF0000 up belong to other lanes (the VPN's).
+ */
+export const UDP_FLOW_FIRST = 1;
+export const UDP_FLOW_LAST = 0xfffeffff;
 
 export const STATUS_OK = 0x00;
 

@@ -6,6 +6,7 @@
  *                            │                            └─fail──▶ status = socksReply, end
  *                            ├─ BIND ────▶ ReverseBinds (listen; each accepted peer → ACCEPTED stream)
  *                            └─ malformed / ACCEPTED ─▶ reset(ProxyResetCode.badOpen)
+ *  (other open kinds are not the proxy's: the session resets them, ResetCode.noHandler)
  *  datagram (flow, payload) ───────────▶ UdpFlows (dgram socket per flow and family)
  * ```
  *
@@ -17,7 +18,7 @@ import { abortSocket, relay as relayBytes } from '../core/relay.js';
 import type { Socket } from 'node:net';
 import { ClosedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { decodeOpen, STATUS_OK, type OpenRequest } from '../proxy/wire.js';
+import { decodeOpen, PROXY_OPEN_KINDS, STATUS_OK, UDP_FLOW_FIRST, UDP_FLOW_LAST, type OpenRequest } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
 import { logDenial } from './denials.js';
@@ -93,8 +94,9 @@ function statusByte(code: number): Buffer {
 }
 
 /**
- * Serves the proxy protocol on `session`: takes over its `onStream` and
- * `onDatagram` handlers and releases everything when the session closes.
+ * Serves the proxy protocol on `session`: takes its lanes (the proxy's open
+ * kinds, the UDP flows; session/lanes.ts) and releases everything when the
+ * session closes.
  * @throws ConfigError when `init.reverse` is malformed
  */
 export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandle {
@@ -155,7 +157,7 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
     );
   };
 
-  session.onStream((s) => {
+  session.lanes.streams(PROXY_OPEN_KINDS, (s) => {
     s.on('error', (err: Error) => {
       if (isBenignClose(err) || err.name === 'StreamResetError' || err.name === 'SessionClosedError') log.debug({ sid: s.id, err: err.message }, 'proxy stream ended with error');
       else log.warn({ sid: s.id, err: err.message }, 'proxy stream error');
@@ -183,7 +185,7 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
       s.reset(ProxyResetCode.badOpen);
     }
   });
-  session.onDatagram((flow, payload) => udp.handle(flow, payload));
+  session.lanes.datagrams(UDP_FLOW_FIRST, UDP_FLOW_LAST, (flow, payload) => udp.handle(flow, payload));
 
   const close = (): void => {
     if (closed) return;

@@ -31,9 +31,8 @@ import { ResetCode, type PolyStream } from '../session/stream.js';
 import { ChangeJournal } from '../tun/changes.js';
 import { TunDevice } from '../tun/device.js';
 import { cidrContains, cidrHost, cidrSize, formatCidr, formatIpBytes, parseIpCidr } from '../tun/ipaddr.js';
-import { tapLanes } from '../tun/lane-tap.js';
 import { AddressPool } from '../tun/pool.js';
-import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, vpnMtuFor, VPN_VERSION, VpnRefuseCode, decodeVpnOpen, encodeConfig, encodeRefuse, isVpnOpen, type VpnConfig } from '../tun/vpn-wire.js';
+import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, vpnMtuFor, VPN_VERSION, VpnRefuseCode, decodeVpnOpen, encodeConfig, encodeRefuse, OPEN_VPN, type VpnConfig } from '../tun/vpn-wire.js';
 import { VpnRouter, type RoutedClient, type VpnCounters, type VpnPolicy } from './vpn-router.js';
 
 export type { VpnCounters, VpnPolicy } from './vpn-router.js';
@@ -143,26 +142,17 @@ export class ServerVpn {
     server.prependListener('session', (e) => this.attach(e.session, e.user));
   }
 
-  /**
-   * Takes the VPN's stream kind and datagram flow of `session` (call before
-   * the proxy sets its handlers: see src/tun/lane-tap.ts).
-   */
+  /** Takes the VPN's stream kind and datagram flows of `session` (its lanes; the proxy takes others). */
   attach(session: Session, user: string): void {
     if (this.closed) return;
     // The session's VPN client, once its control stream is up (no map lookup per packet).
     const slot: { client?: RoutedClient } = {};
-    tapLanes<PolyStream>(session, {
-      flow: VPN_FLOW,
-      flow2: VPN_GSO_FLOW,
-      datagram: (p, flow) => {
-        if (slot.client === undefined) return;
-        if (flow === VPN_FLOW) this.router.fromClient(slot.client, p);
-        else this.router.fromClientGso(slot.client, p);
-      },
-      claims: (s) => isVpnOpen(s.openPayload),
-      stream: (s) => this.onControl(session, user, s, slot),
-      refuse: (s) => s.reset(ResetCode.refused),
+    session.lanes.datagrams(VPN_FLOW, VPN_GSO_FLOW, (flow, p) => {
+      if (slot.client === undefined) return;
+      if (flow === VPN_FLOW) this.router.fromClient(slot.client, p);
+      else this.router.fromClientGso(slot.client, p);
     });
+    session.lanes.streams([OPEN_VPN], (s) => this.onControl(session, user, s, slot));
   }
 
   private onControl(session: Session, user: string, s: PolyStream, slot: { client?: RoutedClient }): void {

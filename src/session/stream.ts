@@ -6,7 +6,7 @@
  * only as far as the credit we advertised (consumed + window); stream credit
  * is advertised as the application reads, so an unread stream stops its
  * sender. It does not stop the others: the session returns session credit as
- * soon as bytes land in a stream (Session.releaseSession), and the session
+ * soon as bytes land in a stream (SessionCredit.release, credit.ts), and the session
  * decides how large each stream's window may be (StreamHost.windowCap).
  *
  * Data written must not be mutated before its write callback: it is
@@ -16,6 +16,7 @@
  * States (send side): open → finQueued → finSent; any → reset.
  */
 import { Duplex } from 'node:stream';
+import { realClock, type Clock } from '../core/clock.js';
 import { StreamResetError } from '../core/errors.js';
 import { leaseDone, type RecordLease } from '../secure/record-pool.js';
 
@@ -27,6 +28,12 @@ export const ResetCode = {
   internal: 3,
   sessionClosed: 4,
   tooLarge: 5,
+  /**
+   * The session takes streams, but no application on it takes this open
+   * kind (the first byte of the OPEN payload; see session/lanes.ts): e.g. a
+   * VPN control stream to a server without --tun.
+   */
+  noHandler: 6,
 } as const;
 
 /** What a stream needs from its session (keeps stream.ts free of session.ts). */
@@ -66,7 +73,8 @@ export class PolyStream extends Duplex {
   private window: number;
   private readonly fastWindow: number;
   private readonly maxWindow: number;
-  private tuneAt = performance.now();
+  private tuneAt: number;
+  private readonly clock: Clock;
   private tuneConsumed = 0;
   /**
    * Since the last tune, the reader had taken everything while the sender
@@ -85,7 +93,7 @@ export class PolyStream extends Duplex {
   private removed = false;
   /** Set by the session's scheduler (ring membership). */
   queued = false;
-  /** The session's bookkeeping: outstanding credit beyond the initial window, as last counted (see Session.windowCap). */
+  /** The session's bookkeeping: outstanding credit beyond the initial window, as last counted (see SessionCredit.windowCap). */
   creditExcess = 0;
   /**
    * A chunk written here is not referenced once its write callback has run:
@@ -98,7 +106,7 @@ export class PolyStream extends Duplex {
     private readonly host: StreamHost,
     id: number,
     openPayload: Buffer,
-    opts: { window: number; fastWindow?: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number },
+    opts: { window: number; fastWindow?: number; maxWindow?: number; peerWindow: number; locallyOpened: boolean; highWaterMark: number; clock?: Clock },
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: opts.window, writableHighWaterMark: opts.highWaterMark, decodeStrings: true });
     this.id = id;
@@ -110,6 +118,8 @@ export class PolyStream extends Duplex {
     this.windowSent = opts.window;
     this.sendLimit = opts.peerWindow;
     this.openPending = opts.locallyOpened;
+    this.clock = opts.clock ?? realClock;
+    this.tuneAt = this.clock.now();
   }
 
   /** Bytes we may still send. */
@@ -308,7 +318,7 @@ export class PolyStream extends Duplex {
     // maxWindow. A paused or slow reader never is, so it keeps the small
     // initial window.
     if (consumed - this.tuneConsumed >= this.window) {
-      const now = performance.now();
+      const now = this.clock.now();
       if (this.window < this.maxWindow && (this.windowLimited || now - this.tuneAt < Math.max(50, 4 * this.host.windowRttMs()))) {
         this.window = this.window < this.fastWindow ? this.fastWindow : Math.min(this.window * 2, this.maxWindow);
       }

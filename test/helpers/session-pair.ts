@@ -6,7 +6,7 @@
 import type { Duplex } from 'node:stream';
 import { TcpCarrier } from '../../src/carriers/tcp.js';
 import type { Endpoint, Listener, StreamCarrier } from '../../src/carriers/types.js';
-import type { PathRole } from '../../src/session/path.js';
+import type { PathRole } from '../../src/session/multipath/path.js';
 import { TcpRelay } from '../tools/relay.js';
 import { SessionClient, type SessionClientInit } from '../../src/paths/session-client.js';
 import { generateKeyPair, type KeyPair } from '../../src/secure/keys.js';

@@ -12,7 +12,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { ServerVpn } from '../../src/server/vpn.js';
-import { tapLanes } from '../../src/tun/lane-tap.js';
 import { gsoDatagram, OFF_CSUM, OFF_GSO } from '../../src/tun/vnet.js';
 import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, VPN_VERSION, VpnMessageDecoder, encodeVpnOpen, type VpnConfig } from '../../src/tun/vpn-wire.js';
 import { ipv4, udp } from '../helpers/ip-packets.js';
@@ -42,7 +41,7 @@ export async function inProcessMalformedCheck(lab: VpnLab, tag: string, baseDir:
     vpn.attach(await pair.serverSession, 'alice');
     const replies: Buffer[] = [];
     // Offloaded replies carry a 3-byte header in front of the packet.
-    tapLanes(pair.clientSession, { flow: VPN_FLOW, flow2: VPN_GSO_FLOW, datagram: (p, flow) => replies.push(Buffer.from(flow === VPN_FLOW ? p : p.subarray(3))) });
+    pair.clientSession.lanes.datagrams(VPN_FLOW, VPN_GSO_FLOW, (flow, p) => replies.push(Buffer.from(flow === VPN_FLOW ? p : p.subarray(3))));
     const control = pair.clientSession.openStream(encodeVpnOpen(VPN_VERSION, OPEN_OFFLOAD));
     const dec = new VpnMessageDecoder();
     const config = await new Promise<VpnConfig>((resolve, reject) => {

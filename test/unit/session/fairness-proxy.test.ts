@@ -142,7 +142,7 @@ describe('paused and slow readers through a -L forward', () => {
         // their relay (its socket full) does not take, and every slow reader
         // got its first bytes; or once nothing moves any more (the session
         // froze, as it did: the requests below then fail).
-        const streams = (p.clientSession as unknown as { streams: Map<number, PolyStream> }).streams;
+        const streams = (p.clientSession as unknown as { table: { streams: Map<number, PolyStream> } }).table.streams;
         const holding = (): number => [...streams.values()].filter((s) => s.readableLength > 0).length;
         const filled = (): boolean => holding() >= PAUSED && slow.every((s) => (received.get(s) ?? 0) > 0);
         await untilDone('stalled downloads filling', () => proxy.stats.bytesDown, filled, 5_000, { stalled: 'settle' });

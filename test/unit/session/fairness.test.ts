@@ -154,8 +154,8 @@ describe('stream windows share the budget', () => {
   const excess = (ss: PolyStream[]): number => ss.reduce((n, s) => n + (s.destroyed ? 0 : Math.max(0, outstanding(s) - w0)), 0);
   /** Session credit the sender may still use (white box: the server's send side). */
   const sendCredit = (ss: Session): number => {
-    const x = ss as unknown as { sendLimitSession: number; sentSession: number };
-    return x.sendLimitSession - x.sentSession;
+    const x = ss as unknown as { credit: { sendRoom: number } };
+    return x.credit.sendRoom;
   };
 
   it('a stream that stalls keeps only what it was granted, returns the session credit for it, and a newcomer still gets a share', async () => {

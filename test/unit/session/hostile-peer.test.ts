@@ -19,7 +19,7 @@ import { encodeOpen } from '../../../src/proxy/wire.js';
 import { EgressDialer } from '../../../src/server/egress.js';
 import { DestinationPolicy } from '../../../src/server/policy.js';
 import { attachProxy, createProxyCounters, type ProxyCounters } from '../../../src/server/proxy-server.js';
-import type { SessionPath } from '../../../src/session/path.js';
+import type { SessionPath } from '../../../src/session/multipath/path.js';
 import type { Session } from '../../../src/session/session.js';
 import { RECORD_DATA } from '../../../src/secure/record.js';
 import { F_DATA, F_FIN, F_OPEN, F_PAD, F_PING, F_PONG, F_RST, writeAck, writeClose, writeDatagram, writeGoaway, writePingPong, writeSeqFrame, writeWindow } from '../../../src/session/frames.js';
@@ -32,7 +32,7 @@ after(async () => {
 
 /** The client's channel, to write records the client session would never send. */
 function rawChannel(s: Session): SessionPath['channel'] {
-  const paths = (s as unknown as { paths: Map<number, SessionPath> }).paths;
+  const paths = (s as unknown as { scheduler: { paths: Map<number, SessionPath> } }).scheduler.paths;
   const first = paths.values().next().value;
   assert.ok(first, 'client session has a path');
   return first.channel;

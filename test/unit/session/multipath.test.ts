@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
-import type { PathRole } from '../../../src/session/path.js';
+import type { PathRole } from '../../../src/session/multipath/path.js';
 import type { TcpRelay } from '../../tools/relay.js';
 import { echoStreams, makeBondedPair, readAll, type Pair } from '../../helpers/session-pair.js';
 

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { tapLanes } from '../../../src/tun/lane-tap.js';
 import { STREAM_RECORD_OVERHEAD, VPN_FLOW } from '../../../src/tun/vpn-wire.js';
 import type { Session } from '../../../src/session/session.js';
 import { makePair, type Pair } from '../../helpers/session-pair.js';
@@ -27,7 +26,7 @@ describe('datagram lane as the VPN uses it', () => {
 
   it('a batch of 64 packets sent in one tick leaves in one record and arrives whole, in order', async () => {
     const got: Buffer[] = [];
-    tapLanes(server, { flow: VPN_FLOW, datagram: (p) => got.push(Buffer.from(p)) });
+    server.lanes.datagrams(VPN_FLOW, VPN_FLOW, (_flow, p) => got.push(Buffer.from(p)));
     const packets = Array.from({ length: 64 }, (_, i) => udp('10.8.0.2', 1000 + i, '10.20.0.1', 53, Buffer.alloc(100, i)));
     const sentBefore = pair.clientSession.stats.paths[0]?.bytesSent ?? 0;
     for (const p of packets) assert.equal(pair.clientSession.sendDatagram(VPN_FLOW, p), true);

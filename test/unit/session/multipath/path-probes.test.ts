@@ -1,5 +1,5 @@
 /**
- * Bonding probes (src/session/path.ts): a PING written after a path's data,
+ * Bonding probes (src/session/multipath/probes.ts, path.ts): a PING written after a path's data,
  * answered on the same path, measures that path alone. The SessionPath tests
  * drive the bookkeeping with a fake channel and explicit times; the session
  * test checks that a real bonded session sends probes and gets them answered.
@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
-import type { SecureChannel } from '../../../src/secure/channel.js';
-import { SessionPath } from '../../../src/session/path.js';
-import { makeBondedPair, readAll } from '../../helpers/session-pair.js';
-import type { TcpRelay } from '../../tools/relay.js';
-import { waitUntil } from '../../helpers/eventually.js';
+import { ManualClock } from '../../../../src/core/clock.js';
+import type { SecureChannel } from '../../../../src/secure/channel.js';
+import { SessionPath } from '../../../../src/session/multipath/path.js';
+import { makeBondedPair, readAll } from '../../../helpers/session-pair.js';
+import type { TcpRelay } from '../../../tools/relay.js';
+import { waitUntil } from '../../../helpers/eventually.js';
 
 /** What SessionPath reads from its channel. */
 interface FakeChannel {
@@ -23,14 +24,15 @@ interface FakeChannel {
   info: { remote: string };
 }
 
-function makePath(bytesOut = 0): { path: SessionPath; ch: FakeChannel } {
+function makePath(bytesOut = 0): { path: SessionPath; ch: FakeChannel; clock: ManualClock } {
   const ch: FakeChannel = { bytesOut, bytesIn: 0, queuedBytes: 0, writable: true, info: { remote: 'fake' } };
-  return { path: new SessionPath(1, ch as unknown as SecureChannel, {}, true), ch };
+  const clock = new ManualClock(0);
+  return { path: new SessionPath(1, ch as unknown as SecureChannel, {}, true, clock), ch, clock };
 }
 
 /** What flush() does: the pending probe PING is written (24 bytes), then the next pickPath settles it. */
 function writePing(path: SessionPath, ch: FakeChannel, now: number): void {
-  path.pingToSend = undefined;
+  path.writeControl(Buffer.alloc(64));
   ch.bytesOut += 24;
   path.settleProbe(now);
 }
@@ -40,7 +42,7 @@ let nextId = 100;
 function sendWithProbe(path: SessionPath, ch: FakeChannel, bytes: number, now: number): number {
   ch.bytesOut += bytes;
   const id = nextId++;
-  path.pingToSend = path.requestProbe(id);
+  path.requestProbe(id);
   writePing(path, ch, now);
   return id;
 }
@@ -49,10 +51,10 @@ describe('SessionPath probes', () => {
   it('a probe counts the bytes written before its PING, and its PONG covers exactly those', () => {
     const { path, ch } = makePath(1000);
     assert.equal(path.unprobed, 0, 'bytes before the path existed are not its load');
-    path.inflight = 5000;
+    path.addInflight(5000);
     ch.bytesOut += 5000;
     assert.equal(path.probeDue(0), true);
-    path.pingToSend = path.requestProbe(7);
+    path.requestProbe(7);
     path.settleProbe(1);
     assert.equal(path.probeDue(1), false, 'one probe pending at a time');
     ch.bytesOut += 2000; // data of the same flush goes out before the PING
@@ -69,10 +71,10 @@ describe('SessionPath probes', () => {
 
   it('a probe whose PING was replaced (by a liveness ping) is forgotten', () => {
     const { path, ch } = makePath();
-    path.inflight = 1;
+    path.addInflight(1);
     ch.bytesOut = 4096;
-    path.pingToSend = path.requestProbe(7);
-    path.pingToSend = 8; // livenessTick overwrote it
+    path.requestProbe(7);
+    path.requestPing(8); // livenessTick overwrote it
     path.settleProbe(1);
     assert.equal(path.onProbePong(7, 5), false);
     assert.equal(path.unprobed, 4096);
@@ -81,7 +83,7 @@ describe('SessionPath probes', () => {
 
   it('a later answer also retires older probes (their PINGs were lost)', () => {
     const { path, ch } = makePath();
-    path.inflight = 1;
+    path.addInflight(1);
     const first = sendWithProbe(path, ch, 1000, 0);
     sendWithProbe(path, ch, 1000, 20);
     ch.bytesOut += 500;
@@ -94,7 +96,7 @@ describe('SessionPath probes', () => {
     const { path, ch } = makePath();
     ch.bytesOut = 10_000;
     assert.equal(path.probeDue(0), false, 'nothing in flight (control frames only)');
-    path.inflight = 10_000;
+    path.addInflight(10_000);
     assert.equal(path.probeDue(0), true);
     sendWithProbe(path, ch, 0, 0);
     assert.equal(path.probeDue(50), false, 'no byte sent since the last probe');
@@ -105,7 +107,7 @@ describe('SessionPath probes', () => {
 
   it('measures the delivery rate over >= 100 ms, and answers bunched by a busy peer do not inflate it', () => {
     const { path, ch } = makePath();
-    path.inflight = 1;
+    path.addInflight(1);
     // 250 bytes and a 24-byte PING record every 10 ms, each answered 20 ms later.
     const sent: { id: number; at: number }[] = [];
     for (let t = 0; t <= 300; t += 10) sent.push({ id: sendWithProbe(path, ch, 250, t), at: t });
@@ -117,7 +119,7 @@ describe('SessionPath probes', () => {
 
     // A peer that answers 300 ms of probes at once: the send interval bounds the sample.
     const { path: p2, ch: c2 } = makePath();
-    p2.inflight = 1;
+    p2.addInflight(1);
     const burst: number[] = [];
     for (let t = 0; t <= 300; t += 10) burst.push(sendWithProbe(p2, c2, 250, t));
     assert.equal(p2.onProbePong(burst[0] as number, 10), true);
@@ -126,10 +128,12 @@ describe('SessionPath probes', () => {
   });
 
   it('once probed, the cap is two rate x (own min RTT + 50 ms) products and applies to unprobed bytes, not to acknowledgement waits', () => {
-    const { path, ch } = makePath();
-    path.feedbackRttMs = 40;
-    path.rate = 10; // ack-based, bytes/ms
-    path.inflight = 3_000_000;
+    const { path, ch, clock } = makePath();
+    path.setFeedbackRtt(40);
+    path.addInflight(3_001_000);
+    clock.advance(100);
+    path.onAcked(1000); // ack-based rate: 1000 bytes in 100 ms = 10 bytes/ms
+    assert.equal(path.rate, 10);
     assert.equal(path.cap, Math.max(256 * 1024, 4 * 10 * (40 + 10)));
     assert.equal(path.load, 3_000_000, 'before probes: unacknowledged bytes');
     // 12.5 bytes/ms probed (101 bytes and a 24-byte PING every 10 ms), 40 ms RTT.
@@ -144,13 +148,13 @@ describe('SessionPath probes', () => {
     // `inflight` high; the probed load is what this path has not delivered.
     ch.bytesOut += 100_000;
     assert.equal(path.load, 100_000);
-    path.feedbackRttMs = 400; // a slower other path does not change this path's cap
+    path.setFeedbackRtt(400); // a slower other path does not change this path's cap
     assert.equal(path.cap, Math.max(256 * 1024, 2 * path.probeRate * (40 + 50)));
   });
 
   it('expected delivery counts only the probed queue beyond one RTT of bytes in flight', () => {
     const { path, ch } = makePath();
-    path.inflight = 1;
+    path.addInflight(1);
     for (let t = 0; t <= 300; t += 10) path.onProbePong(sendWithProbe(path, ch, 250, t), t + 10);
     const r = path.probeRate;
     const rtt = path.minRtt as number;
