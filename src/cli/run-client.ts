@@ -61,6 +61,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     extraPaths: pathsFromConfig(link, cfg.paths),
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     tlsBound: cfg.records.tlsBound,
+    cipher: cfg.records.cipher,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,
     maxRetries: cfg.reconnect.retry,
     session: {

@@ -113,6 +113,16 @@ export function localCipherPolicy(choice: CipherChoice = 'auto', aesAccelerated?
   return { choice, aesAccelerated: aesAccelerated ?? (choice === 'auto' ? aesAcceleration().accelerated : false) };
 }
 
+/**
+ * A startup log line's fields for `choice` (and, for 'auto', the one-time
+ * detection done now, so the first handshake does not pay for it).
+ */
+export function cipherPolicyFields(choice: CipherChoice): Record<string, unknown> {
+  if (choice !== 'auto') return { cipher: choice };
+  const a = aesAcceleration();
+  return { cipher: 'auto', aesAcceleration: a.accelerated, from: a.how === 'cpuinfo' ? `CPU flags (${a.flags?.join(' ') || 'none of aes, pclmulqdq/pmull'})` : 'a short measurement' };
+}
+
 /** The client-hello capability bits of a policy. */
 export function clientCipherCaps(p: CipherPolicy): number {
   switch (p.choice) {
