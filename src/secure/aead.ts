@@ -23,7 +23,7 @@
  * does the same job with the same bytes on the wire.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import type { CipherCCM, CipherChaCha20Poly1305, CipherGCM, DecipherCCM, DecipherChaCha20Poly1305, DecipherGCM } from 'node:crypto';
+import type { CipherChaCha20Poly1305, CipherGCM, DecipherChaCha20Poly1305, DecipherGCM } from 'node:crypto';
 import { nativeAvailable, nativeBinding } from '../native/addon.js';
 
 /** The record ciphers polytun speaks (names as OpenSSL and TLS 1.3 spell them). */
@@ -49,11 +49,11 @@ function nonceFor(buf: Buffer, counter: number): Buffer {
 }
 
 // One overload per mode in @types/node: a union argument picks none, hence the two branches.
-function cipherFor(alg: RecordCipher, key: Buffer, nonce: Buffer): CipherCCM | CipherGCM | CipherChaCha20Poly1305 {
+function cipherFor(alg: RecordCipher, key: Buffer, nonce: Buffer): CipherGCM | CipherChaCha20Poly1305 {
   return alg === 'aes-256-gcm' ? createCipheriv(alg, key, nonce, { authTagLength: TAG }) : createCipheriv(alg, key, nonce, { authTagLength: TAG });
 }
 
-function decipherFor(alg: RecordCipher, key: Buffer, nonce: Buffer): DecipherCCM | DecipherGCM | DecipherChaCha20Poly1305 {
+function decipherFor(alg: RecordCipher, key: Buffer, nonce: Buffer): DecipherGCM | DecipherChaCha20Poly1305 {
   return alg === 'aes-256-gcm' ? createDecipheriv(alg, key, nonce, { authTagLength: TAG }) : createDecipheriv(alg, key, nonce, { authTagLength: TAG });
 }
 
