@@ -32,6 +32,11 @@
  * +----------------+-----------------+----------+----------------+
  * ```
  * status 0 = accepted, otherwise a RejectCode.
+ *
+ * caps bits: 1 datagram, 2 resume, 4 multipath, 8 TLS-bound (server), and
+ * the record cipher (cipher.ts): 16 AES-256-GCM (client: can use it;
+ * server: the records use it), 32 prefers AES-256-GCM and 64 requires its
+ * preferred cipher (client only). A peer ignores bits it does not know.
  */
 import { ProtocolError } from '../core/errors.js';
 
