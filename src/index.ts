@@ -31,6 +31,7 @@ export { declareCapabilities, type StreamCapabilities } from './core/stream-caps
 export { socketCapabilities } from './carriers/tcp.js';
 export { tlsCapabilities } from './carriers/tls.js';
 export { generateKeyPair, encodeKey, decodeKey, keyPairFromToken, generateToken, type KeyPair } from './secure/keys.js';
+export { aesAcceleration, CIPHER_CHOICES, type CipherChoice, type RecordCipher } from './secure/cipher.js';
 export { Session, SessionClosedError, type SessionOptions, type SessionStats, type PathStats } from './session/session.js';
 export { PolyStream, ResetCode } from './session/stream.js';
 export { SessionClient, type SessionClientInit, type SourcedClientInit, type PathSpec } from './paths/session-client.js';

@@ -1,5 +1,6 @@
 /*
- * ChaCha20-Poly1305 (RFC 8439) sealing and opening in place, for the record
+ * ChaCha20-Poly1305 (RFC 8439) and AES-256-GCM (NIST SP 800-38D) sealing and
+ * opening in place, for the record
  * layer's hot path. node:crypto needs a cipher object, five calls and three
  * fresh buffers per record (ciphertext, tag, the object itself); here one
  * call encrypts a record where it lies and writes the tag after it, so the
@@ -10,8 +11,10 @@
  * exported by the node binary; the headers ship in include/node/openssl),
  * so results are byte-identical to node:crypto and no library is added.
  *
- * aeadCreate(key32, encrypt) → handle (one EVP context, keyed once; each
- *   record only resets the nonce).
+ * aeadCreate(key32, encrypt[, alg]) → handle (one EVP context, keyed once;
+ *   each record only resets the nonce). alg 0 (the default) is
+ *   ChaCha20-Poly1305, 1 is AES-256-GCM: both take a 32-byte key, a 12-byte
+ *   nonce and give a 16-byte tag, so everything below serves both.
  * aeadSeal(handle, src, srcOff, len, dst, dstOff, aad16, nonceLo, nonceHi):
  *   encrypts src[srcOff, +len) into dst[dstOff, +len) (in place when they
  *   are the same bytes) and writes the 16-byte tag after it.
@@ -22,7 +25,8 @@
  *   the same for a ciphertext that lies in several buffers, into dst.
  *
  * The nonce is 4 zero bytes || nonceHi:nonceLo as a little-endian u64
- * (Noise's ChaChaPoly nonce); the associated data is the 2-byte big-endian
+ * (Noise's ChaChaPoly nonce, used for both ciphers: for GCM any 12 bytes
+ * that never repeat under one key will do); the associated data is the 2-byte big-endian
  * aad16 (the record's masked length).
  */
 #include "polytun.h"
@@ -33,6 +37,8 @@
 #include <string.h>
 
 #define PT_AEAD_TAG 16
+#define PT_AEAD_CHACHA20_POLY1305 0
+#define PT_AEAD_AES_256_GCM 1
 
 typedef struct {
   EVP_CIPHER_CTX *ctx;
@@ -46,27 +52,31 @@ static void aead_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value aead_create(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], handle;
+  size_t argc = 3;
+  napi_value argv[3], handle;
   void *key;
   size_t keylen;
   bool encrypt;
   bool is_buffer = false;
+  uint32_t alg = PT_AEAD_CHACHA20_POLY1305;
   PT_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) return pt_throw_type(env, "aeadCreate(key, encrypt): two arguments expected");
+  if (argc < 2) return pt_throw_type(env, "aeadCreate(key, encrypt, alg): at least two arguments expected");
   PT_CALL(env, napi_is_buffer(env, argv[0], &is_buffer));
   if (!is_buffer) return pt_throw_type(env, "aeadCreate: key must be a Buffer");
   PT_CALL(env, napi_get_buffer_info(env, argv[0], &key, &keylen));
   if (keylen != 32) return pt_throw_type(env, "aeadCreate: key must be 32 bytes");
   PT_CALL(env, napi_get_value_bool(env, argv[1], &encrypt));
+  if (argc >= 3 && napi_get_value_uint32(env, argv[2], &alg) != napi_ok) return pt_throw_type(env, "aeadCreate: alg must be a number");
+  if (alg != PT_AEAD_CHACHA20_POLY1305 && alg != PT_AEAD_AES_256_GCM) return pt_throw_type(env, "aeadCreate: alg must be 0 (chacha20-poly1305) or 1 (aes-256-gcm)");
+  const EVP_CIPHER *cipher = alg == PT_AEAD_AES_256_GCM ? EVP_aes_256_gcm() : EVP_chacha20_poly1305();
   pt_aead *a = calloc(1, sizeof *a);
   if (a == NULL) return pt_throw_errno(env, ENOMEM, "calloc", "out of memory");
   a->encrypt = encrypt ? 1 : 0;
   a->ctx = EVP_CIPHER_CTX_new();
-  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, EVP_chacha20_poly1305(), NULL, key, NULL, a->encrypt) != 1) {
+  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, cipher, NULL, key, NULL, a->encrypt) != 1) {
     if (a->ctx) EVP_CIPHER_CTX_free(a->ctx);
     free(a);
-    return pt_throw_type(env, "aeadCreate: OpenSSL refused to set up chacha20-poly1305");
+    return pt_throw_type(env, alg == PT_AEAD_AES_256_GCM ? "aeadCreate: OpenSSL refused to set up aes-256-gcm" : "aeadCreate: OpenSSL refused to set up chacha20-poly1305");
   }
   if (napi_create_external(env, a, aead_finalize, NULL, &handle) != napi_ok) {
     EVP_CIPHER_CTX_free(a->ctx);
@@ -204,13 +214,17 @@ static napi_value aead_openv(napi_env env, napi_callback_info info) {
     done += (uint32_t)slen;
   }
   if (done != len) return pt_throw_type(env, "aeadOpenv: segments are shorter than len");
-  uint8_t fin[32]; /* a stream cipher's final writes nothing; room anyway */
+  uint8_t fin[32]; /* final writes nothing for either AEAD (both are stream modes); room anyway */
   ok = ok && EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, PT_AEAD_TAG, tag) == 1 && EVP_CipherFinal_ex(a->ctx, fin, &n) == 1;
   PT_CALL(env, napi_get_boolean(env, ok, &result));
   return result;
 }
 
 bool pt_init_aead(napi_env env, napi_value exports) {
+  /* How many algorithms aeadCreate knows: an addon built before AES-GCM
+   * ignores the alg argument, so JS must not trust it blindly. */
+  napi_value algs;
+  if (napi_create_uint32(env, 2, &algs) != napi_ok || napi_set_named_property(env, exports, "aeadAlgorithms", algs) != napi_ok) return false;
   return pt_export(env, exports, "aeadCreate", aead_create) && pt_export(env, exports, "aeadSeal", aead_seal) &&
          pt_export(env, exports, "aeadOpen", aead_open) && pt_export(env, exports, "aeadOpenv", aead_openv);
 }

@@ -5,6 +5,7 @@
  */
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
+import { CIPHER_CHOICES } from '../secure/cipher.js';
 import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ClientConfig } from '../config/schema.js';
 import type { FlagValue } from '../config/load.js';
 import { collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
@@ -39,6 +40,7 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'failbackAfter', flag: '--failback-after', path: ['failover', 'failbackAfterMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'retry', flag: '--retry', path: ['reconnect', 'retry'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'refusedRetry', flag: '--refused-retry', path: ['reconnect', 'refusedRetryMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
+  { attr: 'cipher', flag: '--cipher', path: ['records', 'cipher'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -87,6 +89,11 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .option('--config <file>', 'YAML config file; flags override its keys')
     .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")
     .option('--save <file>', 'with --provision: where the config is saved, mode 600 (default: ~/.config/polytun/provisioned/USER@HOST_PORT.yaml)')
+    .addOption(
+      new Option('--cipher <cipher>', 'record cipher: auto = AES-256-GCM when both ends have AES acceleration, else ChaCha20-Poly1305; or force one (a peer that cannot use it is refused)')
+        .choices(CIPHER_CHOICES)
+        .default(DEFAULTS.records.cipher),
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
     .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxStreams=256 (repeatable)').argParser(collect)))

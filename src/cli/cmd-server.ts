@@ -4,6 +4,7 @@
  * this file only owns the command line.
  */
 import { Option, type Command } from 'commander';
+import { CIPHER_CHOICES } from '../secure/cipher.js';
 import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ServerConfig } from '../config/schema.js';
 import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
 import { SERVER_VPN_FLAGS, withServerVpnOptions } from './vpn-flags.js';
@@ -25,6 +26,7 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'controller', flag: '--controller', path: ['gateway', 'controller'] },
   { attr: 'decoy', flag: '--decoy', path: ['gateway', 'decoy'], map: (v) => (typeof v === 'string' && /^https?:\/\//i.test(v) ? v : absPath(v)) },
   { attr: 'wsTokenPath', flag: '--ws-token-path', path: ['gateway', 'wsTokenPath'] },
+  { attr: 'cipher', flag: '--cipher', path: ['records', 'cipher'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -77,6 +79,11 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
     .option('--ws-token-path <path>', 'ws/wss URL path shared by token users: the bearer value their client sends in the upgrade request picks the user; a missing or wrong one gets the decoy (default: /)')
     .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')
     .option('--reverse', 'let clients open -R listeners on this server (default: off)')
+    .addOption(
+      new Option('--cipher <cipher>', 'record cipher: auto = AES-256-GCM when both ends have AES acceleration, else ChaCha20-Poly1305; or force one (a peer that cannot use it is refused)')
+        .choices(CIPHER_CHOICES)
+        .default(DEFAULTS.records.cipher),
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
     .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxSessions=500 (repeatable)').argParser(collect)))

@@ -84,6 +84,8 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
   rows.push(['state', text(s.state) ?? 'unknown']);
   const server = text(s.server);
   if (server !== undefined) rows.push(['server', `${server}${text(s.carrier) ? ` (${text(s.carrier)})` : ''}`]);
+  const cipher = text(s.cipher);
+  if (cipher !== undefined) rows.push(['cipher', cipher]);
   const since = text(s.since);
   const t = since === undefined ? NaN : Date.parse(since);
   const age = num(s.sessionAgeMs);

@@ -61,6 +61,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     extraPaths: pathsFromConfig(link, cfg.paths),
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     tlsBound: cfg.records.tlsBound,
+    cipher: cfg.records.cipher,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,
     maxRetries: cfg.reconnect.retry,
     session: {
@@ -161,7 +162,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   client.on('session', (s: Session) => sessions.emit('session', s));
   // Requests that arrived while we dialed are waiting for this one (ProxyClient.sessionSoon).
   if (client.session) sessions.emit('session', client.session);
-  log.info({ server, carrier: link.carrier, records: client.session?.stats.paths?.[0]?.protection }, 'connected');
+  log.info({ server, carrier: link.carrier, records: client.session?.stats.paths?.[0]?.protection, cipher: client.status().cipher }, 'connected');
 
   // A reverse forward the server refuses is reported and skipped: the rest of the client still works.
   for (const rv of cfg.reverse) {

@@ -17,6 +17,7 @@ import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import type { Listener, StreamCarrier, StreamConn } from '../carriers/types.js';
 import type { ServerConfig } from '../config/schema.js';
+import { cipherPolicyFields } from '../secure/cipher.js';
 import { openDataDir } from '../server/datadir.js';
 import { Gateway } from '../server/gateway.js';
 import { SessionServer, type SessionEntry } from '../server/session-server.js';
@@ -106,6 +107,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     logger: log,
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     tlsBound: cfg.records.tlsBound,
+    cipher: cfg.records.cipher,
     maxPendingHandshakes: cfg.limits.maxPendingHandshakes,
     maxSessions: cfg.limits.maxSessions,
     session: {
@@ -135,6 +137,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     const tlsNeeded = cfg.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss') || cfg.gateway.admin?.tls === true;
     const cert = tlsNeeded ? await loadOrCreateCert(cfg, log) : undefined;
     const decoy = decoyFor(cfg.gateway.decoy, log);
+    log.info(cipherPolicyFields(cfg.records.cipher), 'record cipher');
     for (const l of cfg.listen) {
       const onConn = (conn: StreamConn): void => server.handle(conn, l.scheme);
       let listener: Listener;

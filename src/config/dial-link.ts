@@ -15,6 +15,7 @@ import type { StreamCarrier } from '../carriers/types.js';
 import { FailoverClient } from '../paths/failover.js';
 import { SessionClient, type PathSpec, type SessionClientInit } from '../paths/session-client.js';
 import type { PathSupervisor } from '../paths/supervisor.js';
+import type { CipherChoice } from '../secure/cipher.js';
 import { decodeKey, keyPairFromToken, publicKeyOf, wsBearerFromToken, type KeyPair } from '../secure/keys.js';
 import type { SessionOptions } from '../session/session.js';
 import type { ClientLink } from './link.js';
@@ -96,6 +97,8 @@ export interface LinkClientOptions {
   handshakeTimeoutMs?: number;
   /** See ChannelInit.tlsBound. @default true */
   tlsBound?: boolean;
+  /** See ChannelInit.cipher. @default 'auto' */
+  cipher?: CipherChoice;
   /** After a refusal (user unknown, disabled, expired, over quota, kicked), try again this often, ms; 0 = stop. @default 60000 */
   refusedRetryMs?: number;
   /** See SessionClientInit.maxRetries. @default undefined = never give up */
@@ -117,6 +120,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.session ? { session: opts.session } : {}),
     ...(opts.tlsBound === false ? { tlsBound: false } : {}),
+    ...(opts.cipher !== undefined && opts.cipher !== 'auto' ? { cipher: opts.cipher } : {}),
     ...(opts.extraPaths ? { extraPaths: opts.extraPaths } : {}),
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
     ...(opts.refusedRetryMs !== undefined ? { refusedRetryMs: opts.refusedRetryMs } : {}),

@@ -27,6 +27,7 @@ import { clientVpnProp, serverVpnProp, type ClientVpnConfig, type ServerVpnConfi
 import { gatewayProp, type GatewayConfig } from './gateway-schema.js';
 
 import { pathSpec, type PathConfig } from './paths.js';
+import { CIPHER_CHOICES, type CipherChoice } from '../secure/cipher.js';
 
 export type { ForwardSpec, HostPort, ListenUrl, PortRangeList } from './values.js';
 export type { PathConfig } from './paths.js';
@@ -60,7 +61,7 @@ export const DEFAULTS = {
     idleTimeoutMs: 0,
   },
   liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
-  records: { tlsBound: true },
+  records: { tlsBound: true, cipher: 'auto' as CipherChoice },
   reconnect: { refusedRetryMs: 60_000 },
   reverse: { enabled: false, bindHosts: ['127.0.0.1'], ports: '1024-65535' },
 } as const;
@@ -92,6 +93,15 @@ export interface RecordsConfig {
    * false; then records keep their own AEAD. @default true
    */
   tlsBound: boolean;
+  /**
+   * The records' own cipher (`--cipher`): `auto` takes AES-256-GCM when both
+   * ends have AES acceleration (x86-64 AES-NI + PCLMULQDQ, arm64 AES +
+   * PMULL) and ChaCha20-Poly1305 otherwise, as TLS 1.3 stacks do;
+   * `chacha20-poly1305` or `aes-256-gcm` forces one, and a peer that cannot
+   * use it is refused (typed reject `cipherMismatch`). A peer that predates
+   * the choice always gets ChaCha20-Poly1305. @default 'auto'
+   */
+  cipher: CipherChoice;
 }
 
 /** `limits:` shared by both roles. */
@@ -265,7 +275,10 @@ const liveness = object({
   timeoutMs: withDefault(int(100, MS_MAX), () => DEFAULTS.liveness.timeoutMs),
   misses: withDefault(int(1, 100), () => DEFAULTS.liveness.misses),
 });
-const records = object({ tlsBound: withDefault(bool, () => DEFAULTS.records.tlsBound) });
+const records = object({
+  tlsBound: withDefault(bool, () => DEFAULTS.records.tlsBound),
+  cipher: withDefault(oneOf(CIPHER_CHOICES), () => DEFAULTS.records.cipher),
+});
 const log = object({
   level: withDefault(oneOf(LOG_LEVELS), () => DEFAULTS.logLevel),
   format: withDefault(oneOf(LOG_FORMATS), () => DEFAULTS.logFormat),

@@ -51,6 +51,8 @@ export const RejectCode = {
   disabled: 7,
   /** The user's account has expired. */
   expired: 8,
+  /** One side forced a record cipher (`records.cipher`) the other cannot or will not use. */
+  cipherMismatch: 9,
 } as const;
 export type RejectCode = (typeof RejectCode)[keyof typeof RejectCode];
 
@@ -62,9 +64,12 @@ export function rejectName(code: number): string {
 /** The server refused the handshake with a typed reason. */
 export class RejectedError extends PolytunError {
   readonly reject: number;
+  /** The reason in words, when known (e.g. which cipher each side wanted). */
+  readonly detail: string | undefined;
   constructor(reject: number, detail?: string) {
     super('ERR_REJECTED', `server rejected the session: ${rejectName(reject)}${detail ? ` (${detail})` : ''}`);
     this.reject = reject;
+    this.detail = detail;
   }
 }
 

@@ -2,7 +2,7 @@
  * Loader and typed façade of polytun's native addon (native/, C + N-API),
  * which gives Node what it lacks: TUN devices, socket options before connect
  * (SO_BINDTODEVICE, SO_MARK, local bind), MPTCP sockets, and in-place
- * ChaCha20-Poly1305 for the record layer (src/secure/aead.ts).
+ * ChaCha20-Poly1305 and AES-256-GCM for the record layer (src/secure/aead.ts).
  *
  * The addon is compiled by `npm run build:native` (also run by `npm install`).
  * When it is missing, this module still loads: `nativeAvailable` is false and
@@ -101,7 +101,10 @@ export interface NativeBinding {
   socketInfo(fd: number): { protocol: number; device: string; mark: number };
   mptcpProbe(): string | null;
   mptcpListen(host: string, port: number, backlog: number): number;
-  aeadCreate(key: Buffer, encrypt: boolean): object;
+  /** How many algorithms aeadCreate knows (absent: only 0, from an addon built before AES-GCM). */
+  aeadAlgorithms?: number;
+  /** alg: 0 = chacha20-poly1305 (the default), 1 = aes-256-gcm. */
+  aeadCreate(key: Buffer, encrypt: boolean, alg?: number): object;
   aeadSeal(handle: object, src: Buffer, srcOff: number, len: number, dst: Buffer, dstOff: number, aad16: number, nonceLo: number, nonceHi: number): void;
   aeadOpen(handle: object, buf: Buffer, off: number, len: number, aad16: number, nonceLo: number, nonceHi: number): boolean;
   aeadOpenv(handle: object, dst: Buffer, dstOff: number, len: number, aad16: number, nonceLo: number, nonceHi: number, tag: Buffer, segments: readonly Buffer[]): boolean;

@@ -23,6 +23,8 @@ export interface StatusReport {
   /** The server's host:port. */
   server?: string;
   carrier?: string;
+  /** The record cipher (chacha20-poly1305 or aes-256-gcm) the handshake chose; absent when records ride TLS-bound. */
+  cipher?: string;
   /** When the current session started, ISO 8601. */
   since?: string;
   rttMs?: number;
@@ -77,6 +79,7 @@ export function clientStatus(src: ClientStatusSources, now = Date.now()): Client
     state: state === 'closed' ? 'reconnecting' : state,
     server: src.servers[h.serverIndex] ?? (src.servers[0] as string),
     carrier: src.carrier,
+    ...(h.cipher ? { cipher: h.cipher } : {}),
     since: h.since.toISOString(),
     sessionAgeMs: now - h.since.getTime(),
     ...(stats?.rttMs !== undefined ? { rttMs: Math.round(stats.rttMs * 1000) / 1000 } : {}),

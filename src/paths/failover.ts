@@ -68,7 +68,8 @@ export class FailoverClient extends EventEmitter implements PathSupervisor {
 
   /** Counters and state for status reports. */
   status(): SupervisorStatus {
-    return this.history.status(this.active?.index ?? 0);
+    const cipher = this.active?.client.cipher;
+    return { ...this.history.status(this.active?.index ?? 0), ...(cipher ? { cipher } : {}) };
   }
 
   /** True while the server in use is opening a new session (its old one was lost for good). */

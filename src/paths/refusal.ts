@@ -28,6 +28,8 @@ export function refusalOf(err: unknown): string | undefined {
         return 'account expired';
       case RejectCode.quotaExceeded:
         return 'traffic quota exceeded';
+      case RejectCode.cipherMismatch:
+        return `no common record cipher: ${err.detail ?? 'one side forced a cipher the other does not use'} (records.cipher / --cipher)`;
       default:
         return undefined;
     }

@@ -44,6 +44,7 @@ import { nullLogger, type Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Endpoint, StreamCarrier } from '../carriers/types.js';
 import type { ChannelInit } from '../secure/channel.js';
+import type { RecordCipher } from '../secure/cipher.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, SessionClosedError, type PathOptions, type PathStats, type SessionOptions } from '../session/session.js';
 import { Backoff, FailureCount, formatDelay } from './backoff.js';
@@ -141,6 +142,7 @@ export class SessionClient extends EventEmitter implements PathSupervisor {
   private openedAt = 0;
   /** Counters for status(). */
   private readonly history: SessionHistory;
+  private lastCipher: RecordCipher | undefined;
 
   /** `track: false` when another supervisor wraps this one and reports status itself. */
   constructor(
@@ -160,7 +162,12 @@ export class SessionClient extends EventEmitter implements PathSupervisor {
 
   /** Counters and state for status reports. */
   status(): SupervisorStatus {
-    return this.history.status(0);
+    return { ...this.history.status(0), ...(this.lastCipher ? { cipher: this.lastCipher } : {}) };
+  }
+
+  /** The record cipher the newest path negotiated (undefined before the first, or TLS-bound). */
+  get cipher(): RecordCipher | undefined {
+    return this.lastCipher;
   }
 
   /** Path `i`'s name in log lines. */
@@ -236,6 +243,7 @@ export class SessionClient extends EventEmitter implements PathSupervisor {
       signal: sig,
     });
     const join = resume?.join === true;
+    this.lastCipher = channel.info.cipher;
     const session =
       into ??
       new Session({
@@ -384,7 +392,7 @@ export class SessionClient extends EventEmitter implements PathSupervisor {
         firstDelayMs,
         attempt: async () => {
           const session = await this.openSession();
-          this.log.info({ server, afterMs: Date.now() - started, attempts: count.failures + 1 }, 'connected (new session)');
+          this.log.info({ server, afterMs: Date.now() - started, attempts: count.failures + 1, cipher: this.lastCipher }, 'connected (new session)');
           this.emit('renewed', session);
         },
         failed: (err) => {

@@ -15,6 +15,7 @@
 import type { Session } from '../session/session.js';
 import type { UnreachableError } from './backoff.js';
 import type { RefusedError } from './refusal.js';
+import type { RecordCipher } from '../secure/cipher.js';
 
 /** Event name → listener arguments. */
 export interface SupervisorEvents {
@@ -50,6 +51,8 @@ export interface SupervisorStatus {
   newSessions: number;
   /** The last error, a short message. */
   lastError: string | undefined;
+  /** The record cipher the newest path negotiated; absent before the first, and when its records ride TLS-bound. */
+  cipher?: RecordCipher;
 }
 
 type Listener<K extends keyof SupervisorEvents> = (...args: SupervisorEvents[K]) => void;

@@ -1,6 +1,7 @@
 /**
- * ChaCha20-Poly1305 for the record layer, one direction and one key per
- * object, with the two operations the record layer needs:
+ * The record AEAD, ChaCha20-Poly1305 or AES-256-GCM (the handshake picks one
+ * per connection, see cipher.ts), one direction and one key per object, with
+ * the operations the record layer needs:
  *
  * - `seal(src, srcOff, len, dst, dstOff, aad16, counter)`: ciphertext to
  *   `dst[dstOff, +len)`, tag after it, so a record is built in one buffer and
@@ -11,8 +12,9 @@
  *   ciphertext split across several received chunks, decrypted straight into
  *   `dst` (no gathering copy first).
  *
- * Nonce: 4 zero bytes || u64 LE counter (Noise's ChaChaPoly); associated
- * data: the record's 2-byte masked length, big-endian.
+ * Nonce: 4 zero bytes || u64 LE counter (Noise's ChaChaPoly), for both
+ * ciphers; associated data: the record's 2-byte masked length, big-endian.
+ * Both take the direction's 32-byte key as it comes from the handshake.
  *
  * The native addon does both in one call each, in place, with the OpenSSL
  * linked into Node (1.7× node:crypto's throughput on 64 KiB records and
@@ -21,7 +23,14 @@
  * does the same job with the same bytes on the wire.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import type { CipherChaCha20Poly1305, CipherGCM, DecipherChaCha20Poly1305, DecipherGCM } from 'node:crypto';
 import { nativeAvailable, nativeBinding } from '../native/addon.js';
+
+/** The record ciphers polytun speaks (names as OpenSSL and TLS 1.3 spell them). */
+export const RECORD_CIPHERS = ['chacha20-poly1305', 'aes-256-gcm'] as const;
+export type RecordCipher = (typeof RECORD_CIPHERS)[number];
+/** The addon's number for each cipher (native/src/aead.c). */
+const NATIVE_ALG: Record<RecordCipher, number> = { 'chacha20-poly1305': 0, 'aes-256-gcm': 1 };
 
 /** See the file comment. */
 export interface RecordAead {
@@ -39,14 +48,26 @@ function nonceFor(buf: Buffer, counter: number): Buffer {
   return buf;
 }
 
+// One overload per mode in @types/node: a union argument picks none, hence the two branches.
+function cipherFor(alg: RecordCipher, key: Buffer, nonce: Buffer): CipherGCM | CipherChaCha20Poly1305 {
+  return alg === 'aes-256-gcm' ? createCipheriv(alg, key, nonce, { authTagLength: TAG }) : createCipheriv(alg, key, nonce, { authTagLength: TAG });
+}
+
+function decipherFor(alg: RecordCipher, key: Buffer, nonce: Buffer): DecipherGCM | DecipherChaCha20Poly1305 {
+  return alg === 'aes-256-gcm' ? createDecipheriv(alg, key, nonce, { authTagLength: TAG }) : createDecipheriv(alg, key, nonce, { authTagLength: TAG });
+}
+
 /** node:crypto: a cipher object per record. */
 class NodeAead implements RecordAead {
   private readonly nonce = Buffer.alloc(12);
   private readonly aad = Buffer.alloc(2);
-  constructor(private readonly key: Buffer) {}
+  constructor(
+    private readonly key: Buffer,
+    private readonly alg: RecordCipher,
+  ) {}
 
   seal(src: Buffer, srcOff: number, len: number, dst: Buffer, dstOff: number, aad16: number, counter: number): void {
-    const c = createCipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, counter), { authTagLength: TAG });
+    const c = cipherFor(this.alg, this.key, nonceFor(this.nonce, counter));
     this.aad.writeUInt16BE(aad16, 0);
     c.setAAD(this.aad, { plaintextLength: len });
     const ct = c.update(src.subarray(srcOff, srcOff + len));
@@ -56,7 +77,7 @@ class NodeAead implements RecordAead {
   }
 
   open(buf: Buffer, off: number, len: number, aad16: number, counter: number): boolean {
-    const d = createDecipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, counter), { authTagLength: TAG });
+    const d = decipherFor(this.alg, this.key, nonceFor(this.nonce, counter));
     this.aad.writeUInt16BE(aad16, 0);
     d.setAAD(this.aad, { plaintextLength: len });
     d.setAuthTag(buf.subarray(off + len, off + len + TAG));
@@ -71,7 +92,7 @@ class NodeAead implements RecordAead {
   }
 
   openv(dst: Buffer, dstOff: number, len: number, aad16: number, counter: number, tag: Buffer, segments: readonly Buffer[]): boolean {
-    const d = createDecipheriv('chacha20-poly1305', this.key, nonceFor(this.nonce, counter), { authTagLength: TAG });
+    const d = decipherFor(this.alg, this.key, nonceFor(this.nonce, counter));
     this.aad.writeUInt16BE(aad16, 0);
     d.setAAD(this.aad, { plaintextLength: len });
     d.setAuthTag(tag.subarray(0, TAG));
@@ -91,8 +112,8 @@ class NodeAead implements RecordAead {
 class NativeAead implements RecordAead {
   private readonly b = nativeBinding('native AEAD');
   private readonly handle: object;
-  constructor(key: Buffer, encrypt: boolean) {
-    this.handle = this.b.aeadCreate(key, encrypt);
+  constructor(key: Buffer, encrypt: boolean, alg: RecordCipher) {
+    this.handle = this.b.aeadCreate(key, encrypt, NATIVE_ALG[alg]);
   }
 
   seal(src: Buffer, srcOff: number, len: number, dst: Buffer, dstOff: number, aad16: number, counter: number): void {
@@ -154,6 +175,13 @@ export const aeadImplementation: 'native' | 'node:crypto' = nativeAvailable && p
  * An AEAD for one direction. `impl` overrides the choice (tests compare the
  * two); 'native' throws NativeUnavailableError when the addon is missing.
  */
-export function createRecordAead(key: Buffer, encrypt: boolean, impl: 'native' | 'node:crypto' = aeadImplementation): RecordAead {
-  return impl === 'native' ? new NativeAead(key, encrypt) : new NodeAead(Buffer.from(key));
+export function createRecordAead(
+  key: Buffer,
+  encrypt: boolean,
+  impl: 'native' | 'node:crypto' = aeadImplementation,
+  alg: RecordCipher = 'chacha20-poly1305',
+): RecordAead {
+  // A stale addon (built before AES-GCM) would ignore the algorithm: node:crypto then, same bytes.
+  if (impl === 'native' && (nativeBinding('native AEAD').aeadAlgorithms ?? 1) > NATIVE_ALG[alg]) return new NativeAead(key, encrypt, alg);
+  return new NodeAead(Buffer.from(key), alg);
 }

@@ -13,6 +13,7 @@ import { toError } from '../core/errors.js';
 import type { SlabReader } from '../core/slab-reads.js';
 import { capabilitiesOf, type StreamCapabilities } from '../core/stream-caps.js';
 import { releaseRecordBuffer, releaseSealedBuffer, takeRecordBuffer, takeSealedBuffer } from './record-pool.js';
+import type { CipherChoice } from './cipher.js';
 import type { ChannelInfo, RecordChannel } from './record-channel.js';
 import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
 
@@ -42,6 +43,13 @@ export interface ChannelInit {
    * handshake.ts). Off on either side means records keep their AEAD. @default true
    */
   tlsBound?: boolean;
+  /**
+   * Record cipher: 'auto' (AES-256-GCM when both ends have AES acceleration,
+   * else ChaCha20-Poly1305) or one forced (see cipher.ts). @default 'auto'
+   */
+  cipher?: CipherChoice;
+  /** Whether this machine has AES acceleration; tests play other machines with it. @default found out (cipher.ts) */
+  aesAccelerated?: boolean;
 }
 
 export class SecureChannel implements RecordChannel {

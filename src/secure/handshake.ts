@@ -28,6 +28,10 @@
  * encryption (see aead.ts), and TLS 1.3 protects them (confidentiality,
  * integrity, order and replay, forward secrecy). Behind a front, or with
  * `tlsBound: false` on either side, records keep their AEAD.
+ *
+ * Record cipher: the client's hello says which it can use and prefers, the
+ * server's which the records use (cipher.ts): AES-256-GCM when both ends
+ * have AES acceleration, ChaCha20-Poly1305 otherwise or with an older peer.
  */
 import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -36,12 +40,13 @@ import { AbortedError, AuthError, PolytunError, ProtocolError, RejectCode, Rejec
 import { capabilitiesOf } from '../core/stream-caps.js';
 import { SecureChannel, type ChannelInit } from './channel.js';
 import {
-  CAP_DATAGRAM, CAP_RESUME, CAP_TLS_BOUND, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
+  CAP_AES_GCM, CAP_DATAGRAM, CAP_RESUME, CAP_TLS_BOUND, HELLO_SIZE, OUR_CAPS, PROTOCOL_VERSION, decodeClientHello, decodeServerHello,
   encodeClientHello, encodeServerHello, type ClientHello, type ServerHello,
 } from './hello.js';
 import type { KeyPair } from './keys.js';
 import { HandshakeState } from './noise.js';
 import { RecordOpener, RecordSealer } from './record.js';
+import { cipherOfServerCaps, clientCipherCaps, localCipherPolicy, pickCipher, type RecordCipher } from './cipher.js';
 
 export const NOISE_PROTOCOL = 'Noise_IK_25519_ChaChaPoly_SHA256';
 const PROLOGUE = Buffer.from('polytun');
@@ -121,13 +126,20 @@ function deadline(timeoutMs: number, what: string, outer?: AbortSignal): { signa
   };
 }
 
-function makeChannel(conn: HandshakeConn, hs: HandshakeState, leftover: Buffer, init: ChannelInit, tlsBound: boolean): SecureChannel {
+function makeChannel(conn: HandshakeConn, hs: HandshakeState, leftover: Buffer, init: ChannelInit, tlsBound: boolean, cipher: RecordCipher): SecureChannel {
   const { send, recv } = hs.transport();
   return new SecureChannel(
     conn.stream,
-    new RecordSealer(send.exportKey(), tlsBound),
-    new RecordOpener(recv.exportKey(), tlsBound),
-    { remote: conn.remote, local: conn.local, carrier: conn.carrier, handshakeHash: hs.handshakeHash, protection: tlsBound ? 'tls-bound' : 'aead' },
+    new RecordSealer(send.exportKey(), tlsBound, cipher),
+    new RecordOpener(recv.exportKey(), tlsBound, cipher),
+    {
+      remote: conn.remote,
+      local: conn.local,
+      carrier: conn.carrier,
+      handshakeHash: hs.handshakeHash,
+      protection: tlsBound ? 'tls-bound' : 'aead',
+      ...(tlsBound ? {} : { cipher }),
+    },
     leftover,
     init,
   );
@@ -165,10 +177,11 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
   });
   const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
   const binding = init.tlsBound === false ? undefined : capabilitiesOf(conn.stream).tlsBinding?.();
+  const ciphers = localCipherPolicy(init.cipher, init.aesAccelerated);
   const hello: ClientHello = {
     minVersion: PROTOCOL_VERSION,
     maxVersion: PROTOCOL_VERSION,
-    caps: OUR_CAPS,
+    caps: OUR_CAPS | clientCipherCaps(ciphers),
     tlsBinding: binding,
     timestampMs: Date.now(),
     resumeId: init.resume?.id,
@@ -200,12 +213,22 @@ export async function clientHandshake(conn: HandshakeConn, init: ClientHandshake
     }
     const sh = decodeServerHello(hs.readMessage(msg2));
     if (sh.padLen > 0) await reader.read(sh.padLen, dl.signal);
+    if (sh.status === RejectCode.cipherMismatch) {
+      const ours = ciphers.choice === 'auto' ? 'offer both' : `require ${ciphers.choice}`;
+      throw new RejectedError(sh.status, `we ${ours}, the server requires ${cipherOfServerCaps(sh.caps)}`);
+    }
     if (sh.status !== 0) throw new RejectedError(sh.status);
     if (sh.version !== PROTOCOL_VERSION) throw new ProtocolError(`server chose unsupported version ${sh.version}`);
     const bound = (sh.caps & CAP_TLS_BOUND) !== 0;
     if (bound && binding === undefined) throw new ProtocolError('server chose TLS-bound records, which we did not offer');
+    const cipher = cipherOfServerCaps(sh.caps);
+    if (cipher === 'aes-256-gcm' && ciphers.choice === 'chacha20-poly1305') throw new ProtocolError('server chose aes-256-gcm records, which we did not offer');
+    if (ciphers.choice !== 'auto' && cipher !== ciphers.choice) {
+      // Only a server that predates the negotiation answers this way: it knows chacha20-poly1305 only.
+      throw new RejectedError(RejectCode.cipherMismatch, `we require ${ciphers.choice}, the server (an older polytun) speaks only ${cipher}`);
+    }
     const leftover = reader.detach();
-    return { channel: makeChannel(conn, hs, leftover, init, bound), hello: sh };
+    return { channel: makeChannel(conn, hs, leftover, init, bound, cipher), hello: sh };
   } catch (err) {
     reader.detach();
     conn.stream.destroy();
@@ -374,8 +397,12 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
     if (hello.padLen > 0) await reader.read(hello.padLen, dl.signal);
 
     let admission: Admission;
+    // The cipher first: a client we cannot talk to costs no admission (no session slot, no user lookup).
+    const pick = pickCipher(localCipherPolicy(init.cipher, init.aesAccelerated), hello.caps);
     if (hello.maxVersion < PROTOCOL_VERSION || hello.minVersion > PROTOCOL_VERSION) admission = { accept: false, reject: RejectCode.unsupportedVersion };
+    else if ('reject' in pick) admission = { accept: false, reject: pick.reject, detail: pick.detail };
     else admission = await init.admit(clientKey, hello);
+    const cipher: RecordCipher = 'cipher' in pick ? pick.cipher : pick.serverWants;
 
     const padLen = randomInt(0, (init.maxPadding ?? 256) + 1);
     const bound = admission.accept && init.tlsBound !== false && sameTlsSession(conn, hello);
@@ -383,7 +410,7 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
       ? {
           status: 0,
           version: PROTOCOL_VERSION,
-          caps: (OUR_CAPS & hello.caps & (CAP_DATAGRAM | CAP_RESUME)) | (bound ? CAP_TLS_BOUND : 0),
+          caps: (OUR_CAPS & hello.caps & (CAP_DATAGRAM | CAP_RESUME)) | (bound ? CAP_TLS_BOUND : 0) | (cipher === 'aes-256-gcm' ? CAP_AES_GCM : 0),
           sessionId: admission.sessionId,
           recvSeq: admission.recvSeq,
           resumed: admission.resumed,
@@ -391,7 +418,7 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
           sessionWindow: admission.sessionWindow,
           padLen,
         }
-      : { status: admission.reject, version: PROTOCOL_VERSION, caps: 0, sessionId: Buffer.alloc(16), recvSeq: 0, resumed: false, streamWindow: 0, sessionWindow: 0, padLen };
+      : { status: admission.reject, version: PROTOCOL_VERSION, caps: cipher === 'aes-256-gcm' ? CAP_AES_GCM : 0, sessionId: Buffer.alloc(16), recvSeq: 0, resumed: false, streamWindow: 0, sessionWindow: 0, padLen };
     conn.stream.write(Buffer.concat([hs.writeMessage(encodeServerHello(sh)), randomBytes(padLen)]));
     if (!admission.accept) {
       reader.detach();
@@ -400,7 +427,7 @@ export async function serverHandshake(conn: HandshakeConn, init: ServerHandshake
       throw new RejectedError(admission.reject, admission.detail);
     }
     const leftover = reader.detach();
-    return { channel: makeChannel(conn, hs, leftover, init, bound), clientKey, hello, admission };
+    return { channel: makeChannel(conn, hs, leftover, init, bound, cipher), clientKey, hello, admission };
   } catch (err) {
     if (!(err instanceof SilentDropError) && !(err instanceof RejectedError)) {
       reader.detach();

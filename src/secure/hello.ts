@@ -32,6 +32,11 @@
  * +----------------+-----------------+----------+----------------+
  * ```
  * status 0 = accepted, otherwise a RejectCode.
+ *
+ * caps bits: 1 datagram, 2 resume, 4 multipath, 8 TLS-bound (server), and
+ * the record cipher (cipher.ts): 16 AES-256-GCM (client: can use it;
+ * server: the records use it), 32 prefers AES-256-GCM and 64 requires its
+ * preferred cipher (client only). A peer ignores bits it does not know.
  */
 import { ProtocolError } from '../core/errors.js';
 
@@ -43,6 +48,16 @@ export const CAP_MULTIPATH = 4;
 /** Server hello: the channel is TLS-bound (records ride unencrypted inside the proven end-to-end TLS). */
 export const CAP_TLS_BOUND = 8;
 export const OUR_CAPS = CAP_DATAGRAM | CAP_RESUME;
+/**
+ * Record cipher (see cipher.ts). Client hello: can use AES-256-GCM records.
+ * Server hello: the records are AES-256-GCM (absent: ChaCha20-Poly1305; in a
+ * cipherMismatch reject, the cipher the server wanted).
+ */
+export const CAP_AES_GCM = 16;
+/** Client hello: prefers AES-256-GCM (has AES acceleration, or was told to). */
+export const CAP_PREFER_AES_GCM = 32;
+/** Client hello: accepts its preferred record cipher only (`records.cipher` forced). */
+export const CAP_CIPHER_REQUIRED = 64;
 
 const ZERO_ID = Buffer.alloc(16);
 /** Bytes of the TLS binding in the client hello. */

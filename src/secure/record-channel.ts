@@ -27,6 +27,8 @@ export interface ChannelInfo {
   handshakeHash: Buffer;
   /** How records are protected: their own AEAD, or by the end-to-end TLS they ride in. */
   protection?: 'aead' | 'tls-bound';
+  /** The record AEAD the handshake chose, when records use their own ('aead'); undefined when TLS-bound. */
+  cipher?: 'chacha20-poly1305' | 'aes-256-gcm';
 }
 
 /** One path's transport, as the session sees it. */

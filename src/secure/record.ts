@@ -2,10 +2,11 @@
  * AEAD record layer for stream carriers.
  *
  * After the handshake each direction has its own 32-byte key. A record is
+ * (AEAD: ChaCha20-Poly1305 or AES-256-GCM, chosen in the handshake, cipher.ts)
  *
  * ```
  * +------------------+--------------------------------------+-----------+
- * | masked len (u16) | ChaCha20-Poly1305(plaintext)  (len)  | tag (16)  |
+ * | masked len (u16) |      AEAD(plaintext)  (len)          | tag (16)  |
  * +------------------+--------------------------------------+-----------+
  * plaintext = | type (u8) | body … |      type 0 = data, 1 = key update
  * ```
@@ -25,13 +26,14 @@
  *
  * Nonces are Noise-style: 4 zero bytes || 64-bit little-endian counter, one
  * counter per direction. A key update record switches the sender to
- * REKEY(k) (Noise §11.3) for the records that follow it; the receiver follows
+ * REKEY(k) (Noise §11.3, with ChaChaPoly's REKEY whatever the record
+ * cipher: it only derives the next 32-byte key) for the records that follow it; the receiver follows
  * on reading it, so keys roll forward without a round trip.
  */
 import { createCipheriv, createHmac } from 'node:crypto';
 import { AuthError, LimitError, ProtocolError } from '../core/errors.js';
 import type { ChunkList } from '../core/chunks.js';
-import { createRecordAead, createTlsBoundAead, type RecordAead } from './aead.js';
+import { createRecordAead, createTlsBoundAead, type RecordAead, type RecordCipher } from './aead.js';
 
 export const RECORD_HEADER = 2;
 export const RECORD_TAG = 16;
@@ -62,8 +64,8 @@ export function rekeyKey(k: Buffer): Buffer {
 }
 
 /** The AEAD of one direction: ours, or the pass-through of a TLS-bound channel. */
-function aeadFor(key: Buffer, encrypt: boolean, tlsBound: boolean): RecordAead {
-  return tlsBound ? createTlsBoundAead() : createRecordAead(key, encrypt);
+function aeadFor(key: Buffer, encrypt: boolean, tlsBound: boolean, cipher: RecordCipher): RecordAead {
+  return tlsBound ? createTlsBoundAead() : createRecordAead(key, encrypt, undefined, cipher);
 }
 
 /** Length-mask keystream for one direction. */
@@ -95,9 +97,13 @@ export class RecordSealer {
   bytesUnderKey = 0;
   keySince = Date.now();
 
-  constructor(key: Buffer, private readonly tlsBound = false) {
+  constructor(
+    key: Buffer,
+    private readonly tlsBound = false,
+    private readonly cipher: RecordCipher = 'chacha20-poly1305',
+  ) {
     this.key = Buffer.from(key);
-    this.aead = aeadFor(this.key, true, this.tlsBound);
+    this.aead = aeadFor(this.key, true, this.tlsBound, this.cipher);
     this.mask = new MaskStream(this.key);
   }
 
@@ -136,7 +142,7 @@ export class RecordSealer {
 
   private rekey(): void {
     this.key = rekeyKey(this.key);
-    this.aead = aeadFor(this.key, true, this.tlsBound);
+    this.aead = aeadFor(this.key, true, this.tlsBound, this.cipher);
     this.mask = new MaskStream(this.key);
     this.counter = 0;
     this.bytesUnderKey = 0;
@@ -168,9 +174,13 @@ export class RecordOpener {
    */
   outOfPlace: ((len: number) => Buffer) | undefined;
 
-  constructor(key: Buffer, private readonly tlsBound = false) {
+  constructor(
+    key: Buffer,
+    private readonly tlsBound = false,
+    private readonly cipher: RecordCipher = 'chacha20-poly1305',
+  ) {
     this.key = Buffer.from(key);
-    this.aead = aeadFor(this.key, false, this.tlsBound);
+    this.aead = aeadFor(this.key, false, this.tlsBound, this.cipher);
     this.mask = new MaskStream(this.key);
   }
 
@@ -221,7 +231,7 @@ export class RecordOpener {
         throw new ProtocolError('key update record has a body');
       }
       this.key = rekeyKey(this.key);
-      this.aead = aeadFor(this.key, false, this.tlsBound);
+      this.aead = aeadFor(this.key, false, this.tlsBound, this.cipher);
       this.mask = new MaskStream(this.key);
       this.counter = 0;
     } else if (pt[0] !== RECORD_DATA) {

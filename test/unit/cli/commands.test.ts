@@ -105,6 +105,21 @@ describe('polytun client flags', () => {
     assert.match(bad.err, /--retry/);
   });
 
+  it('--cipher lands at records.cipher on client and server (default auto), takes only the known ciphers, and is in --help', async () => {
+    assert.equal((await cli(['client', LINK])).client?.records.cipher, 'auto');
+    assert.equal((await cli(['client', LINK, '--cipher', 'aes-256-gcm'])).client?.records.cipher, 'aes-256-gcm');
+    assert.equal((await cli(['client', LINK, '--set', 'records.cipher=chacha20-poly1305'])).client?.records.cipher, 'chacha20-poly1305');
+    const srv = await cli(['server', '--listen', 'tcp://127.0.0.1:4433', '--data-dir', 'd', '--cipher', 'chacha20-poly1305']);
+    assert.equal(srv.server?.records.cipher, 'chacha20-poly1305');
+    const bad = await cli(['client', LINK, '--cipher', 'aes-128-gcm']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /Allowed choices are auto, chacha20-poly1305, aes-256-gcm/);
+    for (const role of ['client', 'server']) {
+      const help = await cli([role, '--help']);
+      assert.match(help.out.replace(/\s+/g, ' '), /--cipher <cipher> record cipher: auto = AES-256-GCM when both ends have AES acceleration/);
+    }
+  });
+
   it('defaults apply; --no-socks and --no-status turn them off', async () => {
     const d = await cli(['client', LINK]);
     assert.deepEqual(d.client?.socks, { host: '127.0.0.1', port: 1080 });

@@ -126,6 +126,12 @@ describe('formatStatus', () => {
     assert.equal(formatStatus(null), 'state: unknown\nrtt:   not measured yet\n');
   });
 
+  it('shows the record cipher on its own line after the server, when the client reports one', () => {
+    const base = { state: 'open', server: 'vps:4433', carrier: 'tcp', rttMs: 3.25 };
+    assert.equal(formatStatus({ ...base, cipher: 'aes-256-gcm' }), 'state:  open\nserver: vps:4433 (tcp)\ncipher: aes-256-gcm\nrtt:    3.3 ms\n');
+    assert.equal(formatStatus(base), 'state:  open\nserver: vps:4433 (tcp)\nrtt:    3.3 ms\n');
+  });
+
   it('counts resumes and new sessions, and shows the current session\'s age', () => {
     const text = formatStatus({ state: 'open', since: '2025-01-01T00:00:00Z', sessionAgeMs: 75_400, reconnects: 3, resumes: 2, newSessions: 1 });
     assert.match(text, /^session: {4}1 min 15 s old \(since 2025-01-01T00:00:00Z\)$/m);

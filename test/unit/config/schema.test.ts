@@ -49,7 +49,7 @@ describe('config schema: defaults', () => {
       vpn: undefined,
       limits: { ...DEFAULTS.limits },
       liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
-      records: { tlsBound: true },
+      records: { tlsBound: true, cipher: 'auto' },
       log: { level: 'info', format: 'text' },
     });
   });

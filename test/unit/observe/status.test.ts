@@ -31,6 +31,17 @@ describe('clientStatus', () => {
     assert.equal(st.reconnects, 3);
   });
 
+  it('the negotiated record cipher comes right after the carrier, only when known (absent: the rest unchanged)', () => {
+    const session = { state: 'open', stats: { bytesSent: 0, bytesReceived: 0, streams: 0, paths: [] } } as unknown as Session;
+    const src = { servers: ['a:1'], carrier: 'tcp', udp, fronts: [] };
+    const withCipher = clientStatus({ ...src, supervisor: fakeSupervisor(session, { cipher: 'aes-256-gcm' }) }, 6000);
+    const without = clientStatus({ ...src, supervisor: fakeSupervisor(session, {}) }, 6000);
+    assert.deepEqual(Object.keys(withCipher).slice(2, 6), ['server', 'carrier', 'cipher', 'since']);
+    assert.equal(withCipher.cipher, 'aes-256-gcm');
+    const { cipher: _c, ...rest } = withCipher;
+    assert.equal(JSON.stringify(rest), JSON.stringify(without));
+  });
+
   it('before the first session: connecting, no rtt, no last error; a closed session reads as reconnecting', () => {
     const st = clientStatus({ supervisor: fakeSupervisor(undefined, { newSessions: -1 }), servers: ['a:1'], carrier: 'tcp', udp, fronts: [] });
     assert.equal(st.state, 'connecting');

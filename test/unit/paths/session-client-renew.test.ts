@@ -53,9 +53,9 @@ class CrashableServer {
   }
 }
 
-function recordingLogger(): Logger & { lines: { level: string; msg: string }[] } {
-  const lines: { level: string; msg: string }[] = [];
-  const at = (level: string) => (_obj: object, msg?: string): void => void lines.push({ level, msg: msg ?? '' });
+function recordingLogger(): Logger & { lines: { level: string; msg: string; obj: Record<string, unknown> }[] } {
+  const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
+  const at = (level: string) => (obj: object, msg?: string): void => void lines.push({ level, msg: msg ?? '', obj: obj as Record<string, unknown> });
   const log = { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => log };
   return log;
 }
@@ -115,6 +115,10 @@ describe('SessionClient: outage longer than the grace period', () => {
     assert.ok(msgs.some((m) => m.startsWith('connection to server lost; reconnecting')), msgs.join('\n'));
     assert.ok(msgs.includes('could not resume the session in time; open connections are lost; starting a new session'), msgs.join('\n'));
     assert.ok(msgs.includes('connected (new session)'), msgs.join('\n'));
+    // The line names the record cipher the new session's handshake chose, as status() does.
+    const line = log.lines.find((l) => l.msg === 'connected (new session)');
+    assert.ok(line?.obj.cipher === 'aes-256-gcm' || line?.obj.cipher === 'chacha20-poly1305', JSON.stringify(line?.obj));
+    assert.equal(client.status().cipher, line.obj.cipher);
     const attempts = msgs.filter((m) => /^reconnecting in \d+(\.\d)?(ms|s)$/.test(m)).length;
     assert.ok(attempts >= 2, msgs.join('\n'));
   });

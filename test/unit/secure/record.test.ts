@@ -120,3 +120,31 @@ describe('record layer vector, rebuilt from the documented format', () => {
     assert.equal(Buffer.concat([hdr, ct, c.getAuthTag()]).toString('hex'), FIXTURE);
   });
 });
+
+describe('record layer with AES-256-GCM', () => {
+  const AES = 'aes-256-gcm' as const;
+  it('equals mask(len) || AES-256-GCM(k, nonce 0, aad = masked len): same layout and mask, another AEAD', async () => {
+    const { createCipheriv, createHmac } = await import('node:crypto');
+    const pt = Buffer.concat([Buffer.from([0]), Buffer.from('polytun')]);
+    const wire = new RecordSealer(KEY, false, AES).seal(pt);
+    const maskKey = createHmac('sha256', KEY).update('polytun mask').digest();
+    const ks = createCipheriv('chacha20', maskKey, Buffer.alloc(16)).update(Buffer.alloc(2));
+    const hdr = Buffer.alloc(2);
+    hdr.writeUInt16BE(pt.length ^ ks.readUInt16BE(0));
+    const c = createCipheriv(AES, KEY, Buffer.alloc(12), { authTagLength: 16 });
+    c.setAAD(hdr);
+    const ct = c.update(pt);
+    c.final();
+    assert.equal(wire.toString('hex'), Buffer.concat([hdr, ct, c.getAuthTag()]).toString('hex'));
+    assert.notEqual(wire.toString('hex'), FIXTURE, 'not the ChaCha20-Poly1305 record');
+  });
+
+  it('round-trips through key updates; a ChaCha20-Poly1305 opener refuses its records', () => {
+    const s = new RecordSealer(KEY, false, AES);
+    const parts = [seal(s, Buffer.from('before')), s.sealKeyUpdate(), seal(s, Buffer.from('after')), s.sealKeyUpdate(), seal(s, Buffer.alloc(60_000, 7))];
+    const got = openAll(new RecordOpener(KEY, false, AES), Buffer.concat(parts), 1000);
+    assert.deepEqual(got.slice(0, 2).map(String), ['before', 'after']);
+    assert.deepEqual(got[2], Buffer.alloc(60_000, 7));
+    assert.throws(() => openAll(new RecordOpener(KEY), Buffer.concat(parts)), AuthError);
+  });
+});
