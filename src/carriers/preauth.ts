@@ -18,9 +18,9 @@ import type net from 'node:net';
 import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
 import { LIMIT_LOG_INTERVAL_MS, LogLimiter } from '../core/log-limiter.js';
+import { PREAUTH_MAX_CONNS } from '../core/limits.js';
 
-/** Unauthenticated connections one listener holds at once; more are closed on accept. */
-export const PREAUTH_MAX_CONNS = 256;
+export { PREAUTH_MAX_CONNS };
 /**
  * Backstop for one unauthenticated connection on a tunnel listener, ms: the
  * TLS handshake (TLS_HANDSHAKE_TIMEOUT_MS) plus the probe-resistant close

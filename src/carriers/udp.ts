@@ -23,6 +23,7 @@ import { PacketConnBase, type PacketConnInit } from './packet-base.js';
 import { UdpListener } from './udp-listener.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, PacketCarrier, PacketConn } from './types.js';
+import { UDP_MAX_QUEUED_PACKETS } from '../core/limits.js';
 
 /** Options of {@link UdpPacketCarrier}. */
 export interface UdpCarrierInit {
@@ -103,7 +104,7 @@ export class UdpPacketCarrier implements PacketCarrier {
       local,
       remote,
       maxPacketSize: this.init.maxPacketSize ?? 1452,
-      maxQueuedPackets: this.init.maxQueuedPackets ?? 1024,
+      maxQueuedPackets: this.init.maxQueuedPackets ?? UDP_MAX_QUEUED_PACKETS,
     };
   }
 
@@ -170,7 +171,7 @@ export class UdpPacketCarrier implements PacketCarrier {
       socket,
       {
         maxPacketSize: this.init.maxPacketSize ?? 1452,
-        maxQueuedPackets: this.init.maxQueuedPackets ?? 1024,
+        maxQueuedPackets: this.init.maxQueuedPackets ?? UDP_MAX_QUEUED_PACKETS,
         idleTimeoutMs: this.init.idleTimeoutMs ?? 180_000,
         maxAssociations: this.init.maxAssociations ?? 65_536,
         logger: this.init.logger ?? nullLogger,

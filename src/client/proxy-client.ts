@@ -31,6 +31,7 @@ import { ResetCode, type PolyStream } from '../session/stream.js';
 import type { PathSupervisor } from '../paths/supervisor.js';
 import { bindReplyParser, readHead, statusParser, ProxyStatusError, type BindReply } from './reply-head.js';
 import { UdpFlows, type UdpAssociation, type UdpTraffic } from './udp-flows.js';
+import { MAX_HELD_ACCEPTS as MAX_HELD } from '../core/limits.js';
 
 export { ProxyStatusError } from './reply-head.js';
 export type { UdpAssociation, UdpTraffic } from './udp-flows.js';
@@ -95,8 +96,6 @@ export interface ProxyBind {
   /** Releases the listener on the server (ends the BIND stream). Idempotent. */
   close(): void;
 }
-/** Most ACCEPTED streams held while a BIND reply is still being read. */
-const MAX_HELD = 64;
 
 /** The proxy's lanes of one session: ACCEPTED streams by bind id, UDP flows to the ProxyClient. */
 class SessionDispatch {

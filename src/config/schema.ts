@@ -28,6 +28,7 @@ import { gatewayProp, type GatewayConfig } from './gateway-schema.js';
 
 import { pathSpec, type PathConfig } from './paths.js';
 import { CIPHER_CHOICES, type CipherChoice } from '../secure/cipher.js';
+import { MAX_PENDING_HANDSHAKES, MAX_STREAMS, SESSION_WINDOW, STREAM_WINDOW } from '../core/limits.js';
 
 export type { ForwardSpec, HostPort, ListenUrl, PortRangeList } from './values.js';
 export type { PathConfig } from './paths.js';
@@ -52,11 +53,11 @@ export const DEFAULTS = {
   logFormat: 'text' as LogFormat,
   limits: {
     handshakeTimeoutMs: 10_000,
-    maxPendingHandshakes: 256,
+    maxPendingHandshakes: MAX_PENDING_HANDSHAKES,
     maxSessions: 10_000,
-    streamWindow: 1 << 20,
-    sessionWindow: 16 << 20,
-    maxStreams: 1024,
+    streamWindow: STREAM_WINDOW,
+    sessionWindow: SESSION_WINDOW,
+    maxStreams: MAX_STREAMS,
     graceMs: 60_000,
     idleTimeoutMs: 0,
   },

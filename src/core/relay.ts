@@ -20,10 +20,10 @@
  */
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import { RELAY_MAX_QUEUED } from './limits.js';
 import { enableSlabReads, type SlabReader } from './slab-reads.js';
 
-/** What a relay lets wait in its destination before pausing the source. */
-export const RELAY_MAX_QUEUED = 256 * 1024;
+export { RELAY_MAX_QUEUED };
 
 /** Starts relaying; the returned function stops it (idempotent). */
 export function relay(src: Readable, dst: Writable, maxQueued = RELAY_MAX_QUEUED): () => void {

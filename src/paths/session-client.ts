@@ -54,6 +54,7 @@ import { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } fro
 import { keepTrying } from './retry.js';
 import { DirectDialSource, type PathSource, type ResumeRequest } from './source.js';
 import type { PathSupervisor, SupervisorStatus } from './supervisor.js';
+import { SESSION_WINDOW } from '../core/limits.js';
 
 export { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } from './refusal.js';
 
@@ -239,7 +240,7 @@ export class SessionClient extends EventEmitter implements PathSupervisor {
       // Join or resume is decided once the carrier is up (paths may have come or gone meanwhile).
       resume: into ? () => (resume = { id: into.id, recvSeq: into.receivedSeq, join: into.pathCount > 0, backup: source.options.role === 'backup' }) : undefined,
       streamWindow: initialStreamWindow(init.session),
-      sessionWindow: init.session?.sessionWindow ?? 16 << 20,
+      sessionWindow: init.session?.sessionWindow ?? SESSION_WINDOW,
       signal: sig,
     });
     const join = resume?.join === true;

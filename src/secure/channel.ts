@@ -16,6 +16,7 @@ import { releaseRecordBuffer, releaseSealedBuffer, takeRecordBuffer, takeSealedB
 import type { CipherChoice } from './cipher.js';
 import type { ChannelInfo, RecordChannel } from './record-channel.js';
 import { MAX_RECORD_PLAINTEXT, RECORD_DATA, RECORD_OVERHEAD, type RecordOpener, type RecordSealer } from './record.js';
+import { CHANNEL_MAX_QUEUED_BYTES } from '../core/limits.js';
 
 /** Records at least this big are built in reused buffers (where the carrier allows); smaller ones come from Node's shared slab. */
 const POOL_FROM = 4096;
@@ -100,7 +101,7 @@ export class SecureChannel implements RecordChannel {
     this.info = info;
     this.rekeyBytes = init.rekeyBytes ?? 2 ** 30;
     this.rekeyMs = init.rekeyMs ?? 3_600_000;
-    this.maxQueued = init.maxQueuedBytes ?? 256 * 1024;
+    this.maxQueued = init.maxQueuedBytes ?? CHANNEL_MAX_QUEUED_BYTES;
     const caps = capabilitiesOf(stream);
     this.reuse = caps.buffersFreeOnWriteCallback === true;
     this.slabReads = caps.slabReads;

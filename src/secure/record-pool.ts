@@ -16,9 +16,10 @@
  */
 import { allocWithHeadroom } from '../core/headroom.js';
 import { MAX_RECORD_PLAINTEXT, RECORD_OVERHEAD } from './record.js';
+import { RECORD_POOL_MAX } from '../core/limits.js';
 
-/** Free buffers kept for reuse per pool, at most (64 KiB each: 32 MiB). */
-export const RECORD_POOL_MAX = 512;
+/** Free buffers kept for reuse per pool, at most (64 KiB each: 32 MiB); in core/limits.ts. */
+export { RECORD_POOL_MAX };
 /** Interval of the idle trim. */
 export const RECORD_POOL_TRIM_MS = 2000;
 

@@ -33,6 +33,7 @@ import { toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { FrameReader, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, frameHeader, headerLength, writeHeader } from '../carriers/ws-frames.js';
 import { SmuxSession } from './smux.js';
+import { MTT_QUEUE_BYTES } from '../core/limits.js';
 
 /** The subprotocols mtt speaks, in gorilla's (the mtt server's) order of preference. */
 export const MTT_SUBPROTOCOLS = ['smux_on', 'smux_off'] as const;
@@ -80,7 +81,7 @@ export interface MttServeInit {
  * pause at every write that crosses that mark turned the relay into a
  * ping-pong that left the server idle half the time.
  */
-const QUEUE_BYTES = 512 * 1024;
+const QUEUE_BYTES = MTT_QUEUE_BYTES;
 const CLOSE_NORMAL = 1000;
 const CLOSE_PROTOCOL = 1002;
 /** How long a sent Close waits for the client to close the TCP connection. */

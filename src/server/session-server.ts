@@ -17,6 +17,7 @@ import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
 import { SessionTable } from '../paths/session-table.js';
+import { MAX_PENDING_HANDSHAKES, SESSION_WINDOW } from '../core/limits.js';
 
 export type { SessionOptions };
 
@@ -78,10 +79,10 @@ export class SessionServer<U> extends EventEmitter {
 
   /** Feeds one carrier connection to the server. */
   handle(conn: StreamConn, carrier = 'tcp'): void {
-    if (this.pending >= (this.init.maxPendingHandshakes ?? 256)) {
+    if (this.pending >= (this.init.maxPendingHandshakes ?? MAX_PENDING_HANDSHAKES)) {
       this.counters.overload++;
       conn.stream.destroy();
-      this.overloadLog.log(this.log, 'warn', 'overload', { max: this.init.maxPendingHandshakes ?? 256, carrier }, 'too many handshakes in progress: closing new connections (a flood, or raise limits.maxPendingHandshakes)');
+      this.overloadLog.log(this.log, 'warn', 'overload', { max: this.init.maxPendingHandshakes ?? MAX_PENDING_HANDSHAKES, carrier }, 'too many handshakes in progress: closing new connections (a flood, or raise limits.maxPendingHandshakes)');
       return;
     }
     this.pending++;
@@ -93,7 +94,7 @@ export class SessionServer<U> extends EventEmitter {
       const refused = this.init.users.refuse?.(user);
       if (refused !== undefined) return { accept: false, reject: refused };
       if (this.draining) return { accept: false, reject: RejectCode.draining };
-      const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? 16 << 20 };
+      const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? SESSION_WINDOW };
       if (hello.resumeId) {
         const e = this.sessions.resumable(hello.resumeId, clientKey);
         if (!e) return { accept: false, reject: RejectCode.sessionUnknown };

@@ -26,6 +26,7 @@ import { makeDestination, type Destination } from '../core/address.js';
 import { decodeUdp, encodeUdp } from '../proxy/wire.js';
 import type { DestinationPolicy } from './policy.js';
 import type { Tally } from './proxy-counters.js';
+import { MAX_UDP_FLOWS, MAX_UDP_FLOW_DESTINATIONS } from '../core/limits.js';
 
 /** Resolves a name to addresses (for domain destinations). */
 export type UdpResolver = (host: string) => Promise<readonly LookupAddress[]>;
@@ -88,9 +89,9 @@ export class UdpFlows {
   constructor(init: UdpFlowsInit) {
     this.#init = init;
     this.#log = init.logger ?? nullLogger;
-    this.#maxFlows = init.maxFlows ?? 256;
+    this.#maxFlows = init.maxFlows ?? MAX_UDP_FLOWS;
     this.#idleMs = init.idleTimeoutMs ?? 60_000;
-    this.#maxDest = init.maxDestinations ?? 256;
+    this.#maxDest = init.maxDestinations ?? MAX_UDP_FLOW_DESTINATIONS;
     this.#resolve = init.resolve ?? ((host) => lookup(host, { all: true, verbatim: true }));
   }
 

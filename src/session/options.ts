@@ -6,6 +6,7 @@ import { PolytunError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { PathStats } from './multipath/path.js';
+import { MAX_STREAMS, MIN_INITIAL_STREAM_WINDOW, SESSION_WINDOW, STREAM_WINDOW } from '../core/limits.js';
 
 export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
 
@@ -60,9 +61,6 @@ export interface SessionInit {
   idleTimeoutMs?: number;
 }
 
-/** The smallest initial stream window we advertise (a stream that small makes small frames). */
-const MIN_INITIAL_WINDOW = 16 * 1024;
-
 /**
  * The window every new stream gets before its reader has shown it keeps up:
  * what the handshake advertises as the stream window. It is what a paused
@@ -71,10 +69,10 @@ const MIN_INITIAL_WINDOW = 16 * 1024;
  * KiB nor above `streamWindow`.
  */
 export function initialStreamWindow(opts: Pick<SessionInit, 'streamWindow' | 'sessionWindow' | 'maxStreams'> = {}): number {
-  const stream = opts.streamWindow ?? 1 << 20;
-  const session = opts.sessionWindow ?? 16 << 20;
-  const streams = opts.maxStreams ?? 1024;
-  return Math.min(stream, Math.max(MIN_INITIAL_WINDOW, Math.floor(session / streams)));
+  const stream = opts.streamWindow ?? STREAM_WINDOW;
+  const session = opts.sessionWindow ?? SESSION_WINDOW;
+  const streams = opts.maxStreams ?? MAX_STREAMS;
+  return Math.min(stream, Math.max(MIN_INITIAL_STREAM_WINDOW, Math.floor(session / streams)));
 }
 
 /** Codes of a session CLOSE frame. A client renews after idle/shutdown, not after the others. */

@@ -42,6 +42,7 @@ import { IdleWatch } from './idle.js';
 import { LaneRegistry } from './lanes.js';
 import { StreamTable } from './stream-table.js';
 import type { PolyStream, StreamHost } from './stream.js';
+import { MAX_DATAGRAM_QUEUE_BYTES, MAX_REORDER_FRAMES, MAX_STREAMS, MAX_UNACKED_BYTES, SESSION_WINDOW, STREAM_HIGH_WATER_MARK, STREAM_WINDOW } from '../core/limits.js';
 
 export type { PathOptions, PathStats, PathRole } from './multipath/path.js';
 export { CloseCode, initialStreamWindow, SessionClosedError } from './options.js';
@@ -80,8 +81,8 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     this.log = (init.logger ?? nullLogger).child({ session: init.id.toString('hex').slice(0, 8) });
     const clock = (this.clock = init.clock ?? realClock);
     this.control = new ControlLane(clock);
-    const streamWindow = init.streamWindow ?? 1 << 20;
-    const sessionWindow = init.sessionWindow ?? 16 << 20;
+    const streamWindow = init.streamWindow ?? STREAM_WINDOW;
+    const sessionWindow = init.sessionWindow ?? SESSION_WINDOW;
     const initialWindow = initialStreamWindow(init);
     const maxStreamWindow = init.maxStreamWindow ?? Math.max(streamWindow, sessionWindow / 2);
     this.maxFramePayload = Math.min(init.maxFramePayload ?? 65536, MAX_RECORD_PLAINTEXT - 1 - DATA_HEADER);
@@ -90,10 +91,10 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     const liveness = { pingIntervalMs: init.pingIntervalMs ?? 10_000, pingTimeoutMs: init.pingTimeoutMs ?? 5_000, maxMissed: init.maxMissedPongs ?? 3, pathUpAfterMs };
     this.liveness = new Liveness(this, this.scheduler, this.log, liveness, clock);
     const settings = { window: initialWindow, fastWindow: streamWindow, maxWindow: maxStreamWindow, peerWindow: init.peerStreamWindow ?? initialWindow };
-    this.table = new StreamTable(this, init.role, init.maxStreams ?? 1024, { ...settings, highWaterMark: init.streamHighWaterMark ?? 256 * 1024, clock });
+    this.table = new StreamTable(this, init.role, init.maxStreams ?? MAX_STREAMS, { ...settings, highWaterMark: init.streamHighWaterMark ?? STREAM_HIGH_WATER_MARK, clock });
     this.credit = new SessionCredit(sessionWindow, initialWindow, maxStreamWindow, init.peerSessionWindow ?? sessionWindow);
-    this.rel = new Reliability(this.scheduler.paths, this, this.log, init.maxUnacked ?? 16 << 20, init.maxReorder ?? 8192, clock);
-    this.datagrams = new DatagramLane(init.maxDatagramQueue ?? 1 << 20);
+    this.rel = new Reliability(this.scheduler.paths, this, this.log, init.maxUnacked ?? MAX_UNACKED_BYTES, init.maxReorder ?? MAX_REORDER_FRAMES, clock);
+    this.datagrams = new DatagramLane(init.maxDatagramQueue ?? MAX_DATAGRAM_QUEUE_BYTES);
     const idleMs = init.idleTimeoutMs ?? 0;
     this.idle = new IdleWatch(idleMs, () => this.table.size > 0, () => {
       if (this._state !== 'open' && this._state !== 'detached') return;
