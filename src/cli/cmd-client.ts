@@ -5,10 +5,9 @@
  */
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
-import { CIPHER_CHOICES } from '../secure/cipher.js';
-import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ClientConfig } from '../config/schema.js';
+import { DEFAULTS, type ClientConfig } from '../config/schema.js';
 import type { FlagValue } from '../config/load.js';
-import { collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
+import { collect, keysHelp, resolveConfig, setFlags, typedFlags, withCommonOptions, type FlagMapping } from './flags.js';
 import { CLIENT_VPN_FLAGS, withClientVpnOptions } from './vpn-flags.js';
 import { provisionedConfigFile, type ProvisionFlags } from './provision.js';
 
@@ -64,7 +63,7 @@ const KEYS: readonly (readonly [string, string])[] = [
  * validated config is passed to `run`; its promise is the command's.
  */
 export function registerClientCommand(program: Command, run: ClientRun): Command {
-  return withClientVpnOptions(program
+  return withClientVpnOptions(withCommonOptions(program
     .command('client')
     .description('connect to a polytun server and open local proxies and forwards through it')
     .argument('[link]', 'polytun:// link from `polytun link` (or `link:` in --config; a config file with mode 600 keeps it out of `ps`)')
@@ -88,15 +87,7 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .option('--refused-retry <ms>', `when the server refuses this user (unknown key, disabled, expired, over quota) or kicks it: log why once, then try again this often, so a router comes back by itself when the user is re-enabled; 0 = exit with status 1 instead (default: ${DEFAULTS.reconnect.refusedRetryMs})`)
     .option('--config <file>', 'YAML config file; flags override its keys')
     .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")
-    .option('--save <file>', 'with --provision: where the config is saved, mode 600 (default: ~/.config/polytun/provisioned/USER@HOST_PORT.yaml)')
-    .addOption(
-      new Option('--cipher <cipher>', 'record cipher: auto = AES-256-GCM when both ends have AES acceleration, else ChaCha20-Poly1305; or force one (a peer that cannot use it is refused)')
-        .choices(CIPHER_CHOICES)
-        .default(DEFAULTS.records.cipher),
-    )
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
-    .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
-    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxStreams=256 (repeatable)').argParser(collect)))
+    .option('--save <file>', 'with --provision: where the config is saved, mode 600 (default: ~/.config/polytun/provisioned/USER@HOST_PORT.yaml)'), 'limits.maxStreams=256'))
     .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
     .action(async (link: string | undefined, _opts: unknown, cmd: Command) => {
       const opts = cmd.opts<{ config?: string; set?: string[] } & ProvisionFlags>();

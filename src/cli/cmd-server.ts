@@ -4,9 +4,8 @@
  * this file only owns the command line.
  */
 import { Option, type Command } from 'commander';
-import { CIPHER_CHOICES } from '../secure/cipher.js';
-import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, type ServerConfig } from '../config/schema.js';
-import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, type FlagMapping } from './flags.js';
+import { DEFAULTS, type ServerConfig } from '../config/schema.js';
+import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, withCommonOptions, type FlagMapping } from './flags.js';
 import { SERVER_VPN_FLAGS, withServerVpnOptions } from './vpn-flags.js';
 
 /** Runs the server until it stops; the command resolves when this does. */
@@ -56,7 +55,7 @@ const KEYS: readonly (readonly [string, string])[] = [
  * validated config is passed to `run`; its promise is the command's.
  */
 export function registerServerCommand(program: Command, run: ServerRun): Command {
-  return withServerVpnOptions(program
+  return withServerVpnOptions(withCommonOptions(program
     .command('server')
     .description('run a polytun server: accept clients and dial their destinations')
     .addOption(new Option('--listen <url>', 'accept clients here: tcp://, tls://, ws:// or wss://HOST:PORT (repeatable; required, here or in --config); ws/wss pick the user by URL path, or by token on --ws-token-path; tcp://IP:PORT?mptcp listens with kernel MPTCP (clients with --mptcp)').argParser(collect))
@@ -78,15 +77,7 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
     .option('--decoy <dir|url>', 'what ws/wss listeners show to anything that is not a user: a static site folder or an http(s):// backend (default: nginx 404)')
     .option('--ws-token-path <path>', 'ws/wss URL path shared by token users: the bearer value their client sends in the upgrade request picks the user; a missing or wrong one gets the decoy (default: /)')
     .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')
-    .option('--reverse', 'let clients open -R listeners on this server (default: off)')
-    .addOption(
-      new Option('--cipher <cipher>', 'record cipher: auto = AES-256-GCM when both ends have AES acceleration, else ChaCha20-Poly1305; or force one (a peer that cannot use it is refused)')
-        .choices(CIPHER_CHOICES)
-        .default(DEFAULTS.records.cipher),
-    )
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
-    .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
-    .addOption(new Option('--set <key=value>', 'set any config key, e.g. --set limits.maxSessions=500 (repeatable)').argParser(collect)))
+    .option('--reverse', 'let clients open -R listeners on this server (default: off)'), 'limits.maxSessions=500'))
     .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.opts<{ config?: string; set?: string[] }>();

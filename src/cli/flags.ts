@@ -5,11 +5,12 @@
  * validator), and they are laid over the --config file before validation.
  */
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../core/errors.js';
 import { mergeFlags, readConfigFile, type FlagValue } from '../config/load.js';
-import { validateConfig, type ConfigFor, type ConfigPath, type Role } from '../config/schema.js';
+import { DEFAULTS, LOG_FORMATS, LOG_LEVELS, validateConfig, type ConfigFor, type ConfigPath, type Role } from '../config/schema.js';
+import { CIPHER_CHOICES } from '../secure/cipher.js';
 
 /** How one commander option maps onto the config. */
 export interface FlagMapping {
@@ -79,4 +80,17 @@ export async function resolveConfig<R extends Role>(role: R, configFile: string 
 export function keysHelp(title: string, rows: readonly (readonly [string, string])[]): string {
   const width = Math.max(...rows.map(([k]) => k.length));
   return `\n${title}\n${rows.map(([k, d]) => `  ${k.padEnd(width)}  ${d}`).join('\n')}\n`;
+}
+
+/** The options `polytun client` and `polytun server` share, last before their help text: the record cipher, logging, and --set. */
+export function withCommonOptions(cmd: Command, setExample: string): Command {
+  return cmd
+    .addOption(
+      new Option('--cipher <cipher>', 'record cipher: auto = AES-256-GCM when both ends have AES acceleration, else ChaCha20-Poly1305; or force one (a peer that cannot use it is refused)')
+        .choices(CIPHER_CHOICES)
+        .default(DEFAULTS.records.cipher),
+    )
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+    .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
+    .addOption(new Option('--set <key=value>', `set any config key, e.g. --set ${setExample} (repeatable)`).argParser(collect));
 }
