@@ -36,7 +36,8 @@ export interface SoakInit {
 }
 
 export interface ProcFigures {
-  rssMiB: { warm: number; peakAfterWarm: number; end: number };
+  /** perMinute: the last sample of each minute, to tell a leak (steady growth) from buffers filling up once. */
+  rssMiB: { warm: number; peakAfterWarm: number; end: number; perMinute: number[] };
   fds: { baseline: number; end: number };
 }
 
@@ -280,7 +281,9 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   const figures = (samples: { t: number; mib: number }[], fds: { baseline: number; end: number }): ProcFigures => {
     const warm = samples.filter((s) => s.t >= warmAt && !Number.isNaN(s.mib));
     const first = warm[0]?.mib ?? NaN;
-    return { rssMiB: { warm: first, peakAfterWarm: Math.max(...warm.map((s) => s.mib)), end: warm.at(-1)?.mib ?? NaN }, fds };
+    const perMinute: number[] = [];
+    for (const x of samples) if (!Number.isNaN(x.mib)) perMinute[Math.floor(x.t / 60_000)] = Math.round(x.mib);
+    return { rssMiB: { warm: first, peakAfterWarm: Math.max(...warm.map((s) => s.mib)), end: warm.at(-1)?.mib ?? NaN, perMinute: [...perMinute].map((v) => v ?? NaN) }, fds };
   };
   const report: SoakReport = {
     seconds: init.seconds,
