@@ -36,6 +36,7 @@ import type { SessionClient } from '../src/paths/session-client.js';
 import { clientForLink } from '../src/config/dial-link.js';
 import { decodeLink } from '../src/config/link.js';
 import { ensureBuilt, freePort, have, polytun, ROOT, waitForPort, type Proc } from '../test/helpers/cli.js';
+import { benchServerArgs } from './proxy.js';
 
 const BIN = join(ROOT, 'bin/polytun.js');
 const KiB = 1024;
@@ -100,7 +101,7 @@ async function pump(port: number, total: number): Promise<number> {
 
 /** A polytun server child; resolves with its links (tcp first, then wss). */
 async function server(dataDir: string, extra: string[]): Promise<{ proc: Proc; links: string[] }> {
-  const proc = polytun(['server', '--listen', 'tcp://127.0.0.1:0', '--listen', 'wss://127.0.0.1:0', '--data-dir', dataDir, '--allow', '127.0.0.1', '--log-level', 'warn', ...extra]);
+  const proc = polytun(['server', '--listen', 'tcp://127.0.0.1:0', '--listen', 'wss://127.0.0.1:0', '--data-dir', dataDir, '--allow', '127.0.0.1', '--log-level', 'warn', ...benchServerArgs(), ...extra]);
   const rl = createInterface({ input: proc.child.stdout as NodeJS.ReadableStream });
   const links: string[] = [];
   for await (const line of rl) {

@@ -29,6 +29,11 @@ import { BenchPeerError, haveShadowsocks, processCpuMs, runIperf, SS_METHOD, sta
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/polytun.js');
 
+/** Extra `polytun server` flags from BENCH_SERVER_ARGS, e.g. `--cipher chacha20-poly1305` to compare commits across the cipher negotiation. */
+export function benchServerArgs(): string[] {
+  return (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
+}
+
 /** The three ways from the iperf3 client to the iperf3 server. */
 export type ProxyPath = 'raw' | 'polytun' | 'shadowsocks';
 const PATHS: readonly ProxyPath[] = ['raw', 'polytun', 'shadowsocks'];
@@ -181,7 +186,7 @@ async function startPolytun(iperfPort: number, echoPort: number, profDir: string
   const dataDir = mkdtempSync(join(tmpdir(), 'polytun-bench-'));
   const peers: Peer[] = [];
   try {
-    const server = await startPeer('polytun server', process.execPath, [...node, 'server', '--listen', 'tcp://127.0.0.1:0', '--data-dir', dataDir, '--allow', '127.0.0.1'], /^polytun:\/\//);
+    const server = await startPeer('polytun server', process.execPath, [...node, 'server', '--listen', 'tcp://127.0.0.1:0', '--data-dir', dataDir, '--allow', '127.0.0.1', ...benchServerArgs()], /^polytun:\/\//);
     peers.push(server);
     const [iperfEntry, echoEntry] = [await freePort(), await freePort()];
     // The client logs "… ready" lines once every front listens; the echo forward is the last one.

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { TcpCarrier } from '../src/carriers/tcp.js';
 import { generateKeyPair } from '../src/secure/keys.js';
 import { SessionServer } from '../src/server/session-server.js';
+import type { CipherChoice } from '../src/secure/cipher.js';
 import type { Session } from '../src/session/session.js';
 
 const mode = process.argv[2] ?? 'session';
@@ -29,6 +30,8 @@ if (mode === 'raw') {
   const server = new SessionServer<string>({
     staticKeyPair: keys,
     users: { byKey: (k) => (k.toString('base64url') === clientPub ? 'bench' : undefined) },
+    // BENCH_CIPHER forces the record cipher (to compare commits across the cipher negotiation).
+    ...(process.env.BENCH_CIPHER ? { cipher: process.env.BENCH_CIPHER as CipherChoice } : {}),
   });
   server.on('session', (e: { session: Session }) => e.session.onStream((s) => sink(s)));
   const l = await new TcpCarrier().listen({ host: '127.0.0.1', port: 0 }, (c) => server.handle(c));
