@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -97,11 +98,16 @@ export function registerDemoCommand(program: Command, io: CliIo): void {
       const pagePort = (page.address() as net.AddressInfo).port;
       const serverPort = await freePort(0);
       const socksPort = await freePort(Number(opts.socks));
-      const dataDir = join(tmpdir(), 'polytun-demo');
+      // A fresh data dir each run: the server prints a user's link only when it creates the user,
+      // so a dir left by an earlier demo would give no link (and nothing of it is worth keeping).
+      const dataDir = mkdtempSync(join(tmpdir(), 'polytun-demo-'));
       const children: ChildProcess[] = [];
-      const stopAll = (): void => {
+      const stopAll = async (): Promise<void> => {
+        const exits = children.filter((c) => c.exitCode === null && c.signalCode === null).map((c) => once(c, 'exit'));
         for (const c of children) c.kill('SIGTERM');
         page.close();
+        await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 5000).unref())]);
+        rmSync(dataDir, { recursive: true, force: true });
       };
       try {
         // The demo target is on loopback, which the default policy refuses: allow it explicitly.
@@ -146,7 +152,7 @@ export function registerDemoCommand(program: Command, io: CliIo): void {
           process.once('SIGTERM', () => resolve());
         });
       } finally {
-        stopAll();
+        await stopAll();
       }
     });
 }

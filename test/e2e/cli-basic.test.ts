@@ -56,6 +56,19 @@ after(async () => {
 });
 
 describe('polytun CLI (built)', () => {
+  // Regression: the demo kept its server's data in one fixed dir, and since links are printed
+  // only when a user is created, every demo after the first failed with "server printed no link".
+  it('the demo works twice in a row and leaves no data dir behind', { timeout: 120_000 }, async () => {
+    const before = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('polytun-demo')));
+    for (const round of [1, 2]) {
+      const r = await polytun(['demo', '--check', '--socks', '0']);
+      assert.equal(r.code, 0, `demo run ${round}: ${r.stderr}`);
+      assert.match(r.stdout, /hello through polytun/);
+    }
+    const left = readdirSync(tmpdir()).filter((n) => n.startsWith('polytun-demo-') && !before.has(n));
+    assert.deepEqual(left, []);
+  });
+
   it('--help lists the commands and exits 0', async () => {
     const r = await polytun(['--help']);
     assert.equal(r.code, 0, r.stderr);
