@@ -184,6 +184,7 @@ export class Receiver implements FrameVisitor, Deliverer {
       }
       case F_RST: {
         const s = this.table.get(sid);
+        if (s) this.log.debug({ sid, code, sent: s.sentOffset, received: s.recvOffset }, 'stream reset by peer');
         if (s) s.onReset(code);
         return;
       }

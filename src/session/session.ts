@@ -332,6 +332,7 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     this.table.remove(s);
     this.credit.forget(s);
     if (sendReset !== undefined && !s.openPending && this._state !== 'closed' && this._state !== 'closing') {
+      this.log.debug({ sid: s.id, code: sendReset, sent: s.sentOffset, received: s.recvOffset }, 'resetting stream');
       this.table.queueReset(s.id, sendReset);
       this.scheduleFlush();
     }

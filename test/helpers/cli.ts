@@ -5,7 +5,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,6 +40,8 @@ export function polytun(args: string[]): Proc {
   const child = spawn(process.execPath, [...prof, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
+  // POLYTUN_LOG_DIR=DIR also keeps each process's log in DIR/<pid>-<command>.log (for long runs read after the fact).
+  if (process.env.POLYTUN_LOG_DIR) child.stderr?.pipe(createWriteStream(join(process.env.POLYTUN_LOG_DIR, `${child.pid}-${args[0]}.log`)));
   const p: Proc = {
     child,
     log: () => log,

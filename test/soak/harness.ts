@@ -129,7 +129,9 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   const tcpPort = await freePort();
   const wssPort = await freePort();
   const listen = [`tcp://127.0.0.1:${tcpPort}`, `wss://127.0.0.1:${wssPort}`];
-  const extra = ['--allow', '127.0.0.1'];
+  // SOAK_LOG_LEVEL=debug: every stream reset is logged with its code (with POLYTUN_LOG_DIR to keep the logs).
+  const logLevel = process.env.SOAK_LOG_LEVEL ? ['--log-level', process.env.SOAK_LOG_LEVEL] : [];
+  const extra = ['--allow', '127.0.0.1', ...logLevel];
   let server: Server | Proc = await startServer(extra, listen);
   const serverArgs = ['server', ...listen.flatMap((l) => ['--listen', l]), '--data-dir', (server as Server).dataDir, ...extra];
   const dataDir = (server as Server).dataDir;
@@ -150,7 +152,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
     const link = c.link.replace(`:${c.port}?`, `:${relay.address.port}?`).replace(`:${c.port}/`, `:${relay.address.port}/`);
     const fwd = await freePort();
     const status = await freePort();
-    const proc = polytun(['client', link, '-L', `127.0.0.1:${fwd}:127.0.0.1:${target.port}`, '--status', `127.0.0.1:${status}`, '--no-socks']);
+    const proc = polytun(['client', link, '-L', `127.0.0.1:${fwd}:127.0.0.1:${target.port}`, '--status', `127.0.0.1:${status}`, '--no-socks', ...logLevel]);
     await waitForPort(fwd, '127.0.0.1', proc);
     await waitForPort(status, '127.0.0.1', proc);
     if (!(await probe(fwd))) throw new Error(`soak: the ${c.name} client does not carry a probe; log:\n${proc.log()}`);
