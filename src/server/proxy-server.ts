@@ -39,7 +39,7 @@ export const ProxyResetCode = {
   targetReset: 0x101,
   /** The target connection failed in another way after it was established. */
   targetError: 0x102,
-  /** No bytes either way for `idleTimeoutMs`. */
+  /** No bytes either way for `idleTimeoutMs`, and none waiting for a reader. */
   idleTimeout: 0x103,
   /** The proxy was closed (`ProxyHandle.close()`). */
   proxyClosed: 0x104,
@@ -254,15 +254,22 @@ function relay(s: PolyStream, sock: Socket, o: RelayOptions): void {
     o.tally('connectionsActive', -1);
     if (!(s.finSent && s.finReceived && s.readableEnded)) abortSocket(sock);
   });
-  // Idle means no bytes either way on the stream as well as on the socket: a
-  // reader taking 1 KiB/s moves its stream while the target socket, paused
-  // until the relay's queue drains, may see no read for minutes. The
-  // stream's progress is its peer's credit (what the client has read) and
-  // what we have read from it.
+  // Idle means nothing moves and nothing waits to move. A relay whose bytes
+  // wait for a reader is blocked, not idle: like a direct TCP connection, it
+  // lasts as long as the reader and the target let it (the session's limits
+  // bound what it holds). Progress alone cannot tell: a reader taking 1 KiB/s
+  // drains the kernel buffers in front of it (megabytes on loopback), and the
+  // client's socket turns writable again only once a third of them is free,
+  // so the client may return no credit for minutes (the 30-minute soak saw
+  // slow readers reset as idle after ~750 s). The stream's progress is its
+  // peer's credit (what the client has read) and what we have read from it.
   let moved = s.sendLimit + s.consumedBytes;
   sock.on('timeout', () => {
     const now = s.sendLimit + s.consumedBytes;
-    if (now !== moved) {
+    // Bytes queued on the stream wait for the client's credit (its reader),
+    // bytes queued on the socket for the target's reader.
+    const waiting = s.writableLength > 0 || sock.writableLength > 0;
+    if (now !== moved || waiting) {
       moved = now;
       sock.setTimeout(o.idleTimeoutMs); // re-armed: one check per idle period, nothing per byte
       return;
