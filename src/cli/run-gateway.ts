@@ -29,6 +29,7 @@ import type { GatewayView } from '../admin/types.js';
 import { linkEndpoints, userLinks } from '../config/links.js';
 import { SERVED_FILE, writeServed } from '../config/served.js';
 import type { ListenUrl, ServerConfig } from '../config/schema.js';
+import type { ServerCert } from '../server/cert-store.js';
 import type { DataDir } from '../server/datadir.js';
 import type { Gateway } from '../server/gateway.js';
 import type { SessionServer } from '../server/session-server.js';
@@ -36,13 +37,6 @@ import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { renderQr } from './qr.js';
 import { gatewayStatus } from '../observe/status.js';
-
-/** The server certificate (configured or self-signed) and its pin. */
-export interface ServerCert {
-  cert: string;
-  key: string;
-  fingerprint: string;
-}
 
 /** The decoy `--decoy` asks for: an http(s) URL is reverse-proxied, anything else is a folder served as a static site. */
 export function decoyFor(spec: string | undefined, log: Logger): Decoy {
