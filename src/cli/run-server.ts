@@ -15,11 +15,12 @@ import { loadOrCreateCert } from '../server/cert-store.js';
 import { openDataDir } from '../server/datadir.js';
 import { Gateway } from '../server/gateway.js';
 import { SessionServer, type SessionEntry } from '../server/session-server.js';
+import { decoyFor, listenWs } from '../server/ws-listener.js';
 import type { Session } from '../session/session.js';
 import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { createLogger } from './log.js';
-import { decoyFor, listenWs, printLinks, startManagement, type Management } from './run-gateway.js';
+import { printLinks, startManagement, type Management } from './run-gateway.js';
 import { waitForShutdown } from './shutdown.js';
 import { startServerVpnFor } from './vpn-run.js';
 
