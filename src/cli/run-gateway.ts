@@ -19,12 +19,13 @@ import { toError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS, boundHttpServer } from '../carriers/preauth.js';
 import { buildAdminApi } from '../admin/api.js';
+import { userLinks } from '../admin/client-config.js';
 import { MttController } from '../admin/controller.js';
 import { openPasswordVault } from '../admin/passwords.js';
 import { buildProvisionApi } from '../admin/provision.js';
 import { ensureAdminToken, ensureProvisionSecret } from '../admin/tokens.js';
 import type { GatewayView } from '../admin/types.js';
-import { linkEndpoints, userLinks } from '../config/links.js';
+import { linkEndpoints } from '../config/links.js';
 import { SERVED_FILE, writeServed } from '../config/served.js';
 import type { ListenUrl, ServerConfig } from '../config/schema.js';
 import type { ServerCert } from '../server/cert-store.js';
@@ -179,7 +180,7 @@ export async function printLinks(gw: Gateway, view: GatewayView, io: CliIo, log:
     if (full?.secret === undefined || full.secret === null) continue;
     let links: string[];
     try {
-      links = userLinks({ name: full.name, credential: full.secret, credentialKind: full.kind, wssPath: full.wssPath }, view.endpoints(), view.serverPublicKey());
+      links = userLinks(view, full);
     } catch (err) {
       // A token with characters a link cannot carry: that user's links are unusable, the others are not.
       log.warn({ user: full.name, err: toError(err).message }, 'cannot print this user\'s links');
