@@ -6,40 +6,25 @@
  * These commands never create state: a mistyped --data-dir is an error
  * naming the directory, not a fresh server key and default user.
  */
-import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { certFingerprint, spkiFingerprint } from '../carriers/cert.js';
 import { linkEndpoints, userLinks, type LinkEndpoint } from '../config/links.js';
 import { readServed } from '../config/served.js';
 import type { ServerConfig } from '../config/schema.js';
+import { existingCertPin } from '../server/cert-store.js';
 import type { DataDir } from '../server/datadir.js';
 import type { User, UserStore } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { renderQr } from './qr.js';
 
-/**
- * The pin the server's links carry (see loadOrCreateCert): a configured
- * certificate's hash, or the public key's of the one generated in the data
- * dir (it survives re-issues). Never creates a certificate.
- */
-async function existingCertFingerprint(cfg: Pick<ServerConfig, 'tls' | 'dataDir'>): Promise<string> {
-  const file = cfg.tls?.cert ?? join(cfg.dataDir, 'tls-cert.pem');
-  if (cfg.tls === undefined && !existsSync(file)) {
-    throw new ConfigError(file, 'no certificate yet (the server creates it at its first tls/wss start): start the server once, or pass --cert/--key as the server has them');
-  }
-  const pem = await readFile(file, 'utf8');
-  return cfg.tls === undefined ? spkiFingerprint(pem) : certFingerprint(pem);
-}
-
 /** Where clients reach the server: from --listen and friends when given, else from DIR/links.json. */
 export async function endpointsOf(dataDir: string, cfg: ServerConfig | undefined, publicHost: string | undefined): Promise<{ endpoints: LinkEndpoint[]; store: string | undefined }> {
   if (cfg !== undefined) {
     const tls = cfg.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss');
-    const fingerprint = tls ? await existingCertFingerprint(cfg) : undefined;
+    const fingerprint = tls ? await existingCertPin({ dataDir: cfg.dataDir, files: cfg.tls }) : undefined;
     return { endpoints: linkEndpoints(cfg.listen, cfg.publicHost, { ...(fingerprint ? { fingerprint } : {}), wsTokenPath: cfg.gateway.wsTokenPath }), store: undefined };
   }
   const served = await readServed(dataDir);

@@ -1,9 +1,10 @@
 /**
  * The multi-user parts of `polytun server` that sit above the server layer:
- * ws/wss listeners with their decoy, the management listeners (admin REST
- * API with provisioning on one port, the mtt controller on another), the
- * GatewayView those APIs see, and the users' links printed at start.
- * run-server.ts calls in here; the gateway itself is src/server/gateway.ts.
+ * the management listeners (admin REST API with provisioning on one port,
+ * the mtt controller on another), the GatewayView those APIs see, and the
+ * users' links printed at start. run-server.ts calls in here; the gateway
+ * itself is src/server/gateway.ts, its ws/wss listeners with their decoy
+ * src/server/ws-listener.ts.
  *
  *   --admin  [http[s]://]HOST:PORT ─┬─ /token, /config ──▶ provisioning (user name + password → token → config)
  *                                   └─ everything else ──▶ admin API (bearer token)
@@ -16,19 +17,18 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { toError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { nginxNotFound, reverseProxy, staticSite, type Decoy } from '../carriers/decoy.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS, boundHttpServer } from '../carriers/preauth.js';
-import type { Listener, StreamConn } from '../carriers/types.js';
-import { WsServer } from '../carriers/ws-server.js';
 import { buildAdminApi } from '../admin/api.js';
+import { userLinks } from '../admin/client-config.js';
 import { MttController } from '../admin/controller.js';
 import { openPasswordVault } from '../admin/passwords.js';
 import { buildProvisionApi } from '../admin/provision.js';
 import { ensureAdminToken, ensureProvisionSecret } from '../admin/tokens.js';
 import type { GatewayView } from '../admin/types.js';
-import { linkEndpoints, userLinks } from '../config/links.js';
+import { linkEndpoints } from '../config/links.js';
 import { SERVED_FILE, writeServed } from '../config/served.js';
 import type { ListenUrl, ServerConfig } from '../config/schema.js';
+import type { ServerCert } from '../server/cert-store.js';
 import type { DataDir } from '../server/datadir.js';
 import type { Gateway } from '../server/gateway.js';
 import type { SessionServer } from '../server/session-server.js';
@@ -36,31 +36,6 @@ import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { renderQr } from './qr.js';
 import { gatewayStatus } from '../observe/status.js';
-
-/** The server certificate (configured or self-signed) and its pin. */
-export interface ServerCert {
-  cert: string;
-  key: string;
-  fingerprint: string;
-}
-
-/** The decoy `--decoy` asks for: an http(s) URL is reverse-proxied, anything else is a folder served as a static site. */
-export function decoyFor(spec: string | undefined, log: Logger): Decoy {
-  if (spec === undefined) return nginxNotFound({ logger: log });
-  if (/^https?:\/\//i.test(spec)) return reverseProxy(spec, { logger: log });
-  return staticSite(spec, { logger: log });
-}
-
-/** Listens for ws/wss on `l`: the gateway's route picks the user by path or token, strangers get the decoy. */
-export function listenWs(l: ListenUrl, gw: Gateway, cert: ServerCert | undefined, decoy: Decoy, log: Logger, onConn: (conn: StreamConn) => void): Promise<Listener> {
-  const server = new WsServer({
-    route: gw.route,
-    decoy,
-    logger: log,
-    ...(l.scheme === 'wss' && cert !== undefined ? { tls: { cert: cert.cert, key: cert.key } } : {}),
-  });
-  return server.listen({ host: l.host, port: l.port }, onConn);
-}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
@@ -205,7 +180,7 @@ export async function printLinks(gw: Gateway, view: GatewayView, io: CliIo, log:
     if (full?.secret === undefined || full.secret === null) continue;
     let links: string[];
     try {
-      links = userLinks({ name: full.name, credential: full.secret, credentialKind: full.kind, wssPath: full.wssPath }, view.endpoints(), view.serverPublicKey());
+      links = userLinks(view, full);
     } catch (err) {
       // A token with characters a link cannot carry: that user's links are unusable, the others are not.
       log.warn({ user: full.name, err: toError(err).message }, 'cannot print this user\'s links');

@@ -5,82 +5,24 @@
  * controller when asked (run-gateway.ts), prints the users' links, and
  * shuts down cleanly on SIGINT/SIGTERM.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
-import { join } from 'node:path';
 import { toError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { CERT_RENEW_BEFORE_DAYS, certFingerprint, generateSelfSigned, spkiFingerprint } from '../carriers/cert.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import type { Listener, StreamCarrier, StreamConn } from '../carriers/types.js';
 import type { ServerConfig } from '../config/schema.js';
 import { cipherPolicyFields } from '../secure/cipher.js';
+import { loadOrCreateCert } from '../server/cert-store.js';
 import { openDataDir } from '../server/datadir.js';
 import { Gateway } from '../server/gateway.js';
 import { SessionServer, type SessionEntry } from '../server/session-server.js';
+import { decoyFor, listenWs } from '../server/ws-listener.js';
 import type { Session } from '../session/session.js';
 import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { createLogger } from './log.js';
-import { decoyFor, listenWs, printLinks, startManagement, type Management } from './run-gateway.js';
+import { printLinks, startManagement, type Management } from './run-gateway.js';
 import { waitForShutdown } from './shutdown.js';
 import { startServerVpnFor } from './vpn-run.js';
-
-/**
- * The name a generated certificate is issued for: `--host`, else the first
- * listen host that is a DNS name, else `localhost`. An ordinary site's
- * certificate names the site; an IP literal stays out of it unless it is
- * all `--host` gives.
- */
-export function certNameFor(cfg: Pick<ServerConfig, 'publicHost' | 'listen'>): string {
-  if (cfg.publicHost !== undefined) return cfg.publicHost;
-  return cfg.listen.find((l) => isIP(l.host) === 0 && l.host !== '' && l.host !== 'localhost')?.host ?? 'localhost';
-}
-
-/**
- * The certificate for tls://, wss:// and https admin listeners: the
- * configured files (pinned by their certificate hash), or one generated and
- * kept in the data dir. A generated one is re-issued with the same key when
- * it nears expiry or names another host, so its pin, the public key's
- * (SPKI) hash, stays what the links already carry.
- */
-export async function loadOrCreateCert(cfg: ServerConfig, log: Logger, now = new Date()): Promise<{ cert: string; key: string; fingerprint: string }> {
-  if (cfg.tls) {
-    const [cert, key] = await Promise.all([readFile(cfg.tls.cert, 'utf8'), readFile(cfg.tls.key, 'utf8')]);
-    return { cert, key, fingerprint: certFingerprint(cert) };
-  }
-  const certPath = join(cfg.dataDir, 'tls-cert.pem');
-  const keyPath = join(cfg.dataDir, 'tls-key.pem');
-  const name = certNameFor(cfg);
-  let key: string | undefined;
-  if (existsSync(certPath) && existsSync(keyPath)) {
-    const [cert, oldKey] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
-    const x = new X509Certificate(cert);
-    const daysLeft = (Date.parse(x.validTo) - now.getTime()) / 86_400_000;
-    const named = isIP(name) ? x.checkIP(name) : x.checkHost(name);
-    if (daysLeft >= CERT_RENEW_BEFORE_DAYS && named !== undefined) return { cert, key: oldKey, fingerprint: spkiFingerprint(cert) };
-    key = reusableKey(oldKey);
-    log.info({ certPath, name, daysLeft: Math.floor(daysLeft), sameKey: key !== undefined }, 'renewing the generated TLS certificate');
-  }
-  const made = generateSelfSigned({ commonName: name, altNames: [name], now, ...(key !== undefined ? { key } : {}) });
-  await writeFile(keyPath, made.key, { mode: 0o600 });
-  await writeFile(certPath, made.cert, { mode: 0o644 });
-  if (key === undefined) log.info({ certPath, name }, 'generated a self-signed TLS certificate (its public key is pinned in the links)');
-  return { cert: made.cert, key: made.key, fingerprint: made.spkiSha256 };
-}
-
-/** The old key when a certificate can be re-issued for it (P-256), so the links' pin survives; else undefined (a new key). */
-function reusableKey(pem: string): string | undefined {
-  try {
-    const k = createPrivateKey(pem);
-    return k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1' ? pem : undefined;
-  } catch {
-    return undefined; // unreadable key: a new one (and new pins) is the only way on
-  }
-}
 
 export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
   const log = createLogger(cfg.log);
@@ -135,7 +77,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     gw.serve(server, { logger: log });
 
     const tlsNeeded = cfg.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss') || cfg.gateway.admin?.tls === true;
-    const cert = tlsNeeded ? await loadOrCreateCert(cfg, log) : undefined;
+    const cert = tlsNeeded ? await loadOrCreateCert({ dataDir: cfg.dataDir, files: cfg.tls, publicHost: cfg.publicHost, listen: cfg.listen }, log) : undefined;
     const decoy = decoyFor(cfg.gateway.decoy, log);
     log.info(cipherPolicyFields(cfg.records.cipher), 'record cipher');
     for (const l of cfg.listen) {
