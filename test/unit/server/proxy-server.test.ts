@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import type { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { StreamResetError } from '../../../src/core/errors.js';
@@ -75,7 +76,7 @@ async function target(onConn: (sock: Socket) => void = (sock) => sock.resume()):
 }
 
 /** Writes `total` bytes in 64 KiB chunks as fast as `sock` takes them, then ends; `onWritten` sees the running count. */
-function sendThenEnd(sock: Socket, total: number, onWritten: (n: number) => void = () => undefined): void {
+function sendThenEnd(sock: Writable, total: number, onWritten: (n: number) => void = () => undefined): void {
   const chunk = Buffer.alloc(64 * 1024, 3);
   let written = 0;
   const pump = (): void => {
@@ -379,15 +380,7 @@ describe('proxy server: CONNECT', () => {
     assert.equal(await readStatus(s), 0);
     await accepted;
     let sent = 0;
-    const chunk = Buffer.alloc(64 * 1024, 5);
-    const pump = (): void => {
-      while (sent < total) {
-        sent += chunk.length;
-        if (!s.write(chunk)) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    pump();
+    sendThenEnd(s, total, (n) => (sent = n));
     await settled(() => sent);
     await delay(10 * idleTimeoutMs);
     assert.equal(code, undefined, 'the blocked stream was reset');
