@@ -7,6 +7,7 @@
  * so the receiver gets them as one array instead of one call per packet.
  */
 import { LimitError } from '../core/errors.js';
+import type { Metrics } from '../core/metrics.js';
 import type { PacketConn } from './types.js';
 
 /** Counters a packet conn keeps (all monotonic). */
@@ -26,6 +27,8 @@ export interface PacketConnInit {
   maxPacketSize: number;
   /** Packets held for the handler before drops start. */
   maxQueuedPackets: number;
+  /** Where to report the conn's stats, summed with every other conn given the same Metrics (see trackPacketConn). @default none */
+  metrics?: Metrics;
 }
 
 /**
@@ -50,6 +53,7 @@ export abstract class PacketConnBase implements PacketConn {
     this.remote = init.remote;
     this.maxPacketSize = init.maxPacketSize;
     this.maxQueued = init.maxQueuedPackets;
+    if (init.metrics !== undefined) trackPacketConn(init.metrics, this);
   }
 
   /** True once closed (locally, by error or by idle timeout). */
@@ -128,4 +132,52 @@ export abstract class PacketConnBase implements PacketConn {
 
   protected abstract transmit(packets: readonly Buffer[]): boolean;
   protected abstract release(): void;
+}
+
+/** The packet conns reporting to one Metrics instance: the live ones, and what the closed ones counted. */
+interface Tracked {
+  live: Set<PacketConnBase>;
+  ended: PacketStats;
+}
+
+const trackedOf = new WeakMap<Metrics, Tracked>();
+
+/**
+ * Adds `conn` to the conns `metrics` sums (every conn of a process, dialed
+ * or accepted, in one set of metrics, registered with the first). A closed
+ * conn's stats move to `ended` at its close; what it counts after that (a
+ * send on a closed conn, dropped) is not reported.
+ */
+function trackPacketConn(metrics: Metrics, conn: PacketConnBase): void {
+  let t = trackedOf.get(metrics);
+  if (t === undefined) {
+    const tr: Tracked = (t = { live: new Set(), ended: { sent: 0, received: 0, droppedSend: 0, droppedRecv: 0 } });
+    trackedOf.set(metrics, tr);
+    const sum = (read: (s: PacketStats) => number) => (): number => {
+      let n = read(tr.ended);
+      for (const c of tr.live) n += read(c.stats);
+      return n;
+    };
+    const sent = sum((s) => s.sent);
+    const received = sum((s) => s.received);
+    const droppedSend = sum((s) => s.droppedSend);
+    const droppedRecv = sum((s) => s.droppedRecv);
+    metrics.registerCounterGroup('polytun_carrier_packets_total', { help: 'Packets sent and received by packet conns (UDP)', label: 'direction', collect: () => ({ sent: sent(), received: received() }) });
+    metrics.registerCounterGroup('polytun_carrier_packets_dropped_total', {
+      help: 'Packets dropped by packet conns (send: queue full or closed; receive: oversize, inbox full or closed)',
+      label: 'direction',
+      collect: () => ({ send: droppedSend(), receive: droppedRecv() }),
+    });
+    metrics.registerGauge('polytun_carrier_packet_conns', { help: 'Packet conns open now (dialed and accepted associations)', collect: () => tr.live.size });
+  }
+  const tr = t;
+  tr.live.add(conn);
+  conn.onClose(() => {
+    tr.live.delete(conn);
+    const s = conn.stats;
+    tr.ended.sent += s.sent;
+    tr.ended.received += s.received;
+    tr.ended.droppedSend += s.droppedSend;
+    tr.ended.droppedRecv += s.droppedRecv;
+  });
 }

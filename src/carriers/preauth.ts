@@ -19,6 +19,7 @@ import type { Logger } from '../core/logger.js';
 import { nullLogger } from '../core/logger.js';
 import { LIMIT_LOG_INTERVAL_MS, LogLimiter } from '../core/log-limiter.js';
 import { PREAUTH_MAX_CONNS } from '../core/limits.js';
+import type { Metrics } from '../core/metrics.js';
 
 export { PREAUTH_MAX_CONNS };
 /**
@@ -39,6 +40,8 @@ export interface PreAuthInit {
   timeoutMs?: number;
   /** @default nullLogger */
   logger?: Logger;
+  /** Where to report the gate's counters, labelled by listener name (see trackGate). @default none */
+  metrics?: Metrics;
 }
 
 const kRelease = Symbol('polytun.preauth.release');
@@ -64,6 +67,12 @@ export class PreAuthGate {
     this.max = init.max ?? PREAUTH_MAX_CONNS;
     this.timeoutMs = init.timeoutMs ?? PREAUTH_TIMEOUT_MS;
     this.logger = init.logger ?? nullLogger;
+    if (init.metrics !== undefined) trackGate(init.metrics, this);
+  }
+
+  /** The listener's name (logs, metrics). */
+  get name(): string {
+    return this.init.name;
   }
 
   /** Unauthenticated connections held now. */
@@ -124,6 +133,32 @@ export class PreAuthGate {
       fdOut ? 'out of file descriptors: new connections are refused; raise LimitNOFILE / ulimit -n' : 'listener error',
     );
   }
+}
+
+/** The gates reporting to each Metrics instance (every listener of a process shares one set of metrics). */
+const gatesOf = new WeakMap<Metrics, Set<PreAuthGate>>();
+
+/**
+ * Adds `gate` to the gates `metrics` reads, registering the metrics with the
+ * first one: one series per listener name (a few per process), read from the
+ * gates' counters when collected. A closed listener's gate stays: its
+ * counters keep counting in the totals.
+ */
+function trackGate(metrics: Metrics, gate: PreAuthGate): void {
+  let gates = gatesOf.get(metrics);
+  if (gates === undefined) {
+    const all = (gates = new Set());
+    gatesOf.set(metrics, all);
+    const byListener = (read: (g: PreAuthGate) => number) => (): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const g of all) out[g.name] = (out[g.name] ?? 0) + read(g);
+      return out;
+    };
+    metrics.registerCounterGroup('polytun_listener_preauth_over_cap_total', { help: 'Connections closed on accept: too many unauthenticated ones at once', label: 'listener', collect: byListener((g) => g.counters.overCap) });
+    metrics.registerCounterGroup('polytun_listener_preauth_timed_out_total', { help: 'Connections closed for staying unauthenticated too long (the backstop)', label: 'listener', collect: byListener((g) => g.counters.timedOut) });
+    metrics.registerGaugeGroup('polytun_listener_preauth_connections', { help: 'Unauthenticated connections held now', label: 'listener', collect: byListener((g) => g.size) });
+  }
+  gates.add(gate);
 }
 
 /**

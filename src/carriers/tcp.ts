@@ -7,6 +7,7 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { enableSlabReads } from '../core/slab-reads.js';
 import { declareCapabilities, type StreamCapabilities } from '../core/stream-caps.js';
 import { guardDial } from './dial.js';
@@ -37,6 +38,8 @@ export interface TcpCarrierInit {
   maxPreAuthConns?: number;
   /** Listener: close a connection not authenticated within this long, ms (backstop). @default PREAUTH_TIMEOUT_MS */
   preAuthTimeoutMs?: number;
+  /** Listener: where to report the pre-auth counters (preauth.ts), labelled by listener. @default none */
+  metrics?: Metrics;
 }
 
 /** The pre-auth gate of a listener on `at` built from carrier options. */
@@ -46,6 +49,7 @@ export function gateFor(scheme: string, at: Endpoint, init: TcpCarrierInit | und
     logger,
     ...(init?.maxPreAuthConns !== undefined ? { max: init.maxPreAuthConns } : {}),
     ...(init?.preAuthTimeoutMs !== undefined ? { timeoutMs: init.preAuthTimeoutMs } : {}),
+    ...(init?.metrics !== undefined ? { metrics: init.metrics } : {}),
   });
 }
 

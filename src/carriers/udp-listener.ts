@@ -11,6 +11,7 @@
 import type dgram from 'node:dgram';
 import { TimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { PacketConnBase, type PacketConnInit } from './packet-base.js';
 import { formatEndpoint } from './types.js';
 import type { Endpoint, Listener, PacketConn } from './types.js';
@@ -22,6 +23,8 @@ export interface UdpListenerConfig {
   idleTimeoutMs: number;
   maxAssociations: number;
   logger: Logger;
+  /** Where the associations report their packet counters (packet-base.ts). */
+  metrics?: Metrics;
 }
 
 class UdpAssociation extends PacketConnBase {
@@ -120,6 +123,7 @@ export class UdpListener implements Listener {
         remote: formatEndpoint({ host: rinfo.address, port: rinfo.port }),
         maxPacketSize: this.cfg.maxPacketSize,
         maxQueuedPackets: this.cfg.maxQueuedPackets,
+        ...(this.cfg.metrics !== undefined ? { metrics: this.cfg.metrics } : {}),
       };
       conn = new UdpAssociation(init, this, key, rinfo.address, rinfo.port);
       this.assocs.set(key, conn);

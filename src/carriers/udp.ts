@@ -17,6 +17,7 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { guardDial } from './dial.js';
 import { DialError, ListenError, errnoOf } from './errors.js';
 import { PacketConnBase, type PacketConnInit } from './packet-base.js';
@@ -43,6 +44,8 @@ export interface UdpCarrierInit {
   sendBufferSize?: number;
   /** @default nullLogger */
   logger?: Logger;
+  /** Where to report the conns' packet counters (packet-base.ts), dialed and accepted together. @default none */
+  metrics?: Metrics;
 }
 
 class UdpDialConn extends PacketConnBase {
@@ -105,6 +108,7 @@ export class UdpPacketCarrier implements PacketCarrier {
       remote,
       maxPacketSize: this.init.maxPacketSize ?? 1452,
       maxQueuedPackets: this.init.maxQueuedPackets ?? UDP_MAX_QUEUED_PACKETS,
+      ...(this.init.metrics !== undefined ? { metrics: this.init.metrics } : {}),
     };
   }
 
@@ -175,6 +179,7 @@ export class UdpPacketCarrier implements PacketCarrier {
         idleTimeoutMs: this.init.idleTimeoutMs ?? 180_000,
         maxAssociations: this.init.maxAssociations ?? 65_536,
         logger: this.init.logger ?? nullLogger,
+        ...(this.init.metrics !== undefined ? { metrics: this.init.metrics } : {}),
       },
       onConn,
     );

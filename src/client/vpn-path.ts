@@ -17,6 +17,7 @@
  * once the session is back); writes to the TUN are gathered per tick and
  * handed to the kernel in one call.
  */
+import { nullMetrics, type Metrics } from '../core/metrics.js';
 import type { TunWriteResult } from '../native/addon.js';
 import { sendPacket } from '../tun/gso.js';
 import { parseIpBytes } from '../tun/ipaddr.js';
@@ -56,6 +57,8 @@ export interface VpnPacketPathInit {
   mssClamp: boolean;
   /** The session to send on now (it changes when SessionClient renews it). */
   session: () => { sendDatagram(flow: number, payload: Buffer): boolean } | undefined;
+  /** Where to register the counters (`polytun_client_vpn_*`, read from `counters` when collected). @default nullMetrics */
+  metrics?: Metrics;
 }
 
 /** See the file comment. */
@@ -74,6 +77,19 @@ export class VpnPacketPath {
     this.toTun = new TunWriteBatch(init.tun, (r) => {
       this.counters.received += r.written;
       this.counters.tunDropped += r.dropped + r.invalid;
+    });
+    this.registerMetrics(init.metrics ?? nullMetrics);
+  }
+
+  private registerMetrics(m: Metrics): void {
+    const k = this.counters;
+    m.registerCounterGroup('polytun_client_vpn_packets_total', { help: 'VPN packets (sent: from the TUN into the session; received: from the server onto the TUN)', label: 'direction', collect: () => ({ sent: k.sent, received: k.received }) });
+    m.registerCounter('polytun_client_vpn_super_packets_total', { help: 'TCP super-packets among the VPN packets', collect: () => k.superPackets });
+    m.registerCounter('polytun_client_vpn_mss_clamped_total', { help: 'TCP SYNs whose MSS was lowered to fit the TUN MTU', collect: () => k.clamped });
+    m.registerCounterGroup('polytun_client_vpn_dropped_total', {
+      help: 'VPN packets dropped, by reason (dropped: the session refused it; from the server: malformed, oversize, misrouted; linkLocal: never sent; tunDropped: the kernel refused it)',
+      label: 'reason',
+      collect: () => ({ dropped: k.dropped, malformed: k.malformed, oversize: k.oversize, misrouted: k.misrouted, linkLocal: k.linkLocal, tunDropped: k.tunDropped }),
     });
   }
 

@@ -34,6 +34,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ClosedError, PolytunError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { Lane, Session } from '../session/session.js';
 import type { PolyStream } from '../session/stream.js';
 import { ChangeJournal, type ChangeRequest } from '../tun/changes.js';
@@ -88,6 +89,8 @@ export interface ClientVpnInit {
   configTimeoutMs?: number;
   /** @default nullLogger */
   logger?: Logger;
+  /** Where to register the VPN's packet counters and the TUN device's. @default nullMetrics */
+  metrics?: Metrics;
 }
 
 /** The default folder of VPN state files. */
@@ -115,7 +118,7 @@ export class ClientVpn {
     this.tun = tun;
     this.cfg = config;
     this.log = log;
-    this.path = new VpnPacketPath({ tun, mssClamp: init.mssClamp ?? false, session: () => this.init.client.session });
+    this.path = new VpnPacketPath({ tun, mssClamp: init.mssClamp ?? false, session: () => this.init.client.session, ...(init.metrics === undefined ? {} : { metrics: init.metrics }) });
     this.path.setLease(config);
     tun.onPackets(this.path.fromTun);
     tun.onError((err) => this.log.error({ dev: tun.name, err: err.message }, 'vpn: TUN device failed; VPN traffic stops'));
@@ -146,7 +149,7 @@ export class ClientVpn {
     const { config, stream, decoder } = got;
     let tun: TunDevice | undefined;
     try {
-      tun = await TunDevice.create({ name, mtu: config.mtu, addresses: addressesOf(config), txqueuelen: 1000, offload, readOffload: config.offload === true });
+      tun = await TunDevice.create({ name, mtu: config.mtu, addresses: addressesOf(config), txqueuelen: 1000, offload, readOffload: config.offload === true, ...(init.metrics === undefined ? {} : { metrics: init.metrics }) });
       vpn = new ClientVpn(init, tun, config, journal, log);
       vpn.lanes.push({ session, lane });
       vpn.adoptControl(stream, decoder);

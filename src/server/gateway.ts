@@ -21,6 +21,7 @@ import { parseHostPort } from '../core/address.js';
 import { RejectCode, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { LogLimiter } from '../core/log-limiter.js';
+import type { Metrics } from '../core/metrics.js';
 import { requestPath, type RouteDecision } from '../carriers/ws-server.js';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -63,6 +64,8 @@ export interface GatewayInit {
   readonly logger?: Logger;
   /** Clock. @default Date.now */
   readonly now?: () => number;
+  /** Where to register the per-user traffic and the proxy's counters (see user-meter.ts). @default nullMetrics */
+  readonly metrics?: Metrics;
 }
 
 /** One live session as the management APIs show it (admin's SessionInfo). Plain data: safe to serialize. */
@@ -143,7 +146,7 @@ export class Gateway {
     this.tokenPath = init.wsTokenPath === undefined ? '/' : init.wsTokenPath;
     this.policy = new DestinationPolicy({ allow: init.policy.allow, deny: init.policy.deny, logger: this.log });
     this.egress = new EgressDialer({ policy: this.policy, logger: this.log });
-    this.meters = new UserMeters({ store, logger: this.log, onBytes: (m) => this.checkQuota(m), ...(init.trafficFlushMs === undefined ? {} : { flushMs: init.trafficFlushMs }) });
+    this.meters = new UserMeters({ store, logger: this.log, onBytes: (m) => this.checkQuota(m), ...(init.trafficFlushMs === undefined ? {} : { flushMs: init.trafficFlushMs }), ...(init.metrics === undefined ? {} : { metrics: init.metrics }) });
     cache.onUserChange((id, user) => this.userChanged(id, user));
     this.expiryTimer = setInterval(() => this.closeExpired(), init.expiryCheckMs ?? 1000);
     this.expiryTimer.unref();

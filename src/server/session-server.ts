@@ -18,6 +18,7 @@ import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
 import { SessionTable } from '../paths/session-table.js';
 import { MAX_PENDING_HANDSHAKES, SESSION_WINDOW } from '../core/limits.js';
+import { addEnded, newEndedTotals, registerServerMetrics } from './server-metrics.js';
 
 export type { SessionOptions };
 
@@ -44,7 +45,7 @@ export interface SessionServerInit<U> extends ChannelInit {
   maxSessions?: number;
   /** Accepted client clock skew. @default 300000 */
   maxSkewMs?: number;
-  /** Where to register the server's metrics (read from `counters` and the table when collected). @default nullMetrics */
+  /** Where to register the server's metrics (read from `counters`, `drops` and the table when collected; see server-metrics.ts). @default nullMetrics */
   metrics?: Metrics;
 }
 
@@ -66,15 +67,23 @@ export class SessionServer<U> extends EventEmitter {
   readonly sessions = new SessionTable<SessionEntry<U>>();
   /** Counters for status and metrics. */
   readonly counters = { accepted: 0, resumed: 0, rejected: 0, dropped: 0, overload: 0 };
+  /** Silent handshake drops (counted in `dropped`) by reason, as handshake.ts names them. */
+  readonly drops: Record<string, number> = {};
+  /** The final stats of closed sessions, for the metrics' sums. */
+  private readonly ended = newEndedTotals();
 
   constructor(private readonly init: SessionServerInit<U>) {
     super();
     this.log = init.logger ?? nullLogger;
     this.replay = new ReplayGuard(2 * (init.maxSkewMs ?? 300_000));
-    const m = init.metrics ?? nullMetrics;
-    m.registerCounterGroup('polytun_server_handshakes_total', { help: 'Carrier connections by outcome (accepted, resumed, rejected, dropped, overload)', label: 'result', collect: () => this.counters });
-    m.registerGauge('polytun_server_sessions', { help: 'Live sessions', collect: () => this.sessions.size });
-    m.registerGauge('polytun_server_pending_handshakes', { help: 'Handshakes in progress', collect: () => this.pending });
+    registerServerMetrics(init.metrics ?? nullMetrics, {
+      counters: this.counters,
+      drops: this.drops,
+      ended: this.ended,
+      sessions: () => this.sessions.values(),
+      size: () => this.sessions.size,
+      pending: () => this.pending,
+    });
   }
 
   /** Feeds one carrier connection to the server. */
@@ -113,6 +122,7 @@ export class SessionServer<U> extends EventEmitter {
         maxSkewMs: this.init.maxSkewMs,
         onDrop: (reason, detail) => {
           this.counters.dropped++;
+          this.drops[reason] = (this.drops[reason] ?? 0) + 1;
           // A known client with a bad clock is worth a warning; probes are not.
           if (reason === 'clock-skew') this.log.warn({ remote: conn.remote, ...detail }, 'handshake refused: client clock is off; fix its NTP or raise maxSkewMs');
           else this.log.debug({ remote: conn.remote, reason }, 'handshake dropped silently');
@@ -145,6 +155,7 @@ export class SessionServer<U> extends EventEmitter {
         // Who, in every open/close line: "which user was on at 3 a.m." is the usual question.
         const name = this.init.users.nameOf?.(u);
         session.once('closed', (err: Error) => {
+          addEnded(this.ended, session);
           const st = session.stats;
           const f = { session: key.slice(0, 8), user: name, reason: err.message, seconds: Math.round((Date.now() - entry.startedAt) / 1000), bytesSent: st.bytesSent, bytesReceived: st.bytesReceived };
           this.log.info(f, isBenignClose(err) || err.name === 'SessionClosedError' ? 'session closed' : 'session ended');

@@ -13,11 +13,21 @@
  * do not include yet: the user cache refreshes a user's counters only when
  * the user changes (or crosses its quota in the store), so the live total
  * of a user is `cached bytesUp + bytesDown + unseen`.
+ *
+ * Metrics (when `metrics` is given) are read from these fields when
+ * collected: per user (labelled by user id, so at most one series per user
+ * with a live meter; a user's series restarts at 0 after its meter was
+ * dropped, which Prometheus reads as a counter reset), and the proxy's
+ * counters summed over every user. That sum adds the counters of dropped
+ * meters (`retired`), so it never goes back; a meter is dropped only once
+ * its connections, reverse listeners and UDP flows are closed, so nothing
+ * but late bytes (handled in `added`) can still move its counters.
  */
 import type { Logger } from '../core/logger.js';
 import { toError } from '../core/errors.js';
+import { nullMetrics, type Metrics } from '../core/metrics.js';
 import type { UserStore } from '../store/types.js';
-import { createProxyCounters, type ProxyCounters } from './proxy-server.js';
+import { addProxyCounters, createProxyCounters, registerProxyMetrics, type ProxyCounters } from './proxy-counters.js';
 
 /** One user's meter. */
 export interface UserMeter {
@@ -47,6 +57,8 @@ export interface UserMetersInit {
   readonly warnEveryMs?: number;
   /** Clock in ms. @default Date.now */
   readonly now?: () => number;
+  /** Where to register the per-user and the server-wide proxy metrics (see the file comment). @default nullMetrics */
+  readonly metrics?: Metrics;
 }
 
 /** The state of a run of failed flushes. */
@@ -63,10 +75,42 @@ export class UserMeters {
   private chain: Promise<void> = Promise.resolve();
   /** Set while flushes fail (a full disk, a database that is down). */
   private failing: Failing | undefined;
+  /** The counters of dropped meters (for the server-wide totals). */
+  private readonly retired = createProxyCounters();
 
   constructor(private readonly init: UserMetersInit) {
     this.timer = setInterval(() => void this.flush(), init.flushMs ?? 10_000);
     this.timer.unref();
+    this.registerMetrics(init.metrics ?? nullMetrics);
+  }
+
+  /** The proxy counters of every user since start: the dropped meters' plus the live ones'. */
+  totals(): ProxyCounters {
+    const t = createProxyCounters();
+    addProxyCounters(t, this.retired);
+    for (const m of this.meters.values()) addProxyCounters(t, m.counters);
+    return t;
+  }
+
+  private registerMetrics(metrics: Metrics): void {
+    registerProxyMetrics(metrics, () => this.totals());
+    const perUser = (read: (m: UserMeter) => number) => (): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const [id, m] of this.meters) out[id] = read(m);
+      return out;
+    };
+    metrics.registerCounterGroup('polytun_gateway_user_up_bytes_total', { help: "Payload bytes from a user's clients to targets (since its meter was created)", label: 'user', collect: perUser((m) => m.counters.bytesUp) });
+    metrics.registerCounterGroup('polytun_gateway_user_down_bytes_total', { help: "Payload bytes from targets to a user's clients (since its meter was created)", label: 'user', collect: perUser((m) => m.counters.bytesDown) });
+    metrics.registerGaugeGroup('polytun_gateway_user_sessions', { help: 'Live sessions (and mtt connections) of a user', label: 'user', collect: perUser((m) => m.refs) });
+    metrics.registerGauge('polytun_gateway_traffic_unflushed_bytes', {
+      help: 'Counted traffic not yet written to the user store (pending and in flight)',
+      collect: () => {
+        let n = 0;
+        for (const m of this.meters.values()) n += m.pendingUp + m.pendingDown + m.inflight;
+        return n;
+      },
+    });
+    metrics.registerGauge('polytun_gateway_traffic_failed_flushes', { help: 'Failed traffic flushes in the current run of failures (0: the last flush worked)', collect: () => this.failing?.failures ?? 0 });
   }
 
   /** The meter of `userId`, created on first use. */
@@ -107,12 +151,17 @@ export class UserMeters {
     let down = 0;
     // The proxy only ever adds to these two fields (`shared[key] += n`), so a
     // setter sees each increment without a hook in the relay's hot path.
-    const added = (n: number): void => {
+    const added = (n: number, key: 'bytesUp' | 'bytesDown'): void => {
       meter.unseen += n;
       const live = this.meters.get(userId);
-      if (live === undefined) this.meters.set(userId, meter);
-      else if (live !== meter) {
+      if (live === undefined) {
+        // Back from dropped: its counters count as live again (but for `n`, counted in neither).
+        this.meters.set(userId, meter);
+        addProxyCounters(this.retired, counters, -1);
+        this.retired[key] += n;
+      } else if (live !== meter) {
         // Late bytes of a session whose meter a flush already dropped: hand them to the user's current meter.
+        this.retired[key] += n;
         live.pendingUp += meter.pendingUp;
         live.pendingDown += meter.pendingDown;
         live.unseen += n;
@@ -129,7 +178,7 @@ export class UserMeters {
           const n = v - up;
           up = v;
           meter.pendingUp += n;
-          added(n);
+          added(n, 'bytesUp');
         },
       },
       bytesDown: {
@@ -139,7 +188,7 @@ export class UserMeters {
           const n = v - down;
           down = v;
           meter.pendingDown += n;
-          added(n);
+          added(n, 'bytesDown');
         },
       },
     });
@@ -150,7 +199,10 @@ export class UserMeters {
     const batch: { meter: UserMeter; up: number; down: number }[] = [];
     for (const [id, m] of this.meters) {
       if (m.pendingUp === 0 && m.pendingDown === 0) {
-        if (m.inflight === 0 && m.refs === 0) this.meters.delete(id);
+        if (m.inflight === 0 && m.refs === 0 && closedDown(m.counters)) {
+          this.meters.delete(id);
+          addProxyCounters(this.retired, m.counters);
+        }
         continue;
       }
       batch.push({ meter: m, up: m.pendingUp, down: m.pendingDown });
@@ -192,4 +244,9 @@ export class UserMeters {
     if (f.failures === 1) this.init.logger.warn(ctx, 'traffic flush to the user store failed; the bytes are kept and retried at every flush');
     else this.init.logger.warn({ ...ctx, failedFlushes: f.failures, seconds: Math.round((t - f.since) / 1000) }, 'traffic flush to the user store still failing; the bytes are kept');
   }
+}
+
+/** Nothing of the meter's is still open (a relay, a reverse listener, a UDP flow could still count). */
+function closedDown(c: ProxyCounters): boolean {
+  return c.connectionsActive === 0 && c.bindsActive === 0 && c.udpFlowsActive === 0;
 }

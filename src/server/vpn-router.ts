@@ -26,6 +26,7 @@
  * (whose kernel queue is bounded) in the same tick.
  */
 import type { Logger } from '../core/logger.js';
+import { nullMetrics, type Metrics } from '../core/metrics.js';
 import { echoReply } from '../tun/echo.js';
 import { sendPacket } from '../tun/gso.js';
 import { cidrContains } from '../tun/ipaddr.js';
@@ -100,6 +101,8 @@ export interface VpnRouterInit {
   clientToClient: boolean;
   policy: VpnPolicy | undefined;
   logger: Logger;
+  /** Where to register the counters (`polytun_vpn_*`, read from `counters` when collected). @default nullMetrics */
+  metrics?: Metrics;
 }
 
 /** Judged for protocols without ports (ICMP…): address rules apply as for this port. */
@@ -125,6 +128,20 @@ export class VpnRouter {
   constructor(private readonly init: VpnRouterInit) {
     this.gw4 = init.pool.gateway4.readUInt32BE(0);
     this.toTun = new TunWriteBatch(init.tun, (r) => (this.counters.tunDropped += r.dropped + r.invalid));
+    this.registerMetrics(init.metrics ?? nullMetrics);
+  }
+
+  private registerMetrics(m: Metrics): void {
+    const k = this.counters;
+    m.registerGauge('polytun_vpn_clients', { help: 'VPN clients with an address (a route) now', collect: () => this.size });
+    m.registerCounterGroup('polytun_vpn_packets_total', { help: 'Packets routed (toClients: from the TUN to a client; fromClients: from a client to the TUN or another client)', label: 'direction', collect: () => ({ toClients: k.toClients, fromClients: k.fromClients }) });
+    m.registerCounter('polytun_vpn_super_packets_total', { help: 'TCP super-packets among the routed packets', collect: () => k.superPackets });
+    m.registerCounter('polytun_vpn_echo_replies_total', { help: "Pings to the server's tunnel address answered", collect: () => k.echoReplies });
+    m.registerCounterGroup('polytun_vpn_dropped_total', {
+      help: "Packets dropped by the router, by reason (a client's: malformed, oversize, spoofed, linkLocal, policyDenied, c2cBlocked; noRoute; queueFull: a session refused it; tunDropped: the kernel refused it)",
+      label: 'reason',
+      collect: () => ({ malformed: k.malformed, oversize: k.oversize, spoofed: k.spoofed, linkLocal: k.linkLocal, policyDenied: k.policyDenied, c2cBlocked: k.c2cBlocked, noRoute: k.noRoute, queueFull: k.queueFull, tunDropped: k.tunDropped }),
+    });
   }
 
   /** Clients with a route now. */

@@ -26,6 +26,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, LimitError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
 import { ChangeJournal } from '../tun/changes.js';
@@ -63,6 +64,8 @@ export interface ServerVpnInit {
   offload?: boolean;
   /** @default nullLogger */
   logger?: Logger;
+  /** Where to register the router's and the TUN device's counters. @default nullMetrics */
+  metrics?: Metrics;
 }
 
 /** Counters plus the number of connected clients. */
@@ -94,7 +97,7 @@ export class ServerVpn {
     this.tun = tun;
     this.pool = pool;
     this.log = (init.logger ?? nullLogger).child({ component: 'vpn' });
-    this.router = new VpnRouter({ tun, pool, mtu: tun.mtu, clientToClient: init.clientToClient ?? false, policy: init.policy, logger: this.log });
+    this.router = new VpnRouter({ tun, pool, mtu: tun.mtu, clientToClient: init.clientToClient ?? false, policy: init.policy, logger: this.log, ...(init.metrics === undefined ? {} : { metrics: init.metrics }) });
     tun.onPackets(this.router.fromTun);
     tun.onError((err) => this.log.error({ dev: tun.name, err: err.message }, 'vpn: TUN device failed; VPN traffic stops'));
     // Policy answers are cached per destination; the policy's own-address list moves on its own clock.
@@ -118,7 +121,7 @@ export class ServerVpn {
     if (pool.gateway6 && pool.v6) addresses.push(`${formatIpBytes(pool.gateway6)}/${pool.v6.prefix}`);
     if (init.netns !== undefined && init.nat) throw new ConfigError('vpn.nat', 'NAT is set up in the current network namespace; it cannot go with netns');
     const tun = await TunDevice.create({
-      name, mtu: init.mtu ?? vpnMtuFor('stream'), addresses, txqueuelen: 1000, offload: init.offload ?? true, ...(init.netns !== undefined ? { netns: init.netns } : {}),
+      name, mtu: init.mtu ?? vpnMtuFor('stream'), addresses, txqueuelen: 1000, offload: init.offload ?? true, ...(init.netns !== undefined ? { netns: init.netns } : {}), ...(init.metrics !== undefined ? { metrics: init.metrics } : {}),
     });
     try {
       if (init.nat) await setUpNat(journal, pool, tun.name, log);

@@ -17,6 +17,7 @@
  * refuses the offloads the device still works, just without super-packets.
  */
 import { ClosedError, ConfigError } from '../core/errors.js';
+import type { Metrics } from '../core/metrics.js';
 import { closeFd, nativeBinding, nativeErrnoOf, openTun, TunError, tunSetOffload, writePackets } from '../native/addon.js';
 import type { TunWriteResult } from '../native/addon.js';
 import { toPlainPackets } from './gso.js';
@@ -192,6 +193,8 @@ export interface TunDeviceInit {
   readOffload?: boolean;
   /** Cancels configuration; the device is closed again. */
   signal?: AbortSignal;
+  /** Where to register the device's counters (`polytun_tun_*`, read from `stats` when collected). @default none */
+  metrics?: Metrics;
 }
 
 /** Counters of one device. */
@@ -243,6 +246,7 @@ export class TunDevice {
     this.netns = init.netns;
     this.init = init;
     this.offload = init.offload === true;
+    if (init.metrics !== undefined) registerTunMetrics(init.metrics, this);
   }
 
   /**
@@ -409,6 +413,19 @@ export class TunDevice {
     if (this.errorHandler === undefined) throw err;
     this.errorHandler(err);
   }
+}
+
+/** The device's counters as metrics (one device per process: the VPN's). */
+function registerTunMetrics(m: Metrics, dev: TunDevice): void {
+  const st = dev.stats;
+  m.registerCounterGroup('polytun_tun_packets_total', { help: 'Packets read from and written to the TUN device (a super-packet counts once)', label: 'direction', collect: () => ({ read: st.rxPackets, written: st.txPackets }) });
+  m.registerCounter('polytun_tun_read_batches_total', { help: 'Reads of the TUN device (each hands over a batch of packets)', collect: () => st.rxBatches });
+  m.registerCounter('polytun_tun_super_packets_read_total', { help: 'TCP super-packets read (offload devices)', collect: () => st.rxSuper });
+  m.registerCounterGroup('polytun_tun_dropped_total', {
+    help: 'Packets dropped at the TUN device (write_full: kernel queue full, write_invalid: refused by the kernel, read_oversize: over the MTU, read_offload: an offload never asked for)',
+    label: 'reason',
+    collect: () => ({ write_full: st.txDropped, write_invalid: st.txInvalid, read_oversize: dev.oversizeDropped, read_offload: dev.offloadDropped }),
+  });
 }
 
 /** TUNSETOFFLOAD: checksum and TCP segmentation; checksum only, or none, where the kernel refuses. */

@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { ClosedError } from '../../src/core/errors.js';
+import { MemoryMetrics } from '../../src/core/metrics.js';
 import { nativeAvailable, nativeUnavailableReason, TunError } from '../../src/native/addon.js';
 import { TunDevice } from '../../src/tun/device.js';
 import { IprouteError, linkExists, linkUp, listAddresses, runIp } from '../../src/tun/iproute.js';
@@ -114,6 +115,7 @@ describe('TUN device (lab, network namespace)', { skip: skipReason ?? false }, (
   const tag = randomBytes(4).toString('hex');
   const ns = `pt-tun-${process.pid}-${tag}`;
   const waiter = new PacketWaiter();
+  const metrics = new MemoryMetrics();
   let dev: TunDevice | undefined;
   const device = (): TunDevice => {
     assert.ok(dev, 'device was not created');
@@ -123,7 +125,7 @@ describe('TUN device (lab, network namespace)', { skip: skipReason ?? false }, (
   before(async () => {
     await runIp(['netns', 'add', ns]);
     await linkUp('lo', { netns: ns });
-    dev = await TunDevice.create({ name: `pt${tag}`, mtu: 1400, addresses: [`${LOCAL}/30`, 'fd00:213:7::1/64'], txqueuelen: 1000, netns: ns });
+    dev = await TunDevice.create({ name: `pt${tag}`, mtu: 1400, addresses: [`${LOCAL}/30`, 'fd00:213:7::1/64'], txqueuelen: 1000, netns: ns, metrics });
     dev.onPackets((packets) => waiter.push(packets));
   });
 
@@ -159,6 +161,11 @@ describe('TUN device (lab, network namespace)', { skip: skipReason ?? false }, (
     assert.equal(ip.src, LOCAL);
     assert.equal(ip.dst, PEER);
     assert.deepEqual(ip.payload.subarray(8), data);
+    // The device's counters as metrics: what it wrote and read, nothing dropped.
+    const st = device().stats;
+    assert.ok(st.txPackets >= 1 && st.rxPackets >= 1);
+    assert.deepEqual([metrics.value('polytun_tun_packets_total', 'written'), metrics.value('polytun_tun_packets_total', 'read'), metrics.value('polytun_tun_read_batches_total')], [st.txPackets, st.rxPackets, st.rxBatches]);
+    assert.equal(metrics.value('polytun_tun_dropped_total', 'write_full'), 0);
   });
 
   it('UDP both ways: a namespace socket sends into the TUN, our reply written to the TUN reaches it', async () => {

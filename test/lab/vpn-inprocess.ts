@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { MemoryMetrics } from '../../src/core/metrics.js';
 import { ServerVpn } from '../../src/server/vpn.js';
 import { gsoDatagram, OFF_CSUM, OFF_GSO } from '../../src/tun/vnet.js';
 import { OPEN_OFFLOAD, VPN_FLOW, VPN_GSO_FLOW, VPN_VERSION, VpnMessageDecoder, encodeVpnOpen, type VpnConfig } from '../../src/tun/vpn-wire.js';
@@ -33,7 +34,8 @@ export async function inProcessMalformedCheck(lab: VpnLab, tag: string, baseDir:
   let vpn: ServerVpn | undefined;
   let pair: Awaited<ReturnType<typeof makePair>> | undefined;
   try {
-    vpn = await ServerVpn.start({ pool: '10.251.0.0/24', dataDir, tunName: 'ptm', netns: ns });
+    const metrics = new MemoryMetrics();
+    vpn = await ServerVpn.start({ pool: '10.251.0.0/24', dataDir, tunName: 'ptm', netns: ns, metrics });
     const echo = lab.spawn(ns, 'echo', process.execPath, ['-e', ECHO]);
     await echo.waitFor('echo ready', (l) => l === 'ready');
 
@@ -90,6 +92,11 @@ export async function inProcessMalformedCheck(lab: VpnLab, tag: string, baseDir:
     const s = vpn.stats;
     assert.deepEqual([s.malformed, s.oversize, s.spoofed], [3 + 3, 1 + 1, 1 + 1]);
     assert.ok(s.fromClients === 3 && s.superPackets === 1 && s.toClients >= 1 && s.tunDropped === 0, JSON.stringify(s));
+    // The same counters as metrics (the router's and the TUN device's), passed down by ServerVpn.
+    assert.deepEqual(['malformed', 'oversize', 'spoofed'].map((r) => metrics.value('polytun_vpn_dropped_total', r)), [6, 2, 2]);
+    assert.equal(metrics.value('polytun_vpn_packets_total', 'fromClients'), 3);
+    assert.equal(metrics.value('polytun_vpn_clients'), 1);
+    assert.ok((metrics.value('polytun_tun_packets_total', 'written') ?? 0) >= 3, 'the TUN wrote the valid packets');
     assert.deepEqual(echo.out.filter((l) => l.startsWith('got ')).sort(), [`got partial-${tag}`, `got valid-${tag}`], 'only the valid packets reached the target');
     await echo.stop();
   } finally {

@@ -5,6 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import type { Logger } from '../../../src/core/logger.js';
+import { MemoryMetrics } from '../../../src/core/metrics.js';
 import { MGMT_HEADERS_TIMEOUT_MS, PreAuthGate, boundHttpServer } from '../../../src/carriers/preauth.js';
 import { TcpCarrier, type ServerListener } from '../../../src/carriers/tcp.js';
 import { TlsCarrier } from '../../../src/carriers/tls.js';
@@ -108,6 +109,23 @@ describe('listener bounds on unauthenticated connections', () => {
     t.after(() => l.close());
     const s = await silentClient(t, l.address.port);
     await within(serverClosed(s), 20_000, 'closed by the pre-auth backstop');
+  });
+
+  it('tcp: the counters as metrics, labelled by listener', async (t) => {
+    const metrics = new MemoryMetrics();
+    const conns: StreamConn[] = [];
+    const l = (await new TcpCarrier({ maxPreAuthConns: 1, preAuthTimeoutMs: 300, metrics }).listen({ host: '127.0.0.1', port: 0 }, (c) => conns.push(c))) as ServerListener;
+    t.after(() => l.close());
+    const name = 'tcp://127.0.0.1:0';
+    assert.equal(l.gate?.name, name);
+    const held = await silentClient(t, l.address.port);
+    await eventually(async () => assert.equal(metrics.value('polytun_listener_preauth_connections', name), 1));
+    const extra = await silentClient(t, l.address.port);
+    await within(serverClosed(extra), 20_000, 'over the cap');
+    assert.equal(metrics.value('polytun_listener_preauth_over_cap_total', name), 1);
+    await within(serverClosed(held), 20_000, 'closed by the backstop');
+    assert.equal(metrics.value('polytun_listener_preauth_timed_out_total', name), 1);
+    await eventually(async () => assert.equal(metrics.value('polytun_listener_preauth_connections', name), 0, 'the server side saw the close'));
   });
 
   it('management HTTP listeners (admin API, mtt controller): a connection cap, logged once, and bounded request times', async (t) => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { describe, it } from 'node:test';
 import { TimeoutError } from '../../../src/core/errors.js';
+import { MemoryMetrics } from '../../../src/core/metrics.js';
 import type { PacketStats } from '../../../src/carriers/packet-base.js';
 import type { PacketConn } from '../../../src/carriers/types.js';
 import { UdpPacketCarrier } from '../../../src/carriers/udp.js';
@@ -81,6 +82,41 @@ describe('UdpPacketCarrier', () => {
     assert.ok(server);
     assert.equal(stats(server).droppedRecv, 1);
     server.close();
+  });
+
+  it('metrics: packets and drops of dialed and accepted conns summed, closed ones kept', async (t) => {
+    const metrics = new MemoryMetrics();
+    const carrier = new UdpPacketCarrier({ maxPacketSize: 100, metrics });
+    const got: Buffer[] = [];
+    const accepted: PacketConn[] = [];
+    const l = await carrier.listen({ host: '127.0.0.1', port: 0 }, (c) => {
+      accepted.push(c);
+      c.onPackets((batch) => got.push(...batch));
+    });
+    t.after(() => {
+      for (const c of accepted) c.close();
+      return l.close();
+    });
+    const client = await carrier.dial(l.address);
+    assert.equal(metrics.value('polytun_carrier_packet_conns'), 1);
+    client.send([Buffer.from('a'), Buffer.from('b')]);
+    const raw = dgram.createSocket('udp4'); // a stranger to the client, a new association to the listener
+    t.after(() => raw.close());
+    raw.send(Buffer.alloc(101), l.address.port, '127.0.0.1');
+    await within(
+      (async () => {
+        while (got.length < 2 || metrics.value('polytun_carrier_packets_dropped_total', 'receive') !== 1) await delay(5);
+      })(),
+      20_000,
+      'two datagrams and a drop',
+    );
+    assert.equal(metrics.value('polytun_carrier_packet_conns'), 3, 'the dialed conn and two associations');
+    const read = () => [metrics.value('polytun_carrier_packets_total', 'sent'), metrics.value('polytun_carrier_packets_total', 'received')];
+    assert.deepEqual(read(), [2, 2]);
+    client.close();
+    accepted[0]?.close();
+    assert.deepEqual(read(), [2, 2], 'closed conns still count');
+    assert.equal(metrics.value('polytun_carrier_packet_conns'), 1, "the stranger's association is still open");
   });
 
   it('a dialled socket ignores datagrams from strangers (connected socket)', async (t) => {

@@ -1,24 +1,40 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VpnPacketPath } from '../../../src/client/vpn-path.js';
+import { MemoryMetrics, type Metrics } from '../../../src/core/metrics.js';
 import { VPN_FLOW, type VpnConfig } from '../../../src/tun/vpn-wire.js';
 import { mssOption, SYN, tcp, tcpChecksumOk, udp } from '../../helpers/ip-packets.js';
 
 const config: VpnConfig = { addr4: { ip: '10.8.0.2', prefix: 24 }, addr6: { ip: 'fd00:8::2', prefix: 64 }, gw4: '10.8.0.1', gw6: 'fd00:8::1', mtu: 1400, routes: [], dns: [] };
 
-function setup(mssClamp = false) {
+function setup(mssClamp = false, metrics?: Metrics) {
   const written: Buffer[] = [];
   const sent: Buffer[] = [];
   let session: { sendDatagram(flow: number, p: Buffer): boolean } | undefined = {
     sendDatagram: (flow, p) => (assert.equal(flow, VPN_FLOW), sent.push(Buffer.from(p)) > 0),
   };
   const tun = { mtu: 1400, closed: false, write: (ps: readonly Uint8Array[]) => (written.push(...ps.map((p) => Buffer.from(p))), { written: ps.length, dropped: 0, invalid: 0 }) };
-  const path = new VpnPacketPath({ tun, mssClamp, session: () => session });
+  const path = new VpnPacketPath({ tun, mssClamp, session: () => session, ...(metrics ? { metrics } : {}) });
   path.setLease(config);
   return { path, written, sent, setSession: (s: typeof session) => (session = s), tick: () => new Promise<void>((r) => queueMicrotask(r)) };
 }
 
 describe('VpnPacketPath (client)', () => {
+  it('the counters as metrics, read when collected', async () => {
+    const metrics = new MemoryMetrics();
+    const t = setup(false, metrics);
+    const p = udp('10.8.0.2', 1, '10.20.0.1', 2, Buffer.from('x'));
+    t.path.fromTun([p, p]);
+    t.setSession(undefined);
+    t.path.fromTun([p]);
+    t.path.fromServer(udp('10.20.0.1', 2, '10.8.0.2', 1, Buffer.from('a')));
+    t.path.fromServer(udp('10.20.0.1', 2, '10.8.0.9', 1, Buffer.from('not ours')));
+    await t.tick();
+    assert.equal(t.written.length, 1);
+    assert.deepEqual([metrics.value('polytun_client_vpn_packets_total', 'sent'), metrics.value('polytun_client_vpn_packets_total', 'received')], [2, 1]);
+    assert.deepEqual(['dropped', 'misrouted', 'malformed'].map((r) => metrics.value('polytun_client_vpn_dropped_total', r)), [1, 1, 0]);
+  });
+
   it('TUN → session; without a session (carrier lost) packets are dropped and counted, not queued', () => {
     const t = setup();
     const p = udp('10.8.0.2', 1, '10.20.0.1', 2, Buffer.from('x'));

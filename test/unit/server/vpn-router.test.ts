@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Logger } from '../../../src/core/logger.js';
+import { MemoryMetrics, type Metrics } from '../../../src/core/metrics.js';
 import { DestinationPolicy } from '../../../src/server/policy.js';
 import { VpnRouter, type RoutedClient } from '../../../src/server/vpn-router.js';
 import { AddressPool } from '../../../src/tun/pool.js';
@@ -13,13 +14,13 @@ function recordingLogger(lines: object[]): Logger {
   return l;
 }
 
-async function setup(clientToClient = false) {
+async function setup(clientToClient = false, metrics?: Metrics) {
   const pool = await AddressPool.open({ v4: '10.8.0.0/24', v6: 'fd00:8::/64' });
   const written: Buffer[] = [];
   const tun = { closed: false, write: (ps: readonly Uint8Array[]) => (written.push(...ps.map((p) => Buffer.from(p))), { written: ps.length, dropped: 0, invalid: 0 }) };
   const warns: object[] = [];
   const policy = new DestinationPolicy({ allow: ['10.20.0.0/16', 'fd00:20::/48'], deny: ['*:25'], denyOwnAddresses: false });
-  const router = new VpnRouter({ tun, pool, mtu: 1400, clientToClient, policy, logger: recordingLogger(warns) });
+  const router = new VpnRouter({ tun, pool, mtu: 1400, clientToClient, policy, logger: recordingLogger(warns), ...(metrics ? { metrics } : {}) });
   const mk = (user: string, accept = true) => {
     const got: Buffer[] = [];
     const c: RoutedClient = {
@@ -118,6 +119,23 @@ describe('VpnRouter: packets from the TUN', () => {
     router.remove(alice.c);
     router.fromTun([toAlice4]);
     assert.equal(router.counters.noRoute, 2);
+  });
+
+  it('the counters as metrics, read when collected', async () => {
+    const metrics = new MemoryMetrics();
+    const { router, mk, tick } = await setup(false, metrics);
+    const alice = mk('alice');
+    mk('bob', false);
+    assert.equal(metrics.value('polytun_vpn_clients'), 2);
+    router.fromTun([udp('10.20.0.1', 53, '10.8.0.2', 5000, Buffer.from('a')), udp('10.20.0.1', 53, '10.8.0.3', 5000, Buffer.from('b')), ipv4('10.20.0.1', '10.8.0.99', 17, Buffer.alloc(8))]);
+    router.fromClient(alice.c, udp('10.8.0.2', 1, '10.20.0.1', 53, Buffer.from('out')));
+    router.fromClient(alice.c, udp('10.8.0.77', 1, '10.20.0.1', 53, Buffer.from('spoof')));
+    await tick();
+    assert.equal(metrics.value('polytun_vpn_packets_total', 'toClients'), 1);
+    assert.equal(metrics.value('polytun_vpn_packets_total', 'fromClients'), 1);
+    assert.deepEqual(['noRoute', 'queueFull', 'spoofed', 'malformed'].map((r) => metrics.value('polytun_vpn_dropped_total', r)), [1, 1, 1, 0]);
+    router.remove(alice.c);
+    assert.equal(metrics.value('polytun_vpn_clients'), 1);
   });
 });
 
