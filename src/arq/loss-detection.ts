@@ -224,18 +224,18 @@ export class LossDetector<F> {
   #detectLost(now: number): SentPacket<F>[] {
     this.#lossTime = undefined;
     const lossDelay = Math.max(TIME_THRESHOLD * Math.max(this.rtt.latestRtt, this.rtt.smoothedRtt), GRANULARITY_MS);
-    const lostSendTime = now - lossDelay;
     const lost: SentPacket<F>[] = [];
     for (const p of this.#table.inRange(0, this.#largestAcked - 1)) {
       if (p.lost) continue;
-      if (p.timeSent <= lostSendTime || this.#largestAcked >= p.pn + PACKET_THRESHOLD) {
+      // One expression for both the test and the timer: `timeSent <= now - delay` and
+      // `timeSent + delay` can disagree in floating point, and the timer would then
+      // fire for ever without the packet ever counting as lost.
+      const at = p.timeSent + lossDelay;
+      if (at <= now || this.#largestAcked >= p.pn + PACKET_THRESHOLD) {
         this.#table.markLost(p, now);
         this.#remembered.push(p.pn);
         lost.push(p);
-      } else {
-        const at = p.timeSent + lossDelay;
-        this.#lossTime = this.#lossTime === undefined ? at : Math.min(this.#lossTime, at);
-      }
+      } else this.#lossTime = this.#lossTime === undefined ? at : Math.min(this.#lossTime, at);
     }
     if (lost.length === 0) return lost;
     this.lost += lost.length;
