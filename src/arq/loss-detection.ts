@@ -101,6 +101,8 @@ export class LossDetector<F> {
   spurious = 0;
   /** Probe timeouts that fired. */
   probeTimeouts = 0;
+  /** Probe packets sent (ack-eliciting packets sent while a PTO asked for probes). */
+  probesSent = 0;
   /** ACK frames that named a packet number never sent. */
   unknownAcks = 0;
   /** ACK frames processed. */
@@ -151,7 +153,10 @@ export class LossDetector<F> {
     if (inFlight) this.cc.onPacketSent(p.size, now);
     if (p.ackEliciting) {
       this.#lastAckElicitingAt = now;
-      if (this.#probesOwed > 0) this.#probesOwed--;
+      if (this.#probesOwed > 0) {
+        this.#probesOwed--;
+        this.probesSent++;
+      }
     }
     return sent;
   }

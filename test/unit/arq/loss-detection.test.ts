@@ -53,6 +53,18 @@ describe('LossDetector', () => {
     assert.equal(d.timerDeadline, undefined, 'nothing left in flight');
   });
 
+  it('a packet is lost when its loss timer fires, whatever the floating-point rounding', () => {
+    // 0.1 + d <= now but 0.1 > now - d for these times: testing one expression and timing
+    // with the other left the timer due for ever with nothing lost.
+    const d = new LossDetector<string>({ cc: new FixedWindow(1 << 20) });
+    d.onPacketSent({ size: 1000, ackEliciting: true, frames: ['a'] }, 0.1);
+    d.onPacketSent({ size: 1000, ackEliciting: true, frames: ['b'] }, 0.2);
+    assert.deepEqual(d.onAck(ack([[1, 1]]), 1.9).lost, []);
+    const at = d.timerDeadline as number;
+    assert.deepEqual(d.onTimeout(at).lost.map((p) => p.pn), [0]);
+    assert.equal(d.timerDeadline, undefined);
+  });
+
   it('fires a probe timeout that asks for 1 then 2 probes, doubles each time, and an ACK resets it', () => {
     const { clock, d, send } = setup();
     send();
@@ -63,7 +75,7 @@ describe('LossDetector', () => {
     assert.deepEqual([t.probes, d.ptoCount, d.probeTimeouts], [1, 1, 1], 'first PTO: one tail-loss probe');
     assert.deepEqual(t.lost, [], 'a PTO declares nothing lost');
     send(); // the probe, pn 1
-    assert.equal(d.probesOwed, 0);
+    assert.deepEqual([d.probesOwed, d.probesSent], [0, 1]);
     assert.equal(d.timerDeadline, 1024 + 2048, 'backed off ×2 from the probe');
     clock.advance(2048);
     t = d.onTimeout(clock.now());
