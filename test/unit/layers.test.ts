@@ -16,6 +16,7 @@ const ALLOWED: Record<string, string[]> = {
   native: ['core'],
   carriers: ['core', 'native'],
   secure: ['core', 'native'],
+  arq: ['core'],
   session: ['core', 'secure'],
   paths: ['core', 'carriers', 'secure', 'session'],
   proxy: ['core', 'session'],

@@ -1,0 +1,29 @@
+/**
+ * Every bound and default of the ARQ layer, named in one place (RFC 9002
+ * names in brackets). Times are milliseconds, sizes bytes.
+ */
+
+/** Packets acknowledged after a packet before it counts as lost [kPacketThreshold]. */
+export const PACKET_THRESHOLD = 3;
+/** A packet is lost once it is this many RTTs older than one acknowledged after it [kTimeThreshold]. */
+export const TIME_THRESHOLD = 9 / 8;
+/** The coarsest timer we trust; no loss delay or rttvar term goes below it [kGranularity]. */
+export const GRANULARITY_MS = 1;
+/** RTT assumed before the first sample [kInitialRtt]. */
+export const INITIAL_RTT_MS = 333;
+/** How long the peer may hold an ACK for an ack-eliciting packet (our default; RFC 9000's is 25). */
+export const MAX_ACK_DELAY_MS = 25;
+/** The peer acknowledges at once after this many ack-eliciting packets. */
+export const ACK_ELICITING_THRESHOLD = 2;
+/** PTOs spanned by losses, with nothing acknowledged between, that mean persistent congestion [kPersistentCongestionThreshold]. */
+export const PERSISTENT_CONGESTION_THRESHOLD = 3;
+/** The PTO backoff stops doubling after this many PTOs in a row (2^6 × PTO). */
+export const MAX_PTO_BACKOFF_EXPONENT = 6;
+/** No PTO is ever longer than this, whatever the backoff. */
+export const MAX_PTO_MS = 60_000;
+/** Ranges one ACK frame may carry; the decoder refuses more, the tracker forgets the oldest. */
+export const MAX_ACK_RANGES = 32;
+/** Packets declared lost that are remembered, so that a late ACK for one counts as spurious. */
+export const MAX_REMEMBERED_LOST = 4096;
+/** Bytes of an ACK frame at most: three varints plus two per extra range, 8 bytes each. */
+export const MAX_ACK_FRAME_BYTES = 8 * (3 + 2 * MAX_ACK_RANGES);
