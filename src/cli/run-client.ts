@@ -160,7 +160,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       await stop();
       return; // a signal while the server was refusing us or could not be reached
     }
-    vpn = await startClientVpnFor(cfg, client, log); // before the proxy sees the session: the VPN taps it first
+    vpn = await startClientVpnFor(cfg, client, log, metrics); // before the proxy sees the session: the VPN taps it first
   } catch (err) {
     await stop();
     throw err;

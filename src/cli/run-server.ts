@@ -44,6 +44,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     wsTokenPath: cfg.gateway.wsTokenPath === false ? null : cfg.gateway.wsTokenPath,
     mttIdleMs: cfg.gateway.mttTimeoutMs,
     logger: log,
+    metrics: exported.metrics,
   });
   const policy = gw.policy;
   const server = new SessionServer<User>({
@@ -79,7 +80,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     };
     const ms = await exported.listen();
     if (ms) log.info({ metrics: `http://${formatEndpoint(ms.address)}/metrics` }, 'metrics endpoint listening');
-    vpn = await startServerVpnFor(cfg, { server: vpnSessions, policy, logger: log });
+    vpn = await startServerVpnFor(cfg, { server: vpnSessions, policy, logger: log, metrics: exported.metrics });
     gw.serve(server, { logger: log });
 
     const tlsNeeded = cfg.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss') || cfg.gateway.admin?.tls === true;
@@ -89,9 +90,9 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     for (const l of cfg.listen) {
       const onConn = (conn: StreamConn): void => server.handle(conn, l.scheme);
       let listener: Listener;
-      if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn);
+      if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn, exported.metrics);
       else {
-        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log }) : new TcpCarrier({ logger: log, ...(l.mptcp ? { mptcp: true } : {}) });
+        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log, tcp: { metrics: exported.metrics } }) : new TcpCarrier({ logger: log, metrics: exported.metrics, ...(l.mptcp ? { mptcp: true } : {}) });
         listener = await carrier.listen({ host: l.host, port: l.port }, onConn);
       }
       listeners.push(listener);

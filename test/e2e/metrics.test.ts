@@ -3,7 +3,8 @@
  * with --metrics, move a known number of bytes through the client's -L port;
  * both /metrics are scraped over HTTP, read with the strict text-format
  * parser (test/helpers/prom-text.ts), and their byte counters must have
- * moved by at least what was sent each way.
+ * moved by at least what was sent each way (the proxy's payload counters and
+ * the user's, by exactly that).
  *
  *   test ─▶ -L port ══ session ══▶ server ─▶ sink (127.0.0.1): reads UP bytes, answers DOWN bytes
  *   test ─▶ client /metrics, server /metrics
@@ -114,17 +115,31 @@ describe('--metrics (real server and client)', () => {
     assert.equal(n(f, 'polytun_server_sessions'), 1);
   });
 
-  // The server's byte counters are the session server's (src/server/server-metrics.ts, branch h/metrics).
-  it('the server counts the session bytes each way', async () => {
-    const d = (f: Map<string, PromFamily>, direction: string): number => n(f, 'polytun_server_session_bytes_total', { direction }) - n(serverBefore, 'polytun_server_session_bytes_total', { direction });
+  it('the server counts the bytes each way: sessions, proxy, and the user', async () => {
+    const was = (name: string, labels: Record<string, string> = {}): number => promValue(serverBefore, name, labels) ?? 0;
+    const d = (f: Map<string, PromFamily>, name: string, labels: Record<string, string> = {}): number => n(f, name, labels) - was(name, labels);
+    const moved = (f: Map<string, PromFamily>): boolean =>
+      d(f, 'polytun_server_session_bytes_total', { direction: 'received' }) >= UP &&
+      d(f, 'polytun_server_session_bytes_total', { direction: 'sent' }) >= DOWN &&
+      d(f, 'polytun_proxy_bytes_total', { direction: 'up' }) >= UP &&
+      d(f, 'polytun_proxy_bytes_total', { direction: 'down' }) >= DOWN &&
+      d(f, 'polytun_gateway_user_up_bytes_total') >= UP &&
+      d(f, 'polytun_gateway_user_down_bytes_total') >= DOWN;
     // The server's counters settle a moment after the client's socket ends.
     const f = await eventually(async () => {
       const { families } = await scrape(ports.serverMetrics);
-      assert.ok(d(families, 'received') >= UP && d(families, 'sent') >= DOWN);
+      assert.ok(moved(families));
       return families;
-    }, 10_000);
-    assert.ok(d(f, 'received') >= UP, `received ${d(f, 'received')} < ${UP}`);
-    assert.ok(d(f, 'sent') >= DOWN, `sent ${d(f, 'sent')} < ${DOWN}`);
+    }, 10_000).catch(async () => (await scrape(ports.serverMetrics)).families);
+    assert.ok(d(f, 'polytun_server_session_bytes_total', { direction: 'received' }) >= UP, 'session bytes received');
+    assert.ok(d(f, 'polytun_server_session_bytes_total', { direction: 'sent' }) >= DOWN, 'session bytes sent');
+    assert.equal(d(f, 'polytun_proxy_bytes_total', { direction: 'up' }), UP, 'proxy payload up: exactly what was sent');
+    assert.equal(d(f, 'polytun_proxy_bytes_total', { direction: 'down' }), DOWN, 'proxy payload down');
+    assert.equal(d(f, 'polytun_gateway_user_up_bytes_total'), UP, 'the one user\'s bytes up');
+    assert.equal(d(f, 'polytun_gateway_user_down_bytes_total'), DOWN, 'the one user\'s bytes down');
+    // The listener's pre-auth gate reports into the same Metrics (labelled by listener).
+    const gate = f.get('polytun_listener_preauth_connections')?.samples ?? [];
+    assert.ok(gate.some((s) => /^tcp:\/\/127\.0\.0\.1:\d+$/.test(s.labels.listener ?? '')), JSON.stringify(gate));
   });
 
   it('both export the process metrics under polytun_', () => {
