@@ -39,6 +39,7 @@ export { FailoverClient, type FailoverInit } from './paths/failover.js';
 export { DirectDialSource, type PathSource, type PathRequest, type OpenedPath } from './paths/source.js';
 export type { PathSupervisor, SupervisorEvents, SupervisorStatus } from './paths/supervisor.js';
 export { MemoryMetrics, nullMetrics, type Metrics } from './core/metrics.js';
+export { PrometheusMetrics, PROMETHEUS_CONTENT_TYPE, type PrometheusMetricsInit } from './observe/prometheus.js';
 export { SessionServer, type SessionServerInit, type UserLookup, type SessionEntry } from './server/session-server.js';
 export { decodeLink, encodeLink, type ClientLink } from './config/link.js';
 export { ProxyStatusError } from './client/proxy-client.js';

@@ -66,7 +66,7 @@ export interface WsServerInit {
   /** Stream behaviour of accepted connections (keepalive ping, buffers). */
   stream?: WsStreamInit;
   /** TCP keepalive, listen backlog and the cap on unauthenticated connections. */
-  tcp?: Pick<TcpCarrierInit, 'keepAliveInitialDelayMs' | 'backlog' | 'maxPreAuthConns'>;
+  tcp?: Pick<TcpCarrierInit, 'keepAliveInitialDelayMs' | 'backlog' | 'maxPreAuthConns' | 'metrics'>;
   /** Time allowed for a request's headers, ms (nginx client_header_timeout). @default 60000 */
   headersTimeoutMs?: number;
   /** Idle time of a keep-alive connection, ms (nginx keepalive_timeout). @default KEEPALIVE_TIMEOUT_MS */

@@ -5,6 +5,7 @@
  */
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
+import { METRICS_DEFAULTS } from '../config/metrics-schema.js';
 import { DEFAULTS, type ClientConfig } from '../config/schema.js';
 import type { FlagValue } from '../config/load.js';
 import { collect, keysHelp, resolveConfig, setFlags, typedFlags, withCommonOptions, type FlagMapping } from './flags.js';
@@ -40,6 +41,8 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'retry', flag: '--retry', path: ['reconnect', 'retry'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'refusedRetry', flag: '--refused-retry', path: ['reconnect', 'refusedRetryMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'cipher', flag: '--cipher', path: ['records', 'cipher'] },
+  { attr: 'metrics', flag: '--metrics', path: ['metrics', 'listen'] },
+  { attr: 'metricsAllowRemote', flag: '--metrics-allow-remote', path: ['metrics', 'allowRemote'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -55,6 +58,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['liveness.intervalMs', String(DEFAULTS.liveness.intervalMs)],
   ['liveness.timeoutMs', String(DEFAULTS.liveness.timeoutMs)],
   ['liveness.misses', String(DEFAULTS.liveness.misses)],
+  ['metrics.maxLabelValues', `${METRICS_DEFAULTS.maxLabelValues} (series per metric, e.g. users, beyond which the rest are left out)`],
   ['records.tlsBound', `${DEFAULTS.records.tlsBound} (over TLS proven end to end, records are not encrypted a second time)`],
 ];
 

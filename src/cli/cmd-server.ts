@@ -4,6 +4,7 @@
  * this file only owns the command line.
  */
 import { Option, type Command } from 'commander';
+import { METRICS_DEFAULTS } from '../config/metrics-schema.js';
 import { DEFAULTS, type ServerConfig } from '../config/schema.js';
 import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, withCommonOptions, type FlagMapping } from './flags.js';
 import { SERVER_VPN_FLAGS, withServerVpnOptions } from './vpn-flags.js';
@@ -26,6 +27,8 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'decoy', flag: '--decoy', path: ['gateway', 'decoy'], map: (v) => (typeof v === 'string' && /^https?:\/\//i.test(v) ? v : absPath(v)) },
   { attr: 'wsTokenPath', flag: '--ws-token-path', path: ['gateway', 'wsTokenPath'] },
   { attr: 'cipher', flag: '--cipher', path: ['records', 'cipher'] },
+  { attr: 'metrics', flag: '--metrics', path: ['metrics', 'listen'] },
+  { attr: 'metricsAllowRemote', flag: '--metrics-allow-remote', path: ['metrics', 'allowRemote'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -43,6 +46,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['liveness.intervalMs', String(DEFAULTS.liveness.intervalMs)],
   ['liveness.timeoutMs', String(DEFAULTS.liveness.timeoutMs)],
   ['liveness.misses', String(DEFAULTS.liveness.misses)],
+  ['metrics.maxLabelValues', `${METRICS_DEFAULTS.maxLabelValues} (series per metric, e.g. users, beyond which the rest are left out)`],
   ['records.tlsBound', `${DEFAULTS.records.tlsBound} (over TLS proven end to end, records are not encrypted a second time)`],
   ['reverse.bindHosts', `[${DEFAULTS.reverse.bindHosts.join(', ')}] (addresses -R may bind)`],
   ['reverse.ports', `[${DEFAULTS.reverse.ports}] (ports -R may bind)`],

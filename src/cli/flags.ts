@@ -82,7 +82,7 @@ export function keysHelp(title: string, rows: readonly (readonly [string, string
   return `\n${title}\n${rows.map(([k, d]) => `  ${k.padEnd(width)}  ${d}`).join('\n')}\n`;
 }
 
-/** The options `polytun client` and `polytun server` share, last before their help text: the record cipher, logging, and --set. */
+/** The options `polytun client` and `polytun server` share, last before their help text: the record cipher, metrics, logging, and --set. */
 export function withCommonOptions(cmd: Command, setExample: string): Command {
   return cmd
     .addOption(
@@ -90,6 +90,8 @@ export function withCommonOptions(cmd: Command, setExample: string): Command {
         .choices(CIPHER_CHOICES)
         .default(DEFAULTS.records.cipher),
     )
+    .option('--metrics <host:port>', 'serve GET /metrics in the Prometheus text format here (default: off; loopback only: the metrics name users)')
+    .option('--metrics-allow-remote', 'let --metrics listen on a non-loopback address (protect it: a firewall, or a scraper on a private network)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format on stderr').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
     .addOption(new Option('--set <key=value>', `set any config key, e.g. --set ${setExample} (repeatable)`).argParser(collect));

@@ -39,6 +39,7 @@ import { createLogger } from './log.js';
 import { waitForShutdown } from './shutdown.js';
 import { startClientVpnFor } from './vpn-run.js';
 import { startStatusServer } from './status-server.js';
+import { metricsExport } from './metrics-server.js';
 import { clientStatus } from '../observe/status.js';
 
 interface Front {
@@ -55,8 +56,12 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   const shutdown = waitForShutdown(log);
   const link = cfg.link;
   const server = formatEndpoint({ host: link.host, port: link.port });
+  // One Metrics for the whole run: every component that counts registers here (nullMetrics without --metrics).
+  const exported = metricsExport(cfg.metrics, log);
+  const { metrics } = exported;
   const linkOptions = {
     logger: log,
+    metrics,
     mptcp: cfg.mptcp,
     extraPaths: pathsFromConfig(link, cfg.paths),
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
@@ -95,7 +100,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   // has taken its lanes; the order no longer matters: session/lanes.ts).
   let connected = false;
   const sessions = new EventEmitter();
-  const proxy = new ProxyClient({ session: () => (connected ? client.session : undefined), events: sessions, logger: log });
+  const proxy = new ProxyClient({ session: () => (connected ? client.session : undefined), events: sessions, logger: log, metrics });
   const fronts: Front[] = [];
   let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
   const stop = async (): Promise<void> => {
@@ -140,6 +145,8 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       }));
       fronts.push({ kind: 'status', listen: formatEndpoint(st.address), close: () => st.close() });
     }
+    const ms = await exported.listen();
+    if (ms) fronts.push({ kind: 'metrics', listen: `http://${formatEndpoint(ms.address)}/metrics`, close: () => exported.close() });
   } catch (err) {
     await stop();
     throw err;
@@ -153,7 +160,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       await stop();
       return; // a signal while the server was refusing us or could not be reached
     }
-    vpn = await startClientVpnFor(cfg, client, log); // before the proxy sees the session: the VPN taps it first
+    vpn = await startClientVpnFor(cfg, client, log, metrics); // before the proxy sees the session: the VPN taps it first
   } catch (err) {
     await stop();
     throw err;

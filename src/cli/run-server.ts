@@ -8,7 +8,7 @@
 import { toError } from '../core/errors.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
-import type { Listener, StreamCarrier, StreamConn } from '../carriers/types.js';
+import { formatEndpoint, type Listener, type StreamCarrier, type StreamConn } from '../carriers/types.js';
 import type { ServerConfig } from '../config/schema.js';
 import { cipherPolicyFields } from '../secure/cipher.js';
 import { loadOrCreateCert } from '../server/cert-store.js';
@@ -20,6 +20,7 @@ import type { Session } from '../session/session.js';
 import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
 import { createLogger } from './log.js';
+import { metricsExport, type MetricsExport } from './metrics-server.js';
 import { printLinks, startManagement, type Management } from './run-gateway.js';
 import { waitForShutdown } from './shutdown.js';
 import { startServerVpnFor } from './vpn-run.js';
@@ -31,6 +32,8 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
   // done, instead of killing the process with half its changes applied.
   const shutdown = waitForShutdown(log);
   const dd = await openDataDir(cfg.dataDir, { logger: log });
+  // One Metrics for the whole run: every component that counts registers here (nullMetrics without --metrics).
+  const exported: MetricsExport = metricsExport(cfg.metrics, log);
   const ports = cfg.reverse.ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(',');
   const gw = await Gateway.open({
     storeUrl: cfg.gateway.store,
@@ -41,9 +44,11 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     wsTokenPath: cfg.gateway.wsTokenPath === false ? null : cfg.gateway.wsTokenPath,
     mttIdleMs: cfg.gateway.mttTimeoutMs,
     logger: log,
+    metrics: exported.metrics,
   });
   const policy = gw.policy;
   const server = new SessionServer<User>({
+    metrics: exported.metrics,
     staticKeyPair: dd.serverKeyPair,
     users: gw.lookup,
     logger: log,
@@ -73,7 +78,9 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
       prependListener: (ev: 'session', l: (e: { session: Session; user: string }) => void) =>
         server.prependListener(ev, (e: SessionEntry<User>) => l({ session: e.session, user: e.user.name })),
     };
-    vpn = await startServerVpnFor(cfg, { server: vpnSessions, policy, logger: log });
+    const ms = await exported.listen();
+    if (ms) log.info({ metrics: `http://${formatEndpoint(ms.address)}/metrics` }, 'metrics endpoint listening');
+    vpn = await startServerVpnFor(cfg, { server: vpnSessions, policy, logger: log, metrics: exported.metrics });
     gw.serve(server, { logger: log });
 
     const tlsNeeded = cfg.listen.some((l) => l.scheme === 'tls' || l.scheme === 'wss') || cfg.gateway.admin?.tls === true;
@@ -83,9 +90,9 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     for (const l of cfg.listen) {
       const onConn = (conn: StreamConn): void => server.handle(conn, l.scheme);
       let listener: Listener;
-      if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn);
+      if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn, exported.metrics);
       else {
-        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log }) : new TcpCarrier({ logger: log, ...(l.mptcp ? { mptcp: true } : {}) });
+        const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log, tcp: { metrics: exported.metrics } }) : new TcpCarrier({ logger: log, metrics: exported.metrics, ...(l.mptcp ? { mptcp: true } : {}) });
         listener = await carrier.listen({ host: l.host, port: l.port }, onConn);
       }
       listeners.push(listener);
@@ -104,6 +111,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     await vpn?.close();
     await Promise.all(listeners.map((l) => l.close().catch((err: unknown) => log.debug({ err: toError(err).message }, 'listener close failed'))));
     await mgmt?.close();
+    await exported.close();
     // Last: the final traffic flush needs the store.
     await gw.close();
   }

@@ -36,7 +36,8 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-function hostOfHeader(h: string | undefined): string | undefined {
+/** The host part of a Host header (`[::1]:8080` → `::1`). */
+export function hostOfHeader(h: string | undefined): string | undefined {
   if (h === undefined) return undefined;
   if (h.startsWith('[')) return h.slice(1, h.indexOf(']'));
   const colon = h.lastIndexOf(':');

@@ -4,6 +4,7 @@
  */
 import { ClientVpn, type VpnSessionSource } from '../client/vpn.js';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { ClientConfig, ServerConfig } from '../config/schema.js';
 import { ServerVpn, type SessionSource, type VpnPolicy } from '../server/vpn.js';
 
@@ -13,7 +14,7 @@ import { ServerVpn, type SessionSource, type VpnPolicy } from '../server/vpn.js'
  */
 export async function startServerVpnFor(
   cfg: ServerConfig,
-  deps: { server: SessionSource; policy: VpnPolicy; logger: Logger },
+  deps: { server: SessionSource; policy: VpnPolicy; logger: Logger; metrics?: Metrics },
 ): Promise<ServerVpn | undefined> {
   const v = cfg.vpn;
   if (v === undefined) return undefined;
@@ -28,6 +29,7 @@ export async function startServerVpnFor(
     pushDns: v.pushDns,
     policy: deps.policy,
     logger: deps.logger,
+    ...(deps.metrics !== undefined ? { metrics: deps.metrics } : {}),
   });
   vpn.serve(deps.server);
   return vpn;
@@ -37,7 +39,7 @@ export async function startServerVpnFor(
  * Starts the client's VPN when `cfg.vpn` is set. Call right after connect()
  * and before anything else (ProxyClient) sets the session's handlers.
  */
-export async function startClientVpnFor(cfg: ClientConfig, client: VpnSessionSource, logger: Logger): Promise<ClientVpn | undefined> {
+export async function startClientVpnFor(cfg: ClientConfig, client: VpnSessionSource, logger: Logger, metrics?: Metrics): Promise<ClientVpn | undefined> {
   const v = cfg.vpn;
   if (v === undefined) return undefined;
   return ClientVpn.start({
@@ -51,5 +53,6 @@ export async function startClientVpnFor(cfg: ClientConfig, client: VpnSessionSou
     ...(v.stateDir !== undefined ? { stateDir: v.stateDir } : {}),
     resolvConf: v.resolvConf,
     logger,
+    ...(metrics !== undefined ? { metrics } : {}),
   });
 }

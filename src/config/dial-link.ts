@@ -8,6 +8,7 @@
  */
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import { WsCarrier } from '../carriers/ws.js';
@@ -103,6 +104,8 @@ export interface LinkClientOptions {
   refusedRetryMs?: number;
   /** See SessionClientInit.maxRetries. @default undefined = never give up */
   maxRetries?: number | undefined;
+  /** Where the supervisor registers its metrics (paths/metrics.ts). @default none */
+  metrics?: Metrics;
 }
 
 /** A SessionClient for the server a link names (not yet connected). */
@@ -125,6 +128,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
     ...(opts.refusedRetryMs !== undefined ? { refusedRetryMs: opts.refusedRetryMs } : {}),
     ...(opts.maxRetries !== undefined ? { maxRetries: opts.maxRetries } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   };
   return init;
 }
@@ -147,6 +151,7 @@ export function supervisorForLinks(link: ClientLink, backups: readonly ClientLin
   return new FailoverClient({
     servers: [clientInitForLink(link, opts), ...backups.map((b) => clientInitForLink(b, { ...opts, extraPaths: [] }))],
     ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
     ...(failover.afterMs !== undefined ? { failoverAfterMs: failover.afterMs } : {}),
     ...(failover.failbackAfterMs !== undefined ? { failbackAfterMs: failover.failbackAfterMs } : {}),
   });

@@ -20,11 +20,12 @@ import {
   type Check, type ObjectOptions, type SourceMap,
 } from './check.js';
 import {
-  forward, host, hostPort, link, listenUrl, loopbackHostPort, policyEntry, portRanges,
+  forward, host, hostPort, isLoopbackHost, link, listenUrl, loopbackHostPort, policyEntry, portRanges,
   type ForwardSpec, type HostPort, type ListenUrl, type PortRangeList,
 } from './values.js';
 import { clientVpnProp, serverVpnProp, type ClientVpnConfig, type ServerVpnConfig } from './vpn-schema.js';
 import { gatewayProp, type GatewayConfig } from './gateway-schema.js';
+import { metricsProp, type MetricsConfig } from './metrics-schema.js';
 
 import { pathSpec, type PathConfig } from './paths.js';
 import { CIPHER_CHOICES, type CipherChoice } from '../secure/cipher.js';
@@ -34,6 +35,7 @@ export type { ForwardSpec, HostPort, ListenUrl, PortRangeList } from './values.j
 export type { PathConfig } from './paths.js';
 export type { ClientVpnConfig, ServerVpnConfig } from './vpn-schema.js';
 export type { AdminListen, GatewayConfig } from './gateway-schema.js';
+export type { MetricsConfig } from './metrics-schema.js';
 export { ConfigValidationError, type SourceMap, type ConfigPath, type ConfigIssue } from './check.js';
 
 /** Which program a config is for. */
@@ -176,6 +178,8 @@ export interface ServerConfig {
   liveness: LivenessConfig;
   records: RecordsConfig;
   log: LogConfig;
+  /** `metrics:` — the Prometheus endpoint (`--metrics`): GET /metrics in the text format, off by default. */
+  metrics: MetricsConfig;
 }
 
 /** `bonding:` — when a (re)joined path carries traffic, and commands run on path changes. */
@@ -251,6 +255,8 @@ export interface ClientConfig {
   liveness: LivenessConfig;
   records: RecordsConfig;
   log: LogConfig;
+  /** `metrics:` — the Prometheus endpoint (`--metrics`): GET /metrics in the text format, off by default. */
+  metrics: MetricsConfig;
 }
 
 /** The typed config of `role`. */
@@ -319,6 +325,7 @@ const serverShape = object(
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     records: withDefault(records, () => ({ ...DEFAULTS.records })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
+    metrics: metricsProp,
   },
   misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover', 'reconnect'], CLIENT_ONLY),
 );
@@ -360,6 +367,7 @@ const clientShape = object(
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     records: withDefault(records, () => ({ ...DEFAULTS.records })),
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
+    metrics: metricsProp,
   },
   misplaced(['listen', 'dataDir', 'publicHost', 'tls', 'policy'], SERVER_ONLY),
 );
@@ -372,6 +380,11 @@ function misplaced(keys: readonly string[], why: string): ObjectOptions {
 function crossChecks(cfg: ServerConfig | ClientConfig, ctx: ValidationContext): void {
   if (cfg.limits !== undefined && cfg.limits.sessionWindow < cfg.limits.streamWindow) {
     ctx.issue(['limits', 'sessionWindow'], `must be at least limits.streamWindow (${cfg.limits.streamWindow})`);
+  }
+  const m = cfg.metrics;
+  if (m?.listen !== undefined && !m.allowRemote && !isLoopbackHost(m.listen.host)) {
+    // The per-user metrics name users: serving them on the network is a choice, not a default.
+    ctx.issue(['metrics', 'listen'], `must be a loopback address (127.0.0.1, ::1 or localhost) unless metrics.allowRemote is true (--metrics-allow-remote): the metrics name users; got ${m.listen.host}`);
   }
   if (cfg.role === 'client' && Array.isArray(cfg.forwards)) {
     const seen = new Map<string, number>();

@@ -5,6 +5,7 @@
  * web site.
  */
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { nginxNotFound, reverseProxy, staticSite, type Decoy } from '../carriers/decoy.js';
 import type { Listener, StreamConn } from '../carriers/types.js';
 import { WsServer } from '../carriers/ws-server.js';
@@ -26,11 +27,12 @@ export interface WsListen {
 }
 
 /** Listens for ws/wss on `l`: the gateway's route picks the user by path or token, strangers get the decoy. */
-export function listenWs(l: WsListen, gw: Gateway, cert: ServerCert | undefined, decoy: Decoy, log: Logger, onConn: (conn: StreamConn) => void): Promise<Listener> {
+export function listenWs(l: WsListen, gw: Gateway, cert: ServerCert | undefined, decoy: Decoy, log: Logger, onConn: (conn: StreamConn) => void, metrics?: Metrics): Promise<Listener> {
   const server = new WsServer({
     route: gw.route,
     decoy,
     logger: log,
+    ...(metrics !== undefined ? { tcp: { metrics } } : {}),
     ...(l.scheme === 'wss' && cert !== undefined ? { tls: { cert: cert.cert, key: cert.key } } : {}),
   });
   return server.listen({ host: l.host, port: l.port }, onConn);
