@@ -47,7 +47,8 @@ export function polytun(args: string[]): Proc {
     log: () => log,
     async stop() {
       procs.delete(p);
-      if (child.exitCode !== null) return child.exitCode;
+      // A process killed by a signal has signalCode set and exitCode null; its 'exit' has already fired.
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
       const [code] = (await once(child, 'exit')) as [number | null];
       return code;
@@ -102,7 +103,7 @@ export async function waitForPort(port: number, host = '127.0.0.1', proc?: Proc,
       s.on('error', () => res(false));
     });
     if (ok) return;
-    if (proc && proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}); log:\n${proc.log()}`);
+    if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) throw new Error(`process exited (${proc.child.exitCode ?? proc.child.signalCode}); log:\n${proc.log()}`);
     if (Date.now() > end) throw new Error(`nothing listening on ${host}:${port}${proc ? `; log:\n${proc.log()}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -167,7 +168,7 @@ export async function startClient(link: string, extra: string[], readyPort: numb
   await waitForPort(readyPort, '127.0.0.1', p, ms);
   const end = Date.now() + ms;
   while (!/(INFO\s+connected\b|"msg":"connected")/.test(p.log())) {
-    if (p.child.exitCode !== null) throw new Error(`client exited (${p.child.exitCode}); log:\n${p.log()}`);
+    if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`client exited (${p.child.exitCode ?? p.child.signalCode}); log:\n${p.log()}`);
     if (Date.now() > end) throw new Error(`client not connected; log:\n${p.log()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
