@@ -51,6 +51,7 @@ describe('config schema: defaults', () => {
       liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
       records: { tlsBound: true, cipher: 'auto' },
       log: { level: 'info', format: 'text' },
+      metrics: { listen: undefined, allowRemote: false, maxLabelValues: 1000 },
     });
   });
 
@@ -67,6 +68,7 @@ describe('config schema: defaults', () => {
     assert.deepEqual(c.limits, common);
     assert.deepEqual(c.log, { level: 'info', format: 'text' });
     assert.deepEqual(c.reconnect, { refusedRetryMs: 60_000 });
+    assert.deepEqual(c.metrics, { listen: undefined, allowRemote: false, maxLabelValues: 1000 });
   });
 
   it('defaults are fresh objects per config', () => {
