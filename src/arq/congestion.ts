@@ -5,10 +5,14 @@
  * detector can be tested without one.
  *
  * Calls, in the order the loss detector makes them for one ACK:
- * `onAck` (bytes newly acknowledged), then `onLoss` (packets the same ACK
- * showed lost), then `onPersistentCongestion` when those losses span
- * several PTOs with nothing delivered between.
+ * `onAck` (bytes newly acknowledged, and the ACK's delivery-rate sample for
+ * model-based controllers), then `onLoss` (packets the same ACK showed
+ * lost), then `onPersistentCongestion` when those losses span several PTOs
+ * with nothing delivered between.
+ *
+ * Implementations: `bbr.ts` (the default), `cubic.ts`, `fixed-rate.ts`.
  */
+import type { RateSample } from './delivery-rate.js';
 import type { RttEstimator } from './rtt.js';
 
 /** What a controller may read of the RTT estimate. */
@@ -25,8 +29,12 @@ export interface LostPacketInfo {
 export interface CongestionController {
   /** An in-flight packet of `bytes` left at `now`. */
   onPacketSent(bytes: number, now: number): void;
-  /** One ACK newly acknowledged `bytes` of in-flight packets; `rtt` already holds this ACK's sample, if it gave one. */
-  onAck(bytes: number, rtt: RttView, now: number): void;
+  /**
+   * One ACK newly acknowledged `bytes` of in-flight packets; `rtt` already
+   * holds this ACK's sample, if it gave one. `sample` is its delivery-rate
+   * sample (undefined when no acknowledged packet carried a stamp).
+   */
+  onAck(bytes: number, rtt: RttView, now: number, sample?: RateSample): void;
   /** One ACK (or the loss timer) declared these packets lost. */
   onLoss(packets: readonly LostPacketInfo[], now: number): void;
   /** Everything sent over more than `3 × PTO` was lost (RFC 9002 §7.6): collapse to the minimum window. */

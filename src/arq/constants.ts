@@ -27,3 +27,9 @@ export const MAX_ACK_RANGES = 32;
 export const MAX_REMEMBERED_LOST = 4096;
 /** Bytes of an ACK frame at most: three varints plus two per extra range, 8 bytes each. */
 export const MAX_ACK_FRAME_BYTES = 8 * (3 + 2 * MAX_ACK_RANGES);
+/** Datagram size assumed for windows and bursts until MTU discovery says more (RFC 9000's minimum). */
+export const DEFAULT_DATAGRAM_BYTES = 1200;
+/** Packets the pacer lets leave back to back after idle (RFC 9002 §7.7 allows the initial window). */
+export const PACER_BURST_PACKETS = 10;
+/** At high rates the pacer's burst grows to this much sending time (ms), so the timer need not fire per packet. */
+export const PACER_BURST_MS = 2;

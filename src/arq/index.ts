@@ -6,9 +6,8 @@
  * caller's injected Clock), so every part runs under a ManualClock in tests.
  *
  * Groundwork for issue 17 (UDP carrier, item 2 "Reliability above the
- * secure layer"): not yet used by a carrier. Congestion controllers (BBR,
- * CUBIC, fixed rate), pacing and MTU discovery come next and plug into
- * {@link CongestionController}.
+ * secure layer" and item 3 "Congestion control, pluggable"): not yet used
+ * by a carrier. MTU discovery comes next.
  *
  * | file | concern |
  * |---|---|
@@ -18,11 +17,21 @@
  * | `rtt.ts` | RTT estimate (RFC 9002 §5) |
  * | `loss-detection.ts` | ACK processing, packet/time thresholds, PTO, spurious losses |
  * | `congestion.ts` | the controller seam and a fixed window for tests |
+ * | `delivery-rate.ts` | per-ACK delivery-rate samples for model-based control |
+ * | `pacer.ts` | the token bucket every send passes |
+ * | `bbr.ts` | BBR, the default: model-based, random loss is not congestion |
+ * | `cubic.ts` | CUBIC (RFC 9438), for sharing fairly with TCP |
+ * | `fixed-rate.ts` | a configured rate (hysteria's Brutal), capped by the server and by what gets through |
  */
 export { type AckFrame, type AckRange, ackFrameBytes, ackFrameLength, decodeAckFrame, encodeAckFrame } from './ack-frame.js';
 export { AckTracker, type AckTrackerInit } from './ack-tracker.js';
+export { Bbr, type BbrInit, type BbrState } from './bbr.js';
 export { type CongestionController, FixedWindow, type LostPacketInfo, type RttView } from './congestion.js';
 export * from './constants.js';
+export { Cubic, type CubicInit } from './cubic.js';
+export { DeliveryRate, type DeliveryStamp, type RateSample } from './delivery-rate.js';
+export { FixedRate, type FixedRateInit } from './fixed-rate.js';
 export { type AckOutcome, LossDetector, type LossDetectorInit, type PacketToSend, type TimeoutOutcome } from './loss-detection.js';
+export { Pacer, type PacerInit } from './pacer.js';
 export { PacketNumberSpace, type SentPacket, SentPacketTable } from './packet-numbers.js';
 export { RttEstimator } from './rtt.js';

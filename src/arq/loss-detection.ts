@@ -19,6 +19,10 @@
  *   as spurious and hands nothing back a second time.
  * - **Bad ACKs close nothing**: numbers never sent are counted and ignored,
  *   duplicate and old ACKs change nothing.
+ * - **Delivery rate and pacing** ride along: every in-flight packet is
+ *   stamped for {@link DeliveryRate} and each ACK hands the controller its
+ *   rate sample; every send passes the {@link Pacer}, and the caller waits
+ *   for {@link LossDetector.nextSendTime} before sending.
  */
 import type { AckFrame } from './ack-frame.js';
 import type { CongestionController } from './congestion.js';
@@ -32,7 +36,9 @@ import {
   PERSISTENT_CONGESTION_THRESHOLD,
   TIME_THRESHOLD,
 } from './constants.js';
+import { DeliveryRate } from './delivery-rate.js';
 import { PacketNumberSpace, type SentPacket, SentPacketTable } from './packet-numbers.js';
+import { Pacer, type PacerInit } from './pacer.js';
 import { RttEstimator } from './rtt.js';
 
 /** Options of a {@link LossDetector}. */
@@ -43,6 +49,8 @@ export interface LossDetectorInit {
   peerMaxAckDelayMs?: number | undefined;
   /** RTT assumed before the first sample. @default INITIAL_RTT_MS (333) */
   initialRttMs?: number | undefined;
+  /** Burst sizes of the pacer. @default {} */
+  pacer?: PacerInit | undefined;
 }
 
 /** What one ACK did. Every packet appears in `acked` or `lost` at most once over its life. */
@@ -80,6 +88,8 @@ export class LossDetector<F> {
   readonly rtt: RttEstimator;
   readonly cc: CongestionController;
   readonly peerMaxAckDelayMs: number;
+  readonly delivery = new DeliveryRate();
+  readonly pacer: Pacer;
   readonly #space = new PacketNumberSpace();
   readonly #table = new SentPacketTable<F>();
   /** Numbers of packets declared lost and still remembered, oldest first. */
@@ -112,6 +122,7 @@ export class LossDetector<F> {
     this.cc = init.cc;
     this.peerMaxAckDelayMs = init.peerMaxAckDelayMs ?? MAX_ACK_DELAY_MS;
     this.rtt = new RttEstimator(init.initialRttMs);
+    this.pacer = new Pacer(init.pacer);
   }
 
   /** Bytes in flight: sent, in-flight, neither acknowledged nor declared lost. */
@@ -144,12 +155,24 @@ export class LossDetector<F> {
     return this.#probesOwed > 0 || this.cc.canSend(this.#table.bytesInFlight);
   }
 
+  /** When a packet of `size` bytes may leave as far as pacing goes (ms; `now` or later). Probes need not wait. */
+  nextSendTime(size: number, now: number): number {
+    return this.pacer.nextSendTime(size, this.cc.pacingRate(), now);
+  }
+
+  /** The caller has nothing to send though the window has room: rate samples until this flight is delivered are app-limited. */
+  onAppLimited(): void {
+    this.delivery.onAppLimited(this.#table.bytesInFlight);
+  }
+
   /** Records a packet the caller is sending; returns it with its number (put `pn` in the header). */
   onPacketSent(p: PacketToSend<F>, now: number): SentPacket<F> {
     const inFlight = p.inFlight ?? p.ackEliciting;
-    const sent: SentPacket<F> = { pn: this.#space.take(), timeSent: now, size: p.size, ackEliciting: p.ackEliciting, inFlight, frames: p.frames, lost: false, lostAt: 0 };
+    const delivery = inFlight ? this.delivery.onPacketSent(now, this.#table.bytesInFlight) : undefined;
+    const sent: SentPacket<F> = { pn: this.#space.take(), timeSent: now, size: p.size, ackEliciting: p.ackEliciting, inFlight, frames: p.frames, lost: false, lostAt: 0, delivery };
     this.#table.add(sent);
     this.sent++;
+    this.pacer.onPacketSent(p.size, this.cc.pacingRate(), now);
     if (inFlight) this.cc.onPacketSent(p.size, now);
     if (p.ackEliciting) {
       this.#lastAckElicitingAt = now;
@@ -165,6 +188,7 @@ export class LossDetector<F> {
   onAck(frame: AckFrame, now: number): AckOutcome<F> {
     this.acksReceived++;
     const largestSent = this.#space.largestSent;
+    const priorInFlight = this.#table.bytesInFlight;
     let unknown = 0;
     const acked: SentPacket<F>[] = [];
     const spurious: SentPacket<F>[] = [];
@@ -188,7 +212,10 @@ export class LossDetector<F> {
     this.acked += acked.length;
     let bytes = 0;
     for (const p of acked) if (p.inFlight) bytes += p.size;
-    this.cc.onAck(bytes, this.rtt, now);
+    // Spurious losses were delivered too: they count in the delivery rate, not in the window.
+    for (const p of [...spurious, ...acked]) if (p.inFlight) this.delivery.onPacketAcked(p, now);
+    const minRtt = this.rtt.samples > 0 ? this.rtt.minRtt : 0;
+    this.cc.onAck(bytes, this.rtt, now, this.delivery.takeSample(minRtt, priorInFlight, this.#table.bytesInFlight));
 
     const lost = this.#detectLost(now);
     this.#ptoCount = 0;

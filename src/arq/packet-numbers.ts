@@ -13,6 +13,7 @@
  * still in the table (never the numbers an ACK range spans), and the settled
  * front is cut off as it empties.
  */
+import type { DeliveryStamp } from './delivery-rate.js';
 
 /** Hands out packet numbers, 0, 1, 2 … */
 export class PacketNumberSpace {
@@ -51,6 +52,8 @@ export interface SentPacket<F> {
   lost: boolean;
   /** When it was declared lost. */
   lostAt: number;
+  /** The delivery state when it left, for delivery-rate samples (absent on packets not in flight). */
+  readonly delivery?: DeliveryStamp | undefined;
 }
 
 const COMPACT_AT = 1024;
