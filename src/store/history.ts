@@ -223,16 +223,21 @@ export class TrafficHistory implements TrafficRecorder {
     if (held > 0) this.log.warn({ heldPoints: held, node: this.node }, 'traffic history: closing with points the store did not take; they are lost');
   }
 
-  /** Points of one series with `from <= at < to` (ms since the epoch), summed over the fleet; empty buckets are absent. */
+  /**
+   * Points of one series, summed over the fleet, from the bucket holding
+   * `from` to the last one starting before `to` (ms since the epoch). Empty
+   * buckets are absent. Reads the store: what is still pending (at most
+   * flushMs old) is not in it yet.
+   */
   async series(kind: SeriesKind, id: string, from: number, to: number, resolution: Resolution): Promise<HistoryPoint[]> {
     checkQuery(from, to, resolution);
-    return this.init.store.series(kind, id, from, to, resolution);
+    return this.init.store.series(kind, id, bucketOf(from, resolution), to, resolution);
   }
 
-  /** Every series of `kind` summed per bucket, over the fleet (one database, every server's rows). */
+  /** Every series of `kind` summed per bucket, over the fleet (one database, every server's rows); the range as in series. */
   async fleetTotals(from: number, to: number, resolution: Resolution, kind: SeriesKind = 'user'): Promise<HistoryPoint[]> {
     checkQuery(from, to, resolution);
-    return this.init.store.totals(kind, from, to, resolution);
+    return this.init.store.totals(kind, bucketOf(from, resolution), to, resolution);
   }
 
   private seal(): void {

@@ -60,8 +60,10 @@ describe('TrafficHistory on SQLite', () => {
       { at: T0, up: 157, down: 15 },
       { at: T0 + HOUR, up: 1, down: 1 },
     ]);
-    // from <= at < to
+    // From the bucket holding `from` to the last one starting before `to`.
     assert.deepEqual(await h.series('user', 'u1', T0 + MIN, T0 + HOUR, 60), [{ at: T0 + MIN, up: 7, down: 0 }]);
+    assert.deepEqual(await h.series('user', 'u1', T0 + 30_000, T0 + MIN, 60), [{ at: T0, up: 150, down: 15 }]);
+    assert.deepEqual(await h.series('user', 'u1', T0 + HOUR - 1, T0 + HOUR + 1, 3600), [{ at: T0, up: 157, down: 15 }, { at: T0 + HOUR, up: 1, down: 1 }]);
     assert.deepEqual(await h.series('path', 'wan1', T0, T0 + HOUR, 60), [{ at: T0, up: 3, down: 4 }]);
     // Users only, both of them; the path is its own kind.
     assert.deepEqual(await h.fleetTotals(T0, T0 + 2 * HOUR, 3600), [
