@@ -119,6 +119,20 @@ export type DeleteQuery = Static<typeof DeleteQuerySchema>;
 export const SessionsQuerySchema = Type.Object({ user: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false });
 export type SessionsQuery = Static<typeof SessionsQuerySchema>;
 
+/** Query of the traffic history routes. Times are ms since the epoch. */
+export const HistoryQuerySchema = Type.Object(
+  {
+    /** First bucket: the one holding this time. @default to − 24 h */
+    from: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** End, exclusive. @default now */
+    to: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Bucket width in seconds: 60 (kept 7 days) or 3600 (kept 90 days). @default 60 */
+    res: Type.Optional(Type.Union([Type.Literal(60), Type.Literal(3600)])),
+  },
+  { additionalProperties: false },
+);
+export type HistoryQuery = Static<typeof HistoryQuerySchema>;
+
 /** A user as the API shows it: the store's User, never its secret, the key as text. */
 export interface UserJson extends Omit<User, 'publicKey' | 'secret'> {
   /** base64url. */

@@ -12,6 +12,8 @@
  *                                      until they end; liveSessions says how many)
  *   POST   /api/users/:id/kick         closes the user's live sessions
  *   GET    /api/users/:id/traffic
+ *   GET    /api/users/:id/traffic/history?from&to&res   → { id, from, to, resolution, points: [{ at, up, down }] }
+ *   GET    /api/traffic/history?from&to&res     every user summed (the fleet's, on a shared PostgreSQL)
  *   GET    /api/users/:id/links
  *   GET    /api/sessions[?user=id]
  *   DELETE /api/sessions/:id           kick one session
@@ -28,16 +30,18 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { nullLogger, type Logger } from '../core/logger.js';
 import { decodeKey } from '../secure/keys.js';
-import { StoreError, generateWssPath, type CredentialInput, type User, type UserPatch, type UserStore } from '../store/index.js';
+import { StoreError, generateWssPath, type CredentialInput, type TrafficHistory, type User, type UserPatch, type UserStore } from '../store/index.js';
 import {
   CreateUserSchema,
   DeleteQuerySchema,
+  HistoryQuerySchema,
   ListQuerySchema,
   PatchUserSchema,
   SessionsQuerySchema,
   userJson,
   type CreateUserBody,
   type DeleteQuery,
+  type HistoryQuery,
   type ListQuery,
   type PatchUserBody,
   type SessionsQuery,
@@ -57,6 +61,8 @@ export interface AdminApiInit {
   readonly adminToken: string;
   /** Where provisioning passwords go; without it `provisionPassword` is refused. */
   readonly passwords?: PasswordVault;
+  /** The gateway's traffic history; without it the history routes answer 404. */
+  readonly history?: Pick<TrafficHistory, 'series' | 'fleetTotals'> | undefined;
   /** Largest accepted request body in bytes. @default 65536 */
   readonly bodyLimit?: number;
   /** @default nullLogger */
@@ -227,6 +233,29 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
       remainingBytes: u.quotaBytes === null ? null : Math.max(0, u.quotaBytes - total),
       live: { sessions: live.length, bytesSent: live.reduce((a, s) => a + s.bytesSent, 0), bytesReceived: live.reduce((a, s) => a + s.bytesReceived, 0) },
     };
+  });
+
+  /** The range a history query asks for; 404 while the history is off. */
+  const historyRange = (q: HistoryQuery) => {
+    const history = init.history;
+    if (history === undefined) throw new StoreError('ERR_STORE_NOT_FOUND', undefined, 'traffic history is off on this server');
+    const to = q.to ?? Date.now();
+    const from = q.from ?? to - 86_400_000;
+    const resolution = q.res ?? 60;
+    if (from >= to) throw new AdminInputError('querystring.from', 'must be before to');
+    if ((to - from) / (resolution * 1000) > 20_000) throw new AdminInputError('querystring.res', 'more than 20000 points: ask for a shorter range or res=3600');
+    return { history, from, to, resolution };
+  };
+
+  app.get('/api/users/:id/traffic/history', { schema: { querystring: HistoryQuerySchema } }, async (req: Req<unknown, HistoryQuery>) => {
+    const { history, ...range } = historyRange(req.query);
+    const u = await find(req.params.id);
+    return { id: u.id, ...range, points: await history.series('user', u.id, range.from, range.to, range.resolution) };
+  });
+
+  app.get('/api/traffic/history', { schema: { querystring: HistoryQuerySchema } }, async (req: Req<unknown, HistoryQuery>) => {
+    const { history, ...range } = historyRange(req.query);
+    return { ...range, points: await history.fleetTotals(range.from, range.to, range.resolution) };
   });
 
   app.get('/api/users/:id/links', async (req: Req) => {

@@ -6,7 +6,7 @@
  * (`node --import tsx scripts/admin-api-doc.ts` rewrites it; a unit test
  * fails when it is stale, or when a route is missing from it).
  */
-import { CreateUserSchema, DeleteQuerySchema, ListQuerySchema, PatchUserSchema, PolicySchema, SessionsQuerySchema } from './api-schemas.js';
+import { CreateUserSchema, DeleteQuerySchema, HistoryQuerySchema, ListQuerySchema, PatchUserSchema, PolicySchema, SessionsQuerySchema } from './api-schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -37,6 +37,22 @@ const secretReply = {
   links: { ...links, description: "one link per endpoint the user can use (a key user without a wssPath has no ws/wss link); empty without a secret" },
   linksError: { type: 'string', description: 'present when the links could not be built (the change itself was made)' },
 };
+
+/** A traffic history reply (404 when the server keeps no history). */
+const history = (extra: Record<string, Json>): Json => ({
+  type: 'object',
+  properties: {
+    ...extra,
+    from: { type: 'integer' },
+    to: { type: 'integer' },
+    resolution: { enum: [60, 3600], description: 'bucket width, seconds' },
+    points: {
+      type: 'array',
+      items: { type: 'object', properties: { at: { type: 'integer', description: 'bucket start, ms since the epoch' }, up: { type: 'integer' }, down: { type: 'integer' } }, required: ['at', 'up', 'down'] },
+    },
+  },
+  required: ['from', 'to', 'resolution', 'points'],
+});
 
 /** The OpenAPI document of the admin API. */
 export function adminOpenApi(): Json {
@@ -129,6 +145,21 @@ export function adminOpenApi(): Json {
             ...errors,
             ...notFound,
           },
+        },
+      },
+      '/api/users/{id}/traffic/history': {
+        parameters: [idParam],
+        get: {
+          summary: "The user's traffic over time, summed over every server sharing the store",
+          parameters: queryParams(HistoryQuerySchema),
+          responses: { 200: json(history({ id: { type: 'string' } }), 'the points; buckets without traffic are absent'), ...errors, ...notFound },
+        },
+      },
+      '/api/traffic/history': {
+        get: {
+          summary: "Every user's traffic over time, summed: the fleet's on a shared PostgreSQL",
+          parameters: queryParams(HistoryQuerySchema),
+          responses: { 200: json(history({}), 'the points; buckets without traffic are absent'), ...errors, ...notFound },
         },
       },
       '/api/users/{id}/links': {

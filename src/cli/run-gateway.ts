@@ -95,7 +95,7 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
       const passwords = await openPasswordVault({ dataDir: dd.dir, store: gw.store, logger: log });
       closers.push(async () => passwords.close());
       const secret = await ensureProvisionSecret(dd.dir, { logger: log });
-      const admin = buildAdminApi({ store: gw.store, gateway: view, adminToken: token, passwords, logger: log });
+      const admin = buildAdminApi({ store: gw.store, gateway: view, adminToken: token, passwords, history: gw.history, logger: log });
       const provision = buildProvisionApi({ store: gw.store, gateway: view, passwords, secret, logger: log });
       await Promise.all([admin.ready(), provision.ready()]);
       closers.push(async () => {

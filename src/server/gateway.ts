@@ -11,6 +11,7 @@
  *                                                              │ accept
  *                              'session' ─▶ attachProxy(user's egress, dst, meter.counters)
  *   store change ─▶ cache ─▶ onUserChange ─▶ quota crossed? close CloseCode.quota
+ *   meters' flush ─▶ history.record('user', id, …) ─▶ 1-minute and 1-hour points in the store
  *   every second ─▶ expired users' sessions ─▶ close CloseCode.expired
  *
  * Live changes follow the store: a new user connects at once, a disabled or
@@ -26,7 +27,7 @@ import { requestPath, type RouteDecision } from '../carriers/ws-server.js';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { CloseCode } from '../session/session.js';
-import { openStore, UserCache, userRefusal, type User, type UserStore } from '../store/index.js';
+import { openStore, TrafficHistory, UserCache, userRefusal, type User, type UserStore } from '../store/index.js';
 import type { DataDir } from './datadir.js';
 import { EgressDialer } from './egress.js';
 import { importJsonUsers } from './import-users.js';
@@ -66,6 +67,10 @@ export interface GatewayInit {
   readonly now?: () => number;
   /** Where to register the per-user traffic and the proxy's counters (see user-meter.ts). @default nullMetrics */
   readonly metrics?: Metrics;
+  /** Keep per-user traffic history in the store (1-minute points for 7 days, 1-hour for 90). @default true */
+  readonly history?: boolean;
+  /** This server's name among the servers sharing one PostgreSQL (its history rows are its own). @default os.hostname() */
+  readonly historyNode?: string;
 }
 
 /** One live session as the management APIs show it (admin's SessionInfo). Plain data: safe to serialize. */
@@ -114,6 +119,8 @@ export class Gateway {
   readonly cache: UserCache;
   /** Names of the users this start imported from users.json (the default user on a first start). */
   readonly imported: readonly string[];
+  /** Per-user traffic over time (fed by the meters' flushes); undefined when off or the store keeps none. */
+  readonly history: TrafficHistory | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly meters: UserMeters;
@@ -146,7 +153,19 @@ export class Gateway {
     this.tokenPath = init.wsTokenPath === undefined ? '/' : init.wsTokenPath;
     this.policy = new DestinationPolicy({ allow: init.policy.allow, deny: init.policy.deny, logger: this.log });
     this.egress = new EgressDialer({ policy: this.policy, logger: this.log });
-    this.meters = new UserMeters({ store, logger: this.log, onBytes: (m) => this.checkQuota(m), ...(init.trafficFlushMs === undefined ? {} : { flushMs: init.trafficFlushMs }), ...(init.metrics === undefined ? {} : { metrics: init.metrics }) });
+    this.history =
+      init.history === false || store.history === undefined
+        ? undefined
+        : new TrafficHistory({ store: store.history, logger: this.log, now: this.now, ...(init.historyNode === undefined ? {} : { node: init.historyNode }), ...(init.metrics === undefined ? {} : { metrics: init.metrics }) });
+    this.meters = new UserMeters({
+      store,
+      logger: this.log,
+      onBytes: (m) => this.checkQuota(m),
+      now: this.now,
+      ...(init.trafficFlushMs === undefined ? {} : { flushMs: init.trafficFlushMs }),
+      ...(init.metrics === undefined ? {} : { metrics: init.metrics }),
+      ...(this.history === undefined ? {} : { history: this.history }),
+    });
     cache.onUserChange((id, user) => this.userChanged(id, user));
     this.expiryTimer = setInterval(() => this.closeExpired(), init.expiryCheckMs ?? 1000);
     this.expiryTimer.unref();
@@ -327,9 +346,10 @@ export class Gateway {
     return this.closeUser(userId, CloseCode.kicked, reason);
   }
 
-  /** Writes pending traffic counters to the store now. */
-  flushTraffic(): Promise<void> {
-    return this.meters.flush();
+  /** Writes pending traffic counters, then the traffic history, to the store now. */
+  async flushTraffic(): Promise<void> {
+    await this.meters.flush();
+    await this.history?.flush();
   }
 
   /** Writes pending traffic, stops following the store and closes it. Idempotent. */
@@ -338,6 +358,7 @@ export class Gateway {
     this.closed = true;
     clearInterval(this.expiryTimer);
     await this.meters.close();
+    await this.history?.close();
     this.cache.close();
     await this.store.close();
   }

@@ -7,7 +7,13 @@
  *   relay data ──tally──▶ meter.counters.bytesUp/Down (setter)
  *                              │ pending += n, unseen += n ──▶ onBytes(userId)  (quota check)
  *   every flushMs ─────────────┴─▶ store.addTraffic([{ userId, up, down }…])
- *                                   failure: the batch goes back to pending
+ *                              │    failure: the batch goes back to pending
+ *                              └─▶ history.record('user', userId, up, down, now)   (bytes since the last flush)
+ *
+ * The history gets each byte once, at the flush after it was counted,
+ * whether the store write then works or not: it keeps (and retries) its own
+ * batches, and a failed addTraffic batch coming back to pending must not
+ * reach it twice. So the history has its own tally (historyUp/Down).
  *
  * `unseen` is what this server counted that the cached user's own counters
  * do not include yet: the user cache refreshes a user's counters only when
@@ -26,6 +32,7 @@
 import type { Logger } from '../core/logger.js';
 import { toError } from '../core/errors.js';
 import { nullMetrics, type Metrics } from '../core/metrics.js';
+import type { TrafficRecorder } from '../store/history-types.js';
 import type { UserStore } from '../store/types.js';
 import { addProxyCounters, createProxyCounters, registerProxyMetrics, type ProxyCounters } from './proxy-counters.js';
 
@@ -39,6 +46,9 @@ export interface UserMeter {
   pendingDown: number;
   /** Bytes in a store write that has not finished. */
   inflight: number;
+  /** Bytes counted and not yet handed to the history. */
+  historyUp: number;
+  historyDown: number;
   /** Bytes counted here that the cached user's counters do not include. */
   unseen: number;
   /** Live sessions using this meter; at 0 with nothing pending, a flush drops the meter. */
@@ -59,6 +69,8 @@ export interface UserMetersInit {
   readonly now?: () => number;
   /** Where to register the per-user and the server-wide proxy metrics (see the file comment). @default nullMetrics */
   readonly metrics?: Metrics;
+  /** Gets every user's bytes at each flush (the traffic history). @default none */
+  readonly history?: TrafficRecorder;
 }
 
 /** The state of a run of failed flushes. */
@@ -146,7 +158,7 @@ export class UserMeters {
 
   private create(userId: string): UserMeter {
     const counters = createProxyCounters();
-    const meter: UserMeter = { userId, counters, pendingUp: 0, pendingDown: 0, inflight: 0, unseen: 0, refs: 0 };
+    const meter: UserMeter = { userId, counters, pendingUp: 0, pendingDown: 0, inflight: 0, historyUp: 0, historyDown: 0, unseen: 0, refs: 0 };
     let up = 0;
     let down = 0;
     // The proxy only ever adds to these two fields (`shared[key] += n`), so a
@@ -164,9 +176,13 @@ export class UserMeters {
         this.retired[key] += n;
         live.pendingUp += meter.pendingUp;
         live.pendingDown += meter.pendingDown;
+        live.historyUp += meter.historyUp;
+        live.historyDown += meter.historyDown;
         live.unseen += n;
         meter.pendingUp = 0;
         meter.pendingDown = 0;
+        meter.historyUp = 0;
+        meter.historyDown = 0;
       }
       this.init.onBytes(live ?? meter);
     };
@@ -178,6 +194,7 @@ export class UserMeters {
           const n = v - up;
           up = v;
           meter.pendingUp += n;
+          meter.historyUp += n;
           added(n, 'bytesUp');
         },
       },
@@ -188,6 +205,7 @@ export class UserMeters {
           const n = v - down;
           down = v;
           meter.pendingDown += n;
+          meter.historyDown += n;
           added(n, 'bytesDown');
         },
       },
@@ -197,7 +215,14 @@ export class UserMeters {
 
   private async flushOnce(): Promise<void> {
     const batch: { meter: UserMeter; up: number; down: number }[] = [];
+    const now = this.init.now ?? Date.now;
+    const at = now();
     for (const [id, m] of this.meters) {
+      if (m.historyUp !== 0 || m.historyDown !== 0) {
+        this.init.history?.record('user', id, m.historyUp, m.historyDown, at);
+        m.historyUp = 0;
+        m.historyDown = 0;
+      }
       if (m.pendingUp === 0 && m.pendingDown === 0) {
         if (m.inflight === 0 && m.refs === 0 && closedDown(m.counters)) {
           this.meters.delete(id);
@@ -211,7 +236,6 @@ export class UserMeters {
       m.pendingDown = 0;
     }
     if (batch.length === 0) return;
-    const now = this.init.now ?? Date.now;
     const bytes = batch.reduce((a, b) => a + b.up + b.down, 0);
     try {
       await this.init.store.addTraffic(batch.map((b) => ({ userId: b.meter.userId, up: b.up, down: b.down })));

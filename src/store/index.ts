@@ -18,6 +18,9 @@ export { UserCache, userRefusal, type Refusal, type UserCacheInit } from './cach
 export { generateWssPath } from './user.js';
 export { SqliteStore, type SqliteStoreInit } from './sqlite.js';
 export { PostgresStore, type PostgresStoreInit } from './postgres.js';
+export type * from './history-types.js';
+export { bucketOf, RESOLUTIONS } from './history-types.js';
+export { TrafficHistory, type TrafficHistoryInit, type TrafficHistoryStats } from './history.js';
 
 /** Options of {@link openStore}. */
 export interface OpenStoreOptions {

@@ -80,6 +80,51 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE users ADD COLUMN mtt boolean NOT NULL DEFAULT false;
       UPDATE users SET mtt = true WHERE name LIKE 'mtt:%' AND wss_path IS NOT NULL AND dst IS NOT NULL;`,
   },
+  {
+    // Traffic history (issue 18): per-user and per-path byte counts in 1-minute and 1-hour buckets.
+    // One row per (series, resolution, bucket, node): the servers of a fleet write their own rows
+    // (no contention between them) and a query sums over node. Not tied to users (a deleted user's
+    // history ages out with the rest). traffic_history_batches records the batches applied, so a
+    // batch retried after a failure whose commit did happen is not added twice (history.ts).
+    version: 3,
+    name: 'traffic_history',
+    sqlite: `
+      CREATE TABLE traffic_history (
+        kind       TEXT NOT NULL CHECK (kind IN ('user', 'path')),
+        series_id  TEXT NOT NULL,
+        resolution INTEGER NOT NULL CHECK (resolution IN (60, 3600)),
+        bucket     INTEGER NOT NULL,
+        node       TEXT NOT NULL,
+        bytes_up   INTEGER NOT NULL DEFAULT 0,
+        bytes_down INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, series_id, resolution, bucket, node)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX traffic_history_time ON traffic_history (resolution, bucket);
+      CREATE TABLE traffic_history_batches (
+        node       TEXT NOT NULL,
+        batch      TEXT NOT NULL,
+        applied_at INTEGER NOT NULL,
+        PRIMARY KEY (node, batch)
+      ) STRICT, WITHOUT ROWID;`,
+    postgres: `
+      CREATE TABLE traffic_history (
+        kind       text NOT NULL CHECK (kind IN ('user', 'path')),
+        series_id  text COLLATE "C" NOT NULL,
+        resolution integer NOT NULL CHECK (resolution IN (60, 3600)),
+        bucket     timestamptz NOT NULL,
+        node       text COLLATE "C" NOT NULL,
+        bytes_up   bigint NOT NULL DEFAULT 0,
+        bytes_down bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, series_id, resolution, bucket, node)
+      );
+      CREATE INDEX traffic_history_time ON traffic_history (resolution, bucket);
+      CREATE TABLE traffic_history_batches (
+        node       text COLLATE "C" NOT NULL,
+        batch      text COLLATE "C" NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (node, batch)
+      );`,
+  },
 ];
 
 /** The newest schema version this build knows. */

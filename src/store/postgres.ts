@@ -15,6 +15,8 @@ import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
 import { ClosedError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { PostgresHistory } from './history-postgres.js';
+import type { HistoryStore } from './history-types.js';
 import { migratePostgres } from './migrations.js';
 import { PgListener } from './pg-listener.js';
 import { StoreError } from './types.js';
@@ -80,6 +82,8 @@ export class PostgresStore implements UserStore {
   private closed = false;
   private readonly hub: ChangeHub;
   private readonly ids = new IdGenerator();
+  /** The traffic history, in the same database (history-postgres.ts). */
+  readonly history: HistoryStore;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -89,6 +93,34 @@ export class PostgresStore implements UserStore {
     private readonly log: Logger,
   ) {
     this.hub = hub;
+    this.history = new PostgresHistory({ q: (sql, params, client) => this.q(sql, params, client), tx: (fn) => this.tx(fn) });
+  }
+
+  /** Runs `fn` in a transaction on one pooled connection; a connection whose ROLLBACK failed is discarded. */
+  private async tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new ClosedError('user store');
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw new StoreError('ERR_STORE_BACKEND', undefined, `PostgreSQL user store: ${(err as Error).message}`, { cause: err });
+    }
+    let out: T;
+    try {
+      await this.q('BEGIN', [], client);
+      out = await fn(client);
+      await this.q('COMMIT', [], client);
+    } catch (err) {
+      let broken: Error | undefined;
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        this.log.warn({ err: rollbackErr }, 'user store: ROLLBACK failed; discarding the connection');
+        broken = rollbackErr as Error;
+      });
+      client.release(broken);
+      throw err;
+    }
+    client.release();
+    return out;
   }
 
   /** Connects, migrates (under an advisory lock) and starts listening. Rejects with StoreError. */

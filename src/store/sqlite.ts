@@ -12,6 +12,8 @@ import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ClosedError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
+import { SqliteHistory } from './history-sqlite.js';
+import type { HistoryStore } from './history-types.js';
 import { SCHEMA_VERSION, migrateSqlite } from './migrations.js';
 import { StoreError } from './types.js';
 import type { ListOptions, NewUser, ReadOptions, StoreChange, TrafficEntry, User, UserKind, UserPatch, UserStore } from './types.js';
@@ -156,6 +158,8 @@ export class SqliteStore implements UserStore {
   private lastReopen = 0;
   private externalTimer: NodeJS.Timeout | undefined;
   private dataVersion = -1;
+  /** The traffic history, in the same file (history-sqlite.ts). */
+  readonly history: HistoryStore;
 
   /** Opens (creating if needed) and migrates the database. Throws StoreError. */
   constructor(private readonly init: SqliteStoreInit) {
@@ -163,6 +167,12 @@ export class SqliteStore implements UserStore {
     this.hub = new ChangeHub(log);
     this.readOnly = init.readOnly;
     this.db = init.readOnly !== undefined ? openReadOnly(init.path, log) : openReadWrite(init, log);
+    this.history = new SqliteHistory({ stmt: (sql) => this.stmt(sql), tx: (fn) => this.tx(fn), writable: () => this.writable(), guard: (fn) => this.guard(fn) });
+  }
+
+  private tx<T>(fn: () => T): T {
+    if (this.db === undefined) throw new ClosedError('user store');
+    return this.db.transaction(fn).immediate();
   }
 
   private stmt(sql: string): BetterSqlite3.Statement {

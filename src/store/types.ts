@@ -23,6 +23,7 @@
  * looser; data dir 0700) and the database role.
  */
 import { PolytunError } from '../core/errors.js';
+import type { HistoryStore } from './history-types.js';
 
 /** How a user proves who it is. */
 export type UserKind = 'key' | 'token';
@@ -178,6 +179,11 @@ export interface UserStore {
    * listener that throws is logged and does not affect the write.
    */
   onChange(listener: (change: StoreChange) => void): () => void;
+  /**
+   * The traffic history in the same database (history-types.ts); absent on
+   * stores that keep none. Closed with the store.
+   */
+  readonly history?: HistoryStore;
   /** Releases the database. Idempotent. */
   close(): Promise<void>;
 }

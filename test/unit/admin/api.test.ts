@@ -8,8 +8,10 @@ import type { InjectOptions } from 'fastify';
 import { buildAdminApi } from '../../../src/admin/api.js';
 import { openPasswordVault } from '../../../src/admin/passwords.js';
 import { decodeLink } from '../../../src/config/link.js';
+import { ManualClock } from '../../../src/core/clock.js';
 import type { Logger } from '../../../src/core/logger.js';
 import { keyPairFromToken, publicKeyOf, decodeKey, encodeKey, generateKeyPair } from '../../../src/secure/keys.js';
+import { TrafficHistory, type HistoryStore } from '../../../src/store/index.js';
 import { FakeGateway, FINGERPRINT, tempStore } from './helpers.js';
 
 const TOKEN = 'admin-token-for-tests-0123456789abcdef';
@@ -20,7 +22,7 @@ function recordingLogger(lines: string[]): Logger {
   return l;
 }
 
-async function setup(t: TestContext, opts: { bodyLimit?: number; vault?: boolean } = {}) {
+async function setup(t: TestContext, opts: { bodyLimit?: number; vault?: boolean; history?: TrafficHistory } = {}) {
   const { dir, store } = await tempStore(t);
   const gateway = new FakeGateway();
   const logLines: string[] = [];
@@ -33,6 +35,7 @@ async function setup(t: TestContext, opts: { bodyLimit?: number; vault?: boolean
     logger: recordingLogger(logLines),
     ...(passwords === undefined ? {} : { passwords }),
     ...(opts.bodyLimit === undefined ? {} : { bodyLimit: opts.bodyLimit }),
+    history: opts.history,
   });
   t.after(() => app.close());
   const call = async (method: NonNullable<InjectOptions['method']>, url: string, payload?: unknown, auth: string | null = `Bearer ${TOKEN}`) => {
@@ -307,6 +310,44 @@ describe('admin API: users', () => {
     assert.deepEqual(links.body?.links, created.body?.links);
     assert.equal((await call('GET', '/api/users/nobody/traffic')).status, 404);
     assert.equal((await call('GET', '/api/users/nobody/links')).status, 404);
+  });
+
+  it("GET traffic/history: a user's points and every user's, by range and resolution; 400 for a bad range, 404 when off", async (t) => {
+    const T0 = Date.UTC(2026, 2, 1, 10);
+    const { store } = await tempStore(t);
+    const clock = new ManualClock(T0);
+    const history = new TrafficHistory({ store: store.history as HistoryStore, node: 'n', clock, now: () => clock.now() });
+    t.after(() => history.close());
+    const { call, store: apiStore } = await setup(t, { history });
+    const a = (await apiStore.createUser({ name: 'a' })).id;
+    history.record('user', a, 10, 20, T0 + 1_000);
+    history.record('user', a, 1, 2, T0 + 61_000);
+    history.record('user', 'someone-else', 100, 200, T0 + 1_000);
+    await history.flush();
+    // The history and the API's user store are two databases here; the API reads the history it was given.
+    const mine = await call('GET', `/api/users/a/traffic/history?from=${T0}&to=${T0 + 3_600_000}`);
+    assert.deepEqual(mine.body, {
+      id: a,
+      from: T0,
+      to: T0 + 3_600_000,
+      resolution: 60,
+      points: [
+        { at: T0, up: 10, down: 20 },
+        { at: T0 + 60_000, up: 1, down: 2 },
+      ],
+    });
+    const hourly = await call('GET', `/api/users/${a}/traffic/history?from=${T0}&to=${T0 + 3_600_000}&res=3600`);
+    assert.deepEqual(hourly.body?.points, [{ at: T0, up: 11, down: 22 }]);
+    const all = await call('GET', `/api/traffic/history?from=${T0}&to=${T0 + 3_600_000}&res=3600`);
+    assert.deepEqual(all.body?.points, [{ at: T0, up: 111, down: 222 }]);
+    const bad = await call('GET', `/api/traffic/history?from=${T0}&to=${T0}`);
+    assert.deepEqual([bad.status, bad.body?.field], [400, 'querystring.from']);
+    assert.deepEqual((await call('GET', '/api/traffic/history?res=300')).status, 400);
+    assert.equal((await call('GET', `/api/traffic/history?from=0&to=${T0}`)).status, 400, 'too many points');
+    assert.equal((await call('GET', '/api/users/nobody/traffic/history')).status, 404);
+    const { call: callOff } = await setup(t);
+    const off = await callOff('GET', '/api/traffic/history');
+    assert.deepEqual([off.status, off.body?.message], [404, 'traffic history is off on this server']);
   });
 });
 

@@ -91,6 +91,36 @@ describe('UserMeters', () => {
     await meters.close();
   });
 
+  it('hands each byte to the history once, at the flush after it was counted, even when the store write fails', async () => {
+    const { store, batches } = fakeStore(1);
+    const recorded: { kind: string; id: string; up: number; down: number; at: number | undefined }[] = [];
+    const history = { record: (kind: string, id: string, up: number, down: number, at?: number) => void recorded.push({ kind, id, up, down, at }) };
+    let t = 1_000_000;
+    const meters = new UserMeters({ store, logger: nullLogger, flushMs: 3_600_000, onBytes: () => undefined, history, now: () => t });
+    const a = meters.meterFor('a');
+    a.refs++;
+    a.counters.bytesUp += 10;
+    a.counters.bytesDown += 1;
+    await meters.flush(); // the store refuses: the bytes go back to pending, but the history has them already
+    assert.equal(batches.length, 0);
+    assert.deepEqual(recorded, [{ kind: 'user', id: 'a', up: 10, down: 1, at: 1_000_000 }]);
+    t += 10_000;
+    a.counters.bytesUp += 5;
+    await meters.flush(); // the store takes 15 + 1; the history only the 5 new bytes
+    await meters.flush(); // nothing new anywhere
+    assert.deepEqual(sum(batches, 'a'), { up: 15, down: 1 });
+    assert.deepEqual(recorded.slice(1), [{ kind: 'user', id: 'a', up: 5, down: 0, at: 1_010_000 }]);
+    // Late bytes of a dropped meter reach the history through the user's current meter.
+    a.refs--;
+    await meters.flush(); // drops a's meter
+    const b = meters.meterFor('a');
+    b.refs++;
+    a.counters.bytesDown += 3;
+    b.counters.bytesUp += 4;
+    await meters.close();
+    assert.deepEqual(recorded.slice(2).map((r) => [r.up, r.down]), [[4, 3]]);
+  });
+
   it('late bytes of a dropped meter go to the user\'s current meter, not lost', async () => {
     const { store, batches } = fakeStore();
     const meters = new UserMeters({ store, logger: nullLogger, flushMs: 3_600_000, onBytes: () => undefined });
