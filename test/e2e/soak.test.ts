@@ -16,7 +16,8 @@ const SECONDS = Number(process.env.POLYTUN_SOAK_SECONDS ?? 180);
 
 describe('e2e: soak', () => {
   it(`${SECONDS} s of mixed streams over tcp and wss with carrier cuts and a 75 s server outage`, async () => {
-    const report = await runSoak({ seconds: SECONDS, log: (l) => console.log(`# ${l}`) });
+    // Debug logs name each stream reset and its code; a broken stream's report carries the lines of its lifetime.
+    const report = await runSoak({ seconds: SECONDS, logLevel: 'debug', log: (l) => console.log(`# ${l}`) });
     const { brokenOutsideOutage: outside, corrupt } = report.streams;
     console.log(`# soak report: ${JSON.stringify({ ...report, streams: { ...report.streams, brokenOutsideOutage: outside.length, corrupt: corrupt.length } })}`);
     for (const r of [...corrupt, ...outside].slice(0, 10)) console.log(`# soak stream: ${JSON.stringify(r)}`);

@@ -32,6 +32,8 @@ export interface SoakInit {
   cutEverySeconds?: number;
   /** Per-direction rate limit of each client's carrier (bytes/s), to keep 2 cores sane. @default 6 MB/s */
   rateBps?: number;
+  /** --log-level of every polytun process (debug logs each stream reset with its code). @default $SOAK_LOG_LEVEL or info */
+  logLevel?: string;
   log?: (line: string) => void;
 }
 
@@ -42,7 +44,7 @@ export interface ProcFigures {
 }
 
 /** A stream's result, with which client carried it and when it started. */
-export type SoakStream = StreamResult & { client: string; startedAt: number };
+export type SoakStream = StreamResult & { client: string; startedAt: number; log?: string[] };
 
 export interface SoakReport {
   seconds: number;
@@ -130,9 +132,12 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   const wssPort = await freePort();
   const listen = [`tcp://127.0.0.1:${tcpPort}`, `wss://127.0.0.1:${wssPort}`];
   // SOAK_LOG_LEVEL=debug: every stream reset is logged with its code (with POLYTUN_LOG_DIR to keep the logs).
-  const logLevel = process.env.SOAK_LOG_LEVEL ? ['--log-level', process.env.SOAK_LOG_LEVEL] : [];
+  const level = init.logLevel ?? process.env.SOAK_LOG_LEVEL;
+  const logLevel = level ? ['--log-level', level] : [];
   const extra = ['--allow', '127.0.0.1', ...logLevel];
   let server: Server | Proc = await startServer(extra, listen);
+  /** The logs of every server process so far (the one killed for the outage, then its successor). */
+  const serverLogs: (() => string)[] = [];
   const serverArgs = ['server', ...listen.flatMap((l) => ['--listen', l]), '--data-dir', (server as Server).dataDir, ...extra];
   const dataDir = (server as Server).dataDir;
 
@@ -234,6 +239,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
     await new Promise((r) => (server.child.exitCode !== null ? r(null) : server.child.once('exit', r)));
     killedAt = now();
     await sleep(outageSeconds * 1000);
+    serverLogs.push(server.log);
     server = polytun(serverArgs);
     await waitForPort(tcpPort, '127.0.0.1', server, 30_000);
     await waitForPort(wssPort, '127.0.0.1', server, 30_000);
@@ -311,6 +317,18 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   // kernel still holds (Linux reports an RST only on an empty queue).
   const openAtOutage = (r: SoakStream): boolean => r.startedAt <= lastBack + 10_000 && r.endedAt >= killAt - 1000;
   report.streams.brokenOutsideOutage = results.filter((r) => r.outcome === 'broken' && !openAtOutage(r));
+  // What the processes logged while each of the first few broken streams lived (its reset, a cut, a resume).
+  serverLogs.push(server.log);
+  const logOf = (name: string): string => [clients.find((c) => c.name === name)?.proc.log() ?? '', ...serverLogs.map((l) => l())].join('\n');
+  for (const r of report.streams.brokenOutsideOutage.slice(0, 5)) {
+    const from = new Date(t0 + r.startedAt - 2000).toISOString();
+    const to = new Date(t0 + r.endedAt + 2000).toISOString();
+    r.log = logOf(r.client)
+      .split('\n')
+      .filter((l) => l >= from && l <= to && /stream|reset|path|carrier|resum|refus|timeout/i.test(l))
+      .sort()
+      .slice(-40);
+  }
   for (const c of clients) {
     const pid = c.proc.child.pid as number;
     report.clients[c.name] = {
