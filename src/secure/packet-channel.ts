@@ -246,14 +246,15 @@ export class PacketRecordChannel implements RecordChannel {
     this.#port.send(batch);
   }
 
-  #sendCloseNotices(): void {
+  /** A few sealed close notices (none once the counter is spent: the peer then ends by its own timeout). */
+  #closeNotices(): Buffer[] {
     const notices: Buffer[] = [];
     try {
       for (let i = 0; i < CLOSE_COPIES; i++) notices.push(this.#sealer.seal(this.#keys.remoteIndex, EMPTY, 0, 0, KIND_CLOSE, 0));
     } catch {
-      return; // counter spent: the peer ends by its own timeout
+      // counter spent
     }
-    this.#sendNow(notices);
+    return notices;
   }
 
   /**
@@ -318,19 +319,10 @@ export class PacketRecordChannel implements RecordChannel {
   close(): void {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#state = 'closing';
-    this.#sendCloseNoticesLater();
-  }
-
-  // Close notices go after the queued records, in the same order on the wire.
-  #sendCloseNoticesLater(): void {
-    try {
-      for (let i = 0; i < CLOSE_COPIES; i++) {
-        const d = this.#sealer.seal(this.#keys.remoteIndex, EMPTY, 0, 0, KIND_CLOSE, 0);
-        this.#queue.push(d);
-        this.#queuedBytes += d.length;
-      }
-    } catch {
-      // counter spent: the peer ends by its own timeout
+    // The notices go after the queued records, in the same order on the wire; the last flush ends the channel.
+    for (const d of this.#closeNotices()) {
+      this.#queue.push(d);
+      this.#queuedBytes += d.length;
     }
     this.#scheduleFlush();
   }
@@ -339,7 +331,7 @@ export class PacketRecordChannel implements RecordChannel {
     if (this.#state === 'closed') return;
     this.#queue = [];
     this.#queuedBytes = 0;
-    this.#sendCloseNotices();
+    this.#sendNow(this.#closeNotices());
     this.#finish(err);
   }
 

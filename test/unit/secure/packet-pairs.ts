@@ -8,11 +8,11 @@
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import type { PacketCarrier, PacketConn } from '../../../src/carriers/types.js';
-import { realClock } from '../../../src/core/clock.js';
+import { ManualClock, realClock } from '../../../src/core/clock.js';
 import type { Admission } from '../../../src/secure/handshake.js';
 import { generateKeyPair } from '../../../src/secure/keys.js';
 import type { DatagramPort, PacketRecordChannel } from '../../../src/secure/packet-channel.js';
-import { packetClientHandshake } from '../../../src/secure/packet-handshake.js';
+import { packetClientHandshake, type PacketClientInit } from '../../../src/secure/packet-handshake.js';
 import { PacketResponder, type PacketResponderInit } from '../../../src/secure/packet-responder.js';
 import type { RecordChannelPair } from './record-channel-compliance.js';
 
@@ -131,4 +131,22 @@ export async function packetCarrierPair(t: TestContext, carrier: PacketCarrier, 
     await listener.close();
   });
   return { a: c.channel, b, injectToB: (bytes) => void conn.send([bytes]), stallB: () => stall() };
+}
+
+/** A client and a server channel over hand-driven ports under a ManualClock; `init` applies to both ends' channels. */
+export async function handPair(init: Partial<PacketClientInit> = {}, serverInit: Partial<PacketResponderInit> = init) {
+  const clock = new ManualClock();
+  const responder = new PacketResponder({ clock, staticKeyPair: serverKeys, admit: admitAll, ...serverInit });
+  let server: PacketRecordChannel | undefined;
+  responder.onSession((s) => (server = s.channel));
+  const cp = new HandPort('server', 'client');
+  const sp = new HandPort('client', 'server');
+  responder.accept(sp);
+  const result = packetClientHandshake(cp, { clock, serverPublicKey: serverKeys.publicKey, clientKeyPair: clientKeys, ...windows, ...init });
+  const initiation = cp.sent[0] as Buffer;
+  pump(cp, sp);
+  const response = sp.sent[0] as Buffer;
+  pump(sp, cp);
+  const client = (await result).channel;
+  return { clock, responder, cp, sp, client, server: server as PacketRecordChannel, initiation, response };
 }
