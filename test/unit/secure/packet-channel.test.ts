@@ -10,9 +10,14 @@ import { describe, it } from 'node:test';
 import { MemoryPacketCarrier } from '../../../src/carriers/memory-packet.js';
 import { MemoryNetwork } from '../../../src/carriers/memory-network.js';
 import { UdpPacketCarrier } from '../../../src/carriers/udp.js';
+import { realClock } from '../../../src/core/clock.js';
 import { LimitError } from '../../../src/core/errors.js';
+import type { PacketRecordChannel } from '../../../src/secure/packet-channel.js';
+import { packetClientHandshake, rebindClient } from '../../../src/secure/packet-handshake.js';
+import { PacketResponder } from '../../../src/secure/packet-responder.js';
 import { RECORD_DATA } from '../../../src/secure/record.js';
-import { handPair, packetCarrierPair, pump } from './packet-pairs.js';
+import { waitUntil } from '../../helpers/eventually.js';
+import { admitAll, clientKeys, handPair, packetCarrierPair, pump, serverKeys, windows } from './packet-pairs.js';
 import { recordChannelCompliance } from './record-channel-compliance.js';
 
 recordChannelCompliance('packet channel over memory packets', {
@@ -111,5 +116,43 @@ describe('packet channel', () => {
     p.server.start();
     assert.deepEqual(got, [0, 1, 2]);
     assert.equal(p.server.stats.ignored, 2);
+  });
+});
+
+describe('packet channel over loopback udp: roaming', () => {
+  it('the client moves to a new socket (a new source port) mid-session; the server follows and answers there', async (t) => {
+    const carrier = new UdpPacketCarrier();
+    const responder = new PacketResponder({ clock: realClock, staticKeyPair: serverKeys, admit: admitAll });
+    const sessions: PacketRecordChannel[] = [];
+    responder.onSession((s) => sessions.push(s.channel));
+    const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (conn) => responder.accept(conn));
+    t.after(async () => {
+      responder.close();
+      await listener.close();
+    });
+    const first = await carrier.dial(listener.address);
+    const { channel: client } = await packetClientHandshake(first, { clock: realClock, serverPublicKey: serverKeys.publicKey, clientKeyPair: clientKeys, ...windows });
+    t.after(() => client.abort());
+    await waitUntil(() => sessions.length === 1, 'the session');
+    const server = sessions[0] as PacketRecordChannel;
+    const got: number[] = [];
+    const back: number[] = [];
+    server.onRecord((pt) => got.push(pt[1] as number));
+    client.onRecord((pt) => back.push(pt[1] as number));
+    server.start();
+    client.start();
+    client.write(rec(20, 1), 20);
+    await waitUntil(() => got.length === 1, 'a record from the first socket');
+    const oldRemote = server.info.remote;
+    const second = await carrier.dial(listener.address);
+    rebindClient(client, second);
+    client.write(rec(20, 2), 20);
+    await waitUntil(() => got.length === 2, 'a record from the second socket');
+    assert.notEqual(server.info.remote, oldRemote);
+    assert.equal(server.info.remote, second.local);
+    assert.equal(responder.stats.roamed, 1);
+    server.write(rec(20, 3), 20);
+    await waitUntil(() => back.length === 1, 'the answer at the new socket');
+    assert.deepEqual([got, back], [[1, 2], [3]]);
   });
 });
