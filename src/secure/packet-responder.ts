@@ -26,8 +26,12 @@
  * and padding only fills the difference.
  *
  * Idempotence: a repeated initiation (the same Noise message 1, by its
- * ephemeral key) gets the same response datagram, and no second session,
- * for `answeredTtlMs`; after that the replay guard drops it.
+ * ephemeral key) from the same source gets the same response datagram, and
+ * no second session, for `answeredTtlMs`; from another source, or later,
+ * it gets nothing (the replay guard): a prober replaying a captured
+ * initiation learns nothing, as on TCP (handshake.ts). One gap is left: a
+ * capture replayed elsewhere before its sender's Noise message was ever
+ * read (its sender still waiting for a cookie) gets a cookie reply.
  *
  * Bounded work and memory under a flood: the handshake table holds at most
  * `maxHandshakes` entries (beyond: dropped, not queued), the replay guard is
@@ -111,7 +115,8 @@ export interface PacketResponderStats {
   errors: number;
 }
 
-type Entry = { expires: number; response: Buffer | undefined };
+/** A handshake past Noise: when it expires, where it came from, and its answer once made. */
+type Entry = { expires: number; source: string; response: Buffer | undefined };
 
 /** See the file comment. */
 export class PacketResponder {
@@ -234,18 +239,23 @@ export class PacketResponder {
     const s = this.stats;
     const hd = decodeHandshake(this.#keys, d, true);
     if (hd === undefined || hd.type !== HS_INITIATION || hd.body.length < INIT_MSG) return void s.handshakeFailed++;
-    const padding = this.#init.handshakePadding ?? 256;
-    if (this.#cookieRequired() && !this.#jar.checkMac2(d, port.remote)) {
-      s.cookieReplies++;
-      return this.#sendUnauthenticated(port, encodeCookieReply(this.#keys, this.#jar.cookieFor(port.remote), mac1Of(d), d.length, padding), d);
-    }
+    // The ephemeral key names the Noise message 1 (it is readable before any DH).
     const key = hd.body.toString('base64', 0, 32);
     this.#sweep();
     const seen = this.#handshakes.get(key);
     if (seen !== undefined) {
+      // A repeat from where the original came is a retransmission; from anywhere else, a captured
+      // initiation replayed to see whether we answer (active probing): it gets nothing.
+      if (seen.source !== port.remote) return void s.replayedInitiations++;
       s.repeatedInitiations++;
       if (seen.response !== undefined) this.#sendUnauthenticated(port, seen.response, d);
       return;
+    }
+    if (this.#replay.has(hd.body.subarray(0, 32))) return void s.replayedInitiations++;
+    if (this.#cookieRequired() && !this.#jar.checkMac2(d, port.remote)) {
+      s.cookieReplies++;
+      const reply = encodeCookieReply(this.#keys, this.#jar.cookieFor(port.remote), mac1Of(d), d.length, this.#init.handshakePadding ?? 256);
+      return this.#sendUnauthenticated(port, reply, d);
     }
     if (this.#handshakes.size >= this.#maxHandshakes) return void s.busy++;
     this.#load++;
@@ -262,7 +272,7 @@ export class PacketResponder {
     const wall = (this.#init.wallClock ?? Date.now)();
     if (Math.abs(hello.timestampMs - wall) > (this.#init.maxSkewMs ?? 300_000)) return void s.skewed++;
     if (!this.#replay.remember(hd.body.subarray(0, 32), wall)) return void s.replayedInitiations++;
-    const entry: Entry = { expires: this.#clock.now() + (this.#init.answeredTtlMs ?? 30_000), response: undefined };
+    const entry: Entry = { expires: this.#clock.now() + (this.#init.answeredTtlMs ?? 30_000), source: port.remote, response: undefined };
     this.#handshakes.set(key, entry);
     const clientKey = hs.remoteStaticKey as Buffer;
     const pick = pickCipher(localCipherPolicy(this.#init.cipher, this.#init.aesAccelerated), hello.caps);
