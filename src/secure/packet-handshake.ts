@@ -223,6 +223,7 @@ export function packetClientHandshake(port: DatagramPort, init: PacketClientInit
       if (sh.version !== PROTOCOL_VERSION) throw new ProtocolError(`server chose unsupported version ${sh.version}`);
       const cipher = cipherOfServerCaps(sh.caps);
       if (cipher === 'aes-256-gcm' && ciphers.choice === 'chacha20-poly1305') throw new ProtocolError('server chose aes-256-gcm records, which we did not offer');
+      if (ciphers.choice !== 'auto' && cipher !== ciphers.choice) throw new RejectedError(RejectCode.cipherMismatch, `we require ${ciphers.choice}, the server chose ${cipher}`);
       const remoteIndex = payload.readUInt32BE(HELLO_SIZE);
       const c2s = Buffer.from(payload.subarray(HELLO_SIZE + 4, HELLO_SIZE + 20));
       const ch = new PacketRecordChannel(channelKeys(hs, cipher, localIndex, remoteIndex, c2s), port, init.carrier ?? 'udp', init);

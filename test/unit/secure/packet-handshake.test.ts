@@ -106,6 +106,34 @@ describe('packet handshake', () => {
     assert.equal(sessions.length, 0);
   });
 
+  it('negotiates the record cipher as the stream handshake does, and a forced mismatch ends in a typed reject', async () => {
+    const both = setup({ cipher: 'auto', aesAccelerated: true });
+    const aes = both.connect('198.51.100.8:1000', { cipher: 'auto', aesAccelerated: true });
+    pump(aes.cp, aes.sp);
+    pump(aes.sp, aes.cp);
+    const aesClient = (await aes.result).channel;
+    assert.equal(aesClient.info.cipher, 'aes-256-gcm');
+    const aesServer = (both.sessions[0] as PacketSession).channel;
+    assert.equal(aesServer.info.cipher, 'aes-256-gcm');
+    let got: Buffer | undefined;
+    aesServer.onRecord((pt) => (got = Buffer.from(pt)));
+    aesServer.start();
+    aesClient.write(Buffer.from('\0over aes'), 9);
+    await turn();
+    pump(aes.cp, aes.sp);
+    assert.equal(got?.toString('latin1', 1), 'over aes');
+    const chacha = both.connect('198.51.100.8:1001', { cipher: 'auto', aesAccelerated: false });
+    pump(chacha.cp, chacha.sp);
+    pump(chacha.sp, chacha.cp);
+    assert.equal((await chacha.result).channel.info.cipher, 'chacha20-poly1305');
+    const forced = setup({ cipher: 'aes-256-gcm', aesAccelerated: true });
+    const clash = forced.connect('198.51.100.8:1002', { cipher: 'chacha20-poly1305' });
+    pump(clash.cp, clash.sp);
+    pump(clash.sp, clash.cp);
+    await assert.rejects(clash.result, (e: unknown) => e instanceof RejectedError && e.reject === RejectCode.cipherMismatch);
+    assert.equal(forced.sessions.length, 0);
+  });
+
   it('an asynchronous admission: repeats while it runs get nothing, then the one answer', async () => {
     let decide: (a: ReturnType<typeof admitAll>) => void = () => undefined;
     const { clock, sessions, connect } = setup({ admit: () => new Promise((r) => (decide = r)) });
