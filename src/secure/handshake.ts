@@ -304,6 +304,10 @@ export class ReplayGuard {
     this.seen.set(k, now + this.ttlMs);
     return true;
   }
+  /** True if `key` was remembered (a replay), without remembering it: the packet responder asks before it spends a cookie reply. */
+  has(key: Buffer): boolean {
+    return this.seen.has(key.toString('base64'));
+  }
   get size(): number {
     return this.seen.size;
   }

@@ -5,8 +5,9 @@
  * underneath are its own business.
  *
  * Implementations: the stream secure channel (channel.ts, over TCP, TLS,
- * WebSocket or memory); later the packet secure channel (UDP) and a WebRTC
- * channel. Every one runs the compliance suite in
+ * WebSocket or memory); the packet secure channel (packet-channel.ts, over
+ * UDP, `reliable: false`; groundwork for issue 17, no session uses it yet);
+ * later a WebRTC channel. Every one runs the compliance suite in
  * test/unit/secure/record-channel-compliance.ts.
  *
  * Lifecycle (once each, in this order):
