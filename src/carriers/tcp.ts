@@ -15,6 +15,7 @@ import { PreAuthGate } from './preauth.js';
 import { DialError, ListenError, errnoOf } from './errors.js';
 import { formatEndpoint } from './types.js';
 import type { DialOptions, Endpoint, Listener, StreamCarrier, StreamConn } from './types.js';
+import { LISTEN_BACKLOG } from '../core/limits.js';
 
 /** Options of {@link TcpCarrier}. */
 export interface TcpCarrierInit {
@@ -24,7 +25,7 @@ export interface TcpCarrierInit {
   keepAliveInitialDelayMs?: number;
   /** Happy-eyeballs delay before trying the next address family, ms. @default 250 */
   autoSelectFamilyAttemptTimeoutMs?: number;
-  /** Listen backlog. @default 511 */
+  /** Listen backlog (capped by net.core.somaxconn). @default LISTEN_BACKLOG (4096) */
   backlog?: number;
   /** Where listener-level errors are reported. @default nullLogger */
   logger?: Logger;
@@ -196,7 +197,7 @@ export class TcpCarrier implements StreamCarrier {
 }
 
 /** Binds `server` to `at` (as a kernel MPTCP listener when `mptcp`), turning a bind failure into ListenError. */
-export async function listenServer(server: net.Server, at: Endpoint, backlog = 511, mptcp = false): Promise<void> {
+export async function listenServer(server: net.Server, at: Endpoint, backlog = LISTEN_BACKLOG, mptcp = false): Promise<void> {
   // Node cannot create an MPTCP socket: the addon makes the listening fd (loaded only when asked for).
   const fd = mptcp ? (await import('./socket-opts.js')).mptcpListenFd(at.host, at.port, backlog) : undefined;
   return new Promise((resolve, reject) => {

@@ -9,6 +9,7 @@ import { classifyHost } from '../core/address.js';
 import { ClosedError, ConfigError, isBenignClose } from '../core/errors.js';
 import { LogLimiter } from '../core/log-limiter.js';
 import type { Logger } from '../core/logger.js';
+import { LISTEN_BACKLOG } from '../core/limits.js';
 
 /** A local listen address. */
 export interface ListenAddress {
@@ -101,7 +102,7 @@ export class TcpFront {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.init.listen.port, this.init.listen.host, () => {
+      server.listen({ port: this.init.listen.port, host: this.init.listen.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });

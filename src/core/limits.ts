@@ -24,6 +24,16 @@ export const MAX_DATAGRAM_QUEUE_BYTES = 1 << 20;
 export const STREAM_HIGH_WATER_MARK = 256 * 1024;
 
 // ── records, carriers, relays ─────────────────────────────────────────────
+/**
+ * Listen backlog of every port that takes traffic (carrier listeners, the
+ * client's SOCKS/HTTP/-L fronts, -R binds), as Go's net.Listen has it: the
+ * kernel caps it at net.core.somaxconn. With Node's 511, a burst of
+ * connections while the event loop was busy overflowed the accept queue
+ * (the soak under load: TcpExtListenOverflows); the kernel then drops the
+ * handshake's last ACK, the peer believes it is connected, and ~31 s of
+ * SYN-ACK retries later its connection is reset with nothing sent.
+ */
+export const LISTEN_BACKLOG = 4096;
 /** Bytes a record channel lets wait in its carrier before `writable` turns false. */
 export const CHANNEL_MAX_QUEUED_BYTES = 256 * 1024;
 /** Bytes a relay lets wait in its destination before pausing its source. */

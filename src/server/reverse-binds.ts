@@ -27,6 +27,7 @@ import { SocksReply } from './egress.js';
 import { logBindDenial } from './denials.js';
 import { parsePorts } from './policy.js';
 import type { Tally } from './proxy-counters.js';
+import { LISTEN_BACKLOG } from '../core/limits.js';
 
 /** Which reverse forwards clients may ask for. */
 export interface ReverseInit {
@@ -146,7 +147,7 @@ export class ReverseBinds {
       s.reset(ResetCode.internal);
     });
     server.on('connection', (sock: Socket) => this.#onConnection(bind, sock));
-    server.listen({ host: dest.host, port: dest.port, exclusive: true }, () => {
+    server.listen({ host: dest.host, port: dest.port, exclusive: true, backlog: LISTEN_BACKLOG }, () => {
       // A listen() whose stream died meanwhile must not outlive it.
       if (bind.released) {
         server.close();

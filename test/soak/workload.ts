@@ -79,7 +79,8 @@ export async function startTarget(): Promise<{ port: number; sockets: Set<net.So
     };
     sock.on('data', onHead);
   });
-  server.listen(0, '127.0.0.1');
+  // As polytun's own listeners (LISTEN_BACKLOG): a burst of dials from the server must not overflow the accept queue.
+  server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 });
   await new Promise((r) => server.once('listening', r));
   return {
     port: (server.address() as net.AddressInfo).port,

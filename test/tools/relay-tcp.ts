@@ -94,7 +94,7 @@ export class TcpRelay {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onConnection(s));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.listenAt.port, this.listenAt.host, () => {
+      server.listen({ port: this.listenAt.port, host: this.listenAt.host, backlog: 4096 }, () => {
         server.off('error', reject);
         resolve();
       });
