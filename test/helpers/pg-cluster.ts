@@ -2,8 +2,7 @@
  * A PostgreSQL for a test file: $POLYTUN_TEST_PG if set; otherwise a
  * throwaway cluster started with scripts/pg-test-cluster.sh (stop() removes
  * it). Without PostgreSQL binaries the answer is a reason to skip; any other
- * failure to start is a test failure. (The same steps as
- * test/unit/store/postgres.test.ts, for the files that came after it.)
+ * failure to start is a test failure.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
