@@ -263,7 +263,7 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
       sessionLines[c.name] = c.proc
         .log()
         .split('\n')
-        .filter((l) => l >= since && /connected|reconnecting in|resume|session|refused/.test(l))
+        .filter((l) => l >= since && !/ DEBUG /.test(l) && /connected|reconnecting in|resume|session|refused/.test(l))
         .slice(0, 40);
     }
   }
