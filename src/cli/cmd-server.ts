@@ -52,6 +52,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['reverse.ports', `[${DEFAULTS.reverse.ports}] (ports -R may bind)`],
   ['gateway.trafficFlushMs', '10000 (per-user traffic counters go to the user store this often)'],
   ['gateway.mttTimeoutMs', "60000 (mtt-mode connections without a byte either way this long are closed, mtt's -timeout; 0 = never)"],
+  ['gateway.history', 'true (per-user traffic over time in the user store: 1-minute points 7 days, 1-hour 90)'],
 ];
 
 /**

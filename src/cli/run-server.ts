@@ -43,6 +43,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     trafficFlushMs: cfg.gateway.trafficFlushMs,
     wsTokenPath: cfg.gateway.wsTokenPath === false ? null : cfg.gateway.wsTokenPath,
     mttIdleMs: cfg.gateway.mttTimeoutMs,
+    history: cfg.gateway.history,
     logger: log,
     metrics: exported.metrics,
   });

@@ -11,9 +11,10 @@
  *     wsTokenPath: /                          # --ws-token-path PATH; ws/wss path where a token user's bearer selects it; false = off
  *     trafficFlushMs: 10000                   # per-user byte counters go to the store this often
  *     mttTimeoutMs: 60000                     # mtt-mode connections idle this long are closed (mtt's -timeout); 0 = never
+ *     history: true                           # keep per-user traffic history in the store (1-min points 7 days, 1-hour 90)
  */
 import { parseHostPort } from '../core/address.js';
-import { expected, int, object, optional, orFalse, str, withDefault, type Check } from './check.js';
+import { bool, expected, int, object, optional, orFalse, str, withDefault, type Check } from './check.js';
 import { hostPort, type HostPort } from './values.js';
 
 /** Where the admin API listens; `tls` serves it over HTTPS with the server certificate. */
@@ -42,10 +43,12 @@ export interface GatewayConfig {
   wsTokenPath: string | false;
   /** mtt compatibility mode: a connection without a byte either way for this long is closed, ms (mtt's -timeout); 0 = never. @default 60000 */
   mttTimeoutMs: number;
+  /** Keep each user's traffic over time in the store (1-minute points for 7 days, 1-hour points for 90; the admin API's traffic history). @default true */
+  history: boolean;
 }
 
 /** Defaults of `gateway:`. */
-export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000 };
+export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000, history: true };
 
 /** `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`. */
 const adminListen: Check<AdminListen> = (v, path, ctx) => {
@@ -83,6 +86,7 @@ export const gatewayProp = withDefault(
     trafficFlushMs: withDefault(int(100, 3_600_000), () => GATEWAY_DEFAULTS.trafficFlushMs),
     wsTokenPath: withDefault(orFalse(urlPath), () => GATEWAY_DEFAULTS.wsTokenPath),
     mttTimeoutMs: withDefault(int(0, 86_400_000), () => GATEWAY_DEFAULTS.mttTimeoutMs),
+    history: withDefault(bool, () => GATEWAY_DEFAULTS.history),
   }),
   () => ({ ...GATEWAY_DEFAULTS }),
 );

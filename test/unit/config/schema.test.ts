@@ -45,7 +45,7 @@ describe('config schema: defaults', () => {
       tls: undefined,
       policy: { allow: [], deny: [] },
       reverse: { enabled: false, bindHosts: ['127.0.0.1'], ports: [[1024, 65535]] },
-      gateway: { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000 },
+      gateway: { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000, history: true },
       vpn: undefined,
       limits: { ...DEFAULTS.limits },
       liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
