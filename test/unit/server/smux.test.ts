@@ -33,10 +33,11 @@ type Ev = string;
 
 function recorder(): { sink: SmuxSink; events: Ev[] } {
   const events: Ev[] = [];
-  const data = new Map<number, Buffer[]>();
+  // The current run of data for one stream; another stream's data (or any other frame) ends it.
+  let run: { sid: number; parts: Buffer[] } | undefined;
   const flush = (): void => {
-    for (const [sid, parts] of data) events.push(`data ${sid} ${Buffer.concat(parts).toString('hex')}`);
-    data.clear();
+    if (run !== undefined) events.push(`data ${run.sid} ${Buffer.concat(run.parts).toString('hex')}`);
+    run = undefined;
   };
   const sink: SmuxSink = {
     syn: (sid) => (flush(), events.push(`syn ${sid}`)),
@@ -44,9 +45,9 @@ function recorder(): { sink: SmuxSink; events: Ev[] } {
     nop: () => (flush(), events.push('nop')),
     // Slices of one frame may come in pieces: joined per run, so splits do not show.
     data: (sid, slice) => {
-      const l = data.get(sid) ?? [];
-      l.push(Buffer.from(slice));
-      data.set(sid, l);
+      if (run !== undefined && run.sid !== sid) flush();
+      run ??= { sid, parts: [] };
+      run.parts.push(Buffer.from(slice));
     },
   };
   return {
@@ -126,6 +127,13 @@ describe('smux v1 parser', () => {
         assert.deepEqual(got, expect);
       }),
     );
+  });
+
+  // Found by the property above (seed -1145594986): data for A, then B, then A again, with no
+  // other frame between, is three runs; the recorder used to merge A's two into one.
+  it('keeps runs of data apart when streams interleave', () => {
+    const psh = (sid: number, b: string): string => `01 02 ${(b.length / 2).toString(16).padStart(2, '0')}00 ${Buffer.from([sid & 0xff, (sid >>> 8) & 0xff, (sid >>> 16) & 0xff, sid >>> 24]).toString('hex')} ${b}`;
+    assert.deepEqual(parseSplit(hex(psh(5, 'aa') + psh(0, 'bb') + psh(5, 'cc')), []), ['data 5 aa', 'data 0 bb', 'data 5 cc']);
   });
 
   it('refuses another version and an unknown command (smux ends the session on both)', () => {
