@@ -150,12 +150,20 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       bytes += (size_t)len;
     } else if (len < 0 && errno == EINTR) {
       continue;
+    } else if (len == 0) {
+      /* A TUN read returns 0 only once the device is being deleted (its
+       * queue is shut down before the fd is detached): say it as the
+       * detached fd will, so the caller sees one reason whatever the timing. */
+      err = EBADFD;
+      break;
     } else {
-      if (len < 0 && errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
       break;
     }
   }
-  if (err == 0 && status < 0) err = -status;
+  /* EPOLLERR (libuv's UV_EBADF) on a TUN fd means it is detached (tun_chr_poll);
+   * a read racing the deletion may still have seen EAGAIN. */
+  if (err == 0 && status < 0) err = status == UV_EBADF ? EBADFD : -status;
   if (n > 0) {
     napi_value data = batch_value(r, n);
     if (data != NULL) deliver(r, NULL, n, data);
