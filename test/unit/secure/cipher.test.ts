@@ -7,7 +7,7 @@ import { ChunkList } from '../../../src/core/chunks.js';
 import { RejectCode, RejectedError } from '../../../src/core/errors.js';
 import type { SecureChannel } from '../../../src/secure/channel.js';
 import {
-  aesAcceleration, aesFromCpuinfo, clientCipherCaps, measureAes, pickCipher, type CipherChoice, type RecordCipher,
+  aesAcceleration, aesFast, aesFromCpuinfo, clientCipherCaps, measureAes, pickCipher, type CipherChoice, type RecordCipher,
 } from '../../../src/secure/cipher.js';
 import { MSG1_SIZE, MSG2_SIZE, ReplayGuard, clientHandshake, serverHandshake, type Admission } from '../../../src/secure/handshake.js';
 import { CAP_AES_GCM, decodeClientHello, decodeServerHello, encodeClientHello, encodeServerHello } from '../../../src/secure/hello.js';
@@ -94,10 +94,17 @@ describe('record cipher: AES acceleration', () => {
     assert.equal(aesFromCpuinfo('cpu family: 6\n'), undefined);
   });
 
-  it('the short measurement agrees with the flags of this machine', () => {
-    const flags = aesAcceleration();
-    if (flags.how !== 'cpuinfo') return; // no flags to compare with
-    assert.equal(measureAes().accelerated, flags.accelerated);
+  // The verdict is tested on given timings; the real measurement only for its shape. Whether
+  // it agrees with this machine's flags depends on the machine being idle: a timing, which
+  // belongs in `npm run bench` (its machine line prints each AEAD's speed), not in an assertion.
+  it('the measurement calls AES accelerated unless it is clearly slower than ChaCha20', () => {
+    assert.equal(aesFast(100, 150), true); // AES-NI: faster
+    assert.equal(aesFast(120, 100), true); // a near tie stays on AES's side
+    assert.equal(aesFast(130, 100), false);
+    assert.equal(aesFast(400, 100), false); // software AES-GCM: several times slower
+    const m = measureAes();
+    assert.equal(m.how, 'measured');
+    assert.equal(typeof m.accelerated, 'boolean');
   });
 });
 
