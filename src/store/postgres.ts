@@ -253,11 +253,8 @@ export class PostgresStore implements UserStore {
   async addTraffic(entries: readonly TrafficEntry[]): Promise<void> {
     const sums = aggregateTraffic(entries);
     if (sums.length === 0) return;
-    if (this.closed) throw new ClosedError('user store');
     const ids = sums.map((s) => s.userId);
-    const client = await this.pool.connect();
-    try {
-      await this.q('BEGIN', [], client);
+    await this.tx(async (client) => {
       // Lock the rows in id order first: two batches touching the same users
       // then queue instead of deadlocking.
       await this.q('SELECT 1 FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [ids], client);
@@ -270,18 +267,7 @@ export class PostgresStore implements UserStore {
         [ids, sums.map((s) => s.up), sums.map((s) => s.down), this.channel],
         client,
       );
-      await this.q('COMMIT', [], client);
-    } catch (err) {
-      let broken: Error | undefined;
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-        this.log.warn({ err: rollbackErr }, 'user store: ROLLBACK failed; discarding the connection');
-        broken = rollbackErr as Error;
-      });
-      // release(err) destroys the connection instead of pooling a broken one.
-      client.release(broken);
-      throw err;
-    }
-    client.release();
+    });
   }
 
   async resetAll(): Promise<number> {
