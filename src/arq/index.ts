@@ -2,12 +2,12 @@
  * ARQ: reliability and congestion control for packet channels (UDP,
  * WebRTC unordered), sans-IO. It sits above the secure layer, so packet
  * numbers and ACKs travel encrypted and cannot be forged or read by a
- * middlebox; it imports only core, and takes time as `now` arguments (the
- * caller's injected Clock), so every part runs under a ManualClock in tests.
- *
- * Groundwork for issue 17 (UDP carrier, item 2 "Reliability above the
- * secure layer" and item 3 "Congestion control, pluggable"): not yet used
- * by a carrier. MTU discovery comes next.
+ * middlebox. Everything but the channel adapter imports only core and
+ * takes time as `now` arguments (the caller's injected Clock), so every
+ * part runs under a ManualClock in tests; `arq-channel.ts` drives a
+ * connection over a packet record channel (secure) with real timers, and is
+ * what udp paths run on (paths/packet-source.ts, server/session-server.ts).
+ * MTU discovery, FEC and datagrams outside the stream come next (issue 17).
  *
  * | file | concern |
  * |---|---|
@@ -22,6 +22,10 @@
  * | `bbr.ts` | BBR, the default: model-based, random loss is not congestion |
  * | `cubic.ts` | CUBIC (RFC 9438), for sharing fairly with TCP |
  * | `fixed-rate.ts` | a configured rate (hysteria's Brutal), capped by the server and by what gets through |
+ * | `cc-choice.ts` | `--cc bbr\|cubic\|fixed:RATE`, parsed, and a controller per path |
+ * | `stream-buffers.ts` | the byte stream of records: what is kept for resend, reassembly in order |
+ * | `connection.ts` | the parts together: packets, frames, ACKs, loss, pacing (sans-IO) |
+ * | `arq-channel.ts` | the reliable record channel the session gets, over a packet channel |
  */
 export { type AckFrame, type AckRange, ackFrameBytes, ackFrameLength, decodeAckFrame, encodeAckFrame } from './ack-frame.js';
 export { AckTracker, type AckTrackerInit } from './ack-tracker.js';

@@ -12,7 +12,9 @@ import type { Metrics } from '../core/metrics.js';
 import { TcpCarrier } from '../carriers/tcp.js';
 import { TlsCarrier } from '../carriers/tls.js';
 import { WsCarrier } from '../carriers/ws.js';
-import type { StreamCarrier } from '../carriers/types.js';
+import type { Carrier } from '../carriers/types.js';
+import { UdpPacketCarrier } from '../carriers/udp.js';
+import type { CcChoice } from '../arq/cc-choice.js';
 import { FailoverClient } from '../paths/failover.js';
 import { SessionClient, type PathSpec, type SessionClientInit } from '../paths/session-client.js';
 import type { PathSupervisor } from '../paths/supervisor.js';
@@ -37,11 +39,11 @@ export interface CarrierExtras {
   /** Kernel MPTCP socket. */
   mptcp?: boolean;
   /** Override the carrier scheme (a bonding path may use another carrier than the link). */
-  scheme?: 'tcp' | 'tls';
+  scheme?: 'tcp' | 'tls' | 'udp';
 }
 
-/** The stream carrier a link asks for. */
-export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): StreamCarrier {
+/** The carrier a link asks for. */
+export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): Carrier {
   const tcp = {
     ...(extras.localAddress ? { localAddress: extras.localAddress } : {}),
     ...(extras.device ? { device: extras.device } : {}),
@@ -67,6 +69,9 @@ export function carrierForLink(link: ClientLink, extras: CarrierExtras = {}): St
         ...(link.carrier === 'wss' && link.sni !== undefined ? { servername: link.sni } : {}),
         ...(link.carrier === 'wss' && link.fingerprint ? { pinSha256: link.fingerprint } : {}),
       });
+    case 'udp':
+      if (extras.device) throw new ConfigError('link', 'binding a udp path to an interface is not supported yet: bind to its address');
+      return new UdpPacketCarrier(extras.localAddress ? { localAddress: extras.localAddress } : {});
     default:
       throw new ConfigError('link', `carrier '${link.carrier}' is not supported by this build yet`);
   }
@@ -106,6 +111,8 @@ export interface LinkClientOptions {
   maxRetries?: number | undefined;
   /** Where the supervisor registers its metrics (paths/metrics.ts). @default none */
   metrics?: Metrics;
+  /** Congestion controller of udp paths. @default bbr */
+  cc?: CcChoice;
 }
 
 /** A SessionClient for the server a link names (not yet connected). */
@@ -129,6 +136,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.refusedRetryMs !== undefined ? { refusedRetryMs: opts.refusedRetryMs } : {}),
     ...(opts.maxRetries !== undefined ? { maxRetries: opts.maxRetries } : {}),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.cc ? { cc: opts.cc } : {}),
   };
   return init;
 }

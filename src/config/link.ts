@@ -37,7 +37,7 @@ import { ConfigError } from '../core/errors.js';
 /** The link scheme, without `://`. */
 export const LINK_SCHEME = 'polytun';
 /** Carriers a link can name. */
-export const LINK_CARRIERS = ['tcp', 'tls', 'ws', 'wss'] as const;
+export const LINK_CARRIERS = ['tcp', 'tls', 'ws', 'wss', 'udp'] as const;
 /** A carrier a link can name. */
 export type LinkCarrier = (typeof LINK_CARRIERS)[number];
 /** What the credential is. */
@@ -113,7 +113,7 @@ function validate(l: ClientLink, where: string): void {
   if (!Number.isInteger(l.port) || l.port < 1 || l.port > 65535) fail(`bad port '${String(l.port)}' (1-65535)`);
   if (typeof l.serverKey !== 'string' || l.serverKey === '') fail('missing pk (the server public key)');
   if (!isKey32(l.serverKey)) fail(`pk is not a 32-byte base64url key${b64Hint(l.serverKey)}`);
-  if (!(LINK_CARRIERS as readonly string[]).includes(l.carrier)) fail(`unknown carrier '${String(l.carrier)}' (tcp, tls, ws, wss)`);
+  if (!(LINK_CARRIERS as readonly string[]).includes(l.carrier)) fail(`unknown carrier '${String(l.carrier)}' (${LINK_CARRIERS.join(', ')})`);
   const tls = l.carrier === 'tls' || l.carrier === 'wss';
   const ws = l.carrier === 'ws' || l.carrier === 'wss';
   if (l.sni !== undefined) {
@@ -228,7 +228,7 @@ export function decodeLink(text: string, where = 'link'): ClientLink {
   const cred = params.get('cred') ?? 'k';
   if (cred !== 'k' && cred !== 't') fail(`unknown credential kind '${cred}' (k or t)`);
   const carrier = params.get('t') ?? 'tcp';
-  if (!(LINK_CARRIERS as readonly string[]).includes(carrier)) fail(`unknown carrier '${carrier}' (tcp, tls, ws, wss)`);
+  if (!(LINK_CARRIERS as readonly string[]).includes(carrier)) fail(`unknown carrier '${carrier}' (${LINK_CARRIERS.join(', ')})`);
 
   const link: ClientLink = {
     credential,

@@ -3,7 +3,7 @@
  *
  *   --path URL[,bind=IFACE|ADDR][,role=primary|backup][,weight=N][,mptcp]
  *
- * URL is a carrier URL (`tcp://HOST:PORT`, `tls://HOST:PORT`) of the same
+ * URL is a carrier URL (`tcp://HOST:PORT`, `tls://HOST:PORT`, `udp://HOST:PORT`) of the same
  * server (or a server of the same fleet: same key) that the link names.
  * `bind` is a local interface name (SO_BINDTODEVICE, needs the native addon
  * and root/CAP_NET_RAW) or a local address (source address selection).
@@ -13,7 +13,7 @@ import type { Check } from './check.js';
 import { expected } from './check.js';
 
 export interface PathConfig {
-  scheme: 'tcp' | 'tls';
+  scheme: 'tcp' | 'tls' | 'udp';
   host: string;
   port: number;
   /** Local interface to bind to. */
@@ -40,7 +40,7 @@ export function parsePathSpec(text: string): PathConfig | string {
     return `expected URL[,bind=IFACE|ADDR][,role=primary|backup][,weight=N], got ${JSON.stringify(text)}`;
   }
   const scheme = url.protocol.replace(/:$/, '');
-  if (scheme !== 'tcp' && scheme !== 'tls') return `path carrier must be tcp:// or tls://, got '${scheme}://'`;
+  if (scheme !== 'tcp' && scheme !== 'tls' && scheme !== 'udp') return `path carrier must be tcp://, tls:// or udp://, got '${scheme}://'`;
   const port = Number(url.port);
   if (!url.port || !Number.isInteger(port) || port < 1 || port > 65535) return `path URL needs a port: ${JSON.stringify(urlText)}`;
   const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -64,6 +64,8 @@ export function parsePathSpec(text: string): PathConfig | string {
     } else if (k === 'mptcp' && v === '') out.mptcp = true;
     else return `unknown path option '${k}' (bind=, role=, weight=, mptcp)`;
   }
+  if (out.mptcp && out.scheme === 'udp') return `mptcp is a TCP option, not for a udp:// path: ${JSON.stringify(text)}`;
+  if (out.device !== undefined && out.scheme === 'udp') return `bind=IFACE is not supported on udp:// paths yet; bind to the interface's address instead: ${JSON.stringify(text)}`;
   return out;
 }
 

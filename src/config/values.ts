@@ -18,7 +18,7 @@ export interface HostPort {
 }
 
 /** Carriers a server can listen on. */
-export const LISTEN_SCHEMES = ['tcp', 'tls', 'ws', 'wss'] as const;
+export const LISTEN_SCHEMES = ['tcp', 'tls', 'ws', 'wss', 'udp'] as const;
 /** A carrier a server can listen on. */
 export type ListenScheme = (typeof LISTEN_SCHEMES)[number];
 

@@ -42,7 +42,8 @@ import { backoffDelay, sleep } from '../core/abort.js';
 import { AbortedError, ClosedError, RejectCode, RejectedError, TimeoutError, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
-import type { Endpoint, StreamCarrier } from '../carriers/types.js';
+import type { Carrier, Endpoint } from '../carriers/types.js';
+import type { CcChoice } from '../arq/cc-choice.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { RecordCipher } from '../secure/cipher.js';
 import type { KeyPair } from '../secure/keys.js';
@@ -53,6 +54,7 @@ import { registerSupervisorMetrics } from './metrics.js';
 import { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } from './refusal.js';
 import { keepTrying } from './retry.js';
 import { DirectDialSource, type PathSource, type ResumeRequest } from './source.js';
+import { PacketDialSource } from './packet-source.js';
 import type { PathSupervisor, SupervisorStatus } from './supervisor.js';
 import { SESSION_WINDOW } from '../core/limits.js';
 
@@ -60,7 +62,8 @@ export { DEFAULT_REFUSED_RETRY_MS, RefusedError, refusalMessage, refusalOf } fro
 
 /** One network path to the server. */
 export interface PathSpec extends PathOptions {
-  carrier: StreamCarrier;
+  /** A stream carrier (TCP, TLS, WS) or a packet one (UDP: the reliable transport goes on top). */
+  carrier: Carrier;
   endpoint: Endpoint;
 }
 
@@ -96,7 +99,7 @@ export interface SupervisorOptions {
 /** A SessionClient whose paths are dialed directly (carrier + endpoint each). */
 export interface SessionClientInit extends ChannelInit, SupervisorOptions {
   /** The first (or only) path. */
-  carrier: StreamCarrier;
+  carrier: Carrier;
   endpoint: Endpoint;
   /** Further paths bonded into the same session. */
   extraPaths?: PathSpec[];
@@ -106,6 +109,8 @@ export interface SessionClientInit extends ChannelInit, SupervisorOptions {
   clientKeyPair: KeyPair;
   /** @default 10000 */
   handshakeTimeoutMs?: number;
+  /** Congestion controller of udp paths (our sending side). @default bbr */
+  cc?: CcChoice;
 }
 
 /** A SessionClient over any path sources; `sources[0]` opens sessions and names the server in log lines. */
@@ -117,7 +122,9 @@ export interface SourcedClientInit extends SupervisorOptions {
 export function sourcesOf(init: SessionClientInit | SourcedClientInit): readonly PathSource[] {
   if ('sources' in init) return init.sources;
   const specs: PathSpec[] = [{ ...init.firstPath, carrier: init.carrier, endpoint: init.endpoint }, ...(init.extraPaths ?? [])];
-  return specs.map(({ carrier, endpoint, ...options }) => new DirectDialSource(carrier, endpoint, options, init));
+  return specs.map(({ carrier, endpoint, ...options }) =>
+    carrier.kind === 'packet' ? new PacketDialSource(carrier, endpoint, options, init) : new DirectDialSource(carrier, endpoint, options, init),
+  );
 }
 
 /** A session that lived this long resets the reconnect backoff. */

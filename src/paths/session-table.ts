@@ -9,10 +9,10 @@
  * views, drain/close) keeps iterating it as before.
  */
 import type { ClientHello } from '../secure/hello.js';
-import type { ClientHandshakeResult } from '../secure/handshake.js';
+import type { RecordChannel } from '../secure/record-channel.js';
 import type { Session } from '../session/session.js';
 
-type Channel = ClientHandshakeResult['channel'];
+type Channel = RecordChannel;
 
 /** What the table needs of an entry. */
 export interface TableEntry {

@@ -5,8 +5,10 @@
  * when to ask, what to do with a failure, and attaches the channel to the
  * session.
  *
- * Today there is one kind: {@link DirectDialSource} dials a carrier (TCP,
- * TLS, WS) to the server's endpoint and runs the Noise handshake over it.
+ * Today there is one kind, a direct dial: {@link DirectDialSource} dials a
+ * stream carrier (TCP, TLS, WS) to the server's endpoint and runs the Noise
+ * handshake over it; packet-source.ts does the same over UDP and puts the
+ * reliable transport on the packet channel.
  * The sources to come fit the same call: a punched UDP socket (the socket
  * comes from the rendezvous, the handshake runs over a packet record
  * channel), a relay through the server (the carrier connection goes to the
@@ -14,7 +16,9 @@
  * channel plus the server's hello, which is all the supervisor needs.
  */
 import { formatEndpoint, type Endpoint, type StreamCarrier } from '../carriers/types.js';
-import { clientHandshake, type ClientHandshakeInit, type ClientHandshakeResult } from '../secure/handshake.js';
+import { clientHandshake, type ClientHandshakeInit } from '../secure/handshake.js';
+import type { ServerHello } from '../secure/hello.js';
+import type { RecordChannel } from '../secure/record-channel.js';
 import type { PathOptions } from '../session/session.js';
 
 /** Which session a path is for, in the client's hello. */
@@ -43,8 +47,11 @@ export interface PathRequest {
   signal: AbortSignal;
 }
 
-/** An authenticated channel to the server and the server's hello. */
-export type OpenedPath = ClientHandshakeResult;
+/** An authenticated, reliable channel to the server and the server's hello. */
+export interface OpenedPath {
+  channel: RecordChannel;
+  hello: ServerHello;
+}
 
 /** One place a path can come from. */
 export interface PathSource {

@@ -13,6 +13,13 @@ import { nullMetrics, type Metrics } from '../core/metrics.js';
 import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
 import type { ClientHello } from '../secure/hello.js';
+import { PacketResponder } from '../secure/packet-responder.js';
+import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
+import type { RecordChannel } from '../secure/record-channel.js';
+import { ArqRecordChannel } from '../arq/arq-channel.js';
+import { makeController, type CcChoice } from '../arq/cc-choice.js';
+import { realClock, type Clock } from '../core/clock.js';
+import { UDP_IP_OVERHEAD } from '../paths/packet-source.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
@@ -47,6 +54,18 @@ export interface SessionServerInit<U> extends ChannelInit {
   maxSkewMs?: number;
   /** Where to register the server's metrics (read from `counters`, `drops` and the table when collected; see server-metrics.ts). @default nullMetrics */
   metrics?: Metrics;
+}
+
+/** Options of {@link SessionServer.packetResponder}. */
+export interface PacketServeOptions {
+  /** Carrier name in channels' info and logs. @default 'udp' */
+  carrier?: string;
+  /** Congestion controller of our sending side on these paths. @default bbr */
+  cc?: CcChoice;
+  /** Largest datagram sent, bytes. @default 1200 */
+  maxDatagramSize?: number;
+  /** @default realClock */
+  clock?: Clock;
 }
 
 export interface SessionEntry<U> {
@@ -98,19 +117,9 @@ export class SessionServer<U> extends EventEmitter {
     conn.stream.on('error', (err: Error) => this.log.debug({ remote: conn.remote, err: err.message }, 'carrier error'));
     let user: U | undefined;
     const admit = (clientKey: Buffer, hello: ClientHello): Admission => {
-      user = this.init.users.byKey(clientKey, conn.meta);
-      if (user === undefined) return { accept: false, reject: RejectCode.unauthorized };
-      const refused = this.init.users.refuse?.(user);
-      if (refused !== undefined) return { accept: false, reject: refused };
-      if (this.draining) return { accept: false, reject: RejectCode.draining };
-      const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? SESSION_WINDOW };
-      if (hello.resumeId) {
-        const e = this.sessions.resumable(hello.resumeId, clientKey);
-        if (!e) return { accept: false, reject: RejectCode.sessionUnknown };
-        return { accept: true, sessionId: e.session.id, recvSeq: e.session.receivedSeq, resumed: true, ...windows };
-      }
-      if (this.sessions.size >= (this.init.maxSessions ?? 10_000)) return { accept: false, reject: RejectCode.busy };
-      return { accept: true, sessionId: randomBytes(16), recvSeq: 0, resumed: false, ...windows };
+      const r = this.#admit(clientKey, hello, conn.meta);
+      user = r.user;
+      return r.admission;
     };
     serverHandshake(
       { stream: conn.stream, remote: conn.remote, local: conn.local, carrier },
@@ -132,38 +141,7 @@ export class SessionServer<U> extends EventEmitter {
       ({ channel, clientKey, hello, admission }) => {
         this.pending--;
         conn.authenticated?.(); // the listener stops counting it as unauthenticated
-        const u = user as U;
-        if (admission.resumed) {
-          const e = this.sessions.claim(admission.sessionId, channel, conn.remote);
-          if (!e) return;
-          this.counters.resumed++;
-          this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), user: this.init.users.nameOf?.(e.user), remote: conn.remote, join: hello.join === true }, hello.join ? 'path joined' : 'session resumed');
-          this.sessions.attachPath(e, channel, hello, conn.remote);
-          return;
-        }
-        this.counters.accepted++;
-        const session = new Session({
-          ...this.init.session,
-          role: 'server',
-          id: admission.sessionId,
-          logger: this.log,
-          peerStreamWindow: hello.streamWindow,
-          peerSessionWindow: hello.sessionWindow,
-        });
-        const entry: SessionEntry<U> = { session, user: u, clientKey, remote: conn.remote, startedAt: Date.now() };
-        const key = this.sessions.open(entry);
-        // Who, in every open/close line: "which user was on at 3 a.m." is the usual question.
-        const name = this.init.users.nameOf?.(u);
-        session.once('closed', (err: Error) => {
-          addEnded(this.ended, session);
-          const st = session.stats;
-          const f = { session: key.slice(0, 8), user: name, reason: err.message, seconds: Math.round((Date.now() - entry.startedAt) / 1000), bytesSent: st.bytesSent, bytesReceived: st.bytesReceived };
-          this.log.info(f, isBenignClose(err) || err.name === 'SessionClosedError' ? 'session closed' : 'session ended');
-          this.emit('sessionClosed', entry, err);
-        });
-        this.log.info({ session: key.slice(0, 8), user: name, remote: conn.remote }, 'session opened');
-        this.emit('session', entry);
-        session.attach(channel, 0, { label: conn.remote });
+        this.#adopt(channel, clientKey, hello, admission, conn.remote, user as U);
       },
       (err: unknown) => {
         this.pending--;
@@ -176,6 +154,104 @@ export class SessionServer<U> extends EventEmitter {
         this.log.debug({ remote: conn.remote, err: toError(err).message }, 'handshake failed');
       },
     );
+  }
+
+  /**
+   * A responder for a packet carrier's associations (`responder.accept(conn)`
+   * for each): clients it admits get sessions as handle()'s do, with the
+   * reliable transport (arq) on their packet channel. Close it with the
+   * listener.
+   */
+  packetResponder(opts: PacketServeOptions = {}): PacketResponder {
+    let users = new Map<string, U>();
+    const responder = new PacketResponder({
+      clock: opts.clock ?? realClock,
+      staticKeyPair: this.init.staticKeyPair,
+      replay: this.replay,
+      carrier: opts.carrier ?? 'udp',
+      ...(this.init.maxSkewMs !== undefined ? { maxSkewMs: this.init.maxSkewMs } : {}),
+      ...(this.init.cipher !== undefined ? { cipher: this.init.cipher } : {}),
+      ...(this.init.aesAccelerated !== undefined ? { aesAccelerated: this.init.aesAccelerated } : {}),
+      ...(opts.maxDatagramSize !== undefined ? { maxDatagramSize: opts.maxDatagramSize } : {}),
+      admit: (clientKey, hello) => {
+        const r = this.#admit(clientKey, hello, {});
+        const k = clientKey.toString('hex');
+        if (r.admission.accept && r.user !== undefined) {
+          // Held from admission to the session callback (the same turn of the responder), then dropped.
+          if (users.size > 4096) users = new Map();
+          users.set(k, r.user);
+        } else {
+          this.counters.rejected++;
+        }
+        return r.admission;
+      },
+    });
+    responder.onSession((s) => {
+      const k = s.clientKey.toString('hex');
+      const user = users.get(k);
+      users.delete(k);
+      if (user === undefined) return s.channel.abort();
+      const overhead = TRANSPORT_OVERHEAD + UDP_IP_OVERHEAD;
+      const channel = new ArqRecordChannel(s.channel, {
+        clock: opts.clock ?? realClock,
+        cc: makeController(opts.cc ?? { kind: 'bbr' }, s.channel.maxRecord + overhead),
+        packetOverhead: overhead,
+      });
+      this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
+    });
+    return responder;
+  }
+
+  /** Decides on an authenticated client key: its user, and resume/new session or a reject. */
+  #admit(clientKey: Buffer, hello: ClientHello, meta: Readonly<Record<string, string>>): { admission: Admission; user: U | undefined } {
+    const user = this.init.users.byKey(clientKey, meta);
+    if (user === undefined) return { admission: { accept: false, reject: RejectCode.unauthorized }, user };
+    const refused = this.init.users.refuse?.(user);
+    if (refused !== undefined) return { admission: { accept: false, reject: refused }, user };
+    if (this.draining) return { admission: { accept: false, reject: RejectCode.draining }, user };
+    const windows = { streamWindow: initialStreamWindow(this.init.session), sessionWindow: this.init.session?.sessionWindow ?? SESSION_WINDOW };
+    if (hello.resumeId) {
+      const e = this.sessions.resumable(hello.resumeId, clientKey);
+      if (!e) return { admission: { accept: false, reject: RejectCode.sessionUnknown }, user };
+      return { admission: { accept: true, sessionId: e.session.id, recvSeq: e.session.receivedSeq, resumed: true, ...windows }, user };
+    }
+    if (this.sessions.size >= (this.init.maxSessions ?? 10_000)) return { admission: { accept: false, reject: RejectCode.busy }, user };
+    return { admission: { accept: true, sessionId: randomBytes(16), recvSeq: 0, resumed: false, ...windows }, user };
+  }
+
+  /** An authenticated, admitted channel: resumes or joins its session, or opens a new one. */
+  #adopt(channel: RecordChannel, clientKey: Buffer, hello: ClientHello, admission: Extract<Admission, { accept: true }>, remote: string, u: U): void {
+    if (admission.resumed) {
+      const e = this.sessions.claim(admission.sessionId, channel, remote);
+      if (!e) return;
+      this.counters.resumed++;
+      this.log.info({ session: admission.sessionId.toString('hex').slice(0, 8), user: this.init.users.nameOf?.(e.user), remote, join: hello.join === true, carrier: channel.info.carrier }, hello.join ? 'path joined' : 'session resumed');
+      this.sessions.attachPath(e, channel, hello, remote);
+      return;
+    }
+    this.counters.accepted++;
+    const session = new Session({
+      ...this.init.session,
+      role: 'server',
+      id: admission.sessionId,
+      logger: this.log,
+      peerStreamWindow: hello.streamWindow,
+      peerSessionWindow: hello.sessionWindow,
+    });
+    const entry: SessionEntry<U> = { session, user: u, clientKey, remote, startedAt: Date.now() };
+    const key = this.sessions.open(entry);
+    // Who, in every open/close line: "which user was on at 3 a.m." is the usual question.
+    const name = this.init.users.nameOf?.(u);
+    session.once('closed', (err: Error) => {
+      addEnded(this.ended, session);
+      const st = session.stats;
+      const f = { session: key.slice(0, 8), user: name, reason: err.message, seconds: Math.round((Date.now() - entry.startedAt) / 1000), bytesSent: st.bytesSent, bytesReceived: st.bytesReceived };
+      this.log.info(f, isBenignClose(err) || err.name === 'SessionClosedError' ? 'session closed' : 'session ended');
+      this.emit('sessionClosed', entry, err);
+    });
+    this.log.info({ session: key.slice(0, 8), user: name, remote, carrier: channel.info.carrier }, 'session opened');
+    this.emit('session', entry);
+    session.attach(channel, 0, { label: remote });
   }
 
   /** Stops admitting new sessions (clients get a typed "draining" reject) and asks live ones to drain. */

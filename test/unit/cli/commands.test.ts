@@ -59,12 +59,12 @@ describe('polytun server flags', () => {
   it('errors name the flag or the file line, and exit 1 without running', async () => {
     const file = join(tmp, 'bad-server.yaml');
     await writeFile(file, 'listen: [tcp://127.0.0.1:1]\ndataDir: d\nlimits:\n  maxSessions: lots\n');
-    const r = await cli(['server', '--config', file, '--listen', 'udp://0.0.0.0:1', '--set', 'lmits.x=1']);
+    const r = await cli(['server', '--config', file, '--listen', 'sctp://0.0.0.0:1', '--set', 'lmits.x=1']);
     assert.equal(r.code, 1);
     assert.equal(r.server, undefined);
     assert.ok(r.err.startsWith('polytun: '));
     assert.equal(r.err.trimEnd().split('\n').length, 3, r.err);
-    assert.match(r.err, /--listen: unknown listen scheme 'udp'/);
+    assert.match(r.err, /--listen: unknown listen scheme 'sctp'/);
     assert.ok(r.err.includes(`${file}:4: key 'limits.maxSessions': expected an integer`), r.err);
     assert.match(r.err, /--set lmits\.x: unknown key \(did you mean 'limits'\?\)/);
   });

@@ -46,6 +46,16 @@ describe('decodeLink', () => {
     });
   });
 
+  test('a udp link round-trips; sni, path and fp are refused on it', () => {
+    const text = `polytun://${KEY}@203.0.113.7:7000?pk=${PK}&t=udp`;
+    const l = decodeLink(text);
+    assert.equal(l.carrier, 'udp');
+    assert.equal(encodeLink(l), text);
+    assert.throws(() => decodeLink(`${text}&sni=a.example`), /sni needs a tls or wss carrier, not udp/);
+    assert.throws(() => decodeLink(`${text}&path=%2Fx`), /path needs a ws or wss carrier, not udp/);
+    assert.throws(() => decodeLink(`polytun://${KEY}@203.0.113.7:7000?pk=${PK}&t=quic`), /unknown carrier 'quic' \(tcp, tls, ws, wss, udp\)/);
+  });
+
   test('IPv6 hosts in brackets, tokens, parameters in any order, pasted whitespace, trailing slash, empty #', () => {
     const l = decodeLink(`  POLYTUN://tok_en-1@[2001:db8::1]:8443/?cred=t&t=tls&pk=${PK}#\n`);
     assert.equal(l.host, '2001:db8::1');

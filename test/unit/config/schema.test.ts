@@ -86,7 +86,7 @@ describe('config schema: every key is validated', () => {
   const serverBad: [string, unknown, string][] = [
     ['listen', 'tcp://0.0.0.0:1', 'expected a list'],
     ['listen', [], 'at least 1 item'],
-    ['listen', ['udp://0.0.0.0:1'], "unknown listen scheme 'udp'"],
+    ['listen', ['sctp://0.0.0.0:1'], "unknown listen scheme 'sctp'"],
     ['listen', ['tcp://0.0.0.0'], 'missing port'],
     ['dataDir', 42, 'expected a directory path'],
     ['publicHost', 'not a host!', 'expected a host name or IP address'],

@@ -69,10 +69,13 @@ describe('a client built from a link sends the bearer value in the upgrade', () 
     });
     listener = await server.listen({ host: '127.0.0.1', port: 0 }, (c) => c.stream.destroy());
     const base = { host: '127.0.0.1', port: listener.address.port, serverKey: PK, carrier: 'ws', path: '/tunnel' } as const;
-    const token = await carrierForLink({ ...base, credential: TOKEN, credentialKind: 'token' }).dial({ host: '127.0.0.1', port: base.port });
-    token.stream.destroy();
-    const key = await carrierForLink({ ...base, credential: KEY, credentialKind: 'key' }).dial({ host: '127.0.0.1', port: base.port });
-    key.stream.destroy();
+    const dial = async (credential: string, credentialKind: 'token' | 'key'): Promise<void> => {
+      const c = carrierForLink({ ...base, credential, credentialKind });
+      assert.equal(c.kind, 'stream');
+      if (c.kind === 'stream') (await c.dial({ host: '127.0.0.1', port: base.port })).stream.destroy();
+    };
+    await dial(TOKEN, 'token');
+    await dial(KEY, 'key');
     assert.deepEqual(seen, [`Bearer ${wsBearerFromToken(TOKEN)}`, undefined]);
   });
 });

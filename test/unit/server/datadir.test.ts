@@ -213,7 +213,7 @@ describe('linksFor', () => {
   it('port 0 and bad URLs are refused', async () => {
     const d = await openDataDir(fresh());
     assert.throws(() => linksFor(d, ['tcp://127.0.0.1:0']), /port 0/);
-    assert.throws(() => linksFor(d, ['udp://127.0.0.1:80']), /unknown listen scheme/);
+    assert.throws(() => linksFor(d, ['sctp://127.0.0.1:80']), /unknown listen scheme/);
     // users.json users have no WebSocket path: ws/wss links come from the user store.
     assert.throws(() => linksFor(d, ['wss://127.0.0.1:443']), /WebSocket path/);
   });

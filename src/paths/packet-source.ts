@@ -1,0 +1,79 @@
+/**
+ * A path over a packet carrier (UDP): dial the server's address, run the
+ * Noise handshake over datagrams (secure/packet-handshake.ts, which
+ * retransmits its messages and honours cookies), and put our reliable
+ * transport (arq/arq-channel.ts) on the packet channel, so the session gets
+ * the reliable record channel it gets from a TCP path.
+ */
+import { ArqRecordChannel } from '../arq/arq-channel.js';
+import { makeController, type CcChoice } from '../arq/cc-choice.js';
+import { formatEndpoint, type Endpoint, type PacketCarrier } from '../carriers/types.js';
+import { realClock, type Clock } from '../core/clock.js';
+import type { CipherChoice } from '../secure/cipher.js';
+import type { KeyPair } from '../secure/keys.js';
+import { packetClientHandshake } from '../secure/packet-handshake.js';
+import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
+import type { PathOptions } from '../session/session.js';
+import type { OpenedPath, PathRequest, PathSource } from './source.js';
+
+/** IPv4 + UDP headers: what a datagram costs on the wire besides its payload (for the controller's accounting). */
+export const UDP_IP_OVERHEAD = 28;
+
+/** The settings a packet dial needs besides the per-request ones. */
+export interface PacketDialInit {
+  serverPublicKey: Buffer;
+  clientKeyPair: KeyPair;
+  cipher?: CipherChoice | undefined;
+  aesAccelerated?: boolean | undefined;
+  /** Dial + handshake get this long. @default 10000 */
+  handshakeTimeoutMs?: number | undefined;
+  /** Congestion controller of our sending side. @default bbr */
+  cc?: CcChoice | undefined;
+  /** Largest datagram, bytes. @default 1200 */
+  maxDatagramSize?: number | undefined;
+  /** @default realClock */
+  clock?: Clock | undefined;
+}
+
+/** Dials `carrier` to `endpoint`, runs the packet handshake and puts ARQ on the channel. */
+export class PacketDialSource implements PathSource {
+  readonly kind = 'direct';
+  readonly name: string;
+
+  constructor(
+    readonly carrier: PacketCarrier,
+    readonly endpoint: Endpoint,
+    readonly options: PathOptions,
+    private readonly init: PacketDialInit,
+  ) {
+    this.name = formatEndpoint(endpoint);
+  }
+
+  async open(req: PathRequest): Promise<OpenedPath> {
+    const init = this.init;
+    const clock = init.clock ?? realClock;
+    const timeoutMs = init.handshakeTimeoutMs ?? 10_000;
+    const port = await this.carrier.dial(this.endpoint, { signal: req.signal, timeoutMs });
+    const r = await packetClientHandshake(port, {
+      clock,
+      serverPublicKey: init.serverPublicKey,
+      clientKeyPair: init.clientKeyPair,
+      streamWindow: req.streamWindow,
+      sessionWindow: req.sessionWindow,
+      resume: req.resume?.(),
+      carrier: this.carrier.scheme,
+      timeoutMs,
+      signal: req.signal,
+      ...(init.maxDatagramSize !== undefined ? { maxDatagramSize: init.maxDatagramSize } : {}),
+      ...(init.cipher !== undefined ? { cipher: init.cipher } : {}),
+      ...(init.aesAccelerated !== undefined ? { aesAccelerated: init.aesAccelerated } : {}),
+    });
+    const overhead = TRANSPORT_OVERHEAD + UDP_IP_OVERHEAD;
+    const channel = new ArqRecordChannel(r.channel, {
+      clock,
+      cc: makeController(init.cc ?? { kind: 'bbr' }, r.channel.maxRecord + overhead),
+      packetOverhead: overhead,
+    });
+    return { channel, hello: r.hello };
+  }
+}

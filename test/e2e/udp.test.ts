@@ -1,0 +1,121 @@
+/**
+ * Issue 17, end to end: the udp carrier with real `polytun server --listen
+ * udp://` and `polytun client` processes.
+ *
+ *   sender ─▶ client -L ══ udp, through an impairing relay (loss, reordering,
+ *                          duplication; the relay forgets its mapping mid-way) ══▶ server ─▶ sink
+ *
+ * - the bytes arrive intact (SHA-256) through 5 % loss, reordering and
+ *   duplication each way, and through a NAT rebinding: the relay forgets
+ *   its mapping mid-transfer, so the client's datagrams reach the server
+ *   from a new source port, which the server follows;
+ * - probes and garbage to the server's UDP port get nothing back.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { decodeLink, encodeLink } from '../../src/config/link.js';
+import { ensureBuilt, freePort, startClient, startServer, stopAll, type Proc, type Server } from '../helpers/cli.js';
+import { UdpRelay } from '../tools/relay-udp.js';
+
+const MIB = 1024 * 1024;
+/** Enough to span many congestion-control rounds and the rebinding; the full 100 MiB run is the bench's (npm run bench -- udp). */
+const TRANSFER = 24 * MIB;
+
+let server: Server;
+let client: Proc;
+let relay: UdpRelay;
+let sink: net.Server;
+let received: { bytes: number; hash: ReturnType<typeof createHash>; done: Promise<void>; resolve: () => void } | undefined;
+const ports = { fwd: 0, status: 0, sink: 0 };
+
+before(async () => {
+  ensureBuilt();
+  sink = net.createServer((s) => {
+    const r = received;
+    if (r === undefined) return s.destroy();
+    s.on('data', (c: Buffer) => {
+      r.bytes += c.length;
+      r.hash.update(c);
+    });
+    s.on('end', () => {
+      s.end();
+      r.resolve();
+    });
+  });
+  sink.listen(0, '127.0.0.1');
+  await once(sink, 'listening');
+  ports.sink = (sink.address() as net.AddressInfo).port;
+  ports.fwd = await freePort();
+  ports.status = await freePort();
+  server = await startServer(['--allow', `127.0.0.1:${ports.sink}`], ['udp://127.0.0.1:0']);
+  const link = decodeLink(server.links[0] as string);
+  assert.equal(link.carrier, 'udp', 'a udp listener prints t=udp links');
+  relay = new UdpRelay({
+    listen: { host: '127.0.0.1', port: 0 },
+    target: { host: '127.0.0.1', port: link.port },
+    up: { lossRate: 0.05, reorderRate: 0.02, duplicateRate: 0.01, delayMs: 2 },
+    down: { lossRate: 0.05, reorderRate: 0.02, duplicateRate: 0.01, delayMs: 2 },
+    seed: 17,
+  });
+  await relay.start();
+  const viaRelay = encodeLink({ ...link, port: relay.address.port });
+  client = await startClient(viaRelay, ['--no-socks', '--status', `127.0.0.1:${ports.status}`, '-L', `127.0.0.1:${ports.fwd}:127.0.0.1:${ports.sink}`], ports.status);
+});
+
+after(async () => {
+  assert.equal(await client.stop(), 0, 'the client shuts down cleanly');
+  await stopAll();
+  await relay.close();
+  sink.close();
+});
+
+describe('udp carrier', () => {
+  it('carries a forward intact through 5 % loss, reordering and duplication, and across a NAT rebinding', async () => {
+    let resolve: () => void = () => undefined;
+    const done = new Promise<void>((r) => (resolve = r));
+    received = { bytes: 0, hash: createHash('sha256'), done, resolve };
+    const sent = createHash('sha256');
+    const s = net.connect(ports.fwd, '127.0.0.1');
+    await once(s, 'connect');
+    let rebound = false;
+    const opened = relay.stats.associationsOpened;
+    for (let off = 0; off < TRANSFER; off += 256 * 1024) {
+      const chunk = randomBytes(256 * 1024);
+      sent.update(chunk);
+      if (!s.write(chunk)) await once(s, 'drain');
+      if (!rebound && off >= TRANSFER / 2) {
+        // The NAT forgets: the client's next datagrams leave the relay from a new port.
+        assert.ok(relay.cutAll() >= 1, 'the relay had a mapping to forget');
+        rebound = true;
+      }
+    }
+    s.end();
+    await done;
+    assert.equal(received.bytes, TRANSFER);
+    assert.equal(received.hash.digest('hex'), sent.digest('hex'), 'SHA-256 equal');
+    assert.ok(relay.stats.associationsOpened >= opened + 1, 'the server saw the client from a new source port and followed it');
+    const st = relay.stats;
+    assert.ok(st.up.droppedLoss > 0 && st.down.droppedLoss > 0 && st.up.reordered > 0 && st.up.duplicated > 0, 'loss, reordering and duplication really happened');
+  });
+
+  it('answers probes and garbage with nothing', async () => {
+    const port = decodeLink(server.links[0] as string).port;
+    const sock = createSocket('udp4');
+    let answers = 0;
+    sock.on('message', () => answers++);
+    sock.bind(0, '127.0.0.1');
+    await once(sock, 'listening');
+    for (const n of [1, 12, 28, 64, 148, 213, 600, 1200, 1400]) {
+      for (let i = 0; i < 5; i++) sock.send(randomBytes(n), port, '127.0.0.1');
+    }
+    // An HTTP/DNS-looking probe too.
+    sock.send(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 1500));
+    sock.close();
+    assert.equal(answers, 0, 'not a byte back');
+  });
+});
