@@ -54,7 +54,10 @@ describe('record pool', () => {
     s.end(data);
     const back = await got;
     assert.ok(back.equals(data));
-    // Every full record was held for resend and came back when acknowledged.
+    // Every full record was held for resend and comes back when acknowledged. The
+    // echo's end can arrive before the ACK of our last records (the peer delays
+    // ACKs; under load, longer): wait for those, then the pool holds what came back.
+    await waitUntil(() => p.clientSession.stats.unackedBytes === 0, 'every record acknowledged');
     assert.ok(recordPoolSize() > before, `pool ${before} → ${recordPoolSize()}`);
   });
 
