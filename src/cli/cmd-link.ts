@@ -40,7 +40,7 @@ export function registerLinkCommand(program: Command, io: CliIo): Command {
     .command('link')
     .description("print every user's polytun:// link for each listen URL (QR codes too when stdout is a terminal)")
     .option('--data-dir <dir>', "the server's data dir (must exist: nothing is created)")
-    .addOption(new Option('--listen <url>', 'a listen URL of the server, tcp|tls|ws|wss://HOST:PORT (repeatable; default: the URLs the server recorded in DATA_DIR/links.json at its last start)').argParser(collect))
+    .addOption(new Option('--listen <url>', 'a listen URL of the server, tcp|tls|ws|wss|udp://HOST:PORT (repeatable; default: the URLs the server recorded in DATA_DIR/links.json at its last start)').argParser(collect))
     .option('--store <url>', "the server's user store (default: the one it recorded, else SQLite users.db in the data dir)")
     .option('--ws-token-path <path>', "the server's --ws-token-path: ws/wss links of token users without a path of their own use it (default: /)")
     .option('--host <public-host>', 'host name or address clients dial (default: the listen host; for 0.0.0.0/:: the first public interface address)')

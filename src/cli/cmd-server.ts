@@ -63,7 +63,7 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
   return withServerVpnOptions(withCommonOptions(program
     .command('server')
     .description('run a polytun server: accept clients and dial their destinations')
-    .addOption(new Option('--listen <url>', 'accept clients here: tcp://, tls://, ws:// or wss://HOST:PORT (repeatable; required, here or in --config); ws/wss pick the user by URL path, or by token on --ws-token-path; tcp://IP:PORT?mptcp listens with kernel MPTCP (clients with --mptcp)').argParser(collect))
+    .addOption(new Option('--listen <url>', 'accept clients here: tcp://, tls://, ws://, wss:// or udp://HOST:PORT (repeatable; required, here or in --config); udp carries sessions over our own reliable transport with congestion control (for lossy, long paths); ws/wss pick the user by URL path, or by token on --ws-token-path; tcp://IP:PORT?mptcp listens with kernel MPTCP (clients with --mptcp)').argParser(collect))
     .option('--data-dir <dir>', 'keys and users; created with a server key and a "default" user on first start (required, here or in --config)')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .addOption(new Option('--allow <entry>', 'let clients reach CIDR|HOST[:PORTS] even if it is private or loopback (repeatable)').argParser(collect))

@@ -10,7 +10,7 @@
  * | host  | server name or IP; IPv6 in brackets                        | required                      |
  * | port  | server port                                               | 1–65535, required             |
  * | pk    | server static public key (pinned: no CA involved)          | base64url, 32 bytes, REQUIRED |
- * | t     | carrier: tcp, tls, ws, wss                                 | default tcp                   |
+ * | t     | carrier: tcp, tls, ws, wss, udp                            | default tcp                   |
  * | sni   | TLS server name                                           | tls/wss only                  |
  * | path  | WebSocket request path, percent-encoded                    | ws/wss only, starts with '/'  |
  * | fp    | SHA-256 of the server certificate (pinning)                | tls/wss only, 32 bytes        |
