@@ -161,10 +161,14 @@ async function bindable(port: number): Promise<number | undefined> {
 /**
  * Starts `polytun client LINK …`; resolves once `readyPort` accepts
  * connections and the client has logged that it is connected (it opens its
- * local ports before it dials the server).
+ * local ports before it dials the server). Without `--status` in `extra`
+ * the client gets `--no-status`: the default status port (1099) is one per
+ * machine, and clients of tests running side by side (or one a developer
+ * left running) would fight over it.
  */
 export async function startClient(link: string, extra: string[], readyPort: number, ms = 15_000): Promise<Proc> {
-  const p = polytun(['client', link, ...extra]);
+  const status = extra.some((a) => a === '--status' || a.startsWith('--status=') || a === '--no-status') ? [] : ['--no-status'];
+  const p = polytun(['client', link, ...extra, ...status]);
   await waitForPort(readyPort, '127.0.0.1', p, ms);
   const end = Date.now() + ms;
   while (!/(INFO\s+connected\b|"msg":"connected")/.test(p.log())) {
