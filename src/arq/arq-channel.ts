@@ -22,8 +22,8 @@
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { LimitError } from '../core/errors.js';
-import type { ChannelInfo, RecordChannel } from '../secure/record-channel.js';
-import { ArqConnection, type ArqStats } from './connection.js';
+import type { ChannelInfo, RecordChannel, TransportStats } from '../secure/record-channel.js';
+import { ArqConnection } from './connection.js';
 import type { CongestionController } from './congestion.js';
 import { MAX_STREAM_RECORD } from './stream-buffers.js';
 
@@ -40,21 +40,10 @@ export interface ArqChannelInit {
   /** Graceful close waits this long for acknowledgements. @default 10000 */
   closeTimeoutMs?: number;
   maxAckDelayMs?: number;
-}
-
-/** What status shows of a udp path (issue 17). */
-export interface ArqPathStats extends ArqStats {
-  rttMs: number;
-  minRttMs: number;
-  cwndBytes: number;
-  pacingBytesPerSec: number;
-  bytesInFlight: number;
-  packetsSent: number;
-  packetsLost: number;
-  spurious: number;
-  probeTimeouts: number;
-  /** Largest packet plaintext. */
-  mtu: number;
+  /** The controller's name in status. @default 'bbr' */
+  ccName?: string;
+  /** Wire bytes of a datagram's headers below the packet channel (UDP and IP), for the wire-per-useful figure. @default 28 */
+  headerBytes?: number;
 }
 
 type State = 'open' | 'closing' | 'closed';
@@ -68,6 +57,8 @@ export class ArqRecordChannel implements RecordChannel {
   readonly #clock: Clock;
   readonly #sendBuffer: number;
   readonly #closeTimeoutMs: number;
+  readonly #ccName: string;
+  readonly #headerBytes: number;
   readonly #scratch: Buffer;
   #state: State = 'open';
   #pumpScheduled = false;
@@ -87,6 +78,8 @@ export class ArqRecordChannel implements RecordChannel {
     this.#clock = init.clock;
     this.#sendBuffer = init.sendBuffer ?? 256 * 1024;
     this.#closeTimeoutMs = init.closeTimeoutMs ?? 10_000;
+    this.#ccName = init.ccName ?? 'bbr';
+    this.#headerBytes = init.headerBytes ?? 28;
     this.#scratch = Buffer.allocUnsafe(inner.maxRecord);
     this.conn = new ArqConnection({
       cc: init.cc,
@@ -128,10 +121,13 @@ export class ArqRecordChannel implements RecordChannel {
   }
 
   /** RTT, window, pacing, loss and retransmissions of this path. */
-  pathStats(): ArqPathStats {
-    const ld = this.conn.ld;
+  transportStats(): TransportStats {
+    const c = this.conn;
+    const ld = c.ld;
+    const wire = this.#inner.bytesOut + this.#inner.bytesIn + this.#headerBytes * (c.stats.packetsOut + c.stats.packetsIn);
+    const useful = c.send.ackedBase + c.recv.next;
     return {
-      ...this.conn.stats,
+      cc: this.#ccName,
       rttMs: ld.rtt.smoothedRtt,
       minRttMs: ld.rtt.samples > 0 ? ld.rtt.minRtt : 0,
       cwndBytes: ld.cc.window,
@@ -139,9 +135,11 @@ export class ArqRecordChannel implements RecordChannel {
       bytesInFlight: ld.bytesInFlight,
       packetsSent: ld.sent,
       packetsLost: ld.lost,
-      spurious: ld.spurious,
-      probeTimeouts: ld.probeTimeouts,
-      mtu: this.conn.maxPacket,
+      spuriousLosses: ld.spurious,
+      retransmittedBytes: c.stats.retransmittedBytes,
+      lossRate: ld.sent > 0 ? ld.lost / ld.sent : 0,
+      wirePerUseful: useful > 0 ? wire / useful : 0,
+      mtu: c.maxPacket,
     };
   }
 

@@ -133,12 +133,27 @@ export function formatStatus(raw: unknown, now = Date.now()): string {
           `${rate === undefined ? '' : `${formatBytes(rate)}/s, `}sent ${formatBytes(num(r.bytesSent) ?? 0)}, received ${formatBytes(num(r.bytesReceived) ?? 0)}, missed pings ${num(r.pingsMissed) ?? 0}` +
           `${text(r.protection) === 'tls-bound' ? ', records in end-to-end TLS' : ''}`,
       ]);
+      const t = r.transport as Record<string, unknown> | undefined;
+      if (t !== undefined && t !== null && typeof t === 'object') rows.push([`  ${text(r.carrier) ?? 'transport'}`, transportLine(t)]);
     });
   }
   const last = text(s.lastError);
   if (last !== undefined) rows.push(['last error', last]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
   return rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}\n`).join('');
+}
+
+/** A udp path's transport figures on one line: what a user tunes a lossy path by. */
+function transportLine(t: Record<string, unknown>): string {
+  const n = (k: string): number => num(t[k]) ?? 0;
+  const pacing = num(t.pacingBytesPerSec);
+  const pct = (x: number): string => `${(x * 100).toFixed(x < 0.1 ? 2 : 1)} %`;
+  return (
+    `${text(t.cc) ?? '?'}, rtt ${n('rttMs').toFixed(1)} ms (min ${n('minRttMs').toFixed(1)}), cwnd ${formatBytes(n('cwndBytes'))}, ` +
+    `pacing ${pacing === undefined || !Number.isFinite(pacing) ? 'off' : `${formatBytes(pacing)}/s`}, ` +
+    `loss ${pct(n('lossRate'))} (${n('packetsLost')} of ${n('packetsSent')} packets, ${n('spuriousLosses')} spurious), ` +
+    `resent ${formatBytes(n('retransmittedBytes'))}, wire/useful ${n('wirePerUseful').toFixed(3)}, mtu ${n('mtu')}`
+  );
 }
 
 /** Adds `polytun status` to `program`. */

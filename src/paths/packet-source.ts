@@ -6,7 +6,7 @@
  * the reliable record channel it gets from a TCP path.
  */
 import { ArqRecordChannel } from '../arq/arq-channel.js';
-import { makeController, type CcChoice } from '../arq/cc-choice.js';
+import { formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
 import { formatEndpoint, type Endpoint, type PacketCarrier } from '../carriers/types.js';
 import { realClock, type Clock } from '../core/clock.js';
 import type { CipherChoice } from '../secure/cipher.js';
@@ -72,7 +72,9 @@ export class PacketDialSource implements PathSource {
     const channel = new ArqRecordChannel(r.channel, {
       clock,
       cc: makeController(init.cc ?? { kind: 'bbr' }, r.channel.maxRecord + overhead),
+      ccName: formatCc(init.cc ?? { kind: 'bbr' }),
       packetOverhead: overhead,
+      headerBytes: UDP_IP_OVERHEAD,
     });
     return { channel, hello: r.hello };
   }

@@ -32,6 +32,33 @@ export interface ChannelInfo {
   cipher?: 'chacha20-poly1305' | 'aes-256-gcm';
 }
 
+/**
+ * What a channel with its own reliable transport (arq over UDP) tells of
+ * it, for status and metrics: the figures a user tunes a lossy path by.
+ */
+export interface TransportStats {
+  /** Congestion controller: 'bbr', 'cubic', 'fixed'. */
+  cc: string;
+  rttMs: number;
+  minRttMs: number;
+  cwndBytes: number;
+  /** Bytes per second; Infinity when unpaced. */
+  pacingBytesPerSec: number;
+  bytesInFlight: number;
+  packetsSent: number;
+  packetsLost: number;
+  /** Lost packets later found delivered after all (reordering mistaken for loss). */
+  spuriousLosses: number;
+  /** Bytes sent a second time (lost, or a probe). */
+  retransmittedBytes: number;
+  /** packetsLost / packetsSent. */
+  lossRate: number;
+  /** Wire bytes both ways (datagrams with UDP/IP headers) per byte of records delivered both ways. */
+  wirePerUseful: number;
+  /** Largest datagram payload, bytes. */
+  mtu: number;
+}
+
 /** One path's transport, as the session sees it. */
 export interface RecordChannel {
   /** Who is at the other end, and how the records are protected. */
@@ -83,4 +110,6 @@ export interface RecordChannel {
   close(): void;
   /** Immediate teardown; the close handlers get `err`. Idempotent. */
   abort(err?: Error): void;
+  /** The transport's own figures, when it has its own reliability (udp paths); absent on stream carriers. */
+  transportStats?(): TransportStats;
 }

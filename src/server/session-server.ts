@@ -17,7 +17,7 @@ import { PacketResponder } from '../secure/packet-responder.js';
 import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
 import type { RecordChannel } from '../secure/record-channel.js';
 import { ArqRecordChannel } from '../arq/arq-channel.js';
-import { makeController, type CcChoice } from '../arq/cc-choice.js';
+import { formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
 import { realClock, type Clock } from '../core/clock.js';
 import { UDP_IP_OVERHEAD } from '../paths/packet-source.js';
 import type { ChannelInit } from '../secure/channel.js';
@@ -195,7 +195,9 @@ export class SessionServer<U> extends EventEmitter {
       const channel = new ArqRecordChannel(s.channel, {
         clock: opts.clock ?? realClock,
         cc: makeController(opts.cc ?? { kind: 'bbr' }, s.channel.maxRecord + overhead),
+        ccName: formatCc(opts.cc ?? { kind: 'bbr' }),
         packetOverhead: overhead,
+        headerBytes: UDP_IP_OVERHEAD,
       });
       this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
     });

@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { decodeLink, encodeLink } from '../../src/config/link.js';
-import { ensureBuilt, freePort, startClient, startServer, stopAll, type Proc, type Server } from '../helpers/cli.js';
+import { ensureBuilt, freePort, runCli, startClient, startServer, stopAll, type Proc, type Server } from '../helpers/cli.js';
 import { UdpRelay } from '../tools/relay-udp.js';
 
 const MIB = 1024 * 1024;
@@ -100,6 +100,23 @@ describe('udp carrier', () => {
     assert.ok(relay.stats.associationsOpened >= opened + 1, 'the server saw the client from a new source port and followed it');
     const st = relay.stats;
     assert.ok(st.up.droppedLoss > 0 && st.down.droppedLoss > 0 && st.up.reordered > 0 && st.up.duplicated > 0, 'loss, reordering and duplication really happened');
+  });
+
+  it('polytun status shows the udp path\'s transport: rtt, window, pacing, loss, resends, wire per useful byte, mtu', async () => {
+    const j = await runCli(['status', '--status', `127.0.0.1:${ports.status}`, '--json']);
+    assert.equal(j.code, 0, j.stderr);
+    const st = JSON.parse(j.stdout) as { paths: { carrier: string; transport?: Record<string, number | string> }[] };
+    const t = st.paths[0]?.transport;
+    assert.equal(st.paths[0]?.carrier, 'udp');
+    assert.ok(t !== undefined, 'a udp path reports its transport');
+    assert.equal(t.cc, 'bbr');
+    // The transfer above crossed 5 % loss each way: the client's side saw losses and resent.
+    assert.ok((t.packetsLost as number) > 0 && (t.retransmittedBytes as number) > 0, JSON.stringify(t));
+    assert.ok((t.lossRate as number) > 0.01 && (t.lossRate as number) < 0.25, `loss rate ${t.lossRate}`);
+    assert.ok((t.rttMs as number) > 0 && (t.cwndBytes as number) > 0 && (t.mtu as number) >= 1024);
+    assert.ok((t.wirePerUseful as number) > 1, `wire/useful ${t.wirePerUseful}`);
+    const txt = await runCli(['status', '--status', `127.0.0.1:${ports.status}`]);
+    assert.match(txt.stdout, /^ {2}udp: +bbr, rtt [\d.]+ ms \(min [\d.]+\), cwnd .*, loss [\d.]+ % \(\d+ of \d+ packets, \d+ spurious\), resent .*, wire\/useful [\d.]+, mtu \d+$/m);
   });
 
   it('answers probes and garbage with nothing', async () => {

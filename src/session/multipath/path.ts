@@ -21,7 +21,7 @@
  * ping state, the reliability layer accounts in-flight bytes.
  */
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
-import type { RecordChannel } from '../../secure/record-channel.js';
+import type { RecordChannel, TransportStats } from '../../secure/record-channel.js';
 import { F_PING, F_PONG, PING_SIZE, writePingPong } from '../frames.js';
 import { PathProbes } from './probes.js';
 
@@ -50,6 +50,10 @@ export interface PathStats {
   pingsMissed: number;
   /** Record protection: 'aead', or 'tls-bound' (inside TLS proven end to end; see secure/handshake.ts). */
   protection: 'aead' | 'tls-bound';
+  /** Carrier name (tcp, tls, ws, wss, udp…). */
+  carrier: string;
+  /** The channel's own transport figures (udp paths). */
+  transport?: TransportStats;
 }
 
 const MIN_CAP = 256 * 1024;
@@ -370,6 +374,8 @@ export class SessionPath {
       bytesReceived: this.channel.bytesIn,
       pingsMissed: this._missed,
       protection: this.channel.info.protection ?? 'aead',
+      carrier: this.channel.info.carrier,
+      ...(this.channel.transportStats !== undefined ? { transport: this.channel.transportStats() } : {}),
     };
   }
 }

@@ -62,9 +62,11 @@ describe('arq channel', () => {
     }
     await waitUntil(() => got.length === sent.length, 'every record', 60_000);
     for (let i = 0; i < sent.length; i++) assert.ok(got[i]!.equals(sent[i]!), `record ${i}`);
-    const s = p.a.pathStats();
+    const s = p.a.transportStats();
     assert.ok(s.packetsLost > 0 && s.retransmittedBytes > 0, 'losses happened and were repaired');
     assert.ok(s.rttMs > 0 && s.cwndBytes > 0 && s.mtu > 1000);
+    assert.ok(s.lossRate > 0.01 && s.lossRate < 0.2, `loss rate ${s.lossRate} at 5 % loss each way`);
+    assert.ok(s.wirePerUseful > 1 && s.wirePerUseful < 1.3, `wire/useful ${s.wirePerUseful}`);
   });
 
   it('close() waits until the peer has everything, then ends both ends cleanly', async (t) => {
