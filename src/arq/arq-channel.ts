@@ -40,6 +40,8 @@ export interface ArqChannelInit {
   /** Graceful close waits this long for acknowledgements. @default 10000 */
   closeTimeoutMs?: number;
   maxAckDelayMs?: number;
+  /** Ack-eliciting packets received before an ACK is due at once. @default 2 */
+  ackEvery?: number;
   /** The controller's name in status. @default 'bbr' */
   ccName?: string;
   /** Wire bytes of a datagram's headers below the packet channel (UDP and IP), for the wire-per-useful figure. @default 28 */
@@ -87,6 +89,7 @@ export class ArqRecordChannel implements RecordChannel {
       packetOverhead: init.packetOverhead,
       recvWindow: init.recvWindow,
       maxAckDelayMs: init.maxAckDelayMs,
+      ackElicitingThreshold: init.ackEvery,
       onRecord: (r) => this.#deliver(r),
     });
     inner.onRecord((pt) => {

@@ -47,3 +47,57 @@ export function makeController(c: CcChoice, datagramBytes: number, maxRate?: num
   if (c.kind === 'fixed') return new FixedRate({ rate: c.rate, maxRate, datagramBytes });
   return new Bbr({ datagramBytes });
 }
+
+/** `--udp-mode`: kcptun's mode names, for people who come from it, mapped to our knobs. */
+export const UDP_MODES = ['normal', 'fast', 'fast2', 'fast3'] as const;
+export type UdpMode = (typeof UDP_MODES)[number];
+
+/**
+ * What each mode sets, on both ends of the path (the client sends its mode
+ * to the server): how long a receiver may hold an ACK, and after how many
+ * packets it acknowledges at once. Faster modes repair a lost tail sooner
+ * and cost more ACK datagrams; none turns congestion control off (kcptun's
+ * `nc=1`): `--cc fixed:RATE` is the way to say the rate yourself.
+ */
+export const UDP_MODE_KNOBS: Readonly<Record<UdpMode, { maxAckDelayMs: number; ackEvery: number }>> = {
+  normal: { maxAckDelayMs: 25, ackEvery: 2 },
+  fast: { maxAckDelayMs: 10, ackEvery: 2 },
+  fast2: { maxAckDelayMs: 5, ackEvery: 2 },
+  fast3: { maxAckDelayMs: 2, ackEvery: 1 },
+};
+
+export const DEFAULT_UDP_MODE: UdpMode = 'fast';
+
+/** What a client asks of the server's side of a udp path, in its handshake. */
+export interface TransportParams {
+  /** The server's sending controller; undefined: the server's own choice. */
+  cc?: CcChoice | undefined;
+  mode: UdpMode;
+}
+
+const CC_CODES = { bbr: 1, cubic: 2, fixed: 3 } as const;
+
+/**
+ * The 8 bytes of transport parameters in the packet handshake
+ * (secure/packet-wire.ts TRANSPORT_PARAMS): controller (0 the server's
+ * choice, 1 bbr, 2 cubic, 3 fixed), mode (index in UDP_MODES), two zero
+ * bytes, the fixed rate in kbit/s (u32).
+ */
+export function encodeTransportParams(p: TransportParams): Buffer {
+  const b = Buffer.alloc(8);
+  if (p.cc !== undefined) {
+    b[0] = CC_CODES[p.cc.kind];
+    if (p.cc.kind === 'fixed') b.writeUInt32BE(Math.min(0xffffffff, Math.max(1, Math.round((p.cc.rate * 8) / 1000))), 4);
+  }
+  b[1] = UDP_MODES.indexOf(p.mode);
+  return b;
+}
+
+/** Reads a client's transport parameters; what it does not know falls back to the defaults (never throws). */
+export function decodeTransportParams(b: Buffer): TransportParams {
+  const mode = UDP_MODES[b[1] ?? -1] ?? DEFAULT_UDP_MODE;
+  const kind = b[0];
+  const rate = b.length >= 8 ? (b.readUInt32BE(4) * 1000) / 8 : 0;
+  const cc: CcChoice | undefined = kind === 1 ? { kind: 'bbr' } : kind === 2 ? { kind: 'cubic' } : kind === 3 && rate >= 1000 ? { kind: 'fixed', rate } : undefined;
+  return { cc, mode };
+}

@@ -3,6 +3,7 @@
  * function (session, SOCKS/HTTP fronts, forwards, status endpoint) is wired in
  * by the program's entry; this file only owns the command line.
  */
+import { DEFAULT_UDP_MODE, UDP_MODES } from '../arq/cc-choice.js';
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
 import { METRICS_DEFAULTS } from '../config/metrics-schema.js';
@@ -41,6 +42,8 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'retry', flag: '--retry', path: ['reconnect', 'retry'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'refusedRetry', flag: '--refused-retry', path: ['reconnect', 'refusedRetryMs'], map: (v) => (typeof v === 'string' ? Number(v) : v) },
   { attr: 'cipher', flag: '--cipher', path: ['records', 'cipher'] },
+  { attr: 'cc', flag: '--cc', path: ['udp', 'cc'] },
+  { attr: 'udpMode', flag: '--udp-mode', path: ['udp', 'mode'] },
   { attr: 'metrics', flag: '--metrics', path: ['metrics', 'listen'] },
   { attr: 'metricsAllowRemote', flag: '--metrics-allow-remote', path: ['metrics', 'allowRemote'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
@@ -79,7 +82,13 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .addOption(new Option('-R, --reverse <spec>', 'reverse forward [BIND:]PORT:HOST:PORT: the server listens on BIND:PORT, we connect to HOST:PORT (repeatable; the server must allow it)').argParser(collect))
     .addOption(new Option('--status <host:port>', 'local status endpoint for `polytun status` (loopback only)').default(DEFAULTS.status))
     .option('--no-status', 'do not open the status endpoint')
-    .addOption(new Option('--path <spec>', 'bond another network path into the session: URL[,bind=IFACE|ADDR][,role=primary|backup][,weight=N][,mptcp], URL = tcp://HOST:PORT or tls://HOST:PORT of the same server (repeatable)').argParser(collect))
+    .addOption(new Option('--path <spec>', 'bond another network path into the session: URL[,bind=IFACE|ADDR][,role=primary|backup][,weight=N][,mptcp], URL = tcp://, tls:// or udp://HOST:PORT of the same server (repeatable)').argParser(collect))
+    .option('--cc <controller>', 'udp paths: congestion control of both directions: bbr (random loss is not congestion), cubic (fair to TCP) or fixed:RATE (send at RATE whatever is lost, e.g. fixed:40mbit; the server may cap it) (default: bbr)')
+    .addOption(
+      new Option('--udp-mode <mode>', "udp paths: ACK knobs named after kcptun's modes — normal holds an ACK up to 25 ms, fast 10 ms, fast2 5 ms, fast3 2 ms and acknowledges every packet (faster: a lost tail is repaired sooner, more ACKs are sent; congestion control stays on)")
+        .choices(UDP_MODES)
+        .default(DEFAULT_UDP_MODE),
+    )
     .option('--mptcp', 'use a kernel MPTCP socket for the link\'s own TCP path (needs the native addon and net.mptcp.enabled=1)')
     .option('--path-up-after <ms>', 'a (re)joined path carries traffic only after answering pings for this long (default: 0)')
     .option('--on-path-up <command>', 'run this shell command when a path comes up (env POLYTUN_PATH, POLYTUN_PATH_STATE)')

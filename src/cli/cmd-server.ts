@@ -27,6 +27,8 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'decoy', flag: '--decoy', path: ['gateway', 'decoy'], map: (v) => (typeof v === 'string' && /^https?:\/\//i.test(v) ? v : absPath(v)) },
   { attr: 'wsTokenPath', flag: '--ws-token-path', path: ['gateway', 'wsTokenPath'] },
   { attr: 'cipher', flag: '--cipher', path: ['records', 'cipher'] },
+  { attr: 'cc', flag: '--cc', path: ['udp', 'cc'] },
+  { attr: 'udpMaxRate', flag: '--udp-max-rate', path: ['udp', 'maxRate'] },
   { attr: 'metrics', flag: '--metrics', path: ['metrics', 'listen'] },
   { attr: 'metricsAllowRemote', flag: '--metrics-allow-remote', path: ['metrics', 'allowRemote'] },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
@@ -82,7 +84,9 @@ export function registerServerCommand(program: Command, run: ServerRun): Command
     .option('--decoy <dir|url>', 'what ws/wss listeners show to anything that is not a user: a static site folder or an http(s):// backend (default: nginx 404)')
     .option('--ws-token-path <path>', 'ws/wss URL path shared by token users: the bearer value their client sends in the upgrade request picks the user; a missing or wrong one gets the decoy (default: /)')
     .option('--host <public-host>', 'host name or address put in client links (default: the listen host; for 0.0.0.0/:: the first public interface address)')
-    .option('--reverse', 'let clients open -R listeners on this server (default: off)'), 'limits.maxSessions=500'))
+    .option('--reverse', 'let clients open -R listeners on this server (default: off)')
+    .option('--cc <controller>', 'udp listeners: congestion control of what the server sends when the client asks for none: bbr, cubic or fixed:RATE (default: bbr)')
+    .option('--udp-max-rate <rate>', 'udp listeners: the highest fixed:RATE a client may make the server send at, e.g. 200mbit (default: no cap)'), 'limits.maxSessions=500'))
     .addHelpText('after', keysHelp('Other config keys (YAML or --set) and their defaults:', KEYS))
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.opts<{ config?: string; set?: string[] }>();

@@ -27,6 +27,7 @@ import { requireAuthOffLoopback } from '../client/tcp-front.js';
 import { ReverseForward } from '../client/reverse.js';
 import { Socks5Front } from '../client/socks5-front.js';
 import { pathsFromConfig, supervisorForLinks } from '../config/dial-link.js';
+import { ccOf } from '../config/udp-schema.js';
 import { RefusedError } from '../paths/refusal.js';
 import { UnreachableError } from '../paths/backoff.js';
 import { runPathHooks } from '../paths/hooks.js';
@@ -67,6 +68,8 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     tlsBound: cfg.records.tlsBound,
     cipher: cfg.records.cipher,
+    cc: ccOf(cfg.udp.cc),
+    udpMode: cfg.udp.mode,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,
     maxRetries: cfg.reconnect.retry,
     session: {

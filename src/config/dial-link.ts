@@ -14,7 +14,7 @@ import { TlsCarrier } from '../carriers/tls.js';
 import { WsCarrier } from '../carriers/ws.js';
 import type { Carrier } from '../carriers/types.js';
 import { UdpPacketCarrier } from '../carriers/udp.js';
-import type { CcChoice } from '../arq/cc-choice.js';
+import type { CcChoice, UdpMode } from '../arq/cc-choice.js';
 import { FailoverClient } from '../paths/failover.js';
 import { SessionClient, type PathSpec, type SessionClientInit } from '../paths/session-client.js';
 import type { PathSupervisor } from '../paths/supervisor.js';
@@ -113,6 +113,8 @@ export interface LinkClientOptions {
   metrics?: Metrics;
   /** Congestion controller of udp paths. @default bbr */
   cc?: CcChoice;
+  /** ACK knobs of udp paths. @default 'fast' */
+  udpMode?: UdpMode;
 }
 
 /** A SessionClient for the server a link names (not yet connected). */
@@ -137,6 +139,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.maxRetries !== undefined ? { maxRetries: opts.maxRetries } : {}),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     ...(opts.cc ? { cc: opts.cc } : {}),
+    ...(opts.udpMode ? { udpMode: opts.udpMode } : {}),
   };
   return init;
 }

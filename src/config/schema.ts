@@ -26,6 +26,7 @@ import {
 import { clientVpnProp, serverVpnProp, type ClientVpnConfig, type ServerVpnConfig } from './vpn-schema.js';
 import { gatewayProp, type GatewayConfig } from './gateway-schema.js';
 import { metricsProp, type MetricsConfig } from './metrics-schema.js';
+import { clientUdpProp, serverUdpProp, type ClientUdpConfig, type ServerUdpConfig } from './udp-schema.js';
 
 import { pathSpec, type PathConfig } from './paths.js';
 import { CIPHER_CHOICES, type CipherChoice } from '../secure/cipher.js';
@@ -177,6 +178,8 @@ export interface ServerConfig {
   limits: ServerLimits;
   liveness: LivenessConfig;
   records: RecordsConfig;
+  /** `udp:` — the udp carrier's transport (`--cc`, `--udp-max-rate`); see udp-schema.ts. */
+  udp: ServerUdpConfig;
   log: LogConfig;
   /** `metrics:` — the Prometheus endpoint (`--metrics`): GET /metrics in the text format, off by default. */
   metrics: MetricsConfig;
@@ -254,6 +257,8 @@ export interface ClientConfig {
   limits: CommonLimits;
   liveness: LivenessConfig;
   records: RecordsConfig;
+  /** `udp:` — the udp carrier's transport (`--cc`, `--udp-mode`); see udp-schema.ts. */
+  udp: ClientUdpConfig;
   log: LogConfig;
   /** `metrics:` — the Prometheus endpoint (`--metrics`): GET /metrics in the text format, off by default. */
   metrics: MetricsConfig;
@@ -324,6 +329,7 @@ const serverShape = object(
     limits: withDefault(object({ ...commonLimits, ...serverOnlyLimits }), () => ({ ...L })),
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     records: withDefault(records, () => ({ ...DEFAULTS.records })),
+    udp: serverUdpProp,
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
     metrics: metricsProp,
   },
@@ -366,6 +372,7 @@ const clientShape = object(
     }),
     liveness: withDefault(liveness, () => ({ ...DEFAULTS.liveness })),
     records: withDefault(records, () => ({ ...DEFAULTS.records })),
+    udp: clientUdpProp,
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
     metrics: metricsProp,
   },

@@ -6,7 +6,7 @@
  * the reliable record channel it gets from a TCP path.
  */
 import { ArqRecordChannel } from '../arq/arq-channel.js';
-import { formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
+import { DEFAULT_UDP_MODE, UDP_MODE_KNOBS, encodeTransportParams, formatCc, makeController, type CcChoice, type UdpMode } from '../arq/cc-choice.js';
 import { formatEndpoint, type Endpoint, type PacketCarrier } from '../carriers/types.js';
 import { realClock, type Clock } from '../core/clock.js';
 import type { CipherChoice } from '../secure/cipher.js';
@@ -27,12 +27,19 @@ export interface PacketDialInit {
   aesAccelerated?: boolean | undefined;
   /** Dial + handshake get this long. @default 10000 */
   handshakeTimeoutMs?: number | undefined;
-  /** Congestion controller of our sending side. @default bbr */
+  /** Congestion controller of our sending side, and the one we ask the server to send with. @default bbr (the server's choice) */
   cc?: CcChoice | undefined;
+  /** ACK knobs of both ends (kcptun's mode names). @default 'fast' */
+  udpMode?: UdpMode | undefined;
   /** Largest datagram, bytes. @default 1200 */
   maxDatagramSize?: number | undefined;
   /** @default realClock */
   clock?: Clock | undefined;
+}
+
+/** The ArqRecordChannel options a mode sets. */
+export function knobs(mode: UdpMode): { maxAckDelayMs: number; ackEvery: number } {
+  return { ...UDP_MODE_KNOBS[mode] };
 }
 
 /** Dials `carrier` to `endpoint`, runs the packet handshake and puts ARQ on the channel. */
@@ -62,6 +69,7 @@ export class PacketDialSource implements PathSource {
       sessionWindow: req.sessionWindow,
       resume: req.resume?.(),
       carrier: this.carrier.scheme,
+      transportParams: encodeTransportParams({ cc: init.cc, mode: init.udpMode ?? DEFAULT_UDP_MODE }),
       timeoutMs,
       signal: req.signal,
       ...(init.maxDatagramSize !== undefined ? { maxDatagramSize: init.maxDatagramSize } : {}),
@@ -75,6 +83,7 @@ export class PacketDialSource implements PathSource {
       ccName: formatCc(init.cc ?? { kind: 'bbr' }),
       packetOverhead: overhead,
       headerBytes: UDP_IP_OVERHEAD,
+      ...knobs(init.udpMode ?? DEFAULT_UDP_MODE),
     });
     return { channel, hello: r.hello };
   }

@@ -43,7 +43,7 @@ import { AbortedError, ClosedError, RejectCode, RejectedError, TimeoutError, toE
 import { nullLogger, type Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Carrier, Endpoint } from '../carriers/types.js';
-import type { CcChoice } from '../arq/cc-choice.js';
+import type { CcChoice, UdpMode } from '../arq/cc-choice.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { RecordCipher } from '../secure/cipher.js';
 import type { KeyPair } from '../secure/keys.js';
@@ -109,8 +109,10 @@ export interface SessionClientInit extends ChannelInit, SupervisorOptions {
   clientKeyPair: KeyPair;
   /** @default 10000 */
   handshakeTimeoutMs?: number;
-  /** Congestion controller of udp paths (our sending side). @default bbr */
+  /** Congestion controller of udp paths (both directions; the server may cap a fixed rate). @default bbr */
   cc?: CcChoice;
+  /** ACK knobs of udp paths. @default 'fast' */
+  udpMode?: UdpMode;
 }
 
 /** A SessionClient over any path sources; `sources[0]` opens sessions and names the server in log lines. */

@@ -35,7 +35,7 @@ import type { KeyPair } from './keys.js';
 import { HandshakeState } from './noise.js';
 import { PacketRecordChannel, type DatagramPort, type PacketChannelInit, type PacketChannelKeys } from './packet-channel.js';
 import {
-  DEFAULT_DATAGRAM_SIZE, HS_COOKIE, MAC, macEqual, HS_INITIATION, HS_RESPONSE, MIN_INITIATION, RESP_MSG, decodeHandshake, encodeHandshake, mac1Of, serverPublicKeys, setMac2,
+  DEFAULT_DATAGRAM_SIZE, TRANSPORT_PARAMS, HS_COOKIE, MAC, macEqual, HS_INITIATION, HS_RESPONSE, MIN_INITIATION, RESP_MSG, decodeHandshake, encodeHandshake, mac1Of, serverPublicKeys, setMac2,
 } from './packet-wire.js';
 
 export const PACKET_NOISE_PROTOCOL = 'Noise_IK_25519_ChaChaPoly_SHA256';
@@ -52,11 +52,19 @@ export function randomIndex(): number {
   return randomBytes(4).readUInt32BE(0) || 1;
 }
 
-/** The client's message-1 payload: hello and the index it wants in the server's headers. */
-export function encodeInitPayload(hello: ClientHello, index: number): Buffer {
-  const b = Buffer.alloc(HELLO_SIZE + 4);
+/**
+ * The client's message-1 payload: hello, the index it wants in the
+ * server's headers, and its transport parameters (what it asks of the
+ * server's sending side; zeros: the server's defaults).
+ */
+export function encodeInitPayload(hello: ClientHello, index: number, params?: Buffer): Buffer {
+  const b = Buffer.alloc(HELLO_SIZE + 4 + TRANSPORT_PARAMS);
   encodeClientHello(hello).copy(b, 0);
   b.writeUInt32BE(index >>> 0, HELLO_SIZE);
+  if (params !== undefined) {
+    if (params.length !== TRANSPORT_PARAMS) throw new RangeError(`transport parameters must be ${TRANSPORT_PARAMS} bytes`);
+    params.copy(b, HELLO_SIZE + 4);
+  }
   return b;
 }
 
@@ -96,6 +104,8 @@ export interface PacketClientInit extends PacketChannelInit {
   resume?: { id: Buffer; recvSeq: number; join?: boolean; backup?: boolean } | undefined;
   /** Carrier name in the channel's info. @default 'udp' */
   carrier?: string;
+  /** What we ask of the server's sending side (TRANSPORT_PARAMS bytes, arq/cc-choice.ts). @default zeros: its defaults */
+  transportParams?: Buffer | undefined;
   /** Give up after this long without a response, ms. @default 10000 */
   timeoutMs?: number;
   /** First retransmission after this long, ms; doubles each time. @default 500 */
@@ -145,7 +155,7 @@ export function packetClientHandshake(port: DatagramPort, init: PacketClientInit
     join: init.resume?.join === true,
     backup: init.resume?.backup === true,
   };
-  const msg1 = hs.writeMessage(encodeInitPayload(hello, localIndex));
+  const msg1 = hs.writeMessage(encodeInitPayload(hello, localIndex, init.transportParams));
   const maxSize = Math.min(init.maxDatagramSize ?? DEFAULT_DATAGRAM_SIZE, port.maxPacketSize);
   const pad = randomInt(0, Math.max(0, Math.min(init.handshakePadding ?? 256, maxSize - MIN_INITIATION)) + 1);
   const initiation = encodeHandshake(keys, HS_INITIATION, msg1, MIN_INITIATION + pad);

@@ -22,7 +22,7 @@
  * No amplification: whatever the server sends a source it has not
  * authenticated (a cookie reply, a response, a typed reject, a repeated
  * response) is no bigger than the datagram it answers; the smallest
- * initiation (213 bytes) is larger than the largest answer before padding,
+ * initiation (221 bytes) is larger than the largest answer before padding,
  * and padding only fills the difference.
  *
  * Idempotence: a repeated initiation (the same Noise message 1, by its
@@ -50,7 +50,7 @@ import { HandshakeState } from './noise.js';
 import { PacketRecordChannel, type DatagramPort, type PacketChannelInit } from './packet-channel.js';
 import { PACKET_NOISE_PROTOCOL, PACKET_PROLOGUE, channelKeys, encodeRespPayload, randomIndex } from './packet-handshake.js';
 import {
-  HEADER, HS_INITIATION, HS_RESPONSE, HeaderMask, INIT_MSG, MIN_INITIATION, MIN_RESPONSE, TAG, checkMac1, decodeHandshake, encodeHandshake, mac1Of, readHeader, serverPublicKeys, type ServerPublicKeys,
+  HEADER, HS_INITIATION, HS_RESPONSE, HeaderMask, INIT_MSG, TRANSPORT_PARAMS, MIN_INITIATION, MIN_RESPONSE, TAG, checkMac1, decodeHandshake, encodeHandshake, mac1Of, readHeader, serverPublicKeys, type ServerPublicKeys,
 } from './packet-wire.js';
 
 /** Options of a {@link PacketResponder}. */
@@ -86,6 +86,8 @@ export interface PacketSession {
   clientKey: Buffer;
   hello: ClientHello;
   admission: Extract<Admission, { accept: true }>;
+  /** The client's transport parameters (opaque here; arq/cc-choice.ts reads them). */
+  transportParams: Buffer;
 }
 
 /** What the responder dropped and sent (plain monotonic counters). */
@@ -262,10 +264,12 @@ export class PacketResponder {
     const hs = new HandshakeState({ protocolName: PACKET_NOISE_PROTOCOL, initiator: false, prologue: PACKET_PROLOGUE, staticKeyPair: this.#init.staticKeyPair });
     let hello: ClientHello;
     let clientIndex: number;
+    let params: Buffer;
     try {
       const payload = hs.readMessage(hd.body.subarray(0, INIT_MSG));
       hello = decodeClientHello(payload.subarray(0, HELLO_SIZE));
       clientIndex = payload.readUInt32BE(HELLO_SIZE);
+      params = Buffer.from(payload.subarray(HELLO_SIZE + 4, HELLO_SIZE + 4 + TRANSPORT_PARAMS));
     } catch {
       return void s.handshakeFailed++;
     }
@@ -279,7 +283,7 @@ export class PacketResponder {
     const answer = (admission: Admission): void => {
       if (this.#closed) return;
       try {
-        this.#answer(port, d, hs, hello, clientKey, clientIndex, admission, 'cipher' in pick ? pick.cipher : pick.serverWants, entry);
+        this.#answer(port, d, hs, hello, clientKey, clientIndex, params, admission, 'cipher' in pick ? pick.cipher : pick.serverWants, entry);
       } catch {
         s.errors++;
       }
@@ -296,7 +300,7 @@ export class PacketResponder {
     verdict.then(answer, () => answer({ accept: false, reject: RejectCode.busy }));
   }
 
-  #answer(port: DatagramPort, d: Buffer, hs: HandshakeState, hello: ClientHello, clientKey: Buffer, clientIndex: number, admission: Admission, cipher: RecordCipher, entry: Entry): void {
+  #answer(port: DatagramPort, d: Buffer, hs: HandshakeState, hello: ClientHello, clientKey: Buffer, clientIndex: number, transportParams: Buffer, admission: Admission, cipher: RecordCipher, entry: Entry): void {
     let index = randomIndex();
     while (this.#sessions.has(index)) index = randomIndex();
     const aes = cipher === 'aes-256-gcm' ? CAP_AES_GCM : 0;
@@ -319,7 +323,7 @@ export class PacketResponder {
     channel.onClose(() => this.#sessions.delete(index));
     this.stats.sessions++;
     this.#sendUnauthenticated(port, entry.response, d);
-    this.#onSession({ channel, clientKey, hello, admission });
+    this.#onSession({ channel, clientKey, hello, admission, transportParams });
   }
 
   /** Ends every session (abort) and closes every association it was given. Idempotent. */

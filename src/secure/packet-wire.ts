@@ -9,8 +9,8 @@
  * a prober without the link does not) and a random 16-byte seed:
  *
  * ```
- * initiation (client → server), ≥ 213 bytes:
- * ┌ seed 16 ┬ ChaCha20(obfsKey, seed) ⊕ (type 1 ┃ Noise msg1 164 ┃ padding) ┬ mac1 16 ┬ mac2 16 ┐
+ * initiation (client → server), ≥ 221 bytes:
+ * ┌ seed 16 ┬ ChaCha20(obfsKey, seed) ⊕ (type 1 ┃ Noise msg1 172 ┃ padding) ┬ mac1 16 ┬ mac2 16 ┐
  * response / cookie reply (server → client):
  * ┌ seed 16 ┬ ChaCha20(obfsKey, seed) ⊕ (type 1 ┃ body ┃ padding) ┐
  *   response body: mac1 of the initiation 16 ┃ Noise msg2 132
@@ -48,8 +48,10 @@ export const HS_INITIATION = 1;
 export const HS_RESPONSE = 2;
 export const HS_COOKIE = 3;
 
-/** Noise message 1: e 32, encrypted s 48, encrypted payload (client hello 64 + sender index 4) + tag 16. */
-export const INIT_MSG = 32 + 48 + 64 + 4 + 16;
+/** Bytes of the transport parameters the client sends in message 1 (opaque here; arq/cc-choice.ts reads them). */
+export const TRANSPORT_PARAMS = 8;
+/** Noise message 1: e 32, encrypted s 48, encrypted payload (client hello 64 + sender index 4 + transport parameters 8) + tag 16. */
+export const INIT_MSG = 32 + 48 + 64 + 4 + TRANSPORT_PARAMS + 16;
 /** Noise message 2: e 32, encrypted payload (server hello 64 + sender index 4 + header key 16) + tag 16. */
 export const RESP_MSG = 32 + 64 + 4 + 16 + 16;
 /** Cookie reply body: nonce 12, sealed cookie 16 + tag 16. */

@@ -18,6 +18,8 @@ export interface PacketListenOptions {
   logger: Logger;
   metrics?: Metrics | undefined;
   cc?: CcChoice | undefined;
+  /** Cap on a client's fixed:RATE, bytes per second. */
+  maxFixedRate?: number | undefined;
 }
 
 /** Binds `at` and serves it with `server`'s packet responder. */
@@ -28,7 +30,7 @@ export async function listenUdp<U>(at: Endpoint, server: SessionServer<U>, opts:
     sendBufferSize: UDP_SERVER_SOCKET_BUFFER,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
   });
-  const responder = server.packetResponder({ carrier: 'udp', ...(opts.cc !== undefined ? { cc: opts.cc } : {}) });
+  const responder = server.packetResponder({ carrier: 'udp', ...(opts.cc !== undefined ? { cc: opts.cc } : {}), ...(opts.maxFixedRate !== undefined ? { maxFixedRate: opts.maxFixedRate } : {}) });
   const listener = await carrier.listen(at, (conn) => responder.accept(conn));
   return {
     address: listener.address,

@@ -17,9 +17,9 @@ import { PacketResponder } from '../secure/packet-responder.js';
 import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
 import type { RecordChannel } from '../secure/record-channel.js';
 import { ArqRecordChannel } from '../arq/arq-channel.js';
-import { formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
+import { decodeTransportParams, formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
 import { realClock, type Clock } from '../core/clock.js';
-import { UDP_IP_OVERHEAD } from '../paths/packet-source.js';
+import { UDP_IP_OVERHEAD, knobs } from '../paths/packet-source.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
@@ -60,8 +60,10 @@ export interface SessionServerInit<U> extends ChannelInit {
 export interface PacketServeOptions {
   /** Carrier name in channels' info and logs. @default 'udp' */
   carrier?: string;
-  /** Congestion controller of our sending side on these paths. @default bbr */
+  /** Congestion controller of our sending side on these paths when the client asks for none. @default bbr */
   cc?: CcChoice;
+  /** Cap on the fixed rate a client may ask us to send at (bytes per second). @default none */
+  maxFixedRate?: number;
   /** Largest datagram sent, bytes. @default 1200 */
   maxDatagramSize?: number;
   /** @default realClock */
@@ -192,12 +194,17 @@ export class SessionServer<U> extends EventEmitter {
       users.delete(k);
       if (user === undefined) return s.channel.abort();
       const overhead = TRANSPORT_OVERHEAD + UDP_IP_OVERHEAD;
+      // The client says how it wants our side to send (its --cc, its --udp-mode); a fixed rate is capped by ours.
+      const params = decodeTransportParams(s.transportParams);
+      const cc = params.cc ?? opts.cc ?? { kind: 'bbr' };
+      const capped = cc.kind === 'fixed' && opts.maxFixedRate !== undefined && cc.rate > opts.maxFixedRate ? { kind: 'fixed' as const, rate: opts.maxFixedRate } : cc;
       const channel = new ArqRecordChannel(s.channel, {
         clock: opts.clock ?? realClock,
-        cc: makeController(opts.cc ?? { kind: 'bbr' }, s.channel.maxRecord + overhead),
-        ccName: formatCc(opts.cc ?? { kind: 'bbr' }),
+        cc: makeController(capped, s.channel.maxRecord + overhead),
+        ccName: formatCc(capped),
         packetOverhead: overhead,
         headerBytes: UDP_IP_OVERHEAD,
+        ...knobs(params.mode),
       });
       this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
     });

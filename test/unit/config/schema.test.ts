@@ -50,6 +50,7 @@ describe('config schema: defaults', () => {
       limits: { ...DEFAULTS.limits },
       liveness: { intervalMs: 10_000, timeoutMs: 5_000, misses: 3 },
       records: { tlsBound: true, cipher: 'auto' },
+      udp: { cc: 'bbr', maxRate: undefined },
       log: { level: 'info', format: 'text' },
       metrics: { listen: undefined, allowRemote: false, maxLabelValues: 1000 },
     });
@@ -67,6 +68,7 @@ describe('config schema: defaults', () => {
     const { maxPendingHandshakes: _a, maxSessions: _b, ...common } = DEFAULTS.limits;
     assert.deepEqual(c.limits, common);
     assert.deepEqual(c.log, { level: 'info', format: 'text' });
+    assert.deepEqual(c.udp, { cc: 'bbr', mode: 'fast' });
     assert.deepEqual(c.reconnect, { refusedRetryMs: 60_000 });
     assert.deepEqual(c.metrics, { listen: undefined, allowRemote: false, maxLabelValues: 1000 });
   });
@@ -88,6 +90,9 @@ describe('config schema: every key is validated', () => {
     ['listen', [], 'at least 1 item'],
     ['listen', ['sctp://0.0.0.0:1'], "unknown listen scheme 'sctp'"],
     ['listen', ['tcp://0.0.0.0'], 'missing port'],
+    ['udp', { cc: 'reno' }, "unknown congestion controller 'reno'"],
+    ['udp', { maxRate: 'lots' }, "bad rate 'lots'"],
+    ['udp', { mode: 'fast' }, "key 'udp.mode': unknown key"],
     ['dataDir', 42, 'expected a directory path'],
     ['publicHost', 'not a host!', 'expected a host name or IP address'],
     ['tls', 'cert.pem', 'expected a mapping'],
@@ -137,6 +142,8 @@ describe('config schema: every key is validated', () => {
     ['forwards', ['8080:host:80/sctp'], "unknown suffix '/sctp'"],
     ['reverse', ['9000:127.0.0.1:22/udp'], "unknown suffix '/udp'"],
     ['status', '0.0.0.0:1099', 'must be a loopback address'],
+    ['udp', { mode: 'turbo' }, 'normal'],
+    ['udp', { cc: 'fixed:x' }, "bad rate 'x'"],
     ['limits.streamWindow', 0, 'from 16384'],
     ['liveness.misses', 1000, 'to 100'],
     ['log.level', 3, 'one of'],

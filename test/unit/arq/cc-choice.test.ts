@@ -1,0 +1,71 @@
+/**
+ * `--cc` and `--udp-mode`: parsing, the transport parameters a client sends
+ * in its packet handshake, and the server following them over real UDP
+ * (its fixed rate capped by --udp-max-rate).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { decodeTransportParams, encodeTransportParams, formatCc, parseBitRate, parseCc, UDP_MODES } from '../../../src/arq/cc-choice.js';
+import { UdpPacketCarrier } from '../../../src/carriers/udp.js';
+import { generateKeyPair } from '../../../src/secure/keys.js';
+import { SessionClient } from '../../../src/paths/session-client.js';
+import { SessionServer } from '../../../src/server/session-server.js';
+import type { Session } from '../../../src/session/session.js';
+import { waitUntil } from '../../helpers/eventually.js';
+
+describe('--cc and --udp-mode', () => {
+  it('parses rates and controllers, with clear errors', () => {
+    assert.equal(parseBitRate('40mbit'), 5_000_000);
+    assert.equal(parseBitRate('1.5Gbit'), 187_500_000);
+    assert.equal(parseBitRate('800kbit'), 100_000);
+    assert.equal(parseBitRate('100000'), 12_500);
+    assert.match(parseBitRate('fast') as string, /bad rate 'fast'/);
+    assert.match(parseBitRate('1kbit') as string, /below 8 kbit/);
+    assert.deepEqual(parseCc('BBR'), { kind: 'bbr' });
+    assert.deepEqual(parseCc('cubic'), { kind: 'cubic' });
+    assert.deepEqual(parseCc('fixed:40mbit'), { kind: 'fixed', rate: 5_000_000 });
+    assert.match(parseCc('reno') as string, /unknown congestion controller 'reno' \(bbr, cubic or fixed:RATE/);
+    assert.match(parseCc('fixed:') as string, /bad rate/);
+    assert.equal(formatCc({ kind: 'fixed', rate: 5_000_000 }), 'fixed:40mbit');
+  });
+
+  it('transport parameters round-trip, and any 8 bytes decode to something valid', () => {
+    for (const mode of UDP_MODES) {
+      for (const cc of [undefined, { kind: 'bbr' as const }, { kind: 'cubic' as const }, { kind: 'fixed' as const, rate: 12_500_000 }]) {
+        assert.deepEqual(decodeTransportParams(encodeTransportParams({ cc, mode })), { cc, mode });
+      }
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 8 }), (b) => {
+        const p = decodeTransportParams(Buffer.from(b));
+        assert.ok(UDP_MODES.includes(p.mode));
+        if (p.cc?.kind === 'fixed') assert.ok(p.cc.rate >= 1000);
+      }),
+    );
+  });
+
+  it('over udp the server sends as the client asks, its fixed rate capped by the server', async () => {
+    const serverKeys = generateKeyPair();
+    const clientKeys = generateKeyPair();
+    const server = new SessionServer<string>({ staticKeyPair: serverKeys, users: { byKey: (k) => (k.equals(clientKeys.publicKey) ? 'alice' : undefined) } });
+    let serverSession: Session | undefined;
+    server.on('session', (e: { session: Session }) => (serverSession = e.session));
+    const responder = server.packetResponder({ maxFixedRate: 2_500_000 });
+    const carrier = new UdpPacketCarrier();
+    const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (c) => responder.accept(c));
+    const client = new SessionClient({ carrier, endpoint: listener.address, serverPublicKey: serverKeys.publicKey, clientKeyPair: clientKeys, cc: { kind: 'fixed', rate: 12_500_000 }, udpMode: 'fast3' });
+    try {
+      const session = await client.connect();
+      await waitUntil(() => serverSession !== undefined, 'the server session');
+      assert.equal(session.stats.paths[0]?.transport?.cc, 'fixed:100mbit', 'the client sends at what it asked for');
+      assert.equal(serverSession?.stats.paths[0]?.transport?.cc, 'fixed:20mbit', 'the server sends at its cap, not at 100 Mbit/s');
+      assert.equal(serverSession?.stats.paths[0]?.carrier, 'udp');
+    } finally {
+      await client.close();
+      server.close();
+      responder.close();
+      await listener.close();
+    }
+  });
+});
