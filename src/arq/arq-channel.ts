@@ -55,6 +55,7 @@ export class ArqRecordChannel implements RecordChannel {
   readonly reliable = true;
   readonly maxRecord = MAX_STREAM_RECORD;
   readonly conn: ArqConnection;
+  readonly maxUnreliableRecord: number;
   readonly #inner: RecordChannel;
   readonly #clock: Clock;
   readonly #sendBuffer: number;
@@ -91,7 +92,9 @@ export class ArqRecordChannel implements RecordChannel {
       maxAckDelayMs: init.maxAckDelayMs,
       ackElicitingThreshold: init.ackEvery,
       onRecord: (r) => this.#deliver(r),
+      onDatagram: (r) => this.#deliver(r),
     });
+    this.maxUnreliableRecord = this.conn.maxDatagram;
     inner.onRecord((pt) => {
       if (this.#state === 'closed') return;
       this.conn.receive(pt, this.#clock.now());
@@ -143,6 +146,8 @@ export class ArqRecordChannel implements RecordChannel {
       lossRate: ld.sent > 0 ? ld.lost / ld.sent : 0,
       wirePerUseful: useful > 0 ? wire / useful : 0,
       mtu: c.maxPacket,
+      datagramsSent: c.stats.datagramsSent,
+      datagramsReceived: c.stats.datagramsReceived,
     };
   }
 
@@ -156,6 +161,13 @@ export class ArqRecordChannel implements RecordChannel {
       return false;
     }
     return true;
+  }
+
+  writeUnreliable(buf: Buffer, len: number): boolean {
+    if (this.#state !== 'open' || len < 1 || len > this.maxUnreliableRecord) return false;
+    const ok = this.conn.sendDatagram(Buffer.from(buf.subarray(0, len)));
+    if (ok) this.#schedulePump();
+    return ok;
   }
 
   onRecord(handler: (plaintext: Buffer, pooled: Buffer | undefined) => void): void {

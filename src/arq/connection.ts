@@ -14,7 +14,13 @@
  *   frame   = 0x01 ack-frame            (ack-frame.ts; at most one per packet)
  *           | 0x02 offset:varint length:varint bytes   (STREAM: the byte stream, stream-buffers.ts)
  *           | 0x03                       (PING: ack-eliciting, nothing else)
+ *           | 0x04 length:varint bytes   (DATAGRAM: one unreliable record, never resent)
  * ```
+ *
+ * DATAGRAM frames carry the session's datagram lane (VPN packets, UDP
+ * flows) outside the byte stream, as QUIC's DATAGRAM extension does: they
+ * wait behind nothing, are congestion controlled with everything else, and
+ * a lost one is gone — no TCP-over-TCP for the VPN.
  *
  * Packets with STREAM or PING frames are ack-eliciting and in flight;
  * ACK-only packets are neither (they are never acknowledged nor resent; a
@@ -46,6 +52,11 @@ import { readVarint, varintLength, writeVarint, type Cursor } from './varint.js'
 export const FRAME_ACK = 0x01;
 export const FRAME_STREAM = 0x02;
 export const FRAME_PING = 0x03;
+export const FRAME_DATAGRAM = 0x04;
+/** Bytes a DATAGRAM frame needs besides its data, and the packet number's most, in a packet of its own. */
+const DATAGRAM_OVERHEAD = 1 + 2 + 8;
+/** Unreliable records queued at most; beyond, new ones are dropped (a datagram late by a queue is worth little). */
+const MAX_QUEUED_DATAGRAMS = 256;
 
 /** Bytes a STREAM frame needs besides its data, at most (type, 8-byte offset, 2-byte length). */
 const STREAM_HEADER_MAX = 1 + 8 + 2;
@@ -70,6 +81,8 @@ export interface ArqConnectionInit {
   initialRttMs?: number | undefined;
   /** Each complete record, in order. */
   onRecord: (record: Buffer) => void;
+  /** Each unreliable record, as it arrives (out of order with the stream). @default dropped */
+  onDatagram?: ((record: Buffer) => void) | undefined;
 }
 
 /** Counters for status (all monotonic). */
@@ -86,6 +99,10 @@ export interface ArqStats {
   retransmittedBytes: number;
   /** ACK-only packets sent. */
   ackOnly: number;
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Unreliable records refused: too large, or the queue full. */
+  datagramsDropped: number;
 }
 
 /** See the file comment. */
@@ -94,8 +111,12 @@ export class ArqConnection {
   readonly acks: AckTracker;
   readonly send = new SendStream();
   readonly recv: ReceiveStream;
-  readonly stats: ArqStats = { packetsIn: 0, packetsOut: 0, malformed: 0, overWindow: 0, streamBytesSent: 0, retransmittedBytes: 0, ackOnly: 0 };
+  readonly stats: ArqStats = { packetsIn: 0, packetsOut: 0, malformed: 0, overWindow: 0, streamBytesSent: 0, retransmittedBytes: 0, ackOnly: 0, datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
   readonly maxPacket: number;
+  /** Largest unreliable record sendDatagram takes (it fits a packet of its own). */
+  readonly maxDatagram: number;
+  #dgrams: Buffer[] = [];
+  readonly #onDatagram: (record: Buffer) => void;
   readonly #overhead: number;
   readonly #window: number;
   /** Set when the byte stream broke its framing: the connection cannot go on. */
@@ -104,9 +125,13 @@ export class ArqConnection {
   readonly #offs: number[] = [];
   readonly #starts: number[] = [];
   readonly #ends: number[] = [];
+  readonly #dStarts: number[] = [];
+  readonly #dEnds: number[] = [];
 
   constructor(init: ArqConnectionInit) {
     this.maxPacket = init.maxPacket;
+    this.maxDatagram = init.maxPacket - DATAGRAM_OVERHEAD;
+    this.#onDatagram = init.onDatagram ?? (() => undefined);
     this.#overhead = init.packetOverhead ?? 0;
     this.#window = init.recvWindow ?? ARQ_RECV_WINDOW;
     this.ld = new LossDetector<ByteRange>({ cc: init.cc, peerMaxAckDelayMs: init.maxAckDelayMs, initialRttMs: init.initialRttMs });
@@ -120,9 +145,19 @@ export class ArqConnection {
     this.send.writeRecord(buf, len);
   }
 
+  /** Queues one unreliable record (kept as given: pass a copy); false, and dropped, when too large or the queue is full. */
+  sendDatagram(record: Buffer): boolean {
+    if (record.length < 1 || record.length > this.maxDatagram || this.#dgrams.length >= MAX_QUEUED_DATAGRAMS) {
+      this.stats.datagramsDropped++;
+      return false;
+    }
+    this.#dgrams.push(record);
+    return true;
+  }
+
   /** True when an ack-eliciting packet could carry something now or once the window opens. */
   get hasData(): boolean {
-    return this.send.hasRetransmit || (this.send.backlog > 0 && this.send.sent < this.#sendLimit) || this.ld.probesOwed > 0;
+    return this.#dgrams.length > 0 || this.send.hasRetransmit || (this.send.backlog > 0 && this.send.sent < this.#sendLimit) || this.ld.probesOwed > 0;
   }
 
   get #sendLimit(): number {
@@ -139,9 +174,13 @@ export class ArqConnection {
     const offs = this.#offs;
     const starts = this.#starts;
     const ends = this.#ends;
+    const dStarts = this.#dStarts;
+    const dEnds = this.#dEnds;
     offs.length = 0;
     starts.length = 0;
     ends.length = 0;
+    dStarts.length = 0;
+    dEnds.length = 0;
     try {
       pn = readVarint(c, 'packet number');
       if (c.pos >= c.end) throw new ProtocolError('arq: packet without frames');
@@ -163,6 +202,12 @@ export class ArqConnection {
           c.pos = r.end;
         } else if (type === FRAME_PING) {
           ping = true;
+        } else if (type === FRAME_DATAGRAM) {
+          const len = readVarint(c, 'datagram length');
+          if (len === 0 || c.pos + len > c.end) throw new ProtocolError('arq: bad datagram frame length');
+          dStarts.push(c.pos);
+          dEnds.push(c.pos + len);
+          c.pos += len;
         } else {
           throw new ProtocolError(`arq: unknown frame type ${type}`);
         }
@@ -177,9 +222,13 @@ export class ArqConnection {
         return;
       }
     }
-    const eliciting = ping || offs.length > 0;
+    const eliciting = ping || offs.length > 0 || dStarts.length > 0;
     if (!this.acks.onPacket(pn, eliciting, now)) return; // a duplicate: its ACK is old news, its data already taken
     if (ack !== undefined) this.#onAck(ack, now);
+    for (let i = 0; i < dStarts.length; i++) {
+      this.stats.datagramsReceived++;
+      this.#onDatagram(p.subarray(dStarts[i], dEnds[i]));
+    }
     try {
       for (let i = 0; i < offs.length; i++) this.recv.insert(offs[i] as number, p.subarray(starts[i], ends[i]));
     } catch (err) {
@@ -235,6 +284,18 @@ export class ArqConnection {
     const frames: ByteRange[] = [];
     let eliciting = false;
     if (mayData) {
+      // Datagrams first: they wait behind nothing (and a probe may carry them too).
+      while (this.#dgrams.length > 0) {
+        const d = this.#dgrams[0] as Buffer;
+        if (pos + 1 + varintLength(d.length) + d.length > this.maxPacket) break;
+        this.#dgrams.shift();
+        out[pos++] = FRAME_DATAGRAM;
+        pos = writeVarint(out, pos, d.length);
+        d.copy(out, pos);
+        pos += d.length;
+        eliciting = true;
+        this.stats.datagramsSent++;
+      }
       const limit = this.#sendLimit;
       for (;;) {
         const room = this.maxPacket - pos - STREAM_HEADER_MAX;
@@ -260,7 +321,7 @@ export class ArqConnection {
         this.stats.streamBytesSent += len;
         if (again) this.stats.retransmittedBytes += len;
       }
-      eliciting = frames.length > 0;
+      eliciting ||= frames.length > 0;
       if (!eliciting && probe) {
         out[pos++] = FRAME_PING;
         eliciting = true;

@@ -57,6 +57,9 @@ export interface TransportStats {
   wirePerUseful: number;
   /** Largest datagram payload, bytes. */
   mtu: number;
+  /** Unreliable records (the session's datagram lane) sent and received as datagrams of their own. */
+  datagramsSent: number;
+  datagramsReceived: number;
 }
 
 /** One path's transport, as the session sees it. */
@@ -112,4 +115,17 @@ export interface RecordChannel {
   abort(err?: Error): void;
   /** The transport's own figures, when it has its own reliability (udp paths); absent on stream carriers. */
   transportStats?(): TransportStats;
+  /**
+   * Largest record {@link writeUnreliable} takes; present only on channels
+   * that can send a record unreliably (udp paths, beside their reliable
+   * stream).
+   */
+  readonly maxUnreliableRecord?: number;
+  /**
+   * Sends one record that may be lost, and arrive out of order with the
+   * others (the session's datagram lane: VPN packets, UDP flows, never
+   * behind a lost stream packet). Returns false when it was dropped (too
+   * large, queue full, closed). `buf` may be reused once it returns.
+   */
+  writeUnreliable?(buf: Buffer, len: number): boolean;
 }

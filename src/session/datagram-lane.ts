@@ -48,6 +48,11 @@ export class DatagramLane {
     return off;
   }
 
+  /** True when datagrams wait. */
+  get pending(): boolean {
+    return this.queue.length > 0;
+  }
+
   /** No path left (or closed): what waits is dropped. */
   clear(): void {
     this.queue = [];

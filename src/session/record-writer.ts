@@ -22,6 +22,7 @@
  * This is the hot path: no allocation per frame beyond the frame object
  * kept for resend, no copy beyond the one into the record.
  */
+import type { RecordChannel } from '../secure/record-channel.js';
 import { RECORD_DATA } from '../secure/record.js';
 import { releaseRecordBuffer, takeRecordBuffer } from '../secure/record-pool.js';
 import type { SessionCredit } from './credit.js';
@@ -60,6 +61,8 @@ export class RecordWriter {
   private readonly credit: SessionCredit;
   private readonly table: StreamTable;
   private readonly datagrams: DatagramLane;
+  /** Scratch of unreliable records (a udp path's datagram size). */
+  private unreliable = Buffer.alloc(0);
   private readonly control: ControlLane;
 
   constructor(
@@ -107,6 +110,7 @@ export class RecordWriter {
         return;
       }
       const firstNew = rel.end;
+      if (this.datagrams.pending && p.channel.writeUnreliable !== undefined) this.flushUnreliable(p.channel);
       let off = this.fillControl(1);
       off = rel.writeResend(buf, off, p);
       off = this.datagrams.write(buf, off);
@@ -127,6 +131,23 @@ export class RecordWriter {
           buf[0] = RECORD_DATA;
         }
       }
+    }
+  }
+
+  /**
+   * Datagrams over a channel that can send records unreliably (a udp path)
+   * go in records of their own that way, never behind a lost stream packet;
+   * one too large for that stays queued for the reliable record.
+   */
+  private flushUnreliable(ch: RecordChannel): void {
+    const max = ch.maxUnreliableRecord ?? 0;
+    if (this.unreliable.length !== max) this.unreliable = Buffer.allocUnsafe(max);
+    const b = this.unreliable;
+    b[0] = RECORD_DATA;
+    for (;;) {
+      const end = this.datagrams.write(b, 1);
+      if (end === 1) return;
+      ch.writeUnreliable?.(b, end);
     }
   }
 

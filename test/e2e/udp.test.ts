@@ -29,8 +29,9 @@ let server: Server;
 let client: Proc;
 let relay: UdpRelay;
 let sink: net.Server;
+let echo: ReturnType<typeof createSocket>;
 let received: { bytes: number; hash: ReturnType<typeof createHash>; done: Promise<void>; resolve: () => void } | undefined;
-const ports = { fwd: 0, status: 0, sink: 0 };
+const ports = { fwd: 0, status: 0, sink: 0, udpFwd: 0, echo: 0 };
 
 before(async () => {
   ensureBuilt();
@@ -49,9 +50,15 @@ before(async () => {
   sink.listen(0, '127.0.0.1');
   await once(sink, 'listening');
   ports.sink = (sink.address() as net.AddressInfo).port;
+  echo = createSocket('udp4');
+  echo.on('message', (m, from) => echo.send(m, from.port, from.address));
+  echo.bind(0, '127.0.0.1');
+  await once(echo, 'listening');
+  ports.echo = echo.address().port;
+  ports.udpFwd = await freePort();
   ports.fwd = await freePort();
   ports.status = await freePort();
-  server = await startServer(['--allow', `127.0.0.1:${ports.sink}`], ['udp://127.0.0.1:0']);
+  server = await startServer(['--allow', `127.0.0.1:${ports.sink}`, '--allow', `127.0.0.1:${ports.echo}`], ['udp://127.0.0.1:0']);
   const link = decodeLink(server.links[0] as string);
   assert.equal(link.carrier, 'udp', 'a udp listener prints t=udp links');
   relay = new UdpRelay({
@@ -63,7 +70,7 @@ before(async () => {
   });
   await relay.start();
   const viaRelay = encodeLink({ ...link, port: relay.address.port });
-  client = await startClient(viaRelay, ['--no-socks', '--status', `127.0.0.1:${ports.status}`, '-L', `127.0.0.1:${ports.fwd}:127.0.0.1:${ports.sink}`], ports.status);
+  client = await startClient(viaRelay, ['--no-socks', '--status', `127.0.0.1:${ports.status}`, '-L', `127.0.0.1:${ports.fwd}:127.0.0.1:${ports.sink}`, '-L', `127.0.0.1:${ports.udpFwd}:127.0.0.1:${ports.echo}/udp`], ports.status);
 });
 
 after(async () => {
@@ -71,6 +78,7 @@ after(async () => {
   await stopAll();
   await relay.close();
   sink.close();
+  echo.close();
 });
 
 describe('udp carrier', () => {
@@ -117,6 +125,27 @@ describe('udp carrier', () => {
     assert.ok((t.wirePerUseful as number) > 1, `wire/useful ${t.wirePerUseful}`);
     const txt = await runCli(['status', '--status', `127.0.0.1:${ports.status}`]);
     assert.match(txt.stdout, /^ {2}udp: +bbr, rtt [\d.]+ ms \(min [\d.]+\), cwnd .*, loss [\d.]+ % \(\d+ of \d+ packets, \d+ spurious\), resent .*, wire\/useful [\d.]+, mtu \d+$/m);
+  });
+
+  it('UDP through -L …/udp rides as datagrams of their own, not in the reliable stream', async () => {
+    const sock = createSocket('udp4');
+    sock.bind(0, '127.0.0.1');
+    await once(sock, 'listening');
+    const replies = new Set<number>();
+    sock.on('message', (m) => replies.add(m.readUInt32BE(0)));
+    // 5 % loss each way: send a few rounds, count what came back.
+    for (let i = 0; i < 100 && replies.size < 20; i++) {
+      const m = Buffer.alloc(300);
+      m.writeUInt32BE(i, 0);
+      sock.send(m, ports.udpFwd, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    sock.close();
+    assert.ok(replies.size >= 20, `${replies.size} echoes came back`);
+    const j = await runCli(['status', '--status', `127.0.0.1:${ports.status}`, '--json']);
+    const t = (JSON.parse(j.stdout) as { paths: { transport?: { datagramsSent: number; datagramsReceived: number } }[] }).paths[0]?.transport;
+    assert.ok((t?.datagramsSent ?? 0) >= 20 && (t?.datagramsReceived ?? 0) >= 20, `datagrams on the path: ${JSON.stringify(t)}`);
   });
 
   it('answers probes and garbage with nothing', async () => {

@@ -32,8 +32,20 @@ function linked(o: LinkOpts) {
   const clock = new ManualClock(0);
   const rand = prng(o.seed ?? 7);
   const got: Buffer[][] = [[], []];
+  const dgrams: Buffer[][] = [[], []];
   const mk = (side: 0 | 1): ArqConnection =>
-    new ArqConnection({ cc: o.cc?.() ?? new Bbr(), maxPacket: 1150, recvWindow: o.recvWindow, onRecord: (r) => got[side]!.push(Buffer.from(r)) });
+    new ArqConnection({
+      cc: o.cc?.() ?? new Bbr(),
+      maxPacket: 1150,
+      recvWindow: o.recvWindow,
+      onRecord: (r) => got[side]!.push(Buffer.from(r)),
+      onDatagram: (r) => {
+        dgrams[side]!.push(Buffer.from(r));
+        // Delivered while stream bytes wait out of order for a repair: not held behind them.
+        if (ends[side].recv.buffered > 0) overtook[side]!++;
+      },
+    });
+  const overtook = [0, 0];
   const ends = [mk(0), mk(1)] as const;
   type Flight = { at: number; to: 0 | 1; data: Buffer };
   let flights: Flight[] = [];
@@ -73,7 +85,7 @@ function linked(o: LinkOpts) {
       for (const f of due) ends[f.to].receive(f.data, t);
     }
   };
-  return { clock, ends, got, run, wire };
+  return { clock, ends, got, dgrams, overtook, run, wire };
 }
 
 const records = (n: number, seed = 1): Buffer[] => {
@@ -175,6 +187,33 @@ describe('arq connection', () => {
     c.receive(pkt(v(7), FRAME_STREAM, v(0), v(2), Buffer.from([0, 0])), clock.now());
     assert.match(String(c.failure), /empty record/);
     assert.equal(got.length, 0);
+  });
+
+  it('datagrams go unreliably: never resent, and never behind a stream that waits for a lost packet', () => {
+    const l = linked({ delayMs: 20, loss: 0.2, seed: 21 });
+    // Stream data first: with 20 % loss it keeps waiting for repairs.
+    const a = records(40, 21);
+    for (const r of a) l.ends[0].write(r, r.length);
+    const n = 400;
+    let queued = 0;
+    for (let i = 0; i < n; i++) {
+      const d = Buffer.alloc(200, i & 0xff);
+      d.writeUInt16BE(i, 0);
+      if (l.ends[0].sendDatagram(d)) queued++;
+      if (i % 50 === 49) l.run(() => l.ends[0].stats.datagramsSent >= queued);
+    }
+    l.run(() => l.got[1]!.length === a.length);
+    assert.deepEqual(l.got[1], a, 'the stream is intact');
+    const got = l.dgrams[1]!;
+    assert.equal(l.ends[0].stats.datagramsSent, queued);
+    // About 80 % arrive; the lost ones are gone for good (not resent: a resend would bring them near 100 %).
+    assert.ok(got.length > 0.65 * queued && got.length < 0.92 * queued, `${got.length} of ${queued} datagrams arrived at 20 % loss`);
+    for (const d of got) assert.equal(d.length, 200);
+    assert.equal(new Set(got.map((d) => d.readUInt16BE(0))).size, got.length, 'none twice');
+    assert.ok(l.overtook[1]! > 0, 'datagrams were delivered while the stream waited for a lost packet');
+    // Oversize and overflow are refused, counted.
+    assert.equal(l.ends[0].sendDatagram(Buffer.alloc(l.ends[0].maxDatagram + 1)), false);
+    assert.ok(l.ends[0].stats.datagramsDropped >= 1);
   });
 
   it('keeps wire bytes near the useful bytes on a clean link (headers and ACKs only)', () => {
