@@ -172,8 +172,15 @@ export class LossDetector<F> {
     const sent: SentPacket<F> = { pn: this.#space.take(), timeSent: now, size: p.size, ackEliciting: p.ackEliciting, inFlight, frames: p.frames, lost: false, lostAt: 0, delivery };
     this.#table.add(sent);
     this.sent++;
-    this.pacer.onPacketSent(p.size, this.cc.pacingRate(), now);
-    if (inFlight) this.cc.onPacketSent(p.size, now);
+    // Only what is in flight is paced (RFC 9002 §7.7 paces what the window
+    // governs): ACK-only packets leave at once and must not spend the budget —
+    // a receiver's own flow is small, so its pacing rate is low, and a burst
+    // of ACKs would drive the bucket seconds negative and hold back the
+    // record carrying its window update (the sender then sat idle 1-2 s).
+    if (inFlight) {
+      this.pacer.onPacketSent(p.size, this.cc.pacingRate(), now);
+      this.cc.onPacketSent(p.size, now);
+    }
     if (p.ackEliciting) {
       this.#lastAckElicitingAt = now;
       if (this.#probesOwed > 0) {

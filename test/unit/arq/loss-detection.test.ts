@@ -102,6 +102,23 @@ describe('LossDetector', () => {
     assert.equal(d.canSend(), false);
   });
 
+  it('paces what is in flight only: ACK-only packets never spend the pacing budget', () => {
+    // A receiver's window: small, its own flow is tiny, so its pacing rate is low (300 KB/s).
+    const { clock, d } = setup(12_000);
+    // An RTT sample so the controller paces (1.25 × window / srtt).
+    const first = d.onPacketSent({ size: 1000, ackEliciting: true, frames: ['x'] }, clock.now()).pn;
+    clock.advance(50);
+    d.onAck(ack([[first, first]]), clock.now());
+    const free = d.nextSendTime(1200, clock.now());
+    assert.equal(free, clock.now(), 'a full packet may leave now');
+    // A receiver's burst of ACKs: hundreds of ACK-only packets at once.
+    for (let i = 0; i < 500; i++) d.onPacketSent({ size: 60, ackEliciting: false, frames: [] }, clock.now());
+    assert.equal(d.nextSendTime(1200, clock.now()), clock.now(), 'data (a window update) still leaves at once');
+    // Data does spend it.
+    for (let i = 0; i < 20; i++) d.onPacketSent({ size: 1200, ackEliciting: true, frames: [`d${i}`] }, clock.now());
+    assert.ok(d.nextSendTime(1200, clock.now()) > clock.now(), 'in-flight data is paced');
+  });
+
   it('takes an RTT sample net of the reported ack delay, only when the largest is newly acknowledged', () => {
     const { clock, d, send } = setup();
     send();
