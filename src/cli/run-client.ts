@@ -70,6 +70,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     cipher: cfg.records.cipher,
     cc: ccOf(cfg.udp.cc),
     udpMode: cfg.udp.mode,
+    udpDatagramSize: cfg.udp.datagramSize,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,
     maxRetries: cfg.reconnect.retry,
     session: {

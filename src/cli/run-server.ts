@@ -94,7 +94,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
       const onConn = (conn: StreamConn): void => server.handle(conn, l.scheme);
       let listener: Listener;
       if (l.scheme === 'ws' || l.scheme === 'wss') listener = await listenWs(l, gw, cert, decoy, log, onConn, exported.metrics);
-      else if (l.scheme === 'udp') listener = await listenUdp({ host: l.host, port: l.port }, server, { logger: log, metrics: exported.metrics, cc: ccOf(cfg.udp.cc), maxFixedRate: maxRateOf(cfg.udp.maxRate) });
+      else if (l.scheme === 'udp') listener = await listenUdp({ host: l.host, port: l.port }, server, { logger: log, metrics: exported.metrics, cc: ccOf(cfg.udp.cc), maxFixedRate: maxRateOf(cfg.udp.maxRate), datagramSize: cfg.udp.datagramSize });
       else {
         const carrier: StreamCarrier = l.scheme === 'tls' ? new TlsCarrier({ cert: cert?.cert as string, key: cert?.key as string, logger: log, tcp: { metrics: exported.metrics } }) : new TcpCarrier({ logger: log, metrics: exported.metrics, ...(l.mptcp ? { mptcp: true } : {}) });
         listener = await carrier.listen({ host: l.host, port: l.port }, onConn);

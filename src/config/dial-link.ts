@@ -115,6 +115,8 @@ export interface LinkClientOptions {
   cc?: CcChoice;
   /** ACK knobs of udp paths. @default 'fast' */
   udpMode?: UdpMode;
+  /** Largest UDP payload sent on udp paths. @default 1452 */
+  udpDatagramSize?: number;
 }
 
 /** A SessionClient for the server a link names (not yet connected). */
@@ -140,6 +142,7 @@ export function clientInitForLink(link: ClientLink, opts: LinkClientOptions = {}
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     ...(opts.cc ? { cc: opts.cc } : {}),
     ...(opts.udpMode ? { udpMode: opts.udpMode } : {}),
+    ...(opts.udpDatagramSize ? { maxDatagramSize: opts.udpDatagramSize } : {}),
   };
   return init;
 }

@@ -6,10 +6,12 @@
  *     cc: bbr            # --cc bbr|cubic|fixed:RATE    # --cc: when the client asks for none
  *     mode: fast         # --udp-mode normal|fast|fast2|fast3
  *     maxRate: 200mbit   #                              # --udp-max-rate: cap on a client's fixed:RATE
+ *     datagramSize: 1452 # largest UDP payload sent (both roles)
  */
 import { ConfigError } from '../core/errors.js';
 import { DEFAULT_UDP_MODE, UDP_MODES, parseBitRate, parseCc, type CcChoice, type UdpMode } from '../arq/cc-choice.js';
-import { object, oneOf, optional, str, withDefault } from './check.js';
+import { DEFAULT_UDP_DATAGRAM as DEFAULT_DATAGRAM_SIZE } from '../paths/packet-source.js';
+import { int, object, oneOf, optional, str, withDefault } from './check.js';
 
 /** `udp:` of a client. */
 export interface ClientUdpConfig {
@@ -28,6 +30,13 @@ export interface ClientUdpConfig {
    * sooner and send more ACKs; none turns congestion control off. @default 'fast'
    */
   mode: UdpMode;
+  /**
+   * Largest UDP payload this side sends, bytes. 1452 fits any path with a
+   * 1500-byte MTU (IPv4 or IPv6), so a VPN's 1400-byte packets ride as
+   * datagrams of their own; lower it on smaller paths (PPPoE with IPv6:
+   * 1444; 1200 fits everything). @default 1452
+   */
+  datagramSize: number;
 }
 
 /** `udp:` of a server. */
@@ -36,6 +45,8 @@ export interface ServerUdpConfig {
   cc: string;
   /** Highest `fixed:RATE` a client may make the server send at (`--udp-max-rate`, e.g. `200mbit`); undefined = no cap. */
   maxRate: string | undefined;
+  /** Largest UDP payload the server sends, bytes; see the client's. @default 1452 */
+  datagramSize: number;
 }
 
 const ccText = str('bbr, cubic or fixed:RATE', (s) => {
@@ -48,13 +59,13 @@ const rateText = str('a rate such as 200mbit', (s) => {
 });
 
 export const clientUdpProp = withDefault(
-  object({ cc: withDefault(ccText, () => 'bbr'), mode: withDefault(oneOf(UDP_MODES), () => DEFAULT_UDP_MODE) }),
-  (): ClientUdpConfig => ({ cc: 'bbr', mode: DEFAULT_UDP_MODE }),
+  object({ cc: withDefault(ccText, () => 'bbr'), mode: withDefault(oneOf(UDP_MODES), () => DEFAULT_UDP_MODE), datagramSize: withDefault(int(1200, 1452), () => DEFAULT_DATAGRAM_SIZE) }),
+  (): ClientUdpConfig => ({ cc: 'bbr', mode: DEFAULT_UDP_MODE, datagramSize: DEFAULT_DATAGRAM_SIZE }),
 );
 
 export const serverUdpProp = withDefault(
-  object({ cc: withDefault(ccText, () => 'bbr'), maxRate: optional(rateText) }),
-  (): ServerUdpConfig => ({ cc: 'bbr', maxRate: undefined }),
+  object({ cc: withDefault(ccText, () => 'bbr'), maxRate: optional(rateText), datagramSize: withDefault(int(1200, 1452), () => DEFAULT_DATAGRAM_SIZE) }),
+  (): ServerUdpConfig => ({ cc: 'bbr', maxRate: undefined, datagramSize: DEFAULT_DATAGRAM_SIZE }),
 );
 
 /** A validated `udp.cc` as the controller choice. */

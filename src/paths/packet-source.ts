@@ -16,6 +16,9 @@ import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
 import type { PathOptions } from '../session/session.js';
 import type { OpenedPath, PathRequest, PathSource } from './source.js';
 
+/** Largest UDP payload by default: a 1500-byte path with IPv6 and UDP headers (WireGuard's choice too). */
+export const DEFAULT_UDP_DATAGRAM = 1452;
+
 /** IPv4 + UDP headers: what a datagram costs on the wire besides its payload (for the controller's accounting). */
 export const UDP_IP_OVERHEAD = 28;
 
@@ -31,7 +34,7 @@ export interface PacketDialInit {
   cc?: CcChoice | undefined;
   /** ACK knobs of both ends (kcptun's mode names). @default 'fast' */
   udpMode?: UdpMode | undefined;
-  /** Largest datagram, bytes. @default 1200 */
+  /** Largest datagram, bytes. @default 1452 (a 1500-byte path) */
   maxDatagramSize?: number | undefined;
   /** @default realClock */
   clock?: Clock | undefined;
@@ -72,7 +75,7 @@ export class PacketDialSource implements PathSource {
       transportParams: encodeTransportParams({ cc: init.cc, mode: init.udpMode ?? DEFAULT_UDP_MODE }),
       timeoutMs,
       signal: req.signal,
-      ...(init.maxDatagramSize !== undefined ? { maxDatagramSize: init.maxDatagramSize } : {}),
+      maxDatagramSize: init.maxDatagramSize ?? DEFAULT_UDP_DATAGRAM,
       ...(init.cipher !== undefined ? { cipher: init.cipher } : {}),
       ...(init.aesAccelerated !== undefined ? { aesAccelerated: init.aesAccelerated } : {}),
     });

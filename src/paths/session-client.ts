@@ -113,6 +113,8 @@ export interface SessionClientInit extends ChannelInit, SupervisorOptions {
   cc?: CcChoice;
   /** ACK knobs of udp paths. @default 'fast' */
   udpMode?: UdpMode;
+  /** Largest UDP payload sent on udp paths. @default 1452 */
+  maxDatagramSize?: number;
 }
 
 /** A SessionClient over any path sources; `sources[0]` opens sessions and names the server in log lines. */

@@ -20,6 +20,8 @@ export interface PacketListenOptions {
   cc?: CcChoice | undefined;
   /** Cap on a client's fixed:RATE, bytes per second. */
   maxFixedRate?: number | undefined;
+  /** Largest UDP payload sent. @default 1452 */
+  datagramSize?: number | undefined;
 }
 
 /** Binds `at` and serves it with `server`'s packet responder. */
@@ -30,7 +32,7 @@ export async function listenUdp<U>(at: Endpoint, server: SessionServer<U>, opts:
     sendBufferSize: UDP_SERVER_SOCKET_BUFFER,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
   });
-  const responder = server.packetResponder({ carrier: 'udp', ...(opts.cc !== undefined ? { cc: opts.cc } : {}), ...(opts.maxFixedRate !== undefined ? { maxFixedRate: opts.maxFixedRate } : {}) });
+  const responder = server.packetResponder({ carrier: 'udp', ...(opts.cc !== undefined ? { cc: opts.cc } : {}), ...(opts.maxFixedRate !== undefined ? { maxFixedRate: opts.maxFixedRate } : {}), ...(opts.datagramSize !== undefined ? { maxDatagramSize: opts.datagramSize } : {}) });
   const listener = await carrier.listen(at, (conn) => responder.accept(conn));
   return {
     address: listener.address,

@@ -19,7 +19,7 @@ import type { RecordChannel } from '../secure/record-channel.js';
 import { ArqRecordChannel } from '../arq/arq-channel.js';
 import { decodeTransportParams, formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
 import { realClock, type Clock } from '../core/clock.js';
-import { UDP_IP_OVERHEAD, knobs } from '../paths/packet-source.js';
+import { DEFAULT_UDP_DATAGRAM, UDP_IP_OVERHEAD, knobs } from '../paths/packet-source.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
@@ -64,7 +64,7 @@ export interface PacketServeOptions {
   cc?: CcChoice;
   /** Cap on the fixed rate a client may ask us to send at (bytes per second). @default none */
   maxFixedRate?: number;
-  /** Largest datagram sent, bytes. @default 1200 */
+  /** Largest datagram sent, bytes. @default 1452 (a 1500-byte path) */
   maxDatagramSize?: number;
   /** @default realClock */
   clock?: Clock;
@@ -174,7 +174,7 @@ export class SessionServer<U> extends EventEmitter {
       ...(this.init.maxSkewMs !== undefined ? { maxSkewMs: this.init.maxSkewMs } : {}),
       ...(this.init.cipher !== undefined ? { cipher: this.init.cipher } : {}),
       ...(this.init.aesAccelerated !== undefined ? { aesAccelerated: this.init.aesAccelerated } : {}),
-      ...(opts.maxDatagramSize !== undefined ? { maxDatagramSize: opts.maxDatagramSize } : {}),
+      maxDatagramSize: opts.maxDatagramSize ?? DEFAULT_UDP_DATAGRAM,
       admit: (clientKey, hello) => {
         const r = this.#admit(clientKey, hello, {});
         const k = clientKey.toString('hex');
