@@ -71,9 +71,15 @@ export async function startPolytunServer(lab: Lab, ns: string, listens: string[]
   }
 }
 
-/** `polytun client LINK -L 127.0.0.1:entry:target` in `ns`, resolved once the forward is ready (the session is up). */
+/**
+ * `polytun client LINK -L 127.0.0.1:entry:target` in `ns`, resolved once
+ * the forward is ready (the session is up). BENCH_UDP_CLIENT_ARGS adds
+ * flags (e.g. `--cc cubic --udp-mode fast3`), as BENCH_SERVER_ARGS does
+ * for the server.
+ */
 export async function startPolytunClient(lab: Lab, ns: string, link: string, entry: number, target: string): Promise<LabProc> {
-  const args = [BIN, 'client', link, '--no-socks', '--no-status', '-L', `127.0.0.1:${entry}:${target}`];
+  const extra = (process.env.BENCH_UDP_CLIENT_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const args = [BIN, 'client', link, '--no-socks', '--no-status', '-L', `127.0.0.1:${entry}:${target}`, ...extra];
   const p = lab.spawn(ns, process.execPath, args, { name: 'polytun client' });
   try {
     await waitForLog(p, /forward ready/);

@@ -36,7 +36,8 @@
  * BENCH_UDP_ECHO_CELLS (40:2,100:2; `none`; only cells also selected),
  * BENCH_UDP_LOOPBACK (1; 0 = skip), BENCH_UDP_QUEUE_MS (100),
  * BENCH_UDP_TCP_CC (cubic), BENCH_UDP_DIRECTION (down | up),
- * BENCH_UDP_TRACE=1 (keep each transfer's timelines in the JSON).
+ * BENCH_UDP_TRACE=1 (keep each transfer's timelines in the JSON),
+ * BENCH_UDP_CLIENT_ARGS and BENCH_SERVER_ARGS (extra polytun flags).
  */
 import { randomBytes } from 'node:crypto';
 import { ensureImpairBuilt, ImpairLab, impairLabUnavailableReason, type ImpairInit } from '../test/helpers/impair-lab.js';
