@@ -26,23 +26,25 @@ describe('udp bench report', () => {
     assert.equal(interpolate(pts, 999), 4000);
   });
 
-  it('takes goodput and wire bytes over the same window after the first byte', () => {
-    // 1 MB/s at the receiver for 3 s; the bridge counts 1.1 MB/s sent and 1.05 MB/s forwarded,
-    // on a clock where the first byte arrived at 5000 ms. A burst before the window must not count.
-    const report: BulkReport = { kind: 'bulk', how: 'stop', total: 3e6, first: 5000, samples: [[0, 0], [1000, 1e6], [2000, 2e6], [3000, 3e6]] };
-    const wire: WirePoint[] = [4000, 5000, 6000, 7000, 8000].map((at, i) => ({ at, sent: i === 0 ? 0 : 5e6 + (at - 5000) * 1100, forwarded: i === 0 ? 0 : 5e6 + (at - 5000) * 1050, frames: { ab: 0, ba: 0 } }));
-    const f = figures(report, 1000, 2000, 40, wire);
-    assert.equal(f.usefulBytes, 2e6);
+  it('takes goodput over a window after the first byte, wire bytes over the whole transfer', () => {
+    // The receiver: 1 MB/s for 3 s, the first byte at 5000 ms on the shared clock. The bridge:
+    // polled from 4000 ms (nothing yet), then 1.1 MB/s sent and 1.05 MB/s forwarded.
+    const report: BulkReport = { kind: 'bulk', how: 'stop', total: 3e6, first: 5000, samples: [[0, 0], [1000, 1e6], [1500, 1.2e6], [2000, 2e6], [3000, 3e6]] };
+    const wire: WirePoint[] = [4000, 5000, 6000, 7000, 8000, 9000].map((at) => ({ at, sent: Math.max(0, at - 5000) * 1100, forwarded: Math.max(0, at - 5000) * 1050, frames: { ab: 0, ba: 0 } }));
+    const f = figures(report, 1000, 1000, 40, wire);
+    assert.equal(f.usefulBytes, 1e6);
     assert.equal(f.goodputMbps, 8);
     assert.equal(f.share, 0.2);
     assert.ok(Math.abs(f.wireSent - 1.1) < 1e-9, String(f.wireSent));
     assert.ok(Math.abs(f.wireForwarded - 1.05) < 1e-9, String(f.wireForwarded));
     assert.equal(f.cutShort, undefined);
     assert.equal(f.trace, undefined);
-    // A receiver that stopped early (a reset after 1.5 s) is flagged.
+    // A receiver that stopped early (a reset after 1.5 s) is flagged, and its wire counted up to then.
     const cut = figures({ ...report, how: 'close', samples: [[0, 0], [1500, 1.5e6]] }, 1000, 2000, 40, wire);
     assert.equal(cut.usefulBytes, 0.5e6);
     assert.match(cut.cutShort ?? '', /^close after 1\.5 s$/);
+    assert.ok(Math.abs(cut.wireSent - 1.1) < 1e-9, String(cut.wireSent));
+    assert.ok(Number.isNaN(figures(report, 1000, 1000, 1000).wireSent), 'no bridge, no wire figure');
   });
 
   it('echo percentiles skip the warm-up and count unanswered probes at their age', () => {
