@@ -13,12 +13,15 @@
  * 0/1/2/5/10 % each way and a Gilbert-Elliott cell (20 %, bursts of 4).
  * Per cell and column one transfer (a download by default: b sends), the
  * tunnel's processes started afresh, so no column inherits another's
- * congestion state or leftover packets. Figures come from a window
- * (BENCH_UDP_OMIT s after the first byte, BENCH_UDP_SECONDS long): goodput
- * is payload the receiver got in it; wire bytes are the bridge's frame
- * counters over the same instants (polled every 100 ms, lined up on the
- * shared monotonic clock), both what the hosts sent into it and what it
- * forwarded. TCP congestion control is set per column with a route metric
+ * congestion state or leftover packets. Goodput is the payload the
+ * receiver got in a window (BENCH_UDP_OMIT s after its first byte,
+ * BENCH_UDP_SECONDS long); wire bytes per useful byte are the bridge's
+ * frame counters (polled every 100 ms, lined up with the receiver on the
+ * shared monotonic clock) over the whole transfer, both what the hosts sent
+ * into the bridge and what it forwarded, against every byte received (see
+ * figures() in udp-report.ts for why not the window). The receiver stops
+ * at the window's end: buffers are not drained (a plain TCP sender's 4 MiB
+ * at 10 % loss would take minutes). TCP congestion control is set per column with a route metric
  * (`ip route … congctl`, on both hosts): the machine default here is BBR,
  * and a namespace may not pick CUBIC as its default (not in
  * tcp_allowed_congestion_control); the tcp carrier runs BENCH_UDP_TCP_CC
