@@ -87,7 +87,7 @@ const envNumber = (name: string, dflt: number): number => {
 };
 
 /** Compiles src/ into dist/. tsc emits even when files being edited elsewhere have type errors; we need only the output. */
-function build(): void {
+export function buildDist(): void {
   const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { encoding: 'utf8' });
   if (!existsSync(join(ROOT, 'dist/cli/entry.js'))) throw new BenchPeerError(`build failed:\n${r.stdout}${r.stderr}`);
 }
@@ -216,7 +216,7 @@ export async function benchProxy(init: ProxyBenchInit = {}): Promise<ProxyBenchR
     for (const p of PATHS) result.missing[p] = 'iperf3 not installed (bash scripts/install-bench-deps.sh)';
     return result;
   }
-  build();
+  buildDist();
   const peers: Peer[] = [];
   let dataDir: string | undefined;
   try {

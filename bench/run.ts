@@ -100,6 +100,14 @@ if (!only || only === 'vpn') {
   if (r) printVpn(r);
 }
 
+if (!only || only === 'udp') {
+  const { benchUdp } = await import('./udp.js');
+  const { formatUdp } = await import('./udp-report.js');
+  const r = await benchUdp();
+  results.udp = r;
+  for (const line of formatUdp(r)) console.log(line);
+}
+
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const out = process.env.BENCH_JSON ?? `bench-results/${stamp}-${only ?? 'all'}.json`;
 mkdirSync(dirname(out), { recursive: true });

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the peers `npm run bench -- proxy` measures polytun against:
-# iperf3 (the traffic generator) and shadowsocks-libev (ss-server + ss-tunnel,
-# the main peer for the proxy path; see /work/shared/design/PEER-BENCH.md).
+# iperf3 (the traffic generator), shadowsocks-libev (ss-server + ss-tunnel,
+# the main peer for the proxy path) and kcptun (kcptun-client + kcptun-server,
+# the reliable-UDP peer of `npm run bench -- udp`); see
+# /work/shared/design/PEER-BENCH.md.
 # Idempotent: does nothing when everything is present. Needs root.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have iperf3 || need+=(iperf3)
 { have ss-server && have ss-tunnel; } || need+=(shadowsocks-libev)
+{ have kcptun-client && have kcptun-server; } || need+=(kcptun)
 if [ "${#need[@]}" -eq 0 ]; then
   echo "bench deps: all present"
   exit 0
