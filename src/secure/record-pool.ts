@@ -35,6 +35,8 @@ class BufferPool {
   private timer: NodeJS.Timeout | undefined;
   /** Taken and not given back. */
   out = 0;
+  /** Buffers given back and kept for reuse, ever (monotonic: tests and stats). */
+  recycled = 0;
 
   constructor(
     readonly size: number,
@@ -53,6 +55,7 @@ class BufferPool {
     this.out--;
     if (this.free.length >= RECORD_POOL_MAX) return;
     this.free.push(buf);
+    this.recycled++;
     if (!this.timer) {
       this.lowWater = this.free.length;
       this.timer = setInterval(() => this.trim(), RECORD_POOL_TRIM_MS);
@@ -127,6 +130,11 @@ export function sealedPoolSize(): number {
  */
 export function recordBuffersOut(): number {
   return plaintexts.out;
+}
+
+/** Record buffers given back to the pool for reuse, ever (monotonic, unlike the pool's size, which the idle trim lowers). */
+export function recordBuffersRecycled(): number {
+  return plaintexts.recycled;
 }
 
 /**
