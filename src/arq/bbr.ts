@@ -56,6 +56,13 @@ const ALLOWANCE_PACKETS = 3;
 const LOSS_BETA = 0.7;
 /** A round needs this many lost datagrams before its loss rate means anything. */
 const MIN_LOSS_PACKETS = 3;
+/**
+ * In Startup, loss ends the ramp only with this many lost datagrams in the
+ * round (BBRv2's full-loss count): early rounds are a few packets, and at
+ * 10 % random loss three of ten lost is common luck, not a full pipe — the
+ * ramp then stopped at a few Mbit/s and took seconds of ProbeBW to recover.
+ */
+const STARTUP_LOSS_PACKETS = 8;
 
 /** The max of per-round values over the last `window` rounds. */
 class RoundMaxFilter {
@@ -206,7 +213,8 @@ export class Bbr implements CongestionController {
   /** A round ended: judge its loss rate, then start counting the next. */
   #endRound(): void {
     const total = this.#roundLost + this.#roundAcked;
-    if (this.#roundLostPackets >= MIN_LOSS_PACKETS && this.#roundLost > this.lossThreshold * total) {
+    const minLost = this.#state === 'startup' ? STARTUP_LOSS_PACKETS : MIN_LOSS_PACKETS;
+    if (this.#roundLostPackets >= minLost && this.#roundLost > this.lossThreshold * total) {
       this.congestedRounds++;
       this.#inflightHi = Math.max(this.#minWindow, LOSS_BETA * this.#roundMaxInFlight);
       this.#hiGrowth = 1;
