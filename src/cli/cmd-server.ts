@@ -55,6 +55,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['gateway.trafficFlushMs', '10000 (per-user traffic counters go to the user store this often)'],
   ['gateway.mttTimeoutMs', "60000 (mtt-mode connections without a byte either way this long are closed, mtt's -timeout; 0 = never)"],
   ['gateway.history', 'true (per-user traffic over time in the user store: 1-minute points 7 days, 1-hour 90)'],
+  ['gateway.historyNode', 'the host name (this server\'s name in a fleet\'s shared traffic history)'],
 ];
 
 /**

@@ -46,6 +46,7 @@ export async function runServer(cfg: ServerConfig, io: CliIo): Promise<void> {
     wsTokenPath: cfg.gateway.wsTokenPath === false ? null : cfg.gateway.wsTokenPath,
     mttIdleMs: cfg.gateway.mttTimeoutMs,
     history: cfg.gateway.history,
+    ...(cfg.gateway.historyNode !== undefined ? { historyNode: cfg.gateway.historyNode } : {}),
     logger: log,
     metrics: exported.metrics,
   });

@@ -45,10 +45,16 @@ export interface GatewayConfig {
   mttTimeoutMs: number;
   /** Keep each user's traffic over time in the store (1-minute points for 7 days, 1-hour points for 90; the admin API's traffic history). @default true */
   history: boolean;
+  /**
+   * This server's name in the traffic history when a fleet shares one
+   * PostgreSQL: each server writes its own rows under it and every query
+   * sums them. Set it when host names repeat (containers). @default the host name
+   */
+  historyNode: string | undefined;
 }
 
 /** Defaults of `gateway:`. */
-export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000, history: true };
+export const GATEWAY_DEFAULTS: GatewayConfig = { store: '', admin: undefined, controller: undefined, decoy: undefined, trafficFlushMs: 10_000, wsTokenPath: '/', mttTimeoutMs: 60_000, history: true, historyNode: undefined };
 
 /** `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`. */
 const adminListen: Check<AdminListen> = (v, path, ctx) => {
@@ -87,6 +93,7 @@ export const gatewayProp = withDefault(
     wsTokenPath: withDefault(orFalse(urlPath), () => GATEWAY_DEFAULTS.wsTokenPath),
     mttTimeoutMs: withDefault(int(0, 86_400_000), () => GATEWAY_DEFAULTS.mttTimeoutMs),
     history: withDefault(bool, () => GATEWAY_DEFAULTS.history),
+    historyNode: optional(str('a node name of 1 to 64 printable characters', (v) => (v.length > 64 || /[^\x21-\x7e]/.test(v) ? 'a node name of 1 to 64 printable characters, no spaces' : undefined))),
   }),
   () => ({ ...GATEWAY_DEFAULTS }),
 );
