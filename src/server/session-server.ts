@@ -13,7 +13,7 @@ import { nullMetrics, type Metrics } from '../core/metrics.js';
 import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
 import type { ClientHello } from '../secure/hello.js';
-import { PacketResponder } from '../secure/packet-responder.js';
+import { PacketResponder, type PacketResponderStats } from '../secure/packet-responder.js';
 import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
 import type { RecordChannel } from '../secure/record-channel.js';
 import { ArqRecordChannel } from '../arq/arq-channel.js';
@@ -90,6 +90,8 @@ export class SessionServer<U> extends EventEmitter {
   readonly counters = { accepted: 0, resumed: 0, rejected: 0, dropped: 0, overload: 0 };
   /** Silent handshake drops (counted in `dropped`) by reason, as handshake.ts names them. */
   readonly drops: Record<string, number> = {};
+  readonly #responders = new Set<PacketResponder>();
+  #udpMetrics = false;
   /** The final stats of closed sessions, for the metrics' sums. */
   private readonly ended = newEndedTotals();
 
@@ -165,6 +167,7 @@ export class SessionServer<U> extends EventEmitter {
    * listener.
    */
   packetResponder(opts: PacketServeOptions = {}): PacketResponder {
+    this.#registerUdpMetrics();
     let users = new Map<string, U>();
     const responder = new PacketResponder({
       clock: opts.clock ?? realClock,
@@ -208,7 +211,33 @@ export class SessionServer<U> extends EventEmitter {
       });
       this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
     });
+    this.#responders.add(responder);
     return responder;
+  }
+
+  /** The packet responders' counters, summed over every udp listener, once per server. */
+  #registerUdpMetrics(): void {
+    if (this.#udpMetrics) return;
+    this.#udpMetrics = true;
+    const m = this.init.metrics ?? nullMetrics;
+    const sum = (k: keyof PacketResponderStats): number => {
+      let n = 0;
+      for (const r of this.#responders) n += r.stats[k];
+      return n;
+    };
+    m.registerCounterGroup('polytun_udp_datagrams_dropped_total', {
+      help: 'Datagrams a udp listener dropped without answering, by reason: garbage and probes (unauthenticated), truncated, oversized, forged or replayed transport datagrams, failed handshakes, clock skew, replayed initiations',
+      label: 'reason',
+      collect: () => ({
+        unauthenticated: sum('unauthenticated'), truncated: sum('truncated'), oversized: sum('oversized'), transport: sum('transportDropped'),
+        handshake: sum('handshakeFailed'), skew: sum('skewed'), replayed: sum('replayedInitiations'), busy: sum('busy'),
+      }),
+    });
+    m.registerCounterGroup('polytun_udp_handshakes_total', {
+      help: 'udp handshake outcomes: sessions admitted, clients rejected, cookie replies sent under load, clients followed to a new address (roaming)',
+      label: 'outcome',
+      collect: () => ({ session: sum('sessions'), rejected: sum('rejected'), cookie: sum('cookieReplies'), roamed: sum('roamed') }),
+    });
   }
 
   /** Decides on an authenticated client key: its user, and resume/new session or a reject. */

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { decodeTransportParams, encodeTransportParams, formatCc, parseBitRate, parseCc, UDP_MODES } from '../../../src/arq/cc-choice.js';
+import { createSocket } from 'node:dgram';
 import { UdpPacketCarrier } from '../../../src/carriers/udp.js';
+import { MemoryMetrics } from '../../../src/core/metrics.js';
 import { generateKeyPair } from '../../../src/secure/keys.js';
 import { SessionClient } from '../../../src/paths/session-client.js';
 import { SessionServer } from '../../../src/server/session-server.js';
@@ -45,10 +47,11 @@ describe('--cc and --udp-mode', () => {
     );
   });
 
-  it('over udp the server sends as the client asks, its fixed rate capped by the server', async () => {
+  it('over udp the server sends as the client asks, its fixed rate capped by the server; the listener counts what it admits and drops', async () => {
     const serverKeys = generateKeyPair();
     const clientKeys = generateKeyPair();
-    const server = new SessionServer<string>({ staticKeyPair: serverKeys, users: { byKey: (k) => (k.equals(clientKeys.publicKey) ? 'alice' : undefined) } });
+    const metrics = new MemoryMetrics();
+    const server = new SessionServer<string>({ metrics, staticKeyPair: serverKeys, users: { byKey: (k) => (k.equals(clientKeys.publicKey) ? 'alice' : undefined) } });
     let serverSession: Session | undefined;
     server.on('session', (e: { session: Session }) => (serverSession = e.session));
     const responder = server.packetResponder({ maxFixedRate: 2_500_000 });
@@ -61,6 +64,12 @@ describe('--cc and --udp-mode', () => {
       assert.equal(session.stats.paths[0]?.transport?.cc, 'fixed:100mbit', 'the client sends at what it asked for');
       assert.equal(serverSession?.stats.paths[0]?.transport?.cc, 'fixed:20mbit', 'the server sends at its cap, not at 100 Mbit/s');
       assert.equal(serverSession?.stats.paths[0]?.carrier, 'udp');
+      // What the udp listener admitted and dropped reaches the metrics.
+      assert.equal(metrics.value('polytun_udp_handshakes_total', 'session'), 1);
+      const probe = createSocket('udp4');
+      for (const n of [1, 40, 300]) probe.send(Buffer.alloc(n, 7), listener.address.port, '127.0.0.1');
+      await waitUntil(() => (metrics.value('polytun_udp_datagrams_dropped_total', 'unauthenticated') ?? 0) + (metrics.value('polytun_udp_datagrams_dropped_total', 'truncated') ?? 0) === 3, 'the probes counted');
+      probe.close();
     } finally {
       await client.close();
       server.close();
