@@ -41,10 +41,15 @@ export function formatCc(c: CcChoice): string {
   return c.kind === 'fixed' ? `fixed:${Math.round((c.rate * 8) / 1e5) / 10}mbit` : c.kind;
 }
 
-/** A new controller for one path. `maxRate` caps a fixed rate (the server's per-user cap), bytes per second. */
-export function makeController(c: CcChoice, datagramBytes: number, maxRate?: number): CongestionController {
+/** `c` with a fixed rate lowered to `maxRate` (bytes per second; the server's cap), if it asks for more. */
+export function capCc(c: CcChoice, maxRate: number | undefined): CcChoice {
+  return c.kind === 'fixed' && maxRate !== undefined && c.rate > maxRate ? { kind: 'fixed', rate: maxRate } : c;
+}
+
+/** A new controller for one path. */
+export function makeController(c: CcChoice, datagramBytes: number): CongestionController {
   if (c.kind === 'cubic') return new Cubic({ datagramBytes });
-  if (c.kind === 'fixed') return new FixedRate({ rate: c.rate, maxRate, datagramBytes });
+  if (c.kind === 'fixed') return new FixedRate({ rate: c.rate, datagramBytes });
   return new Bbr({ datagramBytes });
 }
 

@@ -11,6 +11,7 @@ import { formatEndpoint, type Endpoint, type PacketCarrier } from '../carriers/t
 import { realClock, type Clock } from '../core/clock.js';
 import type { CipherChoice } from '../secure/cipher.js';
 import type { KeyPair } from '../secure/keys.js';
+import type { PacketRecordChannel } from '../secure/packet-channel.js';
 import { packetClientHandshake } from '../secure/packet-handshake.js';
 import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
 import type { PathOptions } from '../session/session.js';
@@ -40,9 +41,28 @@ export interface PacketDialInit {
   clock?: Clock | undefined;
 }
 
-/** The ArqRecordChannel options a mode sets. */
-export function knobs(mode: UdpMode): { maxAckDelayMs: number; ackEvery: number } {
-  return { ...UDP_MODE_KNOBS[mode] };
+/** How one end of a udp path sends: its controller and the mode's ACK knobs. */
+export interface UdpTransportInit {
+  cc: CcChoice;
+  mode: UdpMode;
+  clock: Clock;
+}
+
+/**
+ * Our reliable transport on a packet channel, as both ends of a udp path
+ * build it (the client here, the server in session-server.ts): the
+ * controller sized to the datagram on the wire, the mode's ACK knobs.
+ */
+export function udpTransport(inner: PacketRecordChannel, t: UdpTransportInit): ArqRecordChannel {
+  const overhead = TRANSPORT_OVERHEAD + UDP_IP_OVERHEAD;
+  return new ArqRecordChannel(inner, {
+    clock: t.clock,
+    cc: makeController(t.cc, inner.maxRecord + overhead),
+    ccName: formatCc(t.cc),
+    packetOverhead: overhead,
+    headerBytes: UDP_IP_OVERHEAD,
+    ...UDP_MODE_KNOBS[t.mode],
+  });
 }
 
 /** Dials `carrier` to `endpoint`, runs the packet handshake and puts ARQ on the channel. */
@@ -79,15 +99,7 @@ export class PacketDialSource implements PathSource {
       ...(init.cipher !== undefined ? { cipher: init.cipher } : {}),
       ...(init.aesAccelerated !== undefined ? { aesAccelerated: init.aesAccelerated } : {}),
     });
-    const overhead = TRANSPORT_OVERHEAD + UDP_IP_OVERHEAD;
-    const channel = new ArqRecordChannel(r.channel, {
-      clock,
-      cc: makeController(init.cc ?? { kind: 'bbr' }, r.channel.maxRecord + overhead),
-      ccName: formatCc(init.cc ?? { kind: 'bbr' }),
-      packetOverhead: overhead,
-      headerBytes: UDP_IP_OVERHEAD,
-      ...knobs(init.udpMode ?? DEFAULT_UDP_MODE),
-    });
+    const channel = udpTransport(r.channel, { cc: init.cc ?? { kind: 'bbr' }, mode: init.udpMode ?? DEFAULT_UDP_MODE, clock });
     return { channel, hello: r.hello };
   }
 }

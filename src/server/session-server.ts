@@ -14,12 +14,10 @@ import type { StreamConn } from '../carriers/types.js';
 import { ReplayGuard, SilentDropError, serverHandshake, type Admission } from '../secure/handshake.js';
 import type { ClientHello } from '../secure/hello.js';
 import { PacketResponder, type PacketResponderStats } from '../secure/packet-responder.js';
-import { TRANSPORT_OVERHEAD } from '../secure/packet-wire.js';
 import type { RecordChannel } from '../secure/record-channel.js';
-import { ArqRecordChannel } from '../arq/arq-channel.js';
-import { decodeTransportParams, formatCc, makeController, type CcChoice } from '../arq/cc-choice.js';
+import { capCc, decodeTransportParams, type CcChoice } from '../arq/cc-choice.js';
 import { realClock, type Clock } from '../core/clock.js';
-import { DEFAULT_UDP_DATAGRAM, UDP_IP_OVERHEAD, knobs } from '../paths/packet-source.js';
+import { DEFAULT_UDP_DATAGRAM, udpTransport } from '../paths/packet-source.js';
 import type { ChannelInit } from '../secure/channel.js';
 import type { KeyPair } from '../secure/keys.js';
 import { CloseCode, initialStreamWindow, Session, type SessionOptions } from '../session/session.js';
@@ -196,19 +194,10 @@ export class SessionServer<U> extends EventEmitter {
       const user = users.get(k);
       users.delete(k);
       if (user === undefined) return s.channel.abort();
-      const overhead = TRANSPORT_OVERHEAD + UDP_IP_OVERHEAD;
       // The client says how it wants our side to send (its --cc, its --udp-mode); a fixed rate is capped by ours.
       const params = decodeTransportParams(s.transportParams);
-      const cc = params.cc ?? opts.cc ?? { kind: 'bbr' };
-      const capped = cc.kind === 'fixed' && opts.maxFixedRate !== undefined && cc.rate > opts.maxFixedRate ? { kind: 'fixed' as const, rate: opts.maxFixedRate } : cc;
-      const channel = new ArqRecordChannel(s.channel, {
-        clock: opts.clock ?? realClock,
-        cc: makeController(capped, s.channel.maxRecord + overhead),
-        ccName: formatCc(capped),
-        packetOverhead: overhead,
-        headerBytes: UDP_IP_OVERHEAD,
-        ...knobs(params.mode),
-      });
+      const cc = capCc(params.cc ?? opts.cc ?? { kind: 'bbr' }, opts.maxFixedRate);
+      const channel = udpTransport(s.channel, { cc, mode: params.mode, clock: opts.clock ?? realClock });
       this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
     });
     this.#responders.add(responder);
