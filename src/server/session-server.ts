@@ -166,7 +166,6 @@ export class SessionServer<U> extends EventEmitter {
    */
   packetResponder(opts: PacketServeOptions = {}): PacketResponder {
     this.#registerUdpMetrics();
-    let users = new Map<string, U>();
     const responder = new PacketResponder({
       clock: opts.clock ?? realClock,
       staticKeyPair: this.init.staticKeyPair,
@@ -177,22 +176,14 @@ export class SessionServer<U> extends EventEmitter {
       ...(this.init.aesAccelerated !== undefined ? { aesAccelerated: this.init.aesAccelerated } : {}),
       maxDatagramSize: opts.maxDatagramSize ?? DEFAULT_UDP_DATAGRAM,
       admit: (clientKey, hello) => {
-        const r = this.#admit(clientKey, hello, {});
-        const k = clientKey.toString('hex');
-        if (r.admission.accept && r.user !== undefined) {
-          // Held from admission to the session callback (the same turn of the responder), then dropped.
-          if (users.size > 4096) users = new Map();
-          users.set(k, r.user);
-        } else {
-          this.counters.rejected++;
-        }
-        return r.admission;
+        const { admission } = this.#admit(clientKey, hello, {});
+        if (!admission.accept) this.counters.rejected++;
+        return admission;
       },
     });
     responder.onSession((s) => {
-      const k = s.clientKey.toString('hex');
-      const user = users.get(k);
-      users.delete(k);
+      // The responder admits and hands the session over in one turn (admit is synchronous): the same lookup finds the same user.
+      const user = this.init.users.byKey(s.clientKey, {});
       if (user === undefined) return s.channel.abort();
       // The client says how it wants our side to send (its --cc, its --udp-mode); a fixed rate is capped by ours.
       const params = decodeTransportParams(s.transportParams);
