@@ -68,7 +68,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
     tlsBound: cfg.records.tlsBound,
     cipher: cfg.records.cipher,
-    cc: ccOf(cfg.udp.cc),
+    cc: cfg.udp.cc === undefined ? undefined : ccOf(cfg.udp.cc),
     udpMode: cfg.udp.mode,
     udpDatagramSize: cfg.udp.datagramSize,
     refusedRetryMs: cfg.reconnect.refusedRetryMs,

@@ -112,7 +112,7 @@ export interface LinkClientOptions {
   /** Where the supervisor registers its metrics (paths/metrics.ts). @default none */
   metrics?: Metrics;
   /** Congestion controller of udp paths. @default bbr */
-  cc?: CcChoice;
+  cc?: CcChoice | undefined;
   /** ACK knobs of udp paths. @default 'fast' */
   udpMode?: UdpMode;
   /** Largest UDP payload sent on udp paths. @default 1452 */

@@ -4,6 +4,7 @@
  *
  *   udp:                 # client                       # server
  *     cc: bbr            # --cc bbr|cubic|fixed:RATE    # --cc: when the client asks for none
+ *                        #   (unset on the client: it sends with bbr, the server with its own)
  *     mode: fast         # --udp-mode normal|fast|fast2|fast3
  *     maxRate: 200mbit   #                              # --udp-max-rate: cap on a client's fixed:RATE
  *     datagramSize: 1452 # largest UDP payload sent (both roles)
@@ -20,9 +21,10 @@ export interface ClientUdpConfig {
    * loss is not taken for congestion), `cubic` (shares fairly with TCP) or
    * `fixed:RATE` (send at RATE, e.g. `fixed:40mbit`, whatever is lost, like
    * hysteria's Brutal; for a link you know). The client asks the server to
-   * send its way too; the server may cap a fixed rate. @default 'bbr'
+   * send its way too; the server may cap a fixed rate. Unset: this side
+   * sends with bbr and the server with its own `udp.cc`.
    */
-  cc: string;
+  cc: string | undefined;
   /**
    * ACK knobs of both ends, named after kcptun's modes (`--udp-mode`):
    * `normal` holds an ACK up to 25 ms, `fast` 10 ms, `fast2` 5 ms, `fast3`
@@ -59,8 +61,8 @@ const rateText = str('a rate such as 200mbit', (s) => {
 });
 
 export const clientUdpProp = withDefault(
-  object({ cc: withDefault(ccText, () => 'bbr'), mode: withDefault(oneOf(UDP_MODES), () => DEFAULT_UDP_MODE), datagramSize: withDefault(int(1200, 1452), () => DEFAULT_DATAGRAM_SIZE) }),
-  (): ClientUdpConfig => ({ cc: 'bbr', mode: DEFAULT_UDP_MODE, datagramSize: DEFAULT_DATAGRAM_SIZE }),
+  object({ cc: optional(ccText), mode: withDefault(oneOf(UDP_MODES), () => DEFAULT_UDP_MODE), datagramSize: withDefault(int(1200, 1452), () => DEFAULT_DATAGRAM_SIZE) }),
+  (): ClientUdpConfig => ({ cc: undefined, mode: DEFAULT_UDP_MODE, datagramSize: DEFAULT_DATAGRAM_SIZE }),
 );
 
 export const serverUdpProp = withDefault(

@@ -110,7 +110,7 @@ export interface SessionClientInit extends ChannelInit, SupervisorOptions {
   /** @default 10000 */
   handshakeTimeoutMs?: number;
   /** Congestion controller of udp paths (both directions; the server may cap a fixed rate). @default bbr */
-  cc?: CcChoice;
+  cc?: CcChoice | undefined;
   /** ACK knobs of udp paths. @default 'fast' */
   udpMode?: UdpMode;
   /** Largest UDP payload sent on udp paths. @default 1452 */

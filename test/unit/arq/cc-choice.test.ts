@@ -47,6 +47,29 @@ describe('--cc and --udp-mode', () => {
     );
   });
 
+  it('over udp a client that asks for no controller gets the server\'s own (its --cc), and sends with bbr itself', async () => {
+    const serverKeys = generateKeyPair();
+    const clientKeys = generateKeyPair();
+    const server = new SessionServer<string>({ staticKeyPair: serverKeys, users: { byKey: (k) => (k.equals(clientKeys.publicKey) ? 'alice' : undefined) } });
+    let serverSession: Session | undefined;
+    server.on('session', (e: { session: Session }) => (serverSession = e.session));
+    const responder = server.packetResponder({ cc: { kind: 'cubic' } });
+    const carrier = new UdpPacketCarrier();
+    const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (c) => responder.accept(c));
+    const client = new SessionClient({ carrier, endpoint: listener.address, serverPublicKey: serverKeys.publicKey, clientKeyPair: clientKeys });
+    try {
+      const session = await client.connect();
+      await waitUntil(() => serverSession !== undefined, 'the server session');
+      assert.equal(session.stats.paths[0]?.transport?.cc, 'bbr');
+      assert.equal(serverSession?.stats.paths[0]?.transport?.cc, 'cubic');
+    } finally {
+      await client.close();
+      server.close();
+      responder.close();
+      await listener.close();
+    }
+  });
+
   it('over udp the server sends as the client asks, its fixed rate capped by the server; the listener counts what it admits and drops', async () => {
     const serverKeys = generateKeyPair();
     const clientKeys = generateKeyPair();

@@ -68,7 +68,7 @@ describe('config schema: defaults', () => {
     const { maxPendingHandshakes: _a, maxSessions: _b, ...common } = DEFAULTS.limits;
     assert.deepEqual(c.limits, common);
     assert.deepEqual(c.log, { level: 'info', format: 'text' });
-    assert.deepEqual(c.udp, { cc: 'bbr', mode: 'fast', datagramSize: 1452 });
+    assert.deepEqual(c.udp, { cc: undefined, mode: 'fast', datagramSize: 1452 });
     assert.deepEqual(c.reconnect, { refusedRetryMs: 60_000 });
     assert.deepEqual(c.metrics, { listen: undefined, allowRemote: false, maxLabelValues: 1000 });
   });
