@@ -24,7 +24,7 @@ import { SocksReply } from '../../src/server/egress.js';
 import { CertificateError } from '../../src/carriers/errors.js';
 import { TlsCarrier } from '../../src/carriers/tls.js';
 import { WsUpgradeError } from '../../src/carriers/ws.js';
-import { provisionClient } from '../../src/cli/provision.js';
+import { provisionClient } from '../../src/config/provision-client.js';
 import { decodeLink, encodeLink } from '../../src/config/link.js';
 import { clientForLink } from '../../src/config/dial-link.js';
 import { encodeKey, generateKeyPair, generateToken } from '../../src/secure/keys.js';
