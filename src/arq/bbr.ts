@@ -50,8 +50,12 @@ const MIN_WINDOW_PACKETS = 4;
 /** Startup ends when the bandwidth grew less than this factor for {@link FULL_BW_ROUNDS} rounds. */
 const FULL_BW_GROWTH = 1.25;
 const FULL_BW_ROUNDS = 3;
-/** Datagrams of window beyond gain × BDP, for delayed and aggregated ACKs. */
+/** Datagrams of window beyond gain × BDP, for delayed ACKs. */
 const ALLOWANCE_PACKETS = 3;
+/** Rounds over which the largest ACK aggregation is remembered [Linux: 5 round trips, in two buckets]. */
+const EXTRA_ACKED_ROUNDS = 10;
+/** The window added for ACK aggregation stays under this many ms at the estimated bandwidth [Linux: 100 ms]. */
+const EXTRA_ACKED_MAX_MS = 100;
 /** The in-flight cap after a congested round, as a share of that round's in-flight peak [BBRv2's beta]. */
 const LOSS_BETA = 0.7;
 /** A round needs this many lost datagrams before its loss rate means anything. */
@@ -115,6 +119,10 @@ export class Bbr implements CongestionController {
   #roundMaxInFlight = 0;
   #inflightHi = Infinity;
   #hiGrowth = 1;
+  // ACK aggregation: bytes acknowledged since the epoch began, beyond what the bandwidth explains.
+  readonly #extraAcked = new RoundMaxFilter(EXTRA_ACKED_ROUNDS);
+  #ackEpochStart = 0;
+  #ackEpochAcked = 0;
   /** Rounds that lost more than the threshold (for status and tests). */
   congestedRounds = 0;
 
@@ -141,6 +149,11 @@ export class Bbr implements CongestionController {
 
   get window(): number {
     return this.#cwnd;
+  }
+
+  /** What the window holds beyond gain × BDP for ACK aggregation, bytes (see #updateAckAggregation). */
+  get ackAggregation(): number {
+    return Math.min(this.#extraAcked.max, (this.#bw.max * EXTRA_ACKED_MAX_MS) / 1000);
   }
 
   canSend(bytesInFlight: number): boolean {
@@ -191,8 +204,31 @@ export class Bbr implements CongestionController {
     if (minRttExpired && this.#state !== 'probe_rtt') this.#enter('probe_rtt', now);
     if (this.#state === 'probe_rtt') this.#probeRtt(s, roundStart, now);
 
+    this.#updateAckAggregation(bytes, now);
     this.#setPacingRate();
     this.#setCwnd(bytes);
+  }
+
+  /**
+   * How much more than the bandwidth explains arrives acknowledged at once:
+   * a receiver that reads a batch of datagrams per event-loop turn (or a
+   * link that aggregates, like Wi-Fi) answers each batch with one ACK, and
+   * the sender, held at 2 × BDP, then waits idle for the next batch. The
+   * window gets the largest such excess of recent rounds on top (Linux
+   * BBR's extra_acked; BBRv2 draft 4.6.4.3).
+   */
+  #updateAckAggregation(acked: number, now: number): void {
+    const bw = this.#bw.max;
+    if (bw === 0) return;
+    let expected = (bw * (now - this.#ackEpochStart)) / 1000;
+    // The epoch restarts once the ACKs fell back to the bandwidth's pace.
+    if (this.#ackEpochAcked <= expected) {
+      this.#ackEpochAcked = 0;
+      this.#ackEpochStart = now;
+      expected = 0;
+    }
+    this.#ackEpochAcked += acked;
+    this.#extraAcked.update(Math.min(this.#ackEpochAcked - expected, this.#cwnd), this.#round);
   }
 
   onLoss(packets: readonly LostPacketInfo[]): void {
@@ -307,7 +343,7 @@ export class Bbr implements CongestionController {
   }
 
   #setCwnd(acked: number): void {
-    const target = this.#bdp(this.#cwndGain) + ALLOWANCE_PACKETS * this.datagramBytes;
+    const target = this.#bdp(this.#cwndGain) + this.ackAggregation + ALLOWANCE_PACKETS * this.datagramBytes;
     if (this.#filledPipe) this.#cwnd = Math.min(this.#cwnd + acked, target);
     else if (this.#cwnd < target || this.#bw.max === 0) this.#cwnd += acked;
     this.#cwnd = Math.max(Math.min(this.#cwnd, this.#inflightHi), this.#minWindow);

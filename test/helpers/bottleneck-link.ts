@@ -39,6 +39,12 @@ export interface LinkSpec {
   loss: number;
   /** Random loss of ACKs. @default loss */
   ackLoss?: number;
+  /**
+   * The receiver acknowledges only on ticks this far apart (ms), what
+   * arrived since in one ACK: an event loop that reads a batch of
+   * datagrams per turn, as on a busy host. @default 0 (every packet, at once)
+   */
+  ackBatchMs?: number;
   seed: number;
 }
 
@@ -135,6 +141,7 @@ export function runBottleneck(link: LinkSpec, ccs: readonly CongestionController
     let pumpAt = Infinity;
     let lossTimerAt = Infinity;
     let ackTimerAt = Infinity;
+    let batchAt = Infinity;
     let rttSamples = 0;
 
     const arrive = (pn: number, frame: number): void => {
@@ -145,7 +152,16 @@ export function runBottleneck(link: LinkSpec, ccs: readonly CongestionController
         stats.usefulBytes += PACKET;
         if (now >= measureFromMs) stats.goodputBytes += PACKET;
       }
-      maybeAck();
+      const batch = link.ackBatchMs ?? 0;
+      if (batch <= 0) return maybeAck();
+      const tick = (Math.floor(now / batch) + 1) * batch;
+      if (tick < batchAt) {
+        batchAt = tick;
+        events.push(tick, () => {
+          batchAt = Infinity;
+          maybeAck();
+        });
+      }
     };
     const maybeAck = (): void => {
       const now = clock.now();

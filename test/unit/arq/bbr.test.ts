@@ -55,22 +55,39 @@ describe('BBR over a bottleneck with random loss', () => {
     assert.ok(s!.goodput < 0.5 * RATE);
   });
 
-  it('goes startup → drain → probe_bw, paces at gain × bandwidth and bounds the window at 2 × BDP + 3 packets', () => {
+  it('keeps the link full when ACKs come in batches (a busy receiver\'s event loop): the window covers what one batch acknowledges', (t) => {
+    // 100 Mbit/s, 1 ms base RTT, ACKs only every 4 ms: 2 × BDP is 25 KB, while 4 ms of the link is 50 KB.
+    const fast: LinkSpec = { rate: 12_500_000, baseRttMs: 1, bufferBytes: 1_000_000, loss: 0, seed: 1, ackBatchMs: 4 };
+    const bbr = new Bbr({ random: prng(5) });
+    const [s] = runBottleneck(fast, [bbr], 4_000, 1_000);
+    t.diagnostic(`goodput ${pct(s!.goodput / fast.rate)} of the link, window ${bbr.window} B, min RTT ${bbr.minRtt} ms`);
+    assert.ok(s!.goodput >= 0.8 * fast.rate, `goodput ${pct(s!.goodput / fast.rate)} of the link`);
+    // The same link acknowledging every packet at once needs no more than the bound below.
+    const plain = new Bbr({ random: prng(5) });
+    runBottleneck({ ...fast, ackBatchMs: 0 }, [plain], 4_000, 1_000);
+    assert.ok(plain.window < bbr.window, `window ${plain.window} B without batching, ${bbr.window} B with`);
+  });
+
+  it('goes startup → drain → probe_bw, paces at gain × bandwidth and bounds the window at 2 × BDP + ACK aggregation + 3 packets', () => {
     const bbr = new Bbr({ random: prng(3) });
     const states: BbrState[] = [];
     const gains = new Set<string>();
     let worstWindow = 0;
+    let worstAggregation = 0;
     runBottleneck(link(0.01), [bbr], 8_000, 0, {
       onAck: () => {
         if (states[states.length - 1] !== bbr.state) states.push(bbr.state);
         if (bbr.state !== 'probe_bw') return;
         gains.add((bbr.pacingRate() / bbr.bandwidth).toFixed(2));
-        worstWindow = Math.max(worstWindow, bbr.window / (2 * bbr.bandwidth * (bbr.minRtt / 1000) + 3 * bbr.datagramBytes));
+        worstWindow = Math.max(worstWindow, bbr.window / (2 * bbr.bandwidth * (bbr.minRtt / 1000) + bbr.ackAggregation + 3 * bbr.datagramBytes));
+        worstAggregation = Math.max(worstAggregation, bbr.ackAggregation / (bbr.bandwidth * (bbr.minRtt / 1000)));
       },
     });
     assert.deepEqual(states, ['startup', 'drain', 'probe_bw']);
     assert.deepEqual([...gains].sort(), ['0.75', '1.00', '1.25']);
     assert.ok(worstWindow <= 1 + 1e-9, `window ${worstWindow} × its bound`);
+    // On a link that acknowledges at its own pace, the aggregation term stays a fraction of a BDP (delayed ACKs).
+    assert.ok(worstAggregation < 0.5, `ACK aggregation ${worstAggregation} × BDP`);
   });
 
   it('drains to 4 packets in probe_rtt once the min RTT is 10 s old, for about 200 ms, then goes back', () => {
