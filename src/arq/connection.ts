@@ -238,7 +238,14 @@ export class ArqConnection {
 
   #onAck(frame: AckFrame, now: number): void {
     const out = this.ld.onAck(frame, now);
-    for (const sp of out.acked) for (const r of sp.frames) this.send.acked(r.lo, r.hi);
+    // The peer has our ACK frames these packets carried: it need not hear of what they covered again,
+    // so our ACKs stay a few ranges long instead of repeating the last 32 gaps in every packet.
+    let seen = -1;
+    for (const sp of out.acked) {
+      seen = Math.max(seen, sp.ackLargest);
+      for (const r of sp.frames) this.send.acked(r.lo, r.hi);
+    }
+    if (seen >= 0) this.acks.forgetBelow(seen + 1);
     // A spurious loss was delivered after all: its ranges are acknowledged (a resend may still be queued; takeRetransmit skips it).
     for (const sp of out.spurious) for (const r of sp.frames) this.send.acked(r.lo, r.hi);
     this.#lost(out.lost);
@@ -274,11 +281,13 @@ export class ArqConnection {
     if (!mayData && !this.acks.ackDue(now)) return 0;
 
     let pos = writeVarint(out, 0, this.ld.nextPacketNumber);
+    let ackLargest = -1;
     if (ackPending || mayData) {
       const f = this.acks.takeAck(now);
       if (f !== undefined) {
         out[pos++] = FRAME_ACK;
         pos = encodeAckFrame(f, out, pos);
+        ackLargest = f.largest;
       }
     }
     const frames: ByteRange[] = [];
@@ -329,7 +338,7 @@ export class ArqConnection {
     }
     if (pos === varintLength(this.ld.nextPacketNumber)) return 0; // nothing to say after all
     if (!eliciting) this.stats.ackOnly++;
-    this.ld.onPacketSent({ size: pos + this.#overhead, ackEliciting: eliciting, frames }, now);
+    this.ld.onPacketSent({ size: pos + this.#overhead, ackEliciting: eliciting, frames, ackLargest }, now);
     this.stats.packetsOut++;
     return pos;
   }

@@ -80,6 +80,8 @@ export interface PacketToSend<F> {
   /** @default ackEliciting */
   inFlight?: boolean | undefined;
   frames: readonly F[];
+  /** The Largest Acknowledged of the ACK frame it carries. @default -1 (none) */
+  ackLargest?: number | undefined;
 }
 
 const NOTHING = Object.freeze([]) as readonly never[];
@@ -169,7 +171,7 @@ export class LossDetector<F> {
   onPacketSent(p: PacketToSend<F>, now: number): SentPacket<F> {
     const inFlight = p.inFlight ?? p.ackEliciting;
     const delivery = inFlight ? this.delivery.onPacketSent(now, this.#table.bytesInFlight) : undefined;
-    const sent: SentPacket<F> = { pn: this.#space.take(), timeSent: now, size: p.size, ackEliciting: p.ackEliciting, inFlight, frames: p.frames, lost: false, lostAt: 0, delivery };
+    const sent: SentPacket<F> = { pn: this.#space.take(), timeSent: now, size: p.size, ackEliciting: p.ackEliciting, inFlight, frames: p.frames, lost: false, lostAt: 0, delivery, ackLargest: p.ackLargest ?? -1 };
     this.#table.add(sent);
     this.sent++;
     // Only what is in flight is paced (RFC 9002 §7.7 paces what the window

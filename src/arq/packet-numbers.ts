@@ -54,6 +54,8 @@ export interface SentPacket<F> {
   lostAt: number;
   /** The delivery state when it left, for delivery-rate samples (absent on packets not in flight). */
   readonly delivery?: DeliveryStamp | undefined;
+  /** The Largest Acknowledged of the ACK frame it carried, or -1 for none (RFC 9000 §13.2.4). */
+  readonly ackLargest: number;
 }
 
 const COMPACT_AT = 1024;

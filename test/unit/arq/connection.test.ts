@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Bbr } from '../../../src/arq/bbr.js';
 import { ArqConnection, FRAME_ACK, FRAME_PING, FRAME_STREAM } from '../../../src/arq/connection.js';
-import { encodeAckFrame } from '../../../src/arq/ack-frame.js';
+import { decodeAckFrame, encodeAckFrame } from '../../../src/arq/ack-frame.js';
 import { FixedWindow } from '../../../src/arq/congestion.js';
-import { writeVarint } from '../../../src/arq/varint.js';
+import { readVarint, writeVarint } from '../../../src/arq/varint.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { prng } from '../../helpers/bottleneck-link.js';
 
@@ -51,6 +51,8 @@ function linked(o: LinkOpts) {
   let flights: Flight[] = [];
   const busyUntil = [0, 0];
   const wire = [0, 0];
+  /** Ranges of each ACK frame each side sent. */
+  const ackRanges: number[][] = [[], []];
   const out = Buffer.alloc(1150);
   const sendAll = (now: number): void => {
     for (const from of [0, 1] as const) {
@@ -58,6 +60,9 @@ function linked(o: LinkOpts) {
         const n = ends[from].poll(now, out);
         if (n === 0) break;
         wire[from]! += n;
+        const c = { buf: out, pos: 0, end: n };
+        readVarint(c, 'pn');
+        if (out[c.pos] === FRAME_ACK) ackRanges[from]!.push(decodeAckFrame(out, c.pos + 1, n).frame.ranges.length);
         if (rand() < o.loss) continue;
         const rate = o.rate ?? Infinity;
         const start = Math.max(now, busyUntil[from]!);
@@ -85,7 +90,7 @@ function linked(o: LinkOpts) {
       for (const f of due) ends[f.to].receive(f.data, t);
     }
   };
-  return { clock, ends, got, dgrams, overtook, run, wire };
+  return { clock, ends, got, dgrams, overtook, run, wire, ackRanges };
 }
 
 const records = (n: number, seed = 1): Buffer[] => {
@@ -224,5 +229,22 @@ describe('arq connection', () => {
     const useful = a.reduce((s, r) => s + r.length, 0);
     const ratio = (l.wire[0]! + l.wire[1]!) / useful;
     assert.ok(ratio < 1.06, `wire/useful ${ratio.toFixed(3)}`);
+  });
+
+  it('keeps ACK frames short through loss: what the peer saw acknowledged is not repeated (RFC 9000 §13.2.4)', () => {
+    // Loss both ways leaves gaps in what each end received; without forgetting, every ACK
+    // carried the last 32 of them (up to ~100 bytes of every packet, each way).
+    const l = linked({ delayMs: 25, loss: 0.05, rate: 2500, seed: 5 });
+    const a = records(400, 12);
+    for (const r of a) l.ends[0].write(r, r.length);
+    l.run(() => l.got[1]!.length === a.length);
+    for (const side of [0, 1]) {
+      const ranges = l.ackRanges[side]!.slice(-200);
+      const mean = ranges.reduce((s, n) => s + n, 0) / ranges.length;
+      assert.ok(ranges.length > 0 && mean < 8, `side ${side}: ${mean.toFixed(1)} ranges per ACK (max ${Math.max(...ranges)})`);
+    }
+    const useful = a.reduce((s, r) => s + r.length, 0);
+    const ratio = (l.wire[0]! + l.wire[1]!) / useful;
+    assert.ok(ratio < 1.06 + 2 * 0.05, `wire/useful ${ratio.toFixed(3)} at 5 % loss`);
   });
 });

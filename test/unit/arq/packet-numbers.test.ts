@@ -8,6 +8,7 @@ const pkt = (pn: number, size = 100, ackEliciting = true): SentPacket<string> =>
   size,
   ackEliciting,
   inFlight: ackEliciting,
+  ackLargest: -1,
   frames: [`f${pn}`],
   lost: false,
   lostAt: 0,
