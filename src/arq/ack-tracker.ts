@@ -1,7 +1,8 @@
 /**
  * The receive side: which packet numbers arrived, whether one is a
  * duplicate, and when an ACK is due (RFC 9000 §13.2). An ACK is due at once
- * after every second ack-eliciting packet or an out-of-order one (a gap
+ * after every second ack-eliciting packet (or every `bulkAckThreshold`th
+ * once 100 packets arrived: ACK decimation) or an out-of-order one (a gap
  * before it, or a number below the largest: the sender wants to hear of
  * reordering and loss quickly), otherwise `maxAckDelayMs` after the first
  * ack-eliciting packet not yet acknowledged. Packets that are not
@@ -14,7 +15,7 @@
  * packet, so nothing is lost for good). {@link forgetBelow} does the same on
  * purpose once the peer has seen an ACK that covered those numbers.
  */
-import { ACK_ELICITING_THRESHOLD, MAX_ACK_DELAY_MS, MAX_ACK_RANGES } from './constants.js';
+import { ACK_ELICITING_THRESHOLD, BULK_ACK_AFTER_PACKETS, MAX_ACK_DELAY_MS, MAX_ACK_RANGES } from './constants.js';
 import type { AckFrame, AckRange } from './ack-frame.js';
 
 /** Options of an {@link AckTracker}. */
@@ -23,6 +24,8 @@ export interface AckTrackerInit {
   maxAckDelayMs?: number | undefined;
   /** Ack-eliciting packets that make an ACK due at once. @default ACK_ELICITING_THRESHOLD (2) */
   ackElicitingThreshold?: number | undefined;
+  /** The same once {@link BULK_ACK_AFTER_PACKETS} arrived (ACK decimation; the udp modes use {@link BULK_ACK_THRESHOLD}); never below ackElicitingThreshold. @default ackElicitingThreshold (none) */
+  bulkAckThreshold?: number | undefined;
   /** Ranges kept and put in one ACK. @default MAX_ACK_RANGES (32) */
   maxRanges?: number | undefined;
 }
@@ -34,7 +37,8 @@ interface MutableRange {
 
 export class AckTracker {
   readonly maxAckDelayMs: number;
-  readonly #threshold: number;
+  #threshold: number;
+  readonly #bulkThreshold: number;
   readonly #maxRanges: number;
   /** Descending, disjoint, non-adjacent. */
   readonly #ranges: MutableRange[] = [];
@@ -58,6 +62,7 @@ export class AckTracker {
   constructor(init: AckTrackerInit = {}) {
     this.maxAckDelayMs = init.maxAckDelayMs ?? MAX_ACK_DELAY_MS;
     this.#threshold = Math.max(1, init.ackElicitingThreshold ?? ACK_ELICITING_THRESHOLD);
+    this.#bulkThreshold = Math.max(this.#threshold, init.bulkAckThreshold ?? this.#threshold);
     this.#maxRanges = Math.max(1, Math.min(MAX_ACK_RANGES, init.maxRanges ?? MAX_ACK_RANGES));
   }
 
@@ -85,7 +90,7 @@ export class AckTracker {
       if (ackEliciting) this.#pending(now, false);
       return false;
     }
-    this.received++;
+    if (++this.received === BULK_ACK_AFTER_PACKETS) this.#threshold = this.#bulkThreshold;
     const outOfOrder = pn < this.#largest;
     const gap = pn > this.#largest + 1 && this.#largest >= 0;
     if (outOfOrder) this.reordered++;

@@ -42,6 +42,8 @@ export interface ArqChannelInit {
   maxAckDelayMs?: number;
   /** Ack-eliciting packets received before an ACK is due at once. @default 2 */
   ackEvery?: number;
+  /** The same once the flow is under way. @default 10 */
+  ackEveryBulk?: number;
   /** The controller's name in status. @default 'bbr' */
   ccName?: string;
   /** Wire bytes of a datagram's headers below the packet channel (UDP and IP), for the wire-per-useful figure. @default 28 */
@@ -91,6 +93,7 @@ export class ArqRecordChannel implements RecordChannel {
       recvWindow: init.recvWindow,
       maxAckDelayMs: init.maxAckDelayMs,
       ackElicitingThreshold: init.ackEvery,
+      bulkAckThreshold: init.ackEveryBulk,
       onRecord: (r) => this.#deliver(r),
       onDatagram: (r) => this.#deliver(r),
     });

@@ -7,6 +7,7 @@ import { Bbr } from './bbr.js';
 import type { CongestionController } from './congestion.js';
 import { Cubic } from './cubic.js';
 import { FixedRate } from './fixed-rate.js';
+import { BULK_ACK_THRESHOLD } from './constants.js';
 
 /** A parsed `--cc`. `rate` in bytes per second. */
 export type CcChoice = { kind: 'bbr' } | { kind: 'cubic' } | { kind: 'fixed'; rate: number };
@@ -64,11 +65,11 @@ export type UdpMode = (typeof UDP_MODES)[number];
  * and cost more ACK datagrams; none turns congestion control off (kcptun's
  * `nc=1`): `--cc fixed:RATE` is the way to say the rate yourself.
  */
-export const UDP_MODE_KNOBS: Readonly<Record<UdpMode, { maxAckDelayMs: number; ackEvery: number }>> = {
-  normal: { maxAckDelayMs: 25, ackEvery: 2 },
-  fast: { maxAckDelayMs: 10, ackEvery: 2 },
-  fast2: { maxAckDelayMs: 5, ackEvery: 2 },
-  fast3: { maxAckDelayMs: 2, ackEvery: 1 },
+export const UDP_MODE_KNOBS: Readonly<Record<UdpMode, { maxAckDelayMs: number; ackEvery: number; ackEveryBulk: number }>> = {
+  normal: { maxAckDelayMs: 25, ackEvery: 2, ackEveryBulk: BULK_ACK_THRESHOLD },
+  fast: { maxAckDelayMs: 10, ackEvery: 2, ackEveryBulk: BULK_ACK_THRESHOLD },
+  fast2: { maxAckDelayMs: 5, ackEvery: 2, ackEveryBulk: 4 },
+  fast3: { maxAckDelayMs: 2, ackEvery: 1, ackEveryBulk: 1 },
 };
 
 export const DEFAULT_UDP_MODE: UdpMode = 'fast';

@@ -78,6 +78,8 @@ export interface ArqConnectionInit {
   maxAckDelayMs?: number | undefined;
   /** Ack-eliciting packets before an ACK is due at once. @default 2 */
   ackElicitingThreshold?: number | undefined;
+  /** The same once the flow is under way (AckTracker). @default 10 */
+  bulkAckThreshold?: number | undefined;
   initialRttMs?: number | undefined;
   /** Each complete record, in order. */
   onRecord: (record: Buffer) => void;
@@ -135,7 +137,7 @@ export class ArqConnection {
     this.#overhead = init.packetOverhead ?? 0;
     this.#window = init.recvWindow ?? ARQ_RECV_WINDOW;
     this.ld = new LossDetector<ByteRange>({ cc: init.cc, peerMaxAckDelayMs: init.maxAckDelayMs, initialRttMs: init.initialRttMs });
-    this.acks = new AckTracker({ maxAckDelayMs: init.maxAckDelayMs, ackElicitingThreshold: init.ackElicitingThreshold });
+    this.acks = new AckTracker({ maxAckDelayMs: init.maxAckDelayMs, ackElicitingThreshold: init.ackElicitingThreshold, bulkAckThreshold: init.bulkAckThreshold });
     const onRecord = init.onRecord;
     this.recv = new ReceiveStream(this.#window, onRecord);
   }

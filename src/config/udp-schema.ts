@@ -28,7 +28,9 @@ export interface ClientUdpConfig {
   /**
    * ACK knobs of both ends, named after kcptun's modes (`--udp-mode`):
    * `normal` holds an ACK up to 25 ms, `fast` 10 ms, `fast2` 5 ms, `fast3`
-   * 2 ms and acknowledges every packet. Faster modes repair a lost tail
+   * 2 ms; once a flow is under way, `normal` and `fast` acknowledge every
+   * 10th packet (every 2nd toward a cubic sender), `fast2` every 4th,
+   * `fast3` every packet. Faster modes repair a lost tail
    * sooner and send more ACKs; none turns congestion control off. @default 'fast'
    */
   mode: UdpMode;

@@ -188,7 +188,7 @@ export class SessionServer<U> extends EventEmitter {
       // The client says how it wants our side to send (its --cc, its --udp-mode); a fixed rate is capped by ours.
       const params = decodeTransportParams(s.transportParams);
       const cc = capCc(params.cc ?? opts.cc ?? { kind: 'bbr' }, opts.maxFixedRate);
-      const channel = udpTransport(s.channel, { cc, mode: params.mode, clock: opts.clock ?? realClock });
+      const channel = udpTransport(s.channel, { cc, peerCc: params.cc ?? { kind: 'bbr' }, mode: params.mode, clock: opts.clock ?? realClock });
       this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
     });
     this.#responders.add(responder);

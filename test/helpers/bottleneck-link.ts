@@ -45,6 +45,8 @@ export interface LinkSpec {
    * datagrams per turn, as on a busy host. @default 0 (every packet, at once)
    */
   ackBatchMs?: number;
+  /** The receiver's ACK decimation (AckTracker's bulkAckThreshold). @default none */
+  bulkAckThreshold?: number;
   seed: number;
 }
 
@@ -133,7 +135,7 @@ export function runBottleneck(link: LinkSpec, ccs: readonly CongestionController
 
   const flows = ccs.map((cc, i) => {
     const d = new LossDetector<number>({ cc });
-    const rx = new AckTracker();
+    const rx = new AckTracker({ bulkAckThreshold: link.bulkAckThreshold });
     const stats: FlowStats = { goodputBytes: 0, usefulBytes: 0, sentBytes: 0, arrivedBytes: 0, rtts: [], goodput: 0, detector: d };
     const received = new Uint8Array(1 << 20);
     const retransmit: number[] = [];

@@ -21,6 +21,32 @@ describe('AckTracker', () => {
     assert.equal(t.ackDeadline, undefined, 'taking the ACK clears what was owed');
   });
 
+  it('once 100 packets arrived, owes an ACK at once only every tenth packet, but still at once for a gap', () => {
+    const t = new AckTracker({ maxAckDelayMs: 25, bulkAckThreshold: 10 });
+    const dueAfter = (from: number): number => {
+      for (let pn = from; ; pn++) {
+        t.onPacket(pn, true, 0);
+        if (t.ackDue(0)) {
+          t.takeAck(0);
+          return pn - from + 1;
+        }
+      }
+    };
+    assert.equal(dueAfter(0), 2, 'a new flow: every second packet');
+    let pn = 2;
+    while (t.received < 100) pn += dueAfter(pn);
+    assert.equal(dueAfter(pn), 10, 'a flow under way: every tenth');
+    pn += 10;
+    t.onPacket(pn + 1, true, 0); // pn itself lost
+    assert.equal(t.ackDue(0), true, 'a gap is reported at once');
+    const fast3 = new AckTracker({ ackElicitingThreshold: 1, bulkAckThreshold: 1 });
+    for (let n = 0; n < 150; n++) {
+      fast3.onPacket(n, true, 0);
+      assert.equal(fast3.ackDue(0), true);
+      fast3.takeAck(0);
+    }
+  });
+
   it('owes an ACK after max_ack_delay for a single packet, and reports how long it held it', () => {
     const clock = new ManualClock();
     const t = new AckTracker({ maxAckDelayMs: 25 });

@@ -38,6 +38,14 @@ describe('BBR over a bottleneck with random loss', () => {
     });
   }
 
+  it('holds the link as well when the receiver acknowledges every tenth packet (ACK decimation, as the udp modes do)', () => {
+    for (const loss of [0, 0.02]) {
+      const [s] = runBottleneck({ ...link(loss), bulkAckThreshold: 10 }, [new Bbr({ random: prng(7) })], 15_000, 5_000);
+      assert.ok(s!.goodput / RATE >= 0.9, `goodput ${pct(s!.goodput / RATE)} at ${pct(loss)} loss`);
+      assert.ok(quantile(s!.rtts, 0.95) < 2 * BASE_RTT);
+    }
+  });
+
   it('at 10 % random loss, Startup still ramps up: a few unlucky packets in an early round do not end it', () => {
     // From 1 s to 3 s after the start, over eight seeds: the old rule (3 lost in a round of 10
     // ends Startup) left some seeds at a few percent of the link for seconds.
