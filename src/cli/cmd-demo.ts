@@ -96,8 +96,6 @@ export function registerDemoCommand(program: Command, io: CliIo): void {
       page.listen(0, '127.0.0.1');
       await once(page, 'listening');
       const pagePort = (page.address() as net.AddressInfo).port;
-      const serverPort = await freePort(0);
-      const socksPort = await freePort(Number(opts.socks));
       // A fresh data dir each run: the server prints a user's link only when it creates the user,
       // so a dir left by an earlier demo would give no link (and nothing of it is worth keeping).
       const dataDir = mkdtempSync(join(tmpdir(), 'polytun-demo-'));
@@ -111,10 +109,13 @@ export function registerDemoCommand(program: Command, io: CliIo): void {
       };
       try {
         // The demo target is on loopback, which the default policy refuses: allow it explicitly.
-        const server = startChild(['server', '--listen', `tcp://127.0.0.1:${serverPort}`, '--data-dir', dataDir, '--allow', '127.0.0.1'], io, 'server');
+        // Port 0: the server holds its port before the SOCKS port is picked, so the two cannot be the same
+        // (a port probed free and released could be handed out twice).
+        const server = startChild(['server', '--listen', 'tcp://127.0.0.1:0', '--data-dir', dataDir, '--allow', '127.0.0.1'], io, 'server');
         children.push(server);
         const [link] = (await once(createInterface({ input: server.stdout as NodeJS.ReadableStream }), 'line')) as [string];
         if (!link.startsWith('polytun://')) throw new DemoError(`server printed no link (got: ${link})`);
+        const socksPort = await freePort(Number(opts.socks));
         const client = startChild(['client', link, '--socks', `127.0.0.1:${socksPort}`, '--no-status'], io, 'client');
         children.push(client);
         // Wait until the SOCKS5 front accepts connections.
