@@ -20,9 +20,11 @@ export interface ChartProps {
   format: (v: number) => string;
   title: string;
   height?: number;
+  /** Tick spacings allowed on the time axis, seconds (uPlot picks sub-second ones for a few seconds of data). */
+  timeIncrs?: number[];
 }
 
-export function Chart({ data, series, format, title, height = 220 }: ChartProps) {
+export function Chart({ data, series, format, title, height = 220, timeIncrs }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
 
@@ -34,7 +36,7 @@ export function Chart({ data, series, format, title, height = 220 }: ChartProps)
         width: Math.max(200, el.clientWidth),
         height,
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, value: (_u: uPlot, v: number | null) => (v === null ? '–' : format(v)) }))],
-        axes: [{}, { size: 80, values: (_u: uPlot, vals: number[]) => vals.map(format) }],
+        axes: [timeIncrs === undefined ? {} : { incrs: timeIncrs }, { size: 100, values: (_u: uPlot, vals: number[]) => vals.map(format) }],
         scales: { x: { time: true }, y: { range: (_u: uPlot, _min: number, max: number) => [0, Math.max(1, max * 1.1)] } },
         cursor: { drag: { x: false, y: false } },
       },

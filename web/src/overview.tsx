@@ -73,6 +73,7 @@ export function Overview() {
           { label: 'out', stroke: '#1f6feb' },
         ]}
         format={rate}
+        timeIncrs={[1, 2, 5, 10, 15, 30, 60, 120, 300]}
       />
       <h3>Listeners</h3>
       <div class="table-wrap">
