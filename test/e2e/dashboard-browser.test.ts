@@ -112,6 +112,17 @@ describe('server web dashboard in a real browser', { skip }, () => {
     assert.equal(home?.status(), 200);
     assert.match((await home?.allHeaders())?.['content-security-policy'] ?? '', /script-src 'self'/);
 
+    // The CSP is enforced, and a violation reaches the console the way this test watches for it.
+    const canary = await browser.newPage();
+    const canaryLines: string[] = [];
+    canary.on('console', (m) => canaryLines.push(m.text()));
+    await canary.goto(`${admin}/`);
+    const ran = await canary.evaluate(`(() => { const s = document.createElement('script'); s.textContent = 'window.inlineRan = true'; document.body.append(s); return window.inlineRan === true; })()`);
+    assert.equal(ran, false, 'an inline script does not run');
+    await canary.waitForTimeout(200);
+    assert.ok(canaryLines.some((l) => /(Refused to execute|Executing) inline script .*violates .*Content Security Policy/.test(l)), canaryLines.join('\n'));
+    await canary.close();
+
     // A wrong token: an error, and still the login form.
     await page.getByLabel('Admin token').fill('not-the-admin-token');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -207,7 +218,7 @@ describe('server web dashboard in a real browser', { skip }, () => {
       await page.waitForTimeout(2000);
       await page.locator('.detail').getByRole('button', { name: 'Refresh' }).click();
     }
-    assert.match(await page.locator('.detail .hint').first().innerText(), /[1-9][\d.]* (KiB|MiB|GiB) up/);
+    await page.locator('.detail .hint').first().filter({ hasText: /[1-9][\d.]* (KiB|MiB|GiB) up/ }).waitFor();
     await shot(page, '3b-user-traffic');
 
     // A phone-sized screen: the users page still fits.

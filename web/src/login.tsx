@@ -26,6 +26,8 @@ export function Login({ onIn }: { onIn: () => void }) {
     <main class="login">
       <form onSubmit={(e) => void submit(e)} aria-describedby="login-help">
         <h1>polytun server</h1>
+        {/* For password managers: the token belongs to no user name, so one fixed hidden name. */}
+        <input type="text" name="username" autocomplete="username" value="polytun-admin" hidden readOnly />
         <label for="token">Admin token</label>
         <input id="token" name="token" type="password" autocomplete="current-password" required value={token} onInput={(e) => setToken(e.currentTarget.value)} />
         <p id="login-help" class="hint">

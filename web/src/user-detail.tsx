@@ -182,7 +182,13 @@ export function UserDetail({ id, fresh, onChanged, onDeleted }: { id: string; fr
             {RANGES[r].label}
           </button>
         ))}
-        <button type="button" onClick={() => void loadHistory()}>
+        <button
+          type="button"
+          onClick={() => {
+            void load();
+            void loadHistory();
+          }}
+        >
           Refresh
         </button>
       </div>
