@@ -86,8 +86,8 @@ export interface AdminApiInit {
   readonly liveFeed?: LiveFeed;
 }
 
-/** Routes anyone may call: the dashboard's page and its login. */
-const PUBLIC_ROUTES = new Set(['GET /', 'GET /assets/:file', 'POST /api/login']);
+/** Routes anyone may call: the dashboard's page, its login, and "am I logged in?" (which authenticates by itself). */
+const PUBLIC_ROUTES = new Set(['GET /', 'GET /assets/:file', 'POST /api/login', 'GET /api/session']);
 
 type Req<B = unknown, Q = unknown> = FastifyRequest<{ Body: B; Querystring: Q; Params: { id: string } }>;
 
@@ -141,7 +141,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
   });
   app.addHook('onClose', async () => web.feed.close());
   useWebPages(app, init.webRoot);
-  useWebAuth(app, web, (req) => auths.get(req));
+  useWebAuth(app, web, (req) => auths.get(req) ?? authenticate(req, web));
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not_found', message: 'no such route' }));
 
   const hasPassword = async (id: string): Promise<boolean> => (await passwords?.get(id)) !== undefined;

@@ -221,7 +221,11 @@ export function adminOpenApi(): Json {
         post: { summary: 'Dashboard logout: ends the cookie session', responses: { 200: json({ type: 'object', properties: { loggedOut: { type: 'boolean', description: 'false for a bearer request (no session to end)' } } }, 'cookie cleared'), ...errors, 403: forbidden } },
       },
       '/api/session': {
-        get: { summary: "How this request is authenticated, and the cookie session's CSRF token (the page after a reload)", responses: { 200: json({ type: 'object', properties: { via: { enum: ['bearer', 'cookie'] }, csrf: nullable('string') } }, 'the session'), ...errors } },
+        get: {
+          summary: "How this request is authenticated, and the cookie session's CSRF token (the page after a reload)",
+          security: [],
+          responses: { 200: json({ type: 'object', properties: { via: { enum: ['bearer', 'cookie', null], description: 'null: not logged in' }, csrf: nullable('string') } }, 'the session') },
+        },
       },
       '/api/events': {
         get: {

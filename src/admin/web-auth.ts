@@ -5,11 +5,12 @@
  *   Authorization: Bearer <admin token>  ─▶ a script: everything allowed
  *   Cookie: polytun_admin=<session id>   ─▶ a browser: GET allowed; POST/PATCH/DELETE
  *                                           also need X-Polytun-CSRF (+ a same-origin Origin)
- *   neither                              ─▶ 401 (public routes: /, /assets/…, POST /api/login)
+ *   neither                              ─▶ 401 (public routes: /, /assets/…, POST /api/login, GET /api/session)
  *
  *   POST /api/login  { token }  → { csrf }  + Set-Cookie   (5 wrong tokens per IP, then 429)
  *   POST /api/logout            → { loggedOut }            + cookie cleared
- *   GET  /api/session           → { via, csrf }            (the page after a reload)
+ *   GET  /api/session           → { via, csrf }            (the page after a reload; via null when
+ *                                                          not logged in: a 200, so that opening the page logs no refusal)
  *   GET  /api/events            text/event-stream, one LiveSnapshot a second
  *
  * A bearer header, when present, decides alone (a wrong token is a 401 even
@@ -75,8 +76,8 @@ export function authenticate(req: FastifyRequest, init: WebAuthInit): Auth | Ref
   return { via: 'cookie', session };
 }
 
-/** Registers the dashboard's routes. `authOf` gives what the onRequest hook decided for a request. */
-export function useWebAuth(app: FastifyInstance, init: WebAuthInit, authOf: (req: FastifyRequest) => Auth | undefined): void {
+/** Registers the dashboard's routes. `authOf` gives how a request is authenticated (what the onRequest hook decided, or a refusal on a public route). */
+export function useWebAuth(app: FastifyInstance, init: WebAuthInit, authOf: (req: FastifyRequest) => Auth | Refusal): void {
   const { sessions, limiter, log } = init;
 
   app.post('/api/login', { schema: { body: LoginSchema } }, async (req: FastifyRequest<{ Body: LoginBody }>, reply: FastifyReply) => {
@@ -103,18 +104,19 @@ export function useWebAuth(app: FastifyInstance, init: WebAuthInit, authOf: (req
 
   app.post('/api/logout', async (req, reply) => {
     const auth = authOf(req);
-    if (auth?.via === 'cookie') sessions.delete(auth.session.id);
-    return reply.header('set-cookie', WebSessions.clearCookie(init.secure)).send({ loggedOut: auth?.via === 'cookie' });
+    if ('via' in auth && auth.via === 'cookie') sessions.delete(auth.session.id);
+    return reply.header('set-cookie', WebSessions.clearCookie(init.secure)).send({ loggedOut: 'via' in auth && auth.via === 'cookie' });
   });
 
-  app.get('/api/session', async (req, reply) => {
+  app.get('/api/session', async (req) => {
     const auth = authOf(req);
-    reply.header('cache-control', 'no-store');
-    return { via: auth?.via ?? 'bearer', csrf: auth?.via === 'cookie' ? auth.session.csrf : null };
+    if (!('via' in auth)) return { via: null, csrf: null };
+    return { via: auth.via, csrf: auth.via === 'cookie' ? auth.session.csrf : null };
   });
 
   app.get('/api/events', async (req, reply) => {
     const auth = authOf(req);
+    if (!('via' in auth)) throw new Error('unreachable: the onRequest hook refuses unauthenticated event streams');
     if (init.feed.full) return reply.code(503).header('retry-after', '10').send({ error: 'unavailable', message: 'too many live dashboards open' });
     const res = reply.raw;
     pageHeaders(reply);
@@ -133,7 +135,7 @@ export function useWebAuth(app: FastifyInstance, init: WebAuthInit, authOf: (req
         else res.write(chunk);
       },
       // A browser's stream ends with its login (logout, expiry); a script's with its connection.
-      alive: () => auth?.via !== 'cookie' || sessions.peek(auth.session.id) !== undefined,
+      alive: () => auth.via !== 'cookie' || sessions.peek(auth.session.id) !== undefined,
       end: () => res.end(),
     });
     if (unsubscribe === undefined) res.end();

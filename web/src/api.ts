@@ -56,9 +56,9 @@ export async function login(token: string): Promise<void> {
 /** After a reload: true when the cookie is still a live session (and the CSRF token is known again). */
 export async function restore(): Promise<boolean> {
   try {
-    const r = await api<{ csrf: string | null }>('GET', '/api/session');
+    const r = await api<{ via: string | null; csrf: string | null }>('GET', '/api/session');
     csrf = r.csrf;
-    return true;
+    return r.via !== null;
   } catch {
     return false;
   }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import type uPlot from 'uplot';
-import type { LiveSnapshot } from './api';
+import { api, type LiveSnapshot } from './api';
 import { Chart } from './chart';
 import { bytes, rate } from './format';
 
@@ -19,7 +19,12 @@ export function Overview() {
     const ins: number[] = [];
     const outs: number[] = [];
     es.onopen = () => setLive('live');
-    es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? 'lost' : 'connecting');
+    es.onerror = () => {
+      if (es.readyState !== EventSource.CLOSED) return setLive('connecting');
+      // The server refused the stream (logged out, expired, too many open): a 401 here takes the page to the login form.
+      setLive('lost');
+      void api('GET', '/api/status').catch(() => {});
+    };
     es.onmessage = (ev: MessageEvent<string>) => {
       const s = JSON.parse(ev.data) as LiveSnapshot;
       setSnap(s);

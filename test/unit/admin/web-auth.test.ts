@@ -115,11 +115,14 @@ describe('web dashboard: cookie sessions and CSRF', () => {
     const { cookie, csrf } = await login();
     const s = await call('GET', '/api/session', { headers: { cookie } });
     assert.deepEqual(s.body, { via: 'cookie', csrf });
+    assert.deepEqual((await call('GET', '/api/session')).body, { via: null, csrf: null }, 'not logged in: said so, without a 401');
+    assert.deepEqual((await call('GET', '/api/session', { headers: { authorization: `Bearer ${TOKEN}` } })).body, { via: 'bearer', csrf: null });
     assert.equal((await call('POST', '/api/logout', { headers: { cookie } })).status, 403, 'logout is a change: CSRF needed');
     const out = await call('POST', '/api/logout', { headers: { cookie, 'x-polytun-csrf': csrf } });
     assert.deepEqual([out.status, out.body], [200, { loggedOut: true }]);
     assert.match(String(out.headers['set-cookie']), /^polytun_admin=; .*Max-Age=0/);
     assert.equal((await call('GET', '/api/users', { headers: { cookie } })).status, 401);
+    assert.deepEqual((await call('GET', '/api/session', { headers: { cookie } })).body, { via: null, csrf: null });
   });
 
   it('a session expires after its idle time, and the oldest goes when too many are open', async (t) => {
