@@ -25,7 +25,7 @@ import decodeQR from '@paulmillr/qr/decode.js';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { decodeLink } from '../../src/config/link.js';
 import { ensureBuilt, freePort, ROOT, startClient, type Proc } from '../helpers/cli.js';
-import { echoServer, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { api, echoServer, startGateway, type GatewayProc } from '../helpers/gateway.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (run scripts/install-test-deps.sh)`;
@@ -132,8 +132,9 @@ describe('server web dashboard in a real browser', { skip }, () => {
     // The right token (the one the server printed at its first start).
     const printed = /admin token \(shown once[^)]*\): (\S+)/.exec(gw.stdout())?.[1];
     assert.equal(printed, gw.token);
+    // From the keyboard: type the token, Enter submits.
     await page.getByLabel('Admin token').fill(printed as string);
-    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByLabel('Admin token').press('Enter');
     await page.getByRole('heading', { name: /Overview/ }).waitFor();
     await page.locator('.badge.live').waitFor();
     const cookies = await browser.cookies(admin);
@@ -220,6 +221,36 @@ describe('server web dashboard in a real browser', { skip }, () => {
     }
     await page.locator('.detail .hint').first().filter({ hasText: /[1-9][\d.]* (KiB|MiB|GiB) up/ }).waitFor();
     await shot(page, '3b-user-traffic');
+
+    // Edit alice's quota, disable her (the table follows), enable her again.
+    const detail = page.locator('.detail');
+    const aliceRow = page.locator('table.users tbody tr').filter({ has: page.locator('button.link', { hasText: /^alice$/ }) });
+    await detail.getByLabel('Quota, GiB (empty: none)').fill('2');
+    await detail.getByRole('button', { name: 'Save' }).click();
+    await aliceRow.locator('td[data-label="Quota"]').filter({ hasText: '2.00 GiB' }).waitFor();
+    await detail.getByRole('button', { name: 'Disable' }).click();
+    await aliceRow.locator('td[data-label="State"]').filter({ hasText: 'disabled' }).waitFor();
+    const disabled = (await api(gw, 'GET', '/api/users/alice')).body;
+    assert.deepEqual([disabled.enabled, disabled.quotaBytes], [false, 2 * 1024 ** 3]);
+    await detail.getByRole('button', { name: 'Enable' }).click();
+    await aliceRow.locator('td[data-label="State"]').filter({ hasText: 'enabled' }).waitFor();
+
+    // Delete the XSS-named user (two steps), then page through more users than fit on one page.
+    await page.locator('table.users button.link').filter({ hasText: XSS_NAME }).click();
+    await page.locator('.detail h3').filter({ hasText: XSS_NAME }).waitFor();
+    await detail.getByRole('button', { name: 'Delete…' }).click();
+    await detail.getByRole('button', { name: /^Really delete/ }).click();
+    await page.locator('table.users button.link').filter({ hasText: XSS_NAME }).waitFor({ state: 'detached' });
+    assert.equal((await api(gw, 'GET', `/api/users/${encodeURIComponent(XSS_NAME)}`)).status, 404);
+    for (let i = 0; i < 20; i++) assert.equal((await api(gw, 'POST', '/api/users', { name: `bulk-${String(i).padStart(2, '0')}`, kind: 'token' })).status, 201);
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByText('1–20 of 22').waitFor();
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByText('21–22 of 22').waitFor();
+    assert.deepEqual(await page.locator('table.users button.link').allInnerTexts(), ['bulk-18', 'bulk-19']);
+    await page.getByRole('button', { name: 'Previous' }).click();
+    await page.getByText('1–20 of 22').waitFor();
 
     // A phone-sized screen: the users page still fits.
     await page.setViewportSize({ width: 390, height: 844 });
