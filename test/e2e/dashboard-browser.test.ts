@@ -84,6 +84,8 @@ describe('server web dashboard in a real browser', { skip }, () => {
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       viewport: { width: 1280, height: 900 },
+      // The https admin listener's certificate is the server's own (self-signed).
+      ignoreHTTPSErrors: true,
     });
   });
   after(async () => {
@@ -274,5 +276,28 @@ describe('server web dashboard in a real browser', { skip }, () => {
       [],
     );
     await page.close();
+  });
+
+  it('over https: the cookie is Secure and a change passes the Origin check', async () => {
+    const tls = await startGateway({ listen: ['tcp://127.0.0.1:0'], admin: 'https' });
+    try {
+      const page = await browser.newPage();
+      watch(page);
+      await page.goto(`${tls.admin as string}/`);
+      await page.getByLabel('Admin token').fill(tls.token);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.getByRole('heading', { name: /Overview/ }).waitFor();
+      const cookie = (await browser.cookies(tls.admin as string)).find((c) => c.name === 'polytun_admin');
+      assert.ok(cookie?.secure === true && cookie.httpOnly, JSON.stringify(cookie));
+      await page.getByRole('link', { name: 'Users' }).click();
+      await page.getByLabel('Name', { exact: true }).fill('carol');
+      await page.getByRole('button', { name: 'Create user' }).click();
+      await page.locator('.detail h3').filter({ hasText: /^carol$/ }).waitFor();
+      assert.match(tls.log(), /admin API: user created user=carol/);
+      assert.deepEqual(consoleLines.filter((l) => /Content Security Policy|Refused to|pageerror/i.test(l)), []);
+      await page.close();
+    } finally {
+      await tls.stop();
+    }
   });
 });
