@@ -1,7 +1,8 @@
 /**
  * The admin REST API (JSON over HTTP, fastify).
  *
- *   every route: Authorization: Bearer <admin token>   (401 otherwise, same answer for missing and wrong)
+ *   every route: Authorization: Bearer <admin token>   (401 otherwise, same answer for missing and wrong),
+ *                or the web dashboard's session cookie (+ X-Polytun-CSRF on changes; see web-auth.ts)
  *
  *   POST   /api/users                  create → 201 { user, secret, links }   (the secret is shown this once)
  *   GET    /api/users?limit&offset&after   → { users, total, next }
@@ -19,6 +20,8 @@
  *   DELETE /api/sessions/:id           kick one session
  *   GET    /api/status
  *   GET    /api/openapi.json          this reference (OpenAPI 3.1; also docs/admin-api.json)
+ *   POST   /api/login, /api/logout, GET /api/session, GET /api/events   the web dashboard (web-auth.ts)
+ *   GET    /, /assets/:file           the web dashboard's page (public; web-pages.ts)
  *
  * Errors: `{ error, message, field? }` with 400 (the field is named), 401,
  * 404, 409 (a unique field another user holds), 413 (body over
@@ -50,8 +53,12 @@ import { needsWssPath, userLinks } from './client-config.js';
 import { useErrorReplies, useTypeBox } from './http.js';
 import { adminOpenApi } from './openapi.js';
 import { hashPassword, type PasswordVault } from './passwords.js';
-import { bearerToken, secretsEqual } from './tokens.js';
+import { LiveFeed } from './live.js';
+import { FailureLimiter } from './rate-limit.js';
 import { AdminInputError, type GatewayView } from './types.js';
+import { authenticate, useWebAuth, type Auth, type WebAuthInit } from './web-auth.js';
+import { useWebPages } from './web-pages.js';
+import { WebSessions } from './web-sessions.js';
 
 /** Options of {@link buildAdminApi}. */
 export interface AdminApiInit {
@@ -67,7 +74,20 @@ export interface AdminApiInit {
   readonly bodyLimit?: number;
   /** @default nullLogger */
   readonly logger?: Logger;
+  /** The listener is https (the dashboard's cookie is then `Secure`). @default false */
+  readonly secure?: boolean;
+  /** Where the built dashboard is. @default dist/web/admin of the package */
+  readonly webRoot?: string;
+  /** Dashboard logins (tests pass one with a clock). @default new WebSessions() */
+  readonly webSessions?: WebSessions;
+  /** Wrong dashboard logins per client IP. @default 5 at once, then 5 a minute */
+  readonly loginLimiter?: FailureLimiter;
+  /** The live overview stream. @default a LiveFeed of `gateway` */
+  readonly liveFeed?: LiveFeed;
 }
+
+/** Routes anyone may call: the dashboard's page, its login, and "am I logged in?" (which authenticates by itself). */
+const PUBLIC_ROUTES = new Set(['GET /', 'GET /assets/:file', 'POST /api/login', 'GET /api/session']);
 
 type Req<B = unknown, Q = unknown> = FastifyRequest<{ Body: B; Querystring: Q; Params: { id: string } }>;
 
@@ -87,23 +107,41 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
   useTypeBox(app);
   useErrorReplies(app, log);
 
+  const web: WebAuthInit = {
+    adminToken: init.adminToken,
+    secure: init.secure ?? false,
+    sessions: init.webSessions ?? new WebSessions(),
+    limiter: init.loginLimiter ?? new FailureLimiter(),
+    feed: init.liveFeed ?? new LiveFeed({ view: init.gateway }),
+    log,
+  };
+  const auths = new WeakMap<FastifyRequest, Auth>();
   let refused = 0;
   let lastRefusalLog = -Infinity;
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    const token = bearerToken(req.headers.authorization);
-    if (token === undefined || !secretsEqual(token, init.adminToken)) {
-      // Logged (never what was sent): a wrong token is someone guessing, or a misconfigured script. At most one line per 10 s, with the count since.
-      refused++;
-      const now = Date.now();
-      if (now - lastRefusalLog >= 10_000) {
-        log.info({ remote: req.ip, method: req.method, url: req.url.split('?', 1)[0], presented: token === undefined ? 'no token' : 'a wrong token', refused }, 'admin API: request refused, bad admin token');
-        lastRefusalLog = now;
-        refused = 0;
-      }
-      // The same answer for a missing, malformed and wrong token.
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid admin bearer token is required' });
+    // Every reply of this listener: no sniffing, no referrer, no caching (replies carry links and secrets).
+    reply.header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer').header('cache-control', 'no-store');
+    if (PUBLIC_ROUTES.has(`${req.method} ${req.routeOptions.url ?? ''}`)) return;
+    const auth = authenticate(req, web);
+    if ('via' in auth) {
+      auths.set(req, auth);
+      return;
     }
+    // Logged (never what was sent): a wrong token is someone guessing, or a misconfigured script. At most one line per 10 s, with the count since.
+    refused++;
+    const now = Date.now();
+    if (now - lastRefusalLog >= 10_000) {
+      log.info({ remote: req.ip, method: req.method, url: req.url.split('?', 1)[0], presented: auth.presented, refused }, 'admin API: request refused, bad admin token');
+      lastRefusalLog = now;
+      refused = 0;
+    }
+    if (auth.status === 403) return reply.code(403).send({ error: 'forbidden', message: auth.message });
+    // The same answer for a missing, malformed and wrong token.
+    return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: auth.message });
   });
+  app.addHook('onClose', async () => web.feed.close());
+  useWebPages(app, init.webRoot);
+  useWebAuth(app, web, (req) => auths.get(req) ?? authenticate(req, web));
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not_found', message: 'no such route' }));
 
   const hasPassword = async (id: string): Promise<boolean> => (await passwords?.get(id)) !== undefined;

@@ -6,6 +6,7 @@
  * (`node --import tsx scripts/admin-api-doc.ts` rewrites it; a unit test
  * fails when it is stale, or when a route is missing from it).
  */
+import { LoginSchema } from './web-auth.js';
 import { CreateUserSchema, DeleteQuerySchema, HistoryQuerySchema, ListQuerySchema, PatchUserSchema, PolicySchema, SessionsQuerySchema } from './api-schemas.js';
 
 type Json = Record<string, unknown>;
@@ -29,6 +30,9 @@ const errors: Json = {
   401: { $ref: '#/components/responses/Unauthorized' },
 };
 const notFound: Json = { 404: { $ref: '#/components/responses/NotFound' } };
+const forbidden: Json = { description: 'a cookie request without the CSRF header, or from another origin', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+/** Errors of a route that changes something: a cookie request may also be refused for CSRF. */
+const changeErrors: Json = { ...errors, 403: forbidden };
 const nullable = (type: string): Json => ({ type: [type, 'null'] });
 
 const links = { type: 'array', items: { type: 'string', description: 'polytun:// link' } };
@@ -64,9 +68,11 @@ export function adminOpenApi(): Json {
       version: '1',
       description:
         'JSON over HTTP(S) on the --admin listener. Every route needs `Authorization: Bearer <admin token>` (DATA_DIR/admin.token). ' +
-        'Changes go through the user store and take effect on the running gateway at once. Errors are `{ error, message, field? }`.',
+        'Changes go through the user store and take effect on the running gateway at once. Errors are `{ error, message, field? }`. ' +
+        'The web dashboard at `/` logs in with the same token (POST /api/login) and then uses a session cookie; a cookie request that changes anything ' +
+        '(POST, PATCH, DELETE) must also carry `X-Polytun-CSRF: <csrf from the login>` (403 otherwise).',
     },
-    security: [{ bearer: [] }],
+    security: [{ bearer: [] }, { cookie: [] }],
     paths: {
       '/api/users': {
         post: {
@@ -75,7 +81,7 @@ export function adminOpenApi(): Json {
           responses: {
             201: json({ type: 'object', properties: { user: ref('User'), ...secretReply }, required: ['user', 'secret', 'links'] }, 'created; the secret and links are in this reply only'),
             409: { $ref: '#/components/responses/Conflict' },
-            ...errors,
+            ...changeErrors,
           },
         },
         get: {
@@ -93,7 +99,7 @@ export function adminOpenApi(): Json {
         patch: {
           summary: 'Change a user (only the fields given)',
           requestBody: { required: true, content: { 'application/json': { schema: plain(PatchUserSchema) } } },
-          responses: { 200: json({ type: 'object', properties: { user: ref('User'), ...secretReply }, required: ['user'] }, 'changed; secret and links only after rekey or token'), 409: { $ref: '#/components/responses/Conflict' }, ...errors, ...notFound },
+          responses: { 200: json({ type: 'object', properties: { user: ref('User'), ...secretReply }, required: ['user'] }, 'changed; secret and links only after rekey or token'), 409: { $ref: '#/components/responses/Conflict' }, ...changeErrors, ...notFound },
         },
         delete: {
           summary: 'Delete a user; its live sessions are closed too unless kick=false',
@@ -112,14 +118,14 @@ export function adminOpenApi(): Json {
               },
               'deleted',
             ),
-            ...errors,
+            ...changeErrors,
             ...notFound,
           },
         },
       },
       '/api/users/{id}/kick': {
         parameters: [idParam],
-        post: { summary: "Close the user's live sessions", responses: { 200: json({ type: 'object', properties: { id: { type: 'string' }, kicked: { type: 'integer' } } }, 'how many were closed'), ...errors, ...notFound } },
+        post: { summary: "Close the user's live sessions", responses: { 200: json({ type: 'object', properties: { id: { type: 'string' }, kicked: { type: 'integer' } } }, 'how many were closed'), ...changeErrors, ...notFound } },
       },
       '/api/users/{id}/traffic': {
         parameters: [idParam],
@@ -171,7 +177,7 @@ export function adminOpenApi(): Json {
       },
       '/api/sessions/{id}': {
         parameters: [{ name: 'id', in: 'path', required: true, description: 'session id (hex)', schema: { type: 'string' } }],
-        delete: { summary: 'Close one session', responses: { 200: json({ type: 'object', properties: { kicked: { const: true }, id: { type: 'string' } } }, 'closed'), ...errors, ...notFound } },
+        delete: { summary: 'Close one session', responses: { 200: json({ type: 'object', properties: { kicked: { const: true }, id: { type: 'string' } } }, 'closed'), ...changeErrors, ...notFound } },
       },
       '/api/status': {
         get: {
@@ -197,10 +203,52 @@ export function adminOpenApi(): Json {
           },
         },
       },
+      '/api/login': {
+        post: {
+          summary: 'Dashboard login: trades the admin token for a session cookie (5 wrong tokens per client address, then 5 a minute)',
+          security: [],
+          requestBody: { required: true, content: { 'application/json': { schema: plain(LoginSchema) } } },
+          responses: {
+            200: json({ type: 'object', properties: { csrf: { type: 'string', description: 'what X-Polytun-CSRF must carry' } }, required: ['csrf'] }, 'logged in; Set-Cookie: polytun_admin (HttpOnly, SameSite=Strict, Secure on https)'),
+            400: { $ref: '#/components/responses/BadRequest' },
+            401: json(ref('Error'), 'wrong admin token'),
+            403: json(ref('Error'), 'cross-origin request'),
+            429: json(ref('Error'), 'too many wrong tokens from this address; Retry-After says when to try again'),
+          },
+        },
+      },
+      '/api/logout': {
+        post: { summary: 'Dashboard logout: ends the cookie session', responses: { 200: json({ type: 'object', properties: { loggedOut: { type: 'boolean', description: 'false for a bearer request (no session to end)' } } }, 'cookie cleared'), ...errors, 403: forbidden } },
+      },
+      '/api/session': {
+        get: {
+          summary: "How this request is authenticated, and the cookie session's CSRF token (the page after a reload)",
+          security: [],
+          responses: { 200: json({ type: 'object', properties: { via: { enum: ['bearer', 'cookie', null], description: 'null: not logged in' }, csrf: nullable('string') } }, 'the session') },
+        },
+      },
+      '/api/events': {
+        get: {
+          summary: 'The live overview: Server-Sent Events, one snapshot a second (at most 16 streams open)',
+          responses: {
+            200: { description: 'text/event-stream; each `data:` line is a LiveSnapshot', content: { 'text/event-stream': { schema: ref('LiveSnapshot') } } },
+            ...errors,
+            503: json(ref('Error'), 'too many streams open'),
+          },
+        },
+      },
+      '/': { get: { summary: 'The web dashboard (HTML; 503 when not built)', security: [], responses: { 200: { description: 'the page', content: { 'text/html': {} } } } } },
+      '/assets/{file}': {
+        parameters: [{ name: 'file', in: 'path', required: true, schema: { type: 'string' } }],
+        get: { summary: "The web dashboard's scripts, styles and images", security: [], responses: { 200: { description: 'the file' }, ...notFound } },
+      },
       '/api/openapi.json': { get: { summary: 'This document', responses: { 200: json({ type: 'object' }, 'OpenAPI 3.1'), ...errors } } },
     },
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the admin token (DATA_DIR/admin.token)' } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'the admin token (DATA_DIR/admin.token)' },
+        cookie: { type: 'apiKey', in: 'cookie', name: 'polytun_admin', description: 'the web dashboard session (POST /api/login); changes also need X-Polytun-CSRF' },
+      },
       schemas: {
         User: {
           type: 'object',
@@ -237,6 +285,42 @@ export function adminOpenApi(): Json {
             rttMs: nullable('number'),
             bytesSent: { type: 'integer' },
             bytesReceived: { type: 'integer' },
+            carrier: { type: 'string', description: "the first path's carrier" },
+            pathList: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  carrier: { type: 'string' },
+                  remote: { type: 'string' },
+                  role: { type: 'string' },
+                  state: { type: 'string' },
+                  rttMs: nullable('number'),
+                  rateBytesPerSec: { type: 'number', description: 'estimated delivery rate' },
+                  bytesSent: { type: 'integer' },
+                  bytesReceived: { type: 'integer' },
+                },
+              },
+            },
+          },
+        },
+        LiveSnapshot: {
+          type: 'object',
+          description: 'The server’s view: in = from clients, out = to clients. Rates are bytes per second over the last second.',
+          properties: {
+            at: { type: 'integer' },
+            sessions: { type: 'integer' },
+            usersOnline: { type: 'integer' },
+            rateIn: { type: 'integer' },
+            rateOut: { type: 'integer' },
+            bytesIn: { type: 'integer', description: 'bytes of the live sessions' },
+            bytesOut: { type: 'integer' },
+            draining: { type: 'boolean' },
+            listeners: {
+              type: 'array',
+              items: { type: 'object', properties: { carrier: { type: 'string' }, address: { type: 'string' }, port: { type: 'integer' }, paths: { type: 'integer', description: "live paths on this listener's carrier" } } },
+            },
+            counters: { type: 'object', additionalProperties: { type: 'integer' } },
           },
         },
         Error: { type: 'object', properties: { error: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } }, required: ['error', 'message'] },

@@ -11,8 +11,33 @@ import type { LinkEndpoint } from '../config/links.js';
 import type { GatewaySession } from '../server/gateway.js';
 import type { GatewayStatus as ObservedGatewayStatus } from '../observe/status.js';
 
-/** One live session, as the APIs show it (defined by the gateway that produces it). */
-export type SessionInfo = GatewaySession;
+/** One carrier connection of a live session. */
+export interface SessionPathInfo {
+  /** tcp, tls, ws, wss, udp… */
+  readonly carrier: string;
+  /** The client's address on this path (`ip:port`). */
+  readonly remote: string;
+  /** Scheduler role (active, backup…). */
+  readonly role: string;
+  /** 'joining' or 'up'. */
+  readonly state: string;
+  /** Smoothed round-trip time; null before the first measurement. */
+  readonly rttMs: number | null;
+  /** The path's estimated delivery rate, bytes per second (0 before an estimate). */
+  readonly rateBytesPerSec: number;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+}
+
+/**
+ * One live session, as the APIs show it: what the gateway reports, plus its
+ * paths when the running server can tell (a test's fake need not).
+ */
+export type SessionInfo = GatewaySession & {
+  /** The carrier of the session's first path. */
+  readonly carrier?: string;
+  readonly pathList?: readonly SessionPathInfo[];
+};
 
 /** One listener of the running gateway. */
 export interface ListenerInfo {

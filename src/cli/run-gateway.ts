@@ -7,7 +7,8 @@
  * src/server/ws-listener.ts.
  *
  *   --admin  [http[s]://]HOST:PORT ─┬─ /token, /config ──▶ provisioning (user name + password → token → config)
- *                                   └─ everything else ──▶ admin API (bearer token)
+ *                                   ├─ /, /assets/… ─────▶ web dashboard (login form → session cookie)
+ *                                   └─ everything else ──▶ admin API (bearer token, or the dashboard's cookie)
  *   --controller HOST:PORT ─────────────────────────────▶ mtt-mu-server controller
  */
 import { readFileSync } from 'node:fs';
@@ -24,13 +25,13 @@ import { MttController } from '../admin/controller.js';
 import { openPasswordVault } from '../admin/passwords.js';
 import { buildProvisionApi } from '../admin/provision.js';
 import { ensureAdminToken, ensureProvisionSecret } from '../admin/tokens.js';
-import type { GatewayView } from '../admin/types.js';
+import type { GatewayView, SessionInfo } from '../admin/types.js';
 import { linkEndpoints } from '../config/links.js';
 import { SERVED_FILE, writeServed } from '../config/served.js';
 import type { ListenUrl, ServerConfig } from '../config/schema.js';
 import type { ServerCert } from '../server/cert-store.js';
 import type { DataDir } from '../server/datadir.js';
-import type { Gateway } from '../server/gateway.js';
+import type { Gateway, GatewaySession } from '../server/gateway.js';
 import type { SessionServer } from '../server/session-server.js';
 import type { User } from '../store/index.js';
 import type { CliIo } from './io.js';
@@ -78,7 +79,7 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
     log.warn({ file: join(dd.dir, SERVED_FILE), err: toError(err).message }, 'cannot record the listen URLs for `polytun link`: what it has may be out of date; pass it --listen');
   }
   const view: GatewayView = {
-    sessions: () => gw.sessions(),
+    sessions: () => gw.sessions().map((s) => withPaths(s, server)),
     kickSession: (id, reason) => gw.kickSession(id, reason),
     kickUser: (id, reason) => gw.kickUser(id, reason),
     status: () => gatewayStatus({ version: ver, startedAt, draining, server, listeners: bound.map((l) => ({ carrier: l.scheme, address: l.host, port: l.port })) }),
@@ -95,7 +96,7 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
       const passwords = await openPasswordVault({ dataDir: dd.dir, store: gw.store, logger: log });
       closers.push(async () => passwords.close());
       const secret = await ensureProvisionSecret(dd.dir, { logger: log });
-      const admin = buildAdminApi({ store: gw.store, gateway: view, adminToken: token, passwords, history: gw.history, logger: log });
+      const admin = buildAdminApi({ store: gw.store, gateway: view, adminToken: token, passwords, history: gw.history, logger: log, secure: g.admin.tls && cert !== undefined });
       const provision = buildProvisionApi({ store: gw.store, gateway: view, passwords, secret, logger: log });
       await Promise.all([admin.ready(), provision.ready()]);
       closers.push(async () => {
@@ -146,6 +147,23 @@ export async function startManagement(m: ManagementInit): Promise<Management> {
     },
     close: () => closeAll(closers, log),
   };
+}
+
+/** A gateway session with its paths (carrier, RTT, rate) from the session server, for the dashboard and GET /api/sessions. */
+function withPaths(s: GatewaySession, server: SessionServer<User>): SessionInfo {
+  const paths = server.sessions.get(s.id)?.session.stats.paths;
+  if (paths === undefined) return s;
+  const pathList = paths.map((p) => ({
+    carrier: p.carrier,
+    remote: p.remote,
+    role: p.role,
+    state: p.state,
+    rttMs: p.rttMs ?? null,
+    rateBytesPerSec: p.rateBytesPerSec,
+    bytesSent: p.bytesSent,
+    bytesReceived: p.bytesReceived,
+  }));
+  return pathList[0] === undefined ? { ...s, pathList } : { ...s, carrier: pathList[0].carrier, pathList };
 }
 
 async function closeAll(closers: readonly (() => Promise<void>)[], log: Logger): Promise<void> {
