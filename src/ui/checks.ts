@@ -99,13 +99,13 @@ export function explain(err: unknown, t: { carrier: string; where: string }, tim
   if (err instanceof DialError) {
     switch (err.errno) {
       case 'ECONNREFUSED':
-        return { detail: `${t.where} refused the connection`, fix: `nothing listens on ${t.where}${udp ? '/udp' : ''}: check that the server runs with --listen ${t.carrier}://…:${port}, and the port in the link` };
+        return { detail: 'the connection was refused', fix: `nothing listens on ${t.where}${udp ? '/udp' : ''}: check that the server runs with --listen ${t.carrier}://…:${port}, and the port in the link` };
       case 'ENOTFOUND':
       case 'EAI_AGAIN':
-        return { detail: `the host name of ${t.where} does not resolve`, fix: 'check the host in the link, and this machine\'s DNS' };
+        return { detail: 'the host name does not resolve', fix: 'check the host in the link, and this machine\'s DNS' };
       case 'ENETUNREACH':
       case 'EHOSTUNREACH':
-        return { detail: `no route to ${t.where}`, fix: 'this machine has no working route there: check its network connection (and the path\'s bind= interface)' };
+        return { detail: 'no route to it', fix: 'this machine has no working route there: check its network connection (and the path\'s bind= interface)' };
       default:
         return { detail: e.message, fix: `check the server's address and port, and that ${port}/${udp ? 'udp' : 'tcp'} is open on its firewall` };
     }
@@ -115,7 +115,7 @@ export function explain(err: unknown, t: { carrier: string; where: string }, tim
   if (err instanceof AuthError) return { detail: e.message, fix: 'the server did not accept this link\'s keys: get a fresh link from the server' };
   if (err instanceof TimeoutError || /timed out|timeout/i.test(e.message)) {
     return udp
-      ? { detail: `no answer over udp within ${timeoutMs / 1000} s`, fix: `UDP to ${t.where} is blocked on the way, or the server does not listen on udp://…:${port}: open ${port}/udp on the server's firewall (the tcp carriers still work)` }
+      ? { detail: `no answer over udp within ${timeoutMs / 1000} s`, fix: `UDP to ${t.where} is blocked on the way, or the server does not listen on udp://…:${port}: open ${port}/udp on the server's firewall (links over tcp, tls or ws do not need UDP)` }
       : { detail: `no handshake within ${timeoutMs / 1000} s`, fix: `a firewall drops ${port}/tcp, or the server dropped the handshake (a link for another server: wrong pk=, or a deleted user): check the firewall, then get a fresh link` };
   }
   return { detail: e.message, fix: 'check the link and that the server runs' };

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { networkInterfaces } from 'node:os';
+import { homedir, networkInterfaces } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { stringify } from 'yaml';
 import { formatHostPort } from '../core/address.js';
@@ -128,4 +128,9 @@ export async function writeClientConfig(file: string, raw: object, now = new Dat
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const header = `# polytun client config, written by the setup wizard on ${now.toISOString()}.\n# Holds the user's secret: keep it private (mode 0600). Run: polytun client --config ${file}\n`;
   await writeAtomic(file, header + stringify(raw));
+}
+
+/** Where the wizard writes a config when none was named: $XDG_CONFIG_HOME/polytun/client.yaml. */
+export function defaultClientConfigFile(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'polytun', 'client.yaml');
 }
