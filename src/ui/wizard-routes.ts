@@ -113,7 +113,7 @@ export function registerWizardRoutes(app: FastifyInstance, init: WizardInit & { 
     }
     try {
       const target = new URL(url);
-      const save = init.provisionFile?.(decodeURIComponent(target.username), target.hostname.replace(/^\[|\]$/g, ''), Number(target.port || 443));
+      const save = init.provisionFile?.(decodeURIComponent(target.username), target.hostname.replace(/^\[|\]$/g, ''), Number(target.port || (target.protocol === 'http:' ? 80 : 443)));
       const r = await provisionClient(url, { ...(save !== undefined ? { save } : {}), logger: log });
       const saved = parseYaml(await readFile(r.file, 'utf8')) as { link: string; backupServers?: string[] };
       const links = [saved.link, ...(saved.backupServers ?? [])];
