@@ -28,7 +28,7 @@ let originPort: number;
 before(async () => {
   ensureBuilt();
   server = await startServer(['--allow', '127.0.0.1'], ['tcp://127.0.0.1:0', 'udp://127.0.0.1:0']);
-  origin = http.createServer((req, res) => res.end(`hello from origin ${req.url ?? ''}`));
+  origin = http.createServer((req, res) => res.end(req.url === '/big' ? Buffer.alloc(300_000, 7) : `hello from origin ${req.url ?? ''}`));
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
   originPort = (origin.address() as AddressInfo).port;
 });
@@ -144,6 +144,29 @@ describe('polytun client --ui', () => {
     assert.equal(by('mtu')?.result, 'not_measured');
     assert.equal(by('speed')?.result, 'not_measured');
     assert.equal(r.json.ok, false);
+  });
+});
+
+describe('polytun client --ui: path history across a restart', () => {
+  it('the bytes a path moved are in /api/history after the client restarted', async () => {
+    const uiPort = await freePort();
+    const socks = await freePort();
+    const fwd = await freePort();
+    const args = ['--socks', `127.0.0.1:${socks}`, '-L', `${fwd}:127.0.0.1:${originPort}`, '--ui', `127.0.0.1:${uiPort}`, '--set', `ui.history=${join(dir, 'restart-history.db')}`];
+    const first = await startClient(server.links[0] as string, args, socks);
+    await waitForPort(fwd, '127.0.0.1', first);
+    assert.equal((await get(fwd, '/big')).length, 300_000);
+    assert.equal(await first.stop(), 0);
+    const second = await startClient(server.links[0] as string, args, socks);
+    await waitForPort(uiPort, '127.0.0.1', second);
+    const tcpPort = /@127\.0\.0\.1:(\d+)/.exec(server.links[0] as string)?.[1];
+    const paths = (await api(uiPort, 'GET', '/api/paths')).json.paths as string[];
+    assert.ok(paths.includes(`tcp://127.0.0.1:${tcpPort}`), paths.join(', '));
+    const h = await api(uiPort, 'GET', `/api/history?path=${encodeURIComponent(`tcp://127.0.0.1:${tcpPort}`)}&res=60`);
+    assert.equal(h.status, 200, JSON.stringify(h.json));
+    const down = (h.json.points as { down: number }[]).reduce((a, p) => a + p.down, 0);
+    assert.ok(down >= 300_000, `the restarted client's history holds the first run's download: ${down} bytes`);
+    await second.stop();
   });
 });
 

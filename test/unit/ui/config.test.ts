@@ -42,7 +42,7 @@ describe('ui config', () => {
 
   it('--ui and --ui-password-file land on ui.listen and ui.passwordFile (absolute)', async () => {
     const o = io();
-    let cfg: ClientConfig | undefined;
+    let cfg = undefined as ClientConfig | undefined;
     const code = await main(['client', makeLink(), '--ui', '192.0.2.1:7080', '--ui-password-file', 'pw.txt'], { io: o.io, runClient: async (c) => void (cfg = c) });
     assert.equal(code, 0, o.err());
     assert.deepEqual(cfg?.ui.listen, { host: '192.0.2.1', port: 7080 });
@@ -51,11 +51,11 @@ describe('ui config', () => {
 
   it('polytun ui refuses an address off loopback without a password; defaults to 127.0.0.1:7080', async () => {
     const o = io();
-    let got: UiCommandOptions | undefined;
-    assert.equal(await main(['ui', '--listen', '0.0.0.0:7080'], { io: o.io, runUi: async (u) => void (got = u) }), 1);
+    const seen: { opts?: UiCommandOptions } = {};
+    assert.equal(await main(['ui', '--listen', '0.0.0.0:7080'], { io: o.io, runUi: async (u) => void (seen.opts = u) }), 1);
     assert.match(o.err(), /needs a password: add --ui-password-file FILE/);
-    assert.equal(got, undefined);
-    assert.equal(await main(['ui'], { io: o.io, runUi: async (u) => void (got = u) }), 0);
-    assert.deepEqual(got?.listen, { host: '127.0.0.1', port: 7080 });
+    assert.equal(seen.opts, undefined);
+    assert.equal(await main(['ui'], { io: o.io, runUi: async (u) => void (seen.opts = u) }), 0);
+    assert.deepEqual(seen.opts?.listen, { host: '127.0.0.1', port: 7080 });
   });
 });
