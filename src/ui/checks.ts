@@ -6,11 +6,12 @@
  *   reach  one per endpoint (the link, each backup server, each --path): a real
  *          dial and handshake, with a deadline; the session is closed at once
  *   udp    the udp endpoints' results, or 'not_offered' when the config has none
- *   mtu    'not_measured': polytun does not probe the path MTU (udp paths send
- *          at most udp.datagramSize bytes); interface MTUs are in /api/wizard/interfaces
+ *   mtu    the first hop's MTU toward the server (first-hop.ts), an upper bound of the
+ *          path MTU: 'warn' when udp.datagramSize does not fit through it already,
+ *          else 'not_measured' (the hops beyond it are not probed)
  *   speed  'not_measured': the server has no speed-test service to measure against
  *
- * Each item: { id, title, result: pass | fail | not_offered | not_measured, detail, fix? }.
+ * Each item: { id, title, result: pass | warn | fail | not_offered | not_measured, detail, fix? }.
  */
 import { AuthError, TimeoutError, toError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
@@ -19,9 +20,10 @@ import { clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
 import type { ClientConfig } from '../config/schema.js';
 import { RefusedError } from '../paths/refusal.js';
 import { SessionClient, type SessionClientInit } from '../paths/session-client.js';
+import { firstHop, type FirstHop } from './first-hop.js';
 
 /** How a check came out. */
-export type CheckResult = 'pass' | 'fail' | 'not_offered' | 'not_measured';
+export type CheckResult = 'pass' | 'warn' | 'fail' | 'not_offered' | 'not_measured';
 
 /** One line of the self-check report. */
 export interface CheckItem {
@@ -59,6 +61,8 @@ export interface ChecksInit {
   readonly dial?: Dialer;
   /** Time, ms (durations). @default performance.now */
   readonly now?: () => number;
+  /** @default first-hop.ts firstHop */
+  readonly firstHop?: (host: string, port: number) => Promise<FirstHop | undefined>;
 }
 
 interface Target {
@@ -154,13 +158,27 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
   return [
     ...reach,
     udpItem,
-    {
-      id: 'mtu',
-      title: 'path MTU',
-      result: 'not_measured',
-      detail: `not measured: polytun does not probe the path MTU; udp paths send datagrams of at most ${cfg.udp.datagramSize} bytes (udp.datagramSize)`,
-      fix: 'on a smaller path (PPPoE, a tunnel inside a tunnel) lower udp.datagramSize, e.g. to 1200; each interface\'s own MTU is listed by GET /api/wizard/interfaces',
-    },
+    await mtuItem(cfg, init.firstHop ?? firstHop),
     { id: 'speed', title: 'speed per path', result: 'not_measured', detail: 'not measured: the server has no speed-test service to measure against' },
   ];
+}
+
+/** IPv4 + UDP headers, IPv6 + UDP headers. */
+const UDP_OVERHEAD = { IPv4: 28, IPv6: 48 } as const;
+
+/** The MTU item: what the first hop toward the link's server allows, against udp.datagramSize. */
+async function mtuItem(cfg: ClientConfig, hopOf: (host: string, port: number) => Promise<FirstHop | undefined>): Promise<CheckItem> {
+  const size = cfg.udp.datagramSize;
+  const base = { id: 'mtu', title: 'path MTU' } as const;
+  const hop = await hopOf(cfg.link.host, cfg.link.port);
+  if (hop === undefined) {
+    return { ...base, result: 'not_measured', detail: `not measured: the interface toward ${formatHostPort(cfg.link)} or its MTU could not be found; polytun does not probe the path MTU (udp paths send datagrams of at most ${size} bytes, udp.datagramSize)` };
+  }
+  const overhead = UDP_OVERHEAD[hop.family];
+  const udpUsed = [cfg.link, ...cfg.backupServers].some((l) => l.carrier === 'udp') || cfg.paths.some((p) => p.scheme === 'udp');
+  const seen = `the first hop toward ${formatHostPort(cfg.link)} is ${hop.iface} with MTU ${hop.mtu} (an upper bound: the hops beyond it were not probed)`;
+  if (udpUsed && size + overhead > hop.mtu) {
+    return { ...base, result: 'warn', detail: `${seen}; udp datagrams of ${size} bytes plus ${overhead} bytes of ${hop.family}/UDP headers do not fit and are fragmented`, fix: `set udp.datagramSize to ${hop.mtu - overhead} or less` };
+  }
+  return { ...base, result: 'not_measured', detail: `path MTU not measured: ${seen}${udpUsed ? `; udp datagrams of ${size} bytes fit through it` : ''}` };
 }

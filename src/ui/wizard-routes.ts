@@ -26,7 +26,7 @@ import { formatHostPort } from '../core/address.js';
 import type { Logger } from '../core/logger.js';
 import { CertificateError, DialError } from '../carriers/errors.js';
 import { ProvisionError, provisionClient } from '../config/provision-client.js';
-import { runChecks, type Dialer } from './checks.js';
+import { runChecks, type ChecksInit, type Dialer } from './checks.js';
 import type { TunnelStarter } from './types.js';
 import { checkClientConfig, linkSummary, listInterfaces, writeClientConfig } from './wizard.js';
 
@@ -40,6 +40,8 @@ export interface WizardInit {
   readonly checkTimeoutMs?: number;
   /** @default checks.ts realDialer */
   readonly dial?: Dialer;
+  /** @default first-hop.ts firstHop */
+  readonly firstHop?: ChecksInit['firstHop'];
   /** The running tunnel's state, for GET /api/wizard/state on a running client. */
   readonly running?: () => boolean;
 }
@@ -133,7 +135,7 @@ export function registerWizardRoutes(app: FastifyInstance, init: WizardInit & { 
     if (checking) return reply.code(409).send({ error: 'busy', message: 'a check is already running: wait for its result' });
     checking = true;
     try {
-      const items = await runChecks(r.config, { ...(init.checkTimeoutMs !== undefined ? { timeoutMs: init.checkTimeoutMs } : {}), ...(init.dial ? { dial: init.dial } : {}) });
+      const items = await runChecks(r.config, { ...(init.checkTimeoutMs !== undefined ? { timeoutMs: init.checkTimeoutMs } : {}), ...(init.dial ? { dial: init.dial } : {}), ...(init.firstHop ? { firstHop: init.firstHop } : {}) });
       return { ok: items.every((i) => i.result !== 'fail'), items };
     } finally {
       checking = false;

@@ -76,7 +76,8 @@ export interface InterfaceInfo {
   readonly bindHint?: string;
 }
 
-function linkMtu(name: string): number | undefined {
+/** The MTU of interface `name` (/sys/class/net/NAME/mtu), when readable. */
+export function linkMtu(name: string): number | undefined {
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(name)) return undefined;
   try {
     const n = Number(readFileSync(join('/sys/class/net', name, 'mtu'), 'utf8').trim());

@@ -139,6 +139,39 @@ describe('wizard: check', () => {
   });
 });
 
+describe('wizard: check, path MTU', () => {
+  const pass = (async () => undefined) as never;
+  const mtuOf = async (app: FastifyInstance, config: object) => {
+    const r = await post(app, '/api/wizard/check', { config });
+    return (r.json.items as { id: string; result: string; detail: string; fix?: string }[]).find((i) => i.id === 'mtu');
+  };
+
+  it('warns when udp datagrams do not fit through the first hop, and says which size does', async () => {
+    const hop = async () => ({ iface: 'ppp0', mtu: 1400, family: 'IPv4' as const });
+    const item = await mtuOf(build({}, { dial: pass, firstHop: hop }), { link: makeLink('127.0.0.1', 4433, 'udp') });
+    assert.equal(item?.result, 'warn');
+    assert.match(item?.detail ?? '', /ppp0 with MTU 1400/);
+    assert.equal(item?.fix, 'set udp.datagramSize to 1372 or less');
+    const fits = await mtuOf(build({}, { dial: pass, firstHop: hop }), { link: makeLink('127.0.0.1', 4433, 'udp'), udp: { datagramSize: 1300 } });
+    assert.equal(fits?.result, 'not_measured', 'a first hop that fits proves nothing about the path beyond');
+    assert.match(fits?.detail ?? '', /fit through it/);
+    const tcp = await mtuOf(build({}, { dial: pass, firstHop: hop }), { link: makeLink('127.0.0.1', 4433, 'tcp') });
+    assert.equal(tcp?.result, 'not_measured');
+    const none = await mtuOf(build({}, { dial: pass, firstHop: async () => undefined }), { link: makeLink() });
+    assert.equal(none?.result, 'not_measured');
+    assert.match(none?.detail ?? '', /could not be found/);
+  });
+
+  it('finds the real first hop toward a loopback server: the loopback interface', async () => {
+    const { firstHop } = await import('../../../src/ui/first-hop.js');
+    const hop = await firstHop('127.0.0.1', 9);
+    if (hop === undefined) return; // no /sys/class/net here (not Linux)
+    const lo = (await import('node:os')).networkInterfaces()[hop.iface];
+    assert.ok(lo?.some((a) => a.address === '127.0.0.1'), hop.iface);
+    assert.ok(hop.mtu > 0);
+  });
+});
+
 describe('wizard: interfaces and state', () => {
   it('lists this machine\'s interfaces, loopback marked internal', async () => {
     const app = build();
