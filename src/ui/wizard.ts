@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { formatHostPort } from '../core/address.js';
 import { ConfigError } from '../core/errors.js';
@@ -107,21 +107,46 @@ const bodySourceMap: SourceMap = { locate: (path) => (path.length === 0 ? 'confi
 /** The outcome of {@link checkClientConfig}. */
 export type ConfigCheck = { ok: true; config: ClientConfig } | { ok: false; issues: ConfigIssue[] };
 
-/** Validates a client config tree with the real schema; relative file paths are refused (there is no folder to resolve them against). */
+/**
+ * Keys the wizard does not write: shell commands and file paths. Whoever
+ * reaches this API (on loopback without a password: any local user) could
+ * otherwise run commands, or have files created, overwritten or chmod-ed,
+ * as the user the client runs as — root, for a VPN. They go in the file by
+ * hand; `ui.history: false` is accepted.
+ */
+const NOT_THROUGH_WIZARD: readonly { path: readonly string[]; what: string }[] = [
+  { path: ['bonding', 'onUp'], what: 'a shell command' },
+  { path: ['bonding', 'onDown'], what: 'a shell command' },
+  { path: ['vpn', 'stateDir'], what: 'a file path' },
+  { path: ['vpn', 'resolvConf'], what: 'a file path' },
+  { path: ['ui', 'passwordFile'], what: 'a file path' },
+  { path: ['ui', 'history'], what: 'a file path' },
+];
+
+function refusedKeys(raw: Record<string, unknown>): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const k of NOT_THROUGH_WIZARD) {
+    const [section, key] = k.path as [string, string];
+    const v = (raw[section] as Record<string, unknown> | undefined)?.[key];
+    if (v === undefined || v === false) continue;
+    issues.push({ where: `config.${section}.${key}`, message: `is ${k.what}: the wizard does not set it (whoever reaches this API would run commands or write files as this user); add it to the config file by hand` });
+  }
+  return issues;
+}
+
+/** Validates a client config tree with the real schema, refusing the keys the wizard does not write (see NOT_THROUGH_WIZARD). */
 export function checkClientConfig(raw: unknown): ConfigCheck {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, issues: [{ where: 'config', message: 'expected an object: the YAML config as JSON (link, socks, forwards, …)' }] };
+  let config: ClientConfig;
   try {
-    const config = validateConfig(raw, 'client', bodySourceMap);
-    const ui = config.ui;
-    for (const [key, v] of [['passwordFile', ui.passwordFile], ['history', ui.history]] as const) {
-      if (typeof v === 'string' && !isAbsolute(v)) return { ok: false, issues: [{ where: `config.ui.${key}`, message: 'give an absolute path' }] };
-    }
-    return { ok: true, config };
+    config = validateConfig(raw, 'client', bodySourceMap);
   } catch (err) {
-    if (err instanceof ConfigValidationError) return { ok: false, issues: [...err.issues] };
+    if (err instanceof ConfigValidationError) return { ok: false, issues: [...err.issues, ...refusedKeys(raw as Record<string, unknown>)] };
     if (err instanceof ConfigError) return { ok: false, issues: [{ where: err.where, message: err.message.slice(err.where.length + 2) }] };
     throw err;
   }
+  const refused = refusedKeys(raw as Record<string, unknown>);
+  return refused.length > 0 ? { ok: false, issues: refused } : { ok: true, config };
 }
 
 /** Writes `raw` as the client's YAML config at `file`, atomically, mode 600 (the link inside is a secret). */

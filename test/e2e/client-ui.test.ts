@@ -199,7 +199,7 @@ describe('polytun ui: the wizard from nothing to a working tunnel', () => {
     assert.throws(() => statSync(file), /ENOENT/);
 
     const fwd = await freePort();
-    const config = { link: server.links[0], socks: false, status: false, forwards: [`${fwd}:127.0.0.1:${originPort}`], ui: { history: join(dir, 'wizard-history.db') } };
+    const config = { link: server.links[0], socks: false, status: false, forwards: [`${fwd}:127.0.0.1:${originPort}`], ui: { history: false } };
     const applied = await api(uiPort, 'POST', '/api/wizard/apply', { config }, { [CSRF]: token });
     assert.equal(applied.status, 200, JSON.stringify(applied.json));
     assert.equal(applied.json.started, true);

@@ -77,6 +77,21 @@ describe('wizard: apply', () => {
     assert.match(String(notObject.json.message), /expected an object/);
   });
 
+  it('does not write shell commands or file paths (any local user may reach a loopback API)', async () => {
+    const file = join(dir, 'hooks.yaml');
+    const config = { link: makeLink(), bonding: { onUp: 'touch /tmp/pwned' }, vpn: { enabled: true, resolvConf: '/etc/passwd' }, ui: { history: '/etc/shadow' } };
+    const r = await post(build({}, { configFile: file }), '/api/wizard/apply', { config });
+    assert.equal(r.status, 400);
+    const where = (r.json.issues as { where: string }[]).map((i) => i.where).sort();
+    assert.deepEqual(where, ['config.bonding.onUp', 'config.ui.history', 'config.vpn.resolvConf']);
+    assert.match(String(r.json.message), /add it to the config file by hand/);
+    assert.throws(() => statSync(file), /ENOENT/);
+    const check = await post(build({}, { configFile: file, dial: (async () => undefined) as never }), '/api/wizard/check', { config });
+    assert.equal(check.status, 400);
+    const off = await post(build({}, { configFile: file }), '/api/wizard/apply', { config: { link: makeLink(), ui: { history: false } } });
+    assert.equal(off.status, 200, JSON.stringify(off.json));
+  });
+
   it('writes a 0600 YAML the loader reads back, and starts it when it can', async () => {
     const file = join(dir, 'sub', 'client.yaml');
     const link = makeLink('vps.example', 4433);
