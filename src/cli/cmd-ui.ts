@@ -42,7 +42,7 @@ The API (JSON under /api/, live status as Server-Sent Events at /api/events):
   GET  /api/session, POST /api/login, POST /api/logout
   GET  /api/status, /api/events, /api/fronts, /api/timeline, /api/paths, /api/history?path=ID&res=60|3600&from&to
   POST /api/wizard/link {link}, /api/wizard/provision {url | host,user,password,fp}, /api/wizard/check {config},
-       /api/wizard/apply {config}; GET /api/wizard/interfaces, /api/wizard/state
+       /api/wizard/apply {config}, /api/wizard/start (the --config file as it is); GET /api/wizard/interfaces, /api/wizard/state
 Every POST carries the X-Polytun-CSRF header (the token of GET /api/session, or of the login);
 only loopback Host names are answered on a loopback address. Once applied, the tunnel runs in this
 process; later start it with: polytun client --config FILE [--ui 127.0.0.1:7080]

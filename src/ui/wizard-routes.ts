@@ -8,6 +8,7 @@
  *   GET  /api/wizard/interfaces             → { interfaces: [{ name, internal, addresses, mtu?, bindHint? }] }
  *   POST /api/wizard/check       { config } → { ok, items: [{ id, title, result, detail, fix? }] }   (checks.ts)
  *   POST /api/wizard/apply       { config, start? } → { file, started, state?, command }
+ *   POST /api/wizard/start       {}       → { file, started: true, state }   (polytun ui: run the config file as it is)
  *   GET  /api/wizard/state                  → { configFile, exists, tunnel? }
  *
  * `config` is the client's YAML config as JSON (link, socks, forwards,
@@ -25,6 +26,7 @@ import { AuthError, ConfigError, PolytunError, toError } from '../core/errors.js
 import { formatHostPort } from '../core/address.js';
 import type { Logger } from '../core/logger.js';
 import { CertificateError, DialError } from '../carriers/errors.js';
+import { loadConfig } from '../config/load.js';
 import { ProvisionError, provisionClient } from '../config/provision-client.js';
 import { runChecks, type ChecksInit, type Dialer } from './checks.js';
 import type { TunnelStarter } from './types.js';
@@ -159,6 +161,20 @@ export function registerWizardRoutes(app: FastifyInstance, init: WizardInit & { 
     }
     await init.starter.start(r.config, file);
     return { file, started: true, state: init.starter.state(), command };
+  });
+
+  app.post('/api/wizard/start', async (_req, reply) => {
+    const starter = init.starter;
+    if (starter === undefined) return reply.code(404).send({ error: 'not_found', message: 'this client already runs its config: restart it to start another' });
+    let config: Awaited<ReturnType<typeof loadConfig<'client'>>>;
+    try {
+      config = await loadConfig(init.configFile, 'client');
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return reply.code(400).send({ error: 'invalid_config', message: `${err.message} — fix the file, or write a new one with POST /api/wizard/apply` });
+    }
+    await starter.start(config, init.configFile);
+    return { file: init.configFile, started: true, state: starter.state() };
   });
 
   app.get('/api/wizard/state', async () => {

@@ -123,6 +123,28 @@ describe('wizard: apply', () => {
   });
 });
 
+describe('wizard: start', () => {
+  it('runs the config file as it is, and says what is wrong with a missing or bad one', async () => {
+    const file = join(dir, 'start.yaml');
+    const started: string[] = [];
+    const starter: TunnelStarter = { start: async (_c, f) => void started.push(f), state: () => ({ state: 'starting' }) };
+    const app = build({ starter }, { configFile: file });
+    const missing = await post(app, '/api/wizard/start', {});
+    assert.equal(missing.status, 400);
+    assert.match(String(missing.json.message), /no such file.*POST \/api\/wizard\/apply/);
+    writeFileSync(file, `link: ${makeLink()}\nsocks: nowhere\n`);
+    const bad = await post(app, '/api/wizard/start', {});
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.json.message), /start\.yaml:2: key 'socks'/);
+    writeFileSync(file, `link: ${makeLink()}\n`);
+    const ok = await post(app, '/api/wizard/start', {});
+    assert.equal(ok.status, 200, JSON.stringify(ok.json));
+    assert.deepEqual(started, [file]);
+    const noStarter = await post(build({}, { configFile: file }), '/api/wizard/start', {});
+    assert.equal(noStarter.status, 404);
+  });
+});
+
 describe('wizard: check', () => {
   it('passes what answered, explains what did not, and says which figures were not measured', async () => {
     const ok = makeLink('127.0.0.1', 4433);
