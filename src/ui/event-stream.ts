@@ -53,10 +53,13 @@ export class EventStream {
       'x-accel-buffering': 'no',
     });
     this.clients.add(res);
-    res.on('close', () => {
+    const drop = (): void => {
       this.clients.delete(res);
       if (this.clients.size === 0) this.stop();
-    });
+    };
+    res.on('close', drop);
+    // A reader gone in the middle of a write is dropped like one that closed.
+    res.on('error', drop);
     res.write(this.frame());
     this.timer ??= this.clock.setInterval(() => this.tick(), this.init.intervalMs ?? 1000);
   }
@@ -72,7 +75,7 @@ export class EventStream {
     const text = this.frame();
     for (const res of this.clients) {
       // A reader that does not read is dropped, not buffered for.
-      if (res.writableLength > 1 << 20) res.destroy();
+      if (res.destroyed || res.writableLength > 1 << 20) res.destroy();
       else res.write(text);
     }
   }

@@ -71,11 +71,17 @@ export class SessionEventLog {
     if (sup.session !== undefined) this.follow(sup.session);
   }
 
+  private readonly onPathUp = (st: PathStats): void => this.add({ kind: 'path-up', message: `path ${st.label} (${st.carrier}) is up`, path: pathSeriesId(st) });
+  private readonly onPathClosed = (st: PathStats, err?: Error): void =>
+    this.add({ kind: 'path-down', message: `path ${st.label} (${st.carrier}) went down${err?.message ? `: ${err.message}` : ''}`, path: pathSeriesId(st) });
+  private session: Session | undefined;
+
+  /** Reports the paths of `s` only: a replaced session's stragglers are not this client's paths any more. */
   private follow(s: Session): void {
-    s.on('pathUp', (st: PathStats) => this.add({ kind: 'path-up', message: `path ${st.label} (${st.carrier}) is up`, path: pathSeriesId(st) }));
-    s.on('pathClosed', (st: PathStats, err?: Error) =>
-      this.add({ kind: 'path-down', message: `path ${st.label} (${st.carrier}) went down${err?.message ? `: ${err.message}` : ''}`, path: pathSeriesId(st) }),
-    );
+    if (this.session === s) return;
+    this.session?.off('pathUp', this.onPathUp).off('pathClosed', this.onPathClosed);
+    this.session = s;
+    s.on('pathUp', this.onPathUp).on('pathClosed', this.onPathClosed);
   }
 
   private add(e: Omit<SessionEvent, 'at'>): void {
