@@ -9,12 +9,12 @@ import { ConfigError } from '../core/errors.js';
 import { METRICS_DEFAULTS } from '../config/metrics-schema.js';
 import { DEFAULTS, type ClientConfig } from '../config/schema.js';
 import type { FlagValue } from '../config/load.js';
-import { collect, keysHelp, resolveConfig, setFlags, typedFlags, withCommonOptions, type FlagMapping } from './flags.js';
+import { absPath, collect, keysHelp, resolveConfig, setFlags, typedFlags, withCommonOptions, type FlagMapping } from './flags.js';
 import { CLIENT_VPN_FLAGS, withClientVpnOptions } from './vpn-flags.js';
 import { provisionedConfigFile, type ProvisionFlags } from './provision.js';
 
-/** Runs the client until it stops; the command resolves when this does. */
-export type ClientRun = (config: ClientConfig) => Promise<void>;
+/** Runs the client until it stops; the command resolves when this does. `configFile`: the --config (or provisioned) file it came from. */
+export type ClientRun = (config: ClientConfig, configFile?: string) => Promise<void>;
 
 /** `USER:PASS` → `{username, password}`; the password may contain ':'. */
 function socksAuth(v: unknown): unknown {
@@ -46,6 +46,8 @@ const FLAGS: readonly FlagMapping[] = [
   { attr: 'udpMode', flag: '--udp-mode', path: ['udp', 'mode'] },
   { attr: 'metrics', flag: '--metrics', path: ['metrics', 'listen'] },
   { attr: 'metricsAllowRemote', flag: '--metrics-allow-remote', path: ['metrics', 'allowRemote'] },
+  { attr: 'ui', flag: '--ui', path: ['ui', 'listen'] },
+  { attr: 'uiPasswordFile', flag: '--ui-password-file', path: ['ui', 'passwordFile'], map: absPath },
   { attr: 'logLevel', flag: '--log-level', path: ['log', 'level'] },
   { attr: 'logFormat', flag: '--log-format', path: ['log', 'format'] },
 ];
@@ -63,6 +65,8 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['liveness.misses', String(DEFAULTS.liveness.misses)],
   ['metrics.maxLabelValues', `${METRICS_DEFAULTS.maxLabelValues} (series per metric, e.g. users, beyond which the rest are left out)`],
   ['records.tlsBound', `${DEFAULTS.records.tlsBound} (over TLS proven end to end, records are not encrypted a second time)`],
+  ['ui.history', '$XDG_STATE_HOME/polytun/client-history.db (per-path traffic for the dashboard; false = none)'],
+  ['ui.wizard', 'true (the wizard routes can rewrite the config; false = dashboard only)'],
 ];
 
 /**
@@ -98,6 +102,8 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .option('--failback-after <ms>', 'move back to the first server once it has answered for this long (default: 30000)')
     .option('--retry <n>', 'when the server cannot be reached (at start, or for a new session after an outage longer than limits.graceMs): try again up to N times in a row, waiting 1 s doubling to 10 s (jittered), then exit with status 1; 0 = exit at the first failure (default: never give up)')
     .option('--refused-retry <ms>', `when the server refuses this user (unknown key, disabled, expired, over quota) or kicks it: log why once, then try again this often, so a router comes back by itself when the user is re-enabled; 0 = exit with status 1 instead (default: ${DEFAULTS.reconnect.refusedRetryMs})`)
+    .option('--ui <host:port>', 'serve the dashboard and setup wizard API here (JSON and live events under /api/; default: off; loopback unless --ui-password-file is given)')
+    .option('--ui-password-file <file>', 'the dashboard\'s login password, on the first line of this file (required when --ui is not a loopback address)')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")
     .option('--save <file>', 'with --provision: where the config is saved, mode 600 (default: ~/.config/polytun/provisioned/USER@HOST_PORT.yaml)'), 'limits.maxStreams=256'))
@@ -110,6 +116,6 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
       // --provision fetches and saves a config file; flags are laid over it like over --config.
       const configFile = opts.provision === undefined && opts.save === undefined ? opts.config : await provisionedConfigFile(opts, link);
       const config = await resolveConfig('client', configFile, flags);
-      await run(config);
+      await run(config, configFile);
     });
 }

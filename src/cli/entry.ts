@@ -13,7 +13,8 @@ export function run(argv: readonly string[]): Promise<number> {
     // Each loads its side only when it runs: a client (on a router, say)
     // never loads the server's store, admin API and their dependencies.
     runServer: async (cfg) => (await import('./run-server.js')).runServer(cfg, processIo),
-    runClient: async (cfg) => (await import('./run-client.js')).runClient(cfg, processIo),
+    runClient: async (cfg, configFile) => (await import('./run-client.js')).runClient(cfg, processIo, { configFile }),
+    runUi: async (opts) => (await import('./run-ui.js')).runUi(opts, processIo),
     extend: (program) => registerDemoCommand(program, processIo),
   });
 }

@@ -16,6 +16,7 @@ import { registerKeygenCommand } from './cmd-keygen.js';
 import { registerLinkCommand } from './cmd-link.js';
 import { registerServerCommand, type ServerRun } from './cmd-server.js';
 import { registerStatusCommand } from './cmd-status.js';
+import { registerUiCommand, type UiRun } from './cmd-ui.js';
 import { registerUserCommand } from './cmd-user.js';
 import { processIo, type CliIo } from './io.js';
 
@@ -27,6 +28,8 @@ export interface CliDeps {
   runServer?: ServerRun;
   /** Runs `polytun client` with its validated config; without it there is no `client` command. */
   runClient?: ClientRun;
+  /** Runs `polytun ui` (the setup wizard and dashboard); without it there is no `ui` command. */
+  runUi?: UiRun;
   /** Registers further commands (the entry point adds `demo`). */
   extend?: (program: Command) => void;
 }
@@ -50,6 +53,7 @@ export function createProgram(deps: CliDeps = {}): Command {
   // Subcommands made with .command() inherit the settings above.
   if (deps.runServer) registerServerCommand(program, deps.runServer);
   if (deps.runClient) registerClientCommand(program, deps.runClient);
+  if (deps.runUi) registerUiCommand(program, deps.runUi);
   registerLinkCommand(program, io);
   registerUserCommand(program, io);
   registerKeygenCommand(program, io);

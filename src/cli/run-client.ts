@@ -42,19 +42,33 @@ import { startClientVpnFor } from './vpn-run.js';
 import { startStatusServer } from './status-server.js';
 import { metricsExport } from './metrics-server.js';
 import { clientStatus } from '../observe/status.js';
+import type { TunnelView } from '../ui/types.js';
+import { startClientUi } from './ui-run.js';
 
 interface Front {
   kind: string;
   listen: string;
+  /** What the front counts, for the dashboard (absent: nothing). */
+  counters?: () => Record<string, number>;
   close(): Promise<void> | void;
 }
 
-export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
+/** How runClient is run besides its config. */
+export interface RunClientOptions {
+  /** The config file it was read from (the dashboard's wizard rewrites it). */
+  configFile?: string | undefined;
+  /** Stops the client like SIGTERM does (`polytun ui` restarting the tunnel it started). */
+  signal?: AbortSignal;
+  /** A dashboard already running in this process (`polytun ui`): the client shows itself there instead of opening its own --ui. */
+  attachUi?: (view: TunnelView) => () => void;
+}
+
+export async function runClient(cfg: ClientConfig, _io: CliIo, opts: RunClientOptions = {}): Promise<void> {
   const log = createLogger(cfg.log);
   // Listen for SIGINT/SIGTERM from the start: a signal during startup then
   // runs the normal cleanup (routes, NAT rules, listeners) once startup is
   // done, instead of killing the process with half its changes applied.
-  const shutdown = waitForShutdown(log);
+  const shutdown = waitForShutdown(log, opts.signal);
   const link = cfg.link;
   const server = formatEndpoint({ host: link.host, port: link.port });
   // One Metrics for the whole run: every component that counts registers here (nullMetrics without --metrics).
@@ -107,6 +121,19 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
   const proxy = new ProxyClient({ session: () => (connected ? client.session : undefined), events: sessions, logger: log, metrics });
   const fronts: Front[] = [];
   let vpn: Awaited<ReturnType<typeof startClientVpnFor>>;
+  // The dashboard's view of this run (its event log and path history start before the first session).
+  const ui = await startClientUi(cfg, {
+    supervisor: client,
+    servers: serverNames,
+    udp: () => proxy.udpTraffic,
+    fronts: () => [
+      ...fronts.map((f) => ({ kind: f.kind, listen: f.listen, ...(f.counters ? { counters: f.counters() } : {}) })),
+      ...(vpn && cfg.vpn ? [{ kind: 'vpn', listen: cfg.vpn.tunName ?? 'tun', counters: { ...vpn.stats } }] : []),
+    ],
+    configFile: opts.configFile,
+    logger: log,
+    ...(opts.attachUi ? { attach: opts.attachUi } : {}),
+  });
   const stop = async (): Promise<void> => {
     await Promise.all(fronts.map(async (f) => {
       try {
@@ -116,6 +143,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
       }
     }));
     await vpn?.close();
+    await ui.close();
     proxy.dispose();
     client.close();
   };
@@ -123,12 +151,12 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     if (cfg.socks) {
       const f = new Socks5Front({ listen: cfg.socks, proxy, logger: log, ...(cfg.socksAuth ? { auth: cfg.socksAuth } : {}) });
       await listenOrExplain(`--socks ${formatEndpoint(cfg.socks)}`, () => f.start());
-      fronts.push({ kind: 'socks5', listen: formatEndpoint(f.address), close: () => f.close() });
+      fronts.push({ kind: 'socks5', listen: formatEndpoint(f.address), counters: () => f.counters, close: () => f.close() });
     }
     if (cfg.http) {
       const f = new HttpFront({ listen: cfg.http, proxy, logger: log });
       await listenOrExplain(`--http ${formatEndpoint(cfg.http)}`, () => f.start());
-      fronts.push({ kind: 'http', listen: formatEndpoint(f.address), close: () => f.close() });
+      fronts.push({ kind: 'http', listen: formatEndpoint(f.address), counters: () => f.counters, close: () => f.close() });
     }
     for (const fw of cfg.forwards) {
       const f = new LocalForward({
@@ -139,7 +167,7 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
         logger: log,
       });
       await listenOrExplain(`-L ${fw.spec}: ${formatEndpoint({ host: fw.bindHost, port: fw.bindPort })}`, () => f.start());
-      fronts.push({ kind: fw.udp ? 'forward-udp' : 'forward', listen: `${formatEndpoint(f.address)} -> ${fw.host}:${fw.port}`, close: () => f.close() });
+      fronts.push({ kind: fw.udp ? 'forward-udp' : 'forward', listen: `${formatEndpoint(f.address)} -> ${fw.host}:${fw.port}`, counters: () => f.counters, close: () => f.close() });
     }
     if (cfg.status) {
       const st = await listenOrExplain(`--status ${formatEndpoint(cfg.status)}`, () => startStatusServer({
@@ -151,6 +179,8 @@ export async function runClient(cfg: ClientConfig, _io: CliIo): Promise<void> {
     }
     const ms = await exported.listen();
     if (ms) fronts.push({ kind: 'metrics', listen: `http://${formatEndpoint(ms.address)}/metrics`, close: () => exported.close() });
+    const us = await ui.listen();
+    if (us) fronts.push({ kind: 'ui', listen: us.url, close: () => us.close() });
   } catch (err) {
     await stop();
     throw err;

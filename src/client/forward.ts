@@ -176,6 +176,11 @@ export class LocalForward {
     return { host: a.address, port: a.port };
   }
 
+  /** TCP: open connections and accepted since start; UDP: live senders (for the dashboard). */
+  get counters(): Record<string, number> {
+    return this.tcp ? { connections: this.tcp.connections, accepted: this.tcp.accepted } : { senders: this.flows.size };
+  }
+
   /** Stops listening and closes every connection and association. Idempotent. */
   async close(): Promise<void> {
     this.refusals.flush();

@@ -58,6 +58,11 @@ export abstract class ProxyFront {
     return this.tcp.address;
   }
 
+  /** Open connections now, and accepted since start (for the dashboard). */
+  get counters(): { connections: number; accepted: number } {
+    return { connections: this.tcp.connections, accepted: this.tcp.accepted };
+  }
+
   /** Stops listening and closes every connection. Idempotent. */
   close(): Promise<void> {
     this.refusals.flush();

@@ -92,6 +92,7 @@ export class TcpFront {
   private closing: Promise<void> | undefined;
   /** A flood over the limit is one line and a count, not a line per connection. */
   private readonly limitLog = new LogLimiter();
+  private acceptedCount = 0;
 
   constructor(private readonly init: TcpFrontInit) {}
 
@@ -123,6 +124,11 @@ export class TcpFront {
     return this.sockets.size;
   }
 
+  /** Connections accepted since start (over-limit ones not counted). */
+  get accepted(): number {
+    return this.acceptedCount;
+  }
+
   private accept(sock: Socket): void {
     if (this.sockets.size >= this.init.maxConnections) {
       const answer = this.init.onOverLimit !== undefined && this.refusing.size < Math.max(16, this.init.maxConnections >> 3);
@@ -139,6 +145,7 @@ export class TcpFront {
       return;
     }
     this.track(sock, this.sockets);
+    this.acceptedCount++;
     this.init.onConnection(sock);
   }
 

@@ -17,7 +17,7 @@ import { validateConfig, type ConfigFor, type Role } from './schema.js';
 /** Config files are a few hundred bytes; anything near this is a wrong file. */
 const MAX_CONFIG_BYTES = 1 << 20;
 /** Keys holding file paths, resolved against the config file's folder. */
-const PATH_KEYS: readonly ConfigPath[] = [['dataDir'], ['tls', 'cert'], ['tls', 'key']];
+const PATH_KEYS: readonly ConfigPath[] = [['dataDir'], ['tls', 'cert'], ['tls', 'key'], ['ui', 'passwordFile'], ['ui', 'history']];
 
 /** A parsed config file: its raw tree and where each value sits in it. */
 export interface ConfigSource {

@@ -27,6 +27,7 @@ import { clientVpnProp, serverVpnProp, type ClientVpnConfig, type ServerVpnConfi
 import { gatewayProp, type GatewayConfig } from './gateway-schema.js';
 import { metricsProp, type MetricsConfig } from './metrics-schema.js';
 import { clientUdpProp, serverUdpProp, type ClientUdpConfig, type ServerUdpConfig } from './udp-schema.js';
+import { uiProp, type UiConfig } from './ui-schema.js';
 
 import { pathSpec, type PathConfig } from './paths.js';
 import { CIPHER_CHOICES, type CipherChoice } from '../secure/cipher.js';
@@ -37,6 +38,7 @@ export type { PathConfig } from './paths.js';
 export type { ClientVpnConfig, ServerVpnConfig } from './vpn-schema.js';
 export type { AdminListen, GatewayConfig } from './gateway-schema.js';
 export type { MetricsConfig } from './metrics-schema.js';
+export type { UiConfig } from './ui-schema.js';
 export { ConfigValidationError, type SourceMap, type ConfigPath, type ConfigIssue } from './check.js';
 
 /** Which program a config is for. */
@@ -262,6 +264,8 @@ export interface ClientConfig {
   log: LogConfig;
   /** `metrics:` — the Prometheus endpoint (`--metrics`): GET /metrics in the text format, off by default. */
   metrics: MetricsConfig;
+  /** `ui:` — the local dashboard and setup wizard's API (`--ui`), off by default; see ui-schema.ts. */
+  ui: UiConfig;
 }
 
 /** The typed config of `role`. */
@@ -333,7 +337,7 @@ const serverShape = object(
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
     metrics: metricsProp,
   },
-  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover', 'reconnect'], CLIENT_ONLY),
+  misplaced(['link', 'socks', 'socksAuth', 'http', 'forwards', 'status', 'paths', 'bonding', 'mptcp', 'backupServers', 'failover', 'reconnect', 'ui'], CLIENT_ONLY),
 );
 
 const clientLimitsCheck = object(commonLimits, misplaced(Object.keys(serverOnlyLimits), SERVER_ONLY));
@@ -375,6 +379,7 @@ const clientShape = object(
     udp: clientUdpProp,
     log: withDefault(log, () => ({ level: DEFAULTS.logLevel, format: DEFAULTS.logFormat })),
     metrics: metricsProp,
+    ui: uiProp,
   },
   misplaced(['listen', 'dataDir', 'publicHost', 'tls', 'policy'], SERVER_ONLY),
 );
@@ -392,6 +397,14 @@ function crossChecks(cfg: ServerConfig | ClientConfig, ctx: ValidationContext): 
   if (m?.listen !== undefined && !m.allowRemote && !isLoopbackHost(m.listen.host)) {
     // The per-user metrics name users: serving them on the network is a choice, not a default.
     ctx.issue(['metrics', 'listen'], `must be a loopback address (127.0.0.1, ::1 or localhost) unless metrics.allowRemote is true (--metrics-allow-remote): the metrics name users; got ${m.listen.host}`);
+  }
+  if (cfg.role === 'client' && cfg.ui !== undefined) {
+    const ui = cfg.ui;
+    if (ui.password !== undefined && ui.passwordFile !== undefined) ctx.issue(['ui', 'passwordFile'], 'set ui.password or ui.passwordFile (--ui-password-file), not both');
+    // The dashboard can rewrite the config and restart the tunnel: off loopback it needs a password.
+    if (ui.listen !== undefined && !isLoopbackHost(ui.listen.host) && ui.password === undefined && ui.passwordFile === undefined) {
+      ctx.issue(['ui', 'listen'], `${ui.listen.host} is not a loopback address: set a password (--ui-password-file FILE, or ui.password in --config), or listen on 127.0.0.1`);
+    }
   }
   if (cfg.role === 'client' && Array.isArray(cfg.forwards)) {
     const seen = new Map<string, number>();

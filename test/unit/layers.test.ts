@@ -27,7 +27,9 @@ const ALLOWED: Record<string, string[]> = {
   observe: ['core', 'carriers', 'secure', 'arq', 'session', 'paths', 'proxy', 'client', 'server', 'store'],
   config: ['core', 'native', 'carriers', 'secure', 'arq', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server'],
   admin: ['core', 'carriers', 'secure', 'session', 'proxy', 'store', 'server', 'config', 'observe'],
-  cli: ['core', 'native', 'carriers', 'secure', 'arq', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'observe', 'admin'],
+  // The client's dashboard API: everything the CLI may use, except the CLI (which starts it).
+  ui: ['core', 'native', 'carriers', 'secure', 'arq', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'observe', 'admin'],
+  cli: ['core', 'native', 'carriers', 'secure', 'arq', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'observe', 'admin', 'ui'],
   '.': ['core', 'native', 'carriers', 'secure', 'arq', 'session', 'paths', 'proxy', 'tun', 'store', 'client', 'server', 'config', 'observe', 'admin'],
 };
 

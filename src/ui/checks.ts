@@ -1,0 +1,184 @@
+/**
+ * The setup wizard's self-checks: can this machine reach the server the way
+ * the config says, and what to fix when it cannot. Every item is measured or
+ * says that it was not — no figure is ever made up.
+ *
+ *   reach  one per endpoint (the link, each backup server, each --path): a real
+ *          dial and handshake, with a deadline; the session is closed at once
+ *   udp    the udp endpoints' results, or 'not_offered' when the config has none
+ *   mtu    the first hop's MTU toward the server (first-hop.ts), an upper bound of the
+ *          path MTU: 'warn' when udp.datagramSize does not fit through it already,
+ *          else 'not_measured' (the hops beyond it are not probed)
+ *   speed  'not_measured': the server has no speed-test service to measure against
+ *
+ * Each item: { id, title, result: pass | warn | fail | not_offered | not_measured, detail, fix? }.
+ */
+import { AuthError, TimeoutError, toError } from '../core/errors.js';
+import { formatHostPort } from '../core/address.js';
+import { CertificateError, DialError } from '../carriers/errors.js';
+import { clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
+import type { ClientConfig } from '../config/schema.js';
+import { RefusedError } from '../paths/refusal.js';
+import { SessionClient, type SessionClientInit } from '../paths/session-client.js';
+import { firstHop, type FirstHop } from './first-hop.js';
+
+/** How a check came out. */
+export type CheckResult = 'pass' | 'warn' | 'fail' | 'not_offered' | 'not_measured';
+
+/** One line of the self-check report. */
+export interface CheckItem {
+  readonly id: string;
+  readonly title: string;
+  readonly result: CheckResult;
+  /** What was seen (a time, an error). */
+  readonly detail: string;
+  /** What to do about a failure. */
+  readonly fix?: string;
+  /** The carrier of a reach item. */
+  readonly carrier?: string;
+  /** The handshake's duration, ms (a pass). */
+  readonly ms?: number;
+}
+
+/** Opens a session as `init` says and closes it again; rejects with why it could not. */
+export type Dialer = (init: SessionClientInit, signal: AbortSignal) => Promise<void>;
+
+/** The real dialer: a SessionClient that tries once (no retries) and closes at once. */
+export const realDialer: Dialer = async (init, signal) => {
+  const client = new SessionClient({ ...init, maxRetries: 0, refusedRetryMs: 0 });
+  try {
+    await client.connect(signal);
+  } finally {
+    client.close();
+  }
+};
+
+/** Options of {@link runChecks}. */
+export interface ChecksInit {
+  /** Deadline of each handshake, ms. @default 5000 */
+  readonly timeoutMs?: number;
+  /** @default realDialer */
+  readonly dial?: Dialer;
+  /** Time, ms (durations). @default performance.now */
+  readonly now?: () => number;
+  /** @default first-hop.ts firstHop */
+  readonly firstHop?: (host: string, port: number) => Promise<FirstHop | undefined>;
+}
+
+interface Target {
+  id: string;
+  title: string;
+  carrier: string;
+  where: string;
+  init: SessionClientInit;
+}
+
+function targetsOf(cfg: ClientConfig, timeoutMs: number): Target[] {
+  const base = { handshakeTimeoutMs: timeoutMs, cipher: cfg.records.cipher, tlsBound: cfg.records.tlsBound };
+  const out: Target[] = [];
+  const server = (l: ClientConfig['link']): string => formatHostPort({ host: l.host, port: l.port });
+  out.push({ id: 'reach:link', title: `server reachable over ${cfg.link.carrier} (the link)`, carrier: cfg.link.carrier, where: server(cfg.link), init: clientInitForLink(cfg.link, base) });
+  cfg.backupServers.forEach((b, i) =>
+    out.push({ id: `reach:backup${i}`, title: `backup server ${i + 1} reachable over ${b.carrier}`, carrier: b.carrier, where: server(b), init: clientInitForLink(b, base) }),
+  );
+  const specs = pathsFromConfig(cfg.link, cfg.paths);
+  specs.forEach((p, i) => {
+    const spec = cfg.paths[i] as ClientConfig['paths'][number];
+    out.push({
+      id: `reach:path${i}`,
+      title: `path ${spec.spec} reachable`,
+      carrier: spec.scheme,
+      where: formatHostPort(p.endpoint),
+      init: { ...clientInitForLink(cfg.link, base), carrier: p.carrier, endpoint: p.endpoint },
+    });
+  });
+  return out;
+}
+
+/** Why a dial failed, and what to fix, in words. */
+export function explain(err: unknown, t: { carrier: string; where: string }, timeoutMs: number): { detail: string; fix: string } {
+  const e = toError(err);
+  const port = t.where.slice(t.where.lastIndexOf(':') + 1);
+  const udp = t.carrier === 'udp';
+  if (err instanceof DialError) {
+    switch (err.errno) {
+      case 'ECONNREFUSED':
+        return { detail: 'the connection was refused', fix: `nothing listens on ${t.where}${udp ? '/udp' : ''}: check that the server runs with --listen ${t.carrier}://…:${port}, and the port in the link` };
+      case 'ENOTFOUND':
+      case 'EAI_AGAIN':
+        return { detail: 'the host name does not resolve', fix: 'check the host in the link, and this machine\'s DNS' };
+      case 'ENETUNREACH':
+      case 'EHOSTUNREACH':
+        return { detail: 'no route to it', fix: 'this machine has no working route there: check its network connection (and the path\'s bind= interface)' };
+      default:
+        return { detail: e.message, fix: `check the server's address and port, and that ${port}/${udp ? 'udp' : 'tcp'} is open on its firewall` };
+    }
+  }
+  if (err instanceof CertificateError) return { detail: e.message, fix: 'the server\'s TLS certificate does not match the link (fp= pin or host name): get a fresh link from the server' };
+  if (err instanceof RefusedError) return { detail: e.message, fix: 'the server knows this user but will not let it in: ask its admin (the user may be disabled, expired or over quota)' };
+  if (err instanceof AuthError) return { detail: e.message, fix: 'the server did not accept this link\'s keys: get a fresh link from the server' };
+  if (err instanceof TimeoutError || /timed out|timeout/i.test(e.message)) {
+    return udp
+      ? { detail: `no answer over udp within ${timeoutMs / 1000} s`, fix: `UDP to ${t.where} is blocked on the way, or the server does not listen on udp://…:${port}: open ${port}/udp on the server's firewall (links over tcp, tls or ws do not need UDP)` }
+      : { detail: `no handshake within ${timeoutMs / 1000} s`, fix: `a firewall drops ${port}/tcp, or the server dropped the handshake (a link for another server: wrong pk=, or a deleted user): check the firewall, then get a fresh link` };
+  }
+  return { detail: e.message, fix: 'check the link and that the server runs' };
+}
+
+/** Runs the checks of `cfg` (handshakes in parallel). Never rejects. */
+export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promise<CheckItem[]> {
+  const timeoutMs = init.timeoutMs ?? 5000;
+  const dial = init.dial ?? realDialer;
+  const now = init.now ?? (() => performance.now());
+  const targets = targetsOf(cfg, timeoutMs);
+  const reach = await Promise.all(
+    targets.map(async (t): Promise<CheckItem> => {
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(new TimeoutError(`handshake with ${t.where} timed out`)), timeoutMs + 1000);
+      const start = now();
+      try {
+        await dial(t.init, ac.signal);
+        const ms = Math.round(now() - start);
+        return { id: t.id, title: t.title, carrier: t.carrier, result: 'pass', detail: `${t.where}: handshake done in ${ms} ms`, ms };
+      } catch (err) {
+        const x = explain(ac.signal.aborted ? ac.signal.reason : err, t, timeoutMs);
+        return { id: t.id, title: t.title, carrier: t.carrier, result: 'fail', detail: `${t.where}: ${x.detail}`, fix: x.fix };
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  const udp = reach.filter((r) => r.carrier === 'udp');
+  const udpItem: CheckItem =
+    udp.length === 0
+      ? { id: 'udp', title: 'UDP to the server', result: 'not_offered', detail: 'the config has no udp:// endpoint, so UDP was not tried', fix: 'for the udp carrier, the server adds --listen udp://0.0.0.0:PORT and hands out a link (or --path udp://HOST:PORT) for it' }
+      : udp.some((r) => r.result === 'pass')
+        ? { id: 'udp', title: 'UDP to the server', result: 'pass', detail: 'a udp handshake went through: UDP is not blocked' }
+        : { id: 'udp', title: 'UDP to the server', result: 'fail', detail: 'no udp handshake went through: UDP looks blocked (or the server does not listen on udp)', fix: udp[0]?.fix ?? 'open the udp port on the server\'s firewall' };
+  return [
+    ...reach,
+    udpItem,
+    await mtuItem(cfg, init.firstHop ?? firstHop),
+    { id: 'speed', title: 'speed per path', result: 'not_measured', detail: 'not measured: the server has no speed-test service to measure against' },
+  ];
+}
+
+/** IPv4 + UDP headers, IPv6 + UDP headers. */
+const UDP_OVERHEAD = { IPv4: 28, IPv6: 48 } as const;
+
+/** The MTU item: what the first hop toward the link's server allows, against udp.datagramSize. */
+async function mtuItem(cfg: ClientConfig, hopOf: (host: string, port: number) => Promise<FirstHop | undefined>): Promise<CheckItem> {
+  const size = cfg.udp.datagramSize;
+  const base = { id: 'mtu', title: 'path MTU' } as const;
+  const hop = await hopOf(cfg.link.host, cfg.link.port);
+  if (hop === undefined) {
+    return { ...base, result: 'not_measured', detail: `not measured: the interface toward ${formatHostPort(cfg.link)} or its MTU could not be found; polytun does not probe the path MTU (udp paths send datagrams of at most ${size} bytes, udp.datagramSize)` };
+  }
+  const overhead = UDP_OVERHEAD[hop.family];
+  const udpUsed = [cfg.link, ...cfg.backupServers].some((l) => l.carrier === 'udp') || cfg.paths.some((p) => p.scheme === 'udp');
+  const seen = `the first hop toward ${formatHostPort(cfg.link)} is ${hop.iface} with MTU ${hop.mtu} (an upper bound: the hops beyond it were not probed)`;
+  if (udpUsed && size + overhead > hop.mtu) {
+    return { ...base, result: 'warn', detail: `${seen}; udp datagrams of ${size} bytes plus ${overhead} bytes of ${hop.family}/UDP headers do not fit and are fragmented`, fix: `set udp.datagramSize to ${hop.mtu - overhead} or less` };
+  }
+  return { ...base, result: 'not_measured', detail: `path MTU not measured: ${seen}${udpUsed ? `; udp datagrams of ${size} bytes fit through it` : ''}` };
+}
