@@ -194,8 +194,13 @@ export class SmuxSession implements SmuxSink {
     return this.streams.size;
   }
 
-  /** Streams written to while one read is parsed: corked, so each gets one writev per read. */
+  /**
+   * Streams written to since the event loop last went round: corked until
+   * it has handled this turn's reads, so each gets one writev per turn
+   * (TLS hands every record up as a read of its own; see mtt-passthrough.ts).
+   */
   private readonly corked = new Set<Socket>();
+  private flushScheduled = false;
 
   /** Feeds bytes from the client. */
   push(chunk: Buffer): void {
@@ -206,9 +211,17 @@ export class SmuxSession implements SmuxSink {
     } catch (err) {
       this.fail(err as Error);
     }
+    if (this.corked.size > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
     for (const s of this.corked) s.uncork();
     this.corked.clear();
-  }
+  };
 
   /** The connection to the client can take more again. */
   drained(): void {
