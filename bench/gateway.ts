@@ -10,7 +10,8 @@
  *      the sink answers "ok" after the announced number of bytes: the time is delivery, not buffering.
  *
  *    mtt rows (issue 19), when mtt-client and mtt-mu-server are on PATH (or
- *    in $MTT_BIN_DIR; built from mos-tls-tunnel's source, never shipped): a
+ *    in $MTT_BIN_DIR; built from mos-tls-tunnel's source by
+ *    scripts/build-mtt.sh, never shipped): a
  *    stock mtt-client, plain and -mux, against this polytun server (a user
  *    added with its mtt controller) and against the real mtt-mu-server.
  *
