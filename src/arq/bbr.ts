@@ -67,6 +67,9 @@ const MIN_LOSS_PACKETS = 3;
  * ramp then stopped at a few Mbit/s and took seconds of ProbeBW to recover.
  */
 const STARTUP_LOSS_PACKETS = 8;
+/** A round's RTT above min RTT × this (+ the slack) means a queue built up behind the loss. */
+const QUEUE_RTT_FACTOR = 1.25;
+const QUEUE_RTT_SLACK_MS = 2;
 
 /** The max of per-round values over the last `window` rounds. */
 class RoundMaxFilter {
@@ -117,6 +120,7 @@ export class Bbr implements CongestionController {
   #roundLostPackets = 0;
   #roundAcked = 0;
   #roundMaxInFlight = 0;
+  #roundMaxRtt = 0;
   #inflightHi = Infinity;
   #hiGrowth = 1;
   // ACK aggregation: bytes acknowledged since the epoch began, beyond what the bandwidth explains.
@@ -182,6 +186,7 @@ export class Bbr implements CongestionController {
     if (s === undefined) return;
     this.#roundAcked += bytes;
     this.#roundMaxInFlight = Math.max(this.#roundMaxInFlight, s.priorInFlight);
+    if (s.rtt > this.#roundMaxRtt) this.#roundMaxRtt = s.rtt;
     let roundStart = false;
     if (s.priorDelivered >= this.#nextRoundDelivered) {
       this.#nextRoundDelivered = s.totalDelivered;
@@ -250,7 +255,10 @@ export class Bbr implements CongestionController {
   #endRound(): void {
     const total = this.#roundLost + this.#roundAcked;
     const minLost = this.#state === 'startup' ? STARTUP_LOSS_PACKETS : MIN_LOSS_PACKETS;
-    if (this.#roundLostPackets >= minLost && this.#roundLost > this.lossThreshold * total) {
+    // Loss with no queue behind it is the link's, not congestion's (bursts on a radio link, a flaky
+    // middlebox): a round counts as congested only when its RTT rose above the path's own.
+    const queued = this.#minRtt === Infinity || this.#roundMaxRtt > this.#minRtt * QUEUE_RTT_FACTOR + QUEUE_RTT_SLACK_MS;
+    if (queued && this.#roundLostPackets >= minLost && this.#roundLost > this.lossThreshold * total) {
       this.congestedRounds++;
       this.#inflightHi = Math.max(this.#minWindow, LOSS_BETA * this.#roundMaxInFlight);
       this.#hiGrowth = 1;
@@ -260,7 +268,7 @@ export class Bbr implements CongestionController {
       this.#inflightHi += this.#hiGrowth * this.datagramBytes;
       this.#hiGrowth = Math.min(this.#hiGrowth * 2, 1 << 20);
     }
-    this.#roundLost = this.#roundLostPackets = this.#roundAcked = this.#roundMaxInFlight = 0;
+    this.#roundLost = this.#roundLostPackets = this.#roundAcked = this.#roundMaxInFlight = this.#roundMaxRtt = 0;
   }
 
   #checkFullPipe(): void {

@@ -5,6 +5,10 @@
 
 /** Packets acknowledged after a packet before it counts as lost [kPacketThreshold]. */
 export const PACKET_THRESHOLD = 3;
+/** The packet threshold grows with the reordering spurious losses show, up to this [Linux: sysctl_tcp_max_reordering 300]. */
+export const MAX_REORDER_THRESHOLD = 300;
+/** The time threshold grows the same way, up to this many RTTs. */
+export const MAX_TIME_THRESHOLD = 2;
 /** A packet is lost once it is this many RTTs older than one acknowledged after it [kTimeThreshold]. */
 export const TIME_THRESHOLD = 9 / 8;
 /** The coarsest timer we trust; no loss delay or rttvar term goes below it [kGranularity]. */

@@ -30,6 +30,8 @@ import {
   GRANULARITY_MS,
   MAX_ACK_DELAY_MS,
   MAX_PTO_BACKOFF_EXPONENT,
+  MAX_REORDER_THRESHOLD,
+  MAX_TIME_THRESHOLD,
   MAX_PTO_MS,
   MAX_REMEMBERED_LOST,
   PACKET_THRESHOLD,
@@ -99,6 +101,15 @@ export class LossDetector<F> {
   #largestAcked = -1;
   #lossTime: number | undefined;
   #ptoCount = 0;
+  /**
+   * Packets acknowledged after one before it counts as lost: kPacketThreshold
+   * at first, raised to the reordering a spurious loss showed (Linux TCP's
+   * tp->reordering; RFC 8985 §6.2 adapts its window on the same signal).
+   * A path that reorders does not then resend what was only late.
+   */
+  #packetThreshold = PACKET_THRESHOLD;
+  /** The time threshold, kTimeThreshold at first, widened by 1/8 RTT per spurious loss up to 2 RTTs (RACK's reo_wnd, §6.2). */
+  #timeThreshold = TIME_THRESHOLD;
   #lastAckElicitingAt: number | undefined;
   #probesOwed = 0;
 
@@ -133,6 +144,11 @@ export class LossDetector<F> {
   }
 
   /** Probe timeouts in a row since the last ACK that acknowledged something new. */
+  /** The packet reordering threshold now (see #packetThreshold). */
+  get packetThreshold(): number {
+    return this.#packetThreshold;
+  }
+
   get ptoCount(): number {
     return this.#ptoCount;
   }
@@ -210,6 +226,8 @@ export class LossDetector<F> {
     }
     if (unknown > 0) this.unknownAcks++;
     this.spurious += spurious.length;
+    for (const p of spurious) this.#packetThreshold = Math.min(MAX_REORDER_THRESHOLD, Math.max(this.#packetThreshold, this.#largestAcked - p.pn + 1));
+    if (spurious.length > 0) this.#timeThreshold = Math.min(MAX_TIME_THRESHOLD, this.#timeThreshold + 1 / 8);
     if (acked.length === 0) return { acked: NOTHING, lost: NOTHING, spurious, unknown };
     acked.sort((a, b) => a.pn - b.pn);
 
@@ -264,7 +282,7 @@ export class LossDetector<F> {
   /** RFC 9002 §A.10, DetectAndRemoveLostPackets; also arms or clears the loss time. */
   #detectLost(now: number): SentPacket<F>[] {
     this.#lossTime = undefined;
-    const lossDelay = Math.max(TIME_THRESHOLD * Math.max(this.rtt.latestRtt, this.rtt.smoothedRtt), GRANULARITY_MS);
+    const lossDelay = Math.max(this.#timeThreshold * Math.max(this.rtt.latestRtt, this.rtt.smoothedRtt), GRANULARITY_MS);
     const lost: SentPacket<F>[] = [];
     for (const p of this.#table.inRange(0, this.#largestAcked - 1)) {
       if (p.lost) continue;
@@ -272,7 +290,7 @@ export class LossDetector<F> {
       // `timeSent + delay` can disagree in floating point, and the timer would then
       // fire for ever without the packet ever counting as lost.
       const at = p.timeSent + lossDelay;
-      if (at <= now || this.#largestAcked >= p.pn + PACKET_THRESHOLD) {
+      if (at <= now || this.#largestAcked >= p.pn + this.#packetThreshold) {
         this.#table.markLost(p, now);
         this.#remembered.push(p.pn);
         lost.push(p);

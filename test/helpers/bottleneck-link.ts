@@ -47,6 +47,12 @@ export interface LinkSpec {
   ackBatchMs?: number;
   /** The receiver's ACK decimation (AckTracker's bulkAckThreshold). @default none */
   bulkAckThreshold?: number;
+  /**
+   * Burst loss instead of `loss`, both ways: Gilbert-Elliott per packet, every
+   * packet lost in the bad state, P(good→bad) `p` and P(bad→good) `r`
+   * (the udp bench's burst cell: 0.0625 and 0.25, 20 % lost).
+   */
+  burst?: { p: number; r: number };
   seed: number;
 }
 
@@ -132,6 +138,14 @@ export function runBottleneck(link: LinkSpec, ccs: readonly CongestionController
   const oneWay = link.baseRttMs / 2;
   const ackLoss = link.ackLoss ?? link.loss;
   let busyUntil = 0;
+  // Burst state per direction (0: data, 1: ACKs).
+  const bad = [false, false];
+  const lose = (dir: 0 | 1, p: number): boolean => {
+    const b = link.burst;
+    if (b === undefined) return rnd() < p;
+    bad[dir] = bad[dir] ? rnd() >= b.r : rnd() < b.p;
+    return bad[dir] as boolean;
+  };
 
   const flows = ccs.map((cc, i) => {
     const d = new LossDetector<number>({ cc });
@@ -169,7 +183,7 @@ export function runBottleneck(link: LinkSpec, ccs: readonly CongestionController
       const now = clock.now();
       if (rx.ackDue(now)) {
         const ack = rx.takeAck(now);
-        if (ack !== undefined && rnd() >= ackLoss) events.push(now + oneWay, () => onAck(ack));
+        if (ack !== undefined && !lose(1, ackLoss)) events.push(now + oneWay, () => onAck(ack));
       }
       const due = rx.ackDeadline;
       if (due !== undefined && due < ackTimerAt) {
@@ -227,7 +241,7 @@ export function runBottleneck(link: LinkSpec, ccs: readonly CongestionController
         const queued = Math.max(0, busyUntil - now) * (link.rate / 1000);
         if (queued + PACKET > link.bufferBytes) continue;
         busyUntil = Math.max(busyUntil, now) + (PACKET * 1000) / link.rate;
-        if (rnd() < link.loss) continue;
+        if (lose(0, link.loss)) continue;
         events.push(busyUntil + oneWay, () => arrive(p.pn, frame));
       }
       armLossTimer();

@@ -162,6 +162,19 @@ describe('LossDetector', () => {
     assert.equal(d.onAck(ack([[0, 9]]), clock.now()).spurious.length, 0, 'spurious once');
   });
 
+  it('after a spurious loss, waits for as much reordering as it showed before declaring the next loss', () => {
+    const { clock, d, send } = setup();
+    send(10);
+    clock.advance(20);
+    d.onAck(ack([[3, 9]]), clock.now()); // 0..2 declared lost: 9 is 9 past 0
+    d.onAck(ack([[0, 9]]), clock.now()); // …and they were only late
+    assert.equal(d.packetThreshold, 10, 'the reordering the spurious loss showed');
+    send(20); // 10..29
+    clock.advance(1);
+    assert.deepEqual(d.onAck(ack([[11, 18]]), clock.now()).lost, [], '8 later packets: not yet');
+    assert.deepEqual(d.onAck(ack([[11, 20]]), clock.now()).lost.map((p) => p.pn), [10], '10 later packets: lost');
+  });
+
   it('counts and ignores ACKs of numbers never sent', () => {
     const { clock, d, send } = setup();
     send(3);
