@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peers `npm run bench -- proxy` measures polytun against:
 # iperf3 (the traffic generator), shadowsocks-libev (ss-server + ss-tunnel,
-# the main peer for the proxy path) and kcptun (kcptun-client + kcptun-server,
+# the main peer for the proxy path), its v2ray plugin (ss-v2ray-plugin, the
+# wss peer of `npm run bench -- gateway`) and kcptun (kcptun-client + kcptun-server,
 # the reliable-UDP peer of `npm run bench -- udp`); see
 # /work/shared/design/PEER-BENCH.md.
 # Idempotent: does nothing when everything is present. Needs root.
@@ -10,6 +11,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have iperf3 || need+=(iperf3)
 { have ss-server && have ss-tunnel; } || need+=(shadowsocks-libev)
+have ss-v2ray-plugin || need+=(shadowsocks-v2ray-plugin)
 { have kcptun-client && have kcptun-server; } || need+=(kcptun)
 if [ "${#need[@]}" -eq 0 ]; then
   echo "bench deps: all present"
