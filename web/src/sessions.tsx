@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, ApiError, type SessionInfo } from './api';
 import { bytes, duration, rate, when } from './format';
+import { Feedback } from './feedback';
 
 /** How often the list is read again while the page is open. */
 const REFRESH_MS = 3000;
@@ -45,16 +46,7 @@ export function Sessions() {
   return (
     <section aria-labelledby="sessions-h">
       <h2 id="sessions-h">Sessions {list && <span class="count">({list.length})</span>}</h2>
-      {error !== null && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {note !== null && (
-        <p class="note" role="status">
-          {note}
-        </p>
-      )}
+      <Feedback error={error} note={note} />
       {list !== null && list.length === 0 && <p class="hint">No live session.</p>}
       {list !== null && list.length > 0 && (
         <div class="table-wrap">

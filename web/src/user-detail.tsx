@@ -5,6 +5,7 @@ import { Chart } from './chart';
 import { bytes, dateValue, when } from './format';
 import { Qr } from './qr';
 import { expiryMs, quotaBytes, quotaText } from './users';
+import { Feedback } from './feedback';
 
 type Range = 'hour' | 'day' | 'month';
 const RANGES: Record<Range, { label: string; ms: number; res: 60 | 3600 }> = {
@@ -128,16 +129,7 @@ export function UserDetail({ id, fresh, onChanged, onDeleted }: { id: string; fr
       <p class="hint">
         {user.kind} user · {user.enabled ? 'enabled' : 'disabled'} · created {when(user.createdAt)} · {bytes(user.bytesUp)} up, {bytes(user.bytesDown)} down
       </p>
-      {error !== null && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {note !== null && (
-        <p class="note" role="status">
-          {note}
-        </p>
-      )}
+      <Feedback error={error} note={note} />
       <div class="actions">
         <button type="button" onClick={() => void act(async () => (await api<{ kicked: number }>('POST', `/api/users/${encodeURIComponent(id)}/kick`)).kicked + ' session(s) closed.')}>
           Kick sessions
