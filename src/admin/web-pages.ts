@@ -21,8 +21,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 /** The dashboard's Content-Security-Policy. */
 export const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/** Where `npm run build` puts the dashboard, next to the compiled admin module. */
+/** Where `npm run build` puts the server's dashboard, next to the compiled admin module. */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../web/admin/', import.meta.url));
+/** Where it puts the client's dashboard and setup wizard (served by src/ui/server.ts). */
+export const CLIENT_WEB_ROOT = fileURLToPath(new URL('../web/client/', import.meta.url));
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',

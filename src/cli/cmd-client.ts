@@ -102,7 +102,7 @@ export function registerClientCommand(program: Command, run: ClientRun): Command
     .option('--failback-after <ms>', 'move back to the first server once it has answered for this long (default: 30000)')
     .option('--retry <n>', 'when the server cannot be reached (at start, or for a new session after an outage longer than limits.graceMs): try again up to N times in a row, waiting 1 s doubling to 10 s (jittered), then exit with status 1; 0 = exit at the first failure (default: never give up)')
     .option('--refused-retry <ms>', `when the server refuses this user (unknown key, disabled, expired, over quota) or kicks it: log why once, then try again this often, so a router comes back by itself when the user is re-enabled; 0 = exit with status 1 instead (default: ${DEFAULTS.reconnect.refusedRetryMs})`)
-    .option('--ui <host:port>', 'serve the dashboard and setup wizard API here (JSON and live events under /api/; default: off; loopback unless --ui-password-file is given)')
+    .option('--ui <host:port>', 'serve the dashboard here: a web page with the live topology, throughput per path, fronts and events, and the setup wizard (API under /api/; default: off; loopback unless --ui-password-file is given)')
     .option('--ui-password-file <file>', 'the dashboard\'s login password, on the first line of this file (required when --ui is not a loopback address)')
     .option('--config <file>', 'YAML config file; flags override its keys')
     .option('--provision <url>', "instead of LINK: log in to a server's provisioning API, https://USER:PASSWORD@HOST:PORT[/?fp=CERT_SHA256], save the user's config and connect")

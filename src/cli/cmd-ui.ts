@@ -30,15 +30,18 @@ export type UiRun = (opts: UiCommandOptions) => Promise<void>;
 export function registerUiCommand(program: Command, run: UiRun): Command {
   return program
     .command('ui')
-    .description('start the setup wizard and dashboard API alone (no config needed): paste a link or provision from a server, check the connection, write the config (mode 600) and start the tunnel')
-    .addOption(new Option('--listen <host:port>', 'where the dashboard API listens (loopback unless --ui-password-file is given)').default(UI_DEFAULT_LISTEN))
+    .description('start the setup wizard and dashboard alone (no config needed), then open the printed address in a browser: paste a link, upload its QR code or provision from a server, check the connection, write the config (mode 600) and start the tunnel')
+    .addOption(new Option('--listen <host:port>', 'where the dashboard (web page and API) listens (loopback unless --ui-password-file is given)').default(UI_DEFAULT_LISTEN))
     .option('--config <file>', 'where the wizard writes the client config (default: $XDG_CONFIG_HOME/polytun/client.yaml, i.e. ~/.config/polytun/client.yaml)')
     .option('--ui-password-file <file>', 'the dashboard\'s login password, on the first line of this file (required off loopback)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addHelpText(
       'after',
       `
-The API (JSON under /api/, live status as Server-Sent Events at /api/events):
+The page at / is the wizard (Setup) and, once a tunnel runs, the dashboard: this machine → each
+path (state, RTT, loss, rate) → the server, throughput per path live and over 90 days, the fronts
+and their counters, and recent events (reconnects, failovers, paths up and down).
+The API it uses (JSON under /api/, live status as Server-Sent Events at /api/events):
   GET  /api/session, POST /api/login, POST /api/logout
   GET  /api/status, /api/events, /api/fronts, /api/timeline, /api/paths, /api/history?path=ID&res=60|3600&from&to
   POST /api/wizard/link {link}, /api/wizard/provision {url | host,user,password,fp}, /api/wizard/check {config},

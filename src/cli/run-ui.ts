@@ -83,7 +83,7 @@ export async function runUi(opts: UiCommandOptions, io: CliIo): Promise<void> {
   const ui = await listenOrExplain(where, () =>
     startUi({ listen: opts.listen, where, password, tunnel: () => starter.view, wizard: { configFile }, starter, logger: log }),
   );
-  io.stdout.write(`polytun ui: setup wizard and dashboard API at ${ui.url} (JSON under /api/; the config is written to ${configFile})\n`);
+  io.stdout.write(`polytun ui: open ${ui.url} in a browser for the setup wizard and dashboard (the config is written to ${configFile})\n`);
   const signal = await shutdown;
   log.info({ signal }, 'shutting down');
   await starter.stop();

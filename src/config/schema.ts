@@ -264,7 +264,7 @@ export interface ClientConfig {
   log: LogConfig;
   /** `metrics:` — the Prometheus endpoint (`--metrics`): GET /metrics in the text format, off by default. */
   metrics: MetricsConfig;
-  /** `ui:` — the local dashboard and setup wizard's API (`--ui`), off by default; see ui-schema.ts. */
+  /** `ui:` — the local dashboard and setup wizard (`--ui`: a web page and its API), off by default; see ui-schema.ts. */
   ui: UiConfig;
 }
 

@@ -15,7 +15,7 @@ import { hostPort, type HostPort } from './values.js';
 
 /** `ui:` with every key present. */
 export interface UiConfig {
-  /** Serve the dashboard's API here (`--ui HOST:PORT`); undefined = off. Loopback unless a password is set. */
+  /** Serve the dashboard (web page at /, API under /api/) here (`--ui HOST:PORT`); undefined = off. Loopback unless a password is set. */
   listen: HostPort | undefined;
   /** The password of the dashboard's login (at least 8 characters). Keep the file mode 0600, or use `passwordFile`. */
   password: string | undefined;

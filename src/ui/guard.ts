@@ -26,8 +26,9 @@ export const CSRF_HEADER = 'x-polytun-csrf';
 /** The session cookie's name. */
 export const SESSION_COOKIE = 'polytun_ui';
 
-/** Routes reachable without a session (they still pass the Host and CSRF checks). */
-const PUBLIC = new Set(['/api/login', '/api/session']);
+/** Routes reachable without a session (they still pass the Host and CSRF checks): the login, and the page itself, which holds no secret. */
+const PUBLIC = new Set(['/api/login', '/api/session', '/']);
+const isPublic = (path: string): boolean => PUBLIC.has(path) || /^\/assets\/[\w-]+(\.[\w-]+)*$/.test(path);
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Options of {@link UiGuard}. */
@@ -117,7 +118,7 @@ export class UiGuard {
         }
       }
     }
-    if (this.init.password !== undefined && !PUBLIC.has(path) && session === undefined) {
+    if (this.init.password !== undefined && !isPublic(path) && session === undefined) {
       return this.deny(reply, 401, 'unauthorized', 'log in first: POST /api/login {"password": "…"}');
     }
     return undefined;

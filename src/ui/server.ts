@@ -1,8 +1,10 @@
 /**
- * The client's dashboard API (`polytun client … --ui HOST:PORT`, and
- * `polytun ui`): JSON in and out, SSE for live data, made for a single-page
- * app. Who may call it is guard.ts's business (Host, Origin, CSRF, login).
+ * The client's dashboard (`polytun client … --ui HOST:PORT`, and
+ * `polytun ui`): the single-page app built from web/client/ at `/`, and its
+ * API — JSON in and out, SSE for live data. Who may call it is guard.ts's
+ * business (Host, Origin, CSRF, login).
  *
+ *   GET  /, /assets/<file>     the page (web-pages.ts: strict CSP, public — it holds no secret)
  *   GET  /api/session          { passwordRequired, authenticated, csrf? }    (public)
  *   POST /api/login            { password } → { csrf } + session cookie      (public; rate-limited per IP)
  *   POST /api/logout
@@ -10,7 +12,7 @@
  *   GET  /api/events           SSE: `status` (or `idle`) once a second; 503 busy past the reader cap
  *   GET  /api/fronts           { fronts: [{ kind, listen, counters? }] }
  *   GET  /api/timeline         { events: [{ at, kind, message, path?, server? }] }   recent session / failover / path events
- *   GET  /api/paths            { paths: [id…] }   path series ids seen since start
+ *   GET  /api/paths            { paths: [id…], history }   path series ids seen since start; history: false when none is kept
  *   GET  /api/history?path=ID&res=60|3600&from&to   { path, from, to, resolution, points: [{ at, up, down }] }
  *   /api/wizard/…              see wizard-routes.ts (when enabled)
  *
@@ -23,6 +25,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { nullLogger, type Logger } from '../core/logger.js';
 import type { Clock } from '../core/clock.js';
 import { defaultShape, errorReply, useTypeBox } from '../admin/http.js';
+import { CLIENT_WEB_ROOT, useWebPages } from '../admin/web-pages.js';
 import { AdminInputError } from '../admin/types.js';
 import { StoreError } from '../store/types.js';
 import { EventStream } from './event-stream.js';
@@ -53,6 +56,8 @@ export interface UiApiInit {
   readonly logger?: Logger;
   /** Wall time, ms (tests). @default Date.now */
   readonly now?: () => number;
+  /** Where the built page is. @default dist/web/client of the package */
+  readonly webRoot?: string;
 }
 
 const LoginSchema = Type.Object({ password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
@@ -86,10 +91,13 @@ export function buildUiApi(init: UiApiInit): FastifyInstance {
   const guard = new UiGuard({ password: init.password, ...(init.anyHost !== undefined ? { anyHost: init.anyHost } : {}), now });
   guard.install(app);
   app.addHook('onSend', async (_req, reply) => {
+    // The page and its assets carry their own policy and caching (web-pages.ts); everything else is API.
+    if (reply.hasHeader('content-security-policy')) return;
     reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff').header('x-frame-options', 'DENY');
     reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
   });
-  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not_found', message: 'no such route (the API is under /api/)' }));
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not_found', message: 'no such route (the page is at /, the API under /api/)' }));
+  useWebPages(app, init.webRoot ?? CLIENT_WEB_ROOT);
 
   const tunnel = (): TunnelView => {
     const t = init.tunnel();
@@ -122,7 +130,10 @@ export function buildUiApi(init: UiApiInit): FastifyInstance {
   app.get('/api/status', async () => tunnel().status());
   app.get('/api/fronts', async () => ({ fronts: tunnel().fronts() }));
   app.get('/api/timeline', async () => ({ events: tunnel().events() }));
-  app.get('/api/paths', async () => ({ paths: tunnel().pathIds() }));
+  app.get('/api/paths', async () => {
+    const t = tunnel();
+    return { paths: t.pathIds(), history: t.history !== undefined };
+  });
   app.get('/api/history', { schema: { querystring: HistoryQuerySchema } }, async (req: FastifyRequest<{ Querystring: HistoryQuery }>) => {
     const history = tunnel().history;
     if (history === undefined) throw new StoreError('ERR_STORE_NOT_FOUND', undefined, 'the traffic history is off (ui.history: false): remove that key to keep one');

@@ -66,7 +66,7 @@ export async function startUi(init: StartUiInit): Promise<UiServer> {
   }
   const a = app.server.address() as AddressInfo;
   const address = { host: a.address, port: a.port };
-  (init.logger ?? nullLogger).info({ listen: formatHostPort(address), login: password !== undefined }, 'dashboard API listening');
+  (init.logger ?? nullLogger).info({ url: `http://${formatHostPort(address)}/`, login: password !== undefined }, 'dashboard listening (open its url in a browser)');
   let closing: Promise<void> | undefined;
   return {
     address,

@@ -15,8 +15,7 @@
  * Skipped, saying why, when /usr/bin/chromium is absent (scripts/install-test-deps.sh installs it).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,20 +25,12 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { decodeLink } from '../../src/config/link.js';
 import { ensureBuilt, freePort, ROOT, startClient, type Proc } from '../helpers/cli.js';
 import { api, echoServer, startGateway, type GatewayProc } from '../helpers/gateway.js';
+import { ensureWebBuilt } from '../helpers/web.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (run scripts/install-test-deps.sh)`;
 const ARTIFACTS = process.env.POLYTUN_ARTIFACTS ? join(process.env.POLYTUN_ARTIFACTS, 'dashboard') : join(ROOT, 'test-artifacts/dashboard');
 const XSS_NAME = '<img src=x onerror=alert(1)>';
-
-/** Builds the dashboard (vite) when dist/web/admin is missing or older than web/. */
-function ensureWebBuilt(): void {
-  const index = join(ROOT, 'dist/web/admin/index.html');
-  const newest = (dir: string): number =>
-    Math.max(...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)));
-  if (existsSync(index) && statSync(index).mtimeMs >= newest(join(ROOT, 'web'))) return;
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', join(ROOT, 'web/vite.config.ts')], { stdio: 'inherit', cwd: ROOT });
-}
 
 /** Writes through the tunnel and reads the echo back until stopped. */
 function pump(port: number): { stop(): Promise<number> } {

@@ -5,8 +5,11 @@
  * login (cookie flags, rate limit), SSE snapshots and the reader cap.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildUiApi } from '../../../src/ui/server.js';
@@ -117,6 +120,30 @@ describe('ui guard, with a password', () => {
     assert.equal(out.statusCode, 200);
     const after = await app.inject({ method: 'GET', url: '/api/status', headers: { host: HOST, cookie } });
     assert.equal(after.statusCode, 401);
+  });
+
+  it('serves the page and its assets without a login (they hold no secret), with their own CSP, to loopback Host names only', async () => {
+    const web = mkdtempSync(join(tmpdir(), 'polytun-ui-web-'));
+    try {
+      mkdirSync(join(web, 'assets'));
+      writeFileSync(join(web, 'index.html'), '<!doctype html><script type="module" src="/assets/app-1.js"></script>');
+      writeFileSync(join(web, 'assets', 'app-1.js'), 'console.log(1)');
+      const app = build({ password, webRoot: web });
+      const page = await app.inject({ method: 'GET', url: '/', headers: { host: HOST } });
+      assert.equal(page.statusCode, 200);
+      assert.match(page.body, /app-1\.js/);
+      assert.match(String(page.headers['content-security-policy']), /script-src 'self'/, 'the page policy, not the API\'s default-src none');
+      assert.equal(page.headers['cache-control'], 'no-store');
+      const asset = await app.inject({ method: 'GET', url: '/assets/app-1.js', headers: { host: HOST } });
+      assert.equal(asset.statusCode, 200);
+      assert.match(String(asset.headers['cache-control']), /immutable/);
+      // The API behind it still needs the login; other Host names get nothing, page included.
+      assert.equal((await app.inject({ method: 'GET', url: '/api/fronts', headers: { host: HOST } })).statusCode, 401);
+      assert.equal((await app.inject({ method: 'GET', url: '/assets/../api/fronts', headers: { host: HOST } })).statusCode, 401);
+      assert.equal((await app.inject({ method: 'GET', url: '/', headers: { host: 'evil.example:7080' } })).statusCode, 403);
+    } finally {
+      rmSync(web, { recursive: true, force: true });
+    }
   });
 
   it('rate-limits wrong passwords per IP (429 with Retry-After), even for the right one then', async () => {
