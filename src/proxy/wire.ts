@@ -7,6 +7,7 @@
  * CONNECT  client → server  | 0x01 | destination (address codec) |
  * BIND     client → server  | 0x02 | bind host/port (address codec) |   (a -R forward)
  * ACCEPTED server → client  | 0x03 | bind id u32 | peer address (address codec) |
+ * SPEED    client → server  | 0x04 | direction u8 (1 down, 2 up) | bytes u32 |   (a speed test)
  * ```
  *
  * The first byte the server writes on a CONNECT or BIND stream is a status:
@@ -17,6 +18,14 @@
  * session ending, releases the listener on the server. Data written right
  * after a CONNECT OPEN leaves with it (0-RTT); it is relayed once the server
  * has connected.
+ *
+ * A SPEED stream measures the session's throughput (src/server/speed-test.ts,
+ * src/client/speed-test.ts), with no target and no status byte: down, the
+ * server writes `bytes` bytes and ends; up, the client writes `bytes` bytes
+ * and ends, and the server answers | received u32 | ms u32 | (its first to
+ * last byte) and ends. At most {@link MAX_SPEED_TEST_BYTES}, one at a time
+ * per session, counted as the user's traffic. A server older than this
+ * resets the OPEN (ResetCode.noHandler).
  *
  * UDP rides the datagram lane. The datagram's flow id names a client-chosen
  * association; payloads are
@@ -31,8 +40,11 @@ import { decodeDestination, encodedDestinationLength, writeDestination, type Des
 export const OPEN_CONNECT = 0x01;
 export const OPEN_BIND = 0x02;
 export const OPEN_ACCEPTED = 0x03;
+export const OPEN_SPEED_TEST = 0x04;
 /** The open kinds of the proxy protocol (its stream lane on a session). */
-export const PROXY_OPEN_KINDS: readonly number[] = [OPEN_CONNECT, OPEN_BIND, OPEN_ACCEPTED];
+export const PROXY_OPEN_KINDS: readonly number[] = [OPEN_CONNECT, OPEN_BIND, OPEN_ACCEPTED, OPEN_SPEED_TEST];
+/** The largest speed test a client may ask for, bytes. */
+export const MAX_SPEED_TEST_BYTES = 64 * 1024 * 1024;
 
 /**
  * The datagram flow ids of UDP associations (the proxy's datagram lane on a
@@ -63,9 +75,17 @@ export const ProxyStatus = {
 export type OpenRequest =
   | { kind: 'connect'; dest: Destination }
   | { kind: 'bind'; dest: Destination }
-  | { kind: 'accepted'; bindId: number; peer: Destination };
+  | { kind: 'accepted'; bindId: number; peer: Destination }
+  | { kind: 'speed'; direction: 'down' | 'up'; bytes: number };
 
 export function encodeOpen(req: OpenRequest): Buffer {
+  if (req.kind === 'speed') {
+    const buf = Buffer.allocUnsafe(6);
+    buf[0] = OPEN_SPEED_TEST;
+    buf[1] = req.direction === 'down' ? 1 : 2;
+    buf.writeUInt32BE(req.bytes >>> 0, 2);
+    return buf;
+  }
   const dest = req.kind === 'accepted' ? req.peer : req.dest;
   const extra = req.kind === 'accepted' ? 4 : 0;
   const buf = Buffer.allocUnsafe(1 + extra + encodedDestinationLength(dest));
@@ -79,6 +99,14 @@ export function encodeOpen(req: OpenRequest): Buffer {
 export function decodeOpen(buf: Buffer): OpenRequest {
   if (buf.length < 1) throw new ProtocolError('empty open payload');
   const kind = buf[0];
+  if (kind === OPEN_SPEED_TEST) {
+    if (buf.length !== 6) throw new ProtocolError(`speed test open payload of ${buf.length} bytes (6 expected)`);
+    const dir = buf[1];
+    if (dir !== 1 && dir !== 2) throw new ProtocolError(`unknown speed test direction ${dir as number}`);
+    const bytes = buf.readUInt32BE(2);
+    if (bytes < 1 || bytes > MAX_SPEED_TEST_BYTES) throw new ProtocolError(`speed test of ${bytes} bytes (1 to ${MAX_SPEED_TEST_BYTES})`);
+    return { kind: 'speed', direction: dir === 1 ? 'down' : 'up', bytes };
+  }
   if (kind === OPEN_ACCEPTED) {
     if (buf.length < 5) throw new ProtocolError('truncated ACCEPTED open payload');
     const { dest, bytesRead } = decodeDestination(buf, 5);

@@ -5,6 +5,7 @@
  *  stream OPEN ──decodeOpen──┬─ CONNECT ─▶ EgressDialer.dial ──ok──▶ status 0x00, relay ⇄ target socket
  *                            │                            └─fail──▶ status = socksReply, end
  *                            ├─ BIND ────▶ ReverseBinds (listen; each accepted peer → ACCEPTED stream)
+ *                            ├─ SPEED ───▶ serveSpeedTest (one at a time per session; speed-test.ts)
  *                            └─ malformed / ACCEPTED ─▶ reset(ProxyResetCode.badOpen)
  *  (other open kinds are not the proxy's: the session resets them, ResetCode.noHandler)
  *  datagram (flow, payload) ───────────▶ UdpFlows (dgram socket per flow and family)
@@ -27,6 +28,7 @@ import type { DestinationPolicy } from './policy.js';
 import { parseReverseInit, ReverseBinds, type ReverseInit } from './reverse-binds.js';
 import { UdpFlows, type UdpInit } from './udp-flows.js';
 import { createProxyCounters, type ProxyCounters, type Tally } from './proxy-counters.js';
+import { SPEED_TEST_RESET, serveSpeedTest } from './speed-test.js';
 
 export type { ReverseInit } from './reverse-binds.js';
 export type { UdpInit } from './udp-flows.js';
@@ -43,6 +45,8 @@ export const ProxyResetCode = {
   idleTimeout: 0x103,
   /** The proxy was closed (`ProxyHandle.close()`). */
   proxyClosed: 0x104,
+  /** A speed test went past its deadline, or its upload past the size it announced. */
+  speedTest: SPEED_TEST_RESET,
 } as const;
 
 export { createProxyCounters, type ProxyCounters, type Tally };
@@ -116,6 +120,8 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
       };
   const streams = new Set<PolyStream>();
   let closed = false;
+  /** The running speed test; a stream that is reset or ended both ways no longer counts ('close' comes a tick later). */
+  let speedStream: PolyStream | undefined;
 
   const refuse = (s: PolyStream, code: number): void => endWithStatus(s, code, connectTimeoutMs);
   const relayOne = (s: PolyStream, sock: Socket): void => relay(s, sock, { idleTimeoutMs, tally, log });
@@ -179,7 +185,19 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
     s.once('close', () => streams.delete(s));
     if (req.kind === 'connect') connect(s, req);
     else if (req.kind === 'bind') binds.handle(s, req.dest);
-    else {
+    else if (req.kind === 'speed') {
+      const cur = speedStream;
+      if (cur !== undefined && !cur.destroyed && !(cur.readableEnded && cur.writableEnded)) {
+        log.debug({ sid: s.id }, 'a second speed test while one runs; refused');
+        s.reset(ResetCode.refused);
+        return;
+      }
+      speedStream = s;
+      log.debug({ sid: s.id, direction: req.direction, bytes: req.bytes }, 'speed test');
+      serveSpeedTest(s, req, tally, log, () => {
+        if (speedStream === s) speedStream = undefined;
+      });
+    } else {
       tally('badOpens');
       log.debug({ sid: s.id }, 'client opened an ACCEPTED stream; only the server may');
       s.reset(ProxyResetCode.badOpen);

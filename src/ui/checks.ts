@@ -9,11 +9,15 @@
  *   mtu    the first hop's MTU toward the server (first-hop.ts), an upper bound of the
  *          path MTU: 'warn' when udp.datagramSize does not fit through it already,
  *          else 'not_measured' (the hops beyond it are not probed)
- *   speed  'not_measured': the server has no speed-test service to measure against
+ *   speed  one per endpoint that answered, one after the other (they would share the uplink):
+ *          a download then an upload through that endpoint's session for a short budget
+ *          (client/speed-test.ts); 'not_offered' from a server older than speed tests
  *
  * Each item: { id, title, result: pass | warn | fail | not_offered | not_measured, detail, fix? }.
  */
 import { AuthError, TimeoutError, toError } from '../core/errors.js';
+import { SpeedTestUnsupported, speedTest, type SpeedResult } from '../client/speed-test.js';
+import type { Session } from '../session/session.js';
 import { formatHostPort } from '../core/address.js';
 import { CertificateError, DialError } from '../carriers/errors.js';
 import { clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
@@ -40,16 +44,24 @@ export interface CheckItem {
   readonly ms?: number;
 }
 
-/** Opens a session as `init` says and closes it again; rejects with why it could not. */
-export type Dialer = (init: SessionClientInit, signal: AbortSignal) => Promise<void>;
+/** A session a dial opened, for the speed test; close() ends it. (A fake dialer may give none.) */
+export interface Dialed {
+  readonly session?: Session;
+  close(): void;
+}
 
-/** The real dialer: a SessionClient that tries once (no retries) and closes at once. */
+/** Opens a session as `init` says; rejects with why it could not. */
+export type Dialer = (init: SessionClientInit, signal: AbortSignal) => Promise<Dialed | void>;
+
+/** The real dialer: a SessionClient that tries once (no retries). */
 export const realDialer: Dialer = async (init, signal) => {
   const client = new SessionClient({ ...init, maxRetries: 0, refusedRetryMs: 0 });
   try {
-    await client.connect(signal);
-  } finally {
+    const session = await client.connect(signal);
+    return { session, close: () => client.close() };
+  } catch (err) {
     client.close();
+    throw err;
   }
 };
 
@@ -63,10 +75,14 @@ export interface ChecksInit {
   readonly now?: () => number;
   /** @default first-hop.ts firstHop */
   readonly firstHop?: (host: string, port: number) => Promise<FirstHop | undefined>;
+  /** How long each direction of each speed test runs, ms; 0 = no speed test. @default 2000 */
+  readonly speedBudgetMs?: number;
 }
 
 interface Target {
   id: string;
+  /** What the endpoint is, for the speed item: "the link", "backup server 1", "path SPEC". */
+  what: string;
   title: string;
   carrier: string;
   where: string;
@@ -77,15 +93,16 @@ function targetsOf(cfg: ClientConfig, timeoutMs: number): Target[] {
   const base = { handshakeTimeoutMs: timeoutMs, cipher: cfg.records.cipher, tlsBound: cfg.records.tlsBound };
   const out: Target[] = [];
   const server = (l: ClientConfig['link']): string => formatHostPort({ host: l.host, port: l.port });
-  out.push({ id: 'reach:link', title: `server reachable over ${cfg.link.carrier} (the link)`, carrier: cfg.link.carrier, where: server(cfg.link), init: clientInitForLink(cfg.link, base) });
+  out.push({ id: 'reach:link', what: 'the link', title: `server reachable over ${cfg.link.carrier} (the link)`, carrier: cfg.link.carrier, where: server(cfg.link), init: clientInitForLink(cfg.link, base) });
   cfg.backupServers.forEach((b, i) =>
-    out.push({ id: `reach:backup${i}`, title: `backup server ${i + 1} reachable over ${b.carrier}`, carrier: b.carrier, where: server(b), init: clientInitForLink(b, base) }),
+    out.push({ id: `reach:backup${i}`, what: `backup server ${i + 1}`, title: `backup server ${i + 1} reachable over ${b.carrier}`, carrier: b.carrier, where: server(b), init: clientInitForLink(b, base) }),
   );
   const specs = pathsFromConfig(cfg.link, cfg.paths);
   specs.forEach((p, i) => {
     const spec = cfg.paths[i] as ClientConfig['paths'][number];
     out.push({
       id: `reach:path${i}`,
+      what: `path ${spec.spec}`,
       title: `path ${spec.spec} reachable`,
       carrier: spec.scheme,
       where: formatHostPort(p.endpoint),
@@ -131,23 +148,36 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
   const dial = init.dial ?? realDialer;
   const now = init.now ?? (() => performance.now());
   const targets = targetsOf(cfg, timeoutMs);
-  const reach = await Promise.all(
-    targets.map(async (t): Promise<CheckItem> => {
-      const ac = new AbortController();
-      const timer = setTimeout(() => ac.abort(new TimeoutError(`handshake with ${t.where} timed out`)), timeoutMs + 1000);
-      const start = now();
-      try {
-        await dial(t.init, ac.signal);
-        const ms = Math.round(now() - start);
-        return { id: t.id, title: t.title, carrier: t.carrier, result: 'pass', detail: `${t.where}: handshake done in ${ms} ms`, ms };
-      } catch (err) {
-        const x = explain(ac.signal.aborted ? ac.signal.reason : err, t, timeoutMs);
-        return { id: t.id, title: t.title, carrier: t.carrier, result: 'fail', detail: `${t.where}: ${x.detail}`, fix: x.fix };
-      } finally {
-        clearTimeout(timer);
-      }
-    }),
-  );
+  const open: { t: Target; dialed: Dialed | undefined }[] = [];
+  let speed: CheckItem[];
+  let reach: CheckItem[];
+  try {
+    reach = await Promise.all(
+      targets.map(async (t): Promise<CheckItem> => {
+        const ac = new AbortController();
+        const timer = setTimeout(() => ac.abort(new TimeoutError(`handshake with ${t.where} timed out`)), timeoutMs + 1000);
+        const start = now();
+        try {
+          const dialed = await dial(t.init, ac.signal);
+          const ms = Math.round(now() - start);
+          open.push({ t, dialed: dialed ?? undefined });
+          return { id: t.id, title: t.title, carrier: t.carrier, result: 'pass', detail: `${t.where}: handshake done in ${ms} ms`, ms };
+        } catch (err) {
+          const x = explain(ac.signal.aborted ? ac.signal.reason : err, t, timeoutMs);
+          return { id: t.id, title: t.title, carrier: t.carrier, result: 'fail', detail: `${t.where}: ${x.detail}`, fix: x.fix };
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    // In the config's order, one after the other: tests side by side would share (and split) the uplink.
+    open.sort((a, b) => targets.indexOf(a.t) - targets.indexOf(b.t));
+    speed = [];
+    for (const o of open) speed.push(await speedItem(o.t, o.dialed?.session, init.speedBudgetMs ?? 2000));
+  } finally {
+    for (const o of open) o.dialed?.close();
+  }
+  if (speed.length === 0) speed.push({ id: 'speed', title: 'speed per path', result: 'not_measured', detail: 'not measured: no server answered the handshake' });
   const udp = reach.filter((r) => r.carrier === 'udp');
   const udpItem: CheckItem =
     udp.length === 0
@@ -159,8 +189,30 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
     ...reach,
     udpItem,
     await mtuItem(cfg, init.firstHop ?? firstHop),
-    { id: 'speed', title: 'speed per path', result: 'not_measured', detail: 'not measured: the server has no speed-test service to measure against' },
+    ...speed,
   ];
+}
+
+const mbit = (r: SpeedResult): string => `${((r.bytesPerSec * 8) / 1e6).toFixed(r.bytesPerSec * 8 < 1e7 ? 2 : 1)} Mbit/s`;
+
+/** The speed test of one endpoint's session: a download, then an upload. */
+async function speedItem(t: Target, session: Session | undefined, budgetMs: number): Promise<CheckItem> {
+  const base = { id: t.id.replace(/^reach:/, 'speed:'), title: `speed over ${t.carrier} (${t.what})`, carrier: t.carrier } as const;
+  if (budgetMs <= 0) return { ...base, result: 'not_measured', detail: 'not measured: the speed test is off' };
+  if (session === undefined) return { ...base, result: 'not_measured', detail: 'not measured: the dial left no session to measure' };
+  try {
+    const down = await speedTest(session, { direction: 'down', budgetMs });
+    const up = await speedTest(session, { direction: 'up', budgetMs });
+    const moved = (down.bytes + up.bytes) / 1e6;
+    return {
+      ...base,
+      result: 'pass',
+      detail: `${t.where}: ↓ ${mbit(down)}, ↑ ${mbit(up)} (through the session with its encryption, about ${budgetMs / 1000} s each way, ${moved.toFixed(1)} MB moved)`,
+    };
+  } catch (err) {
+    if (err instanceof SpeedTestUnsupported) return { ...base, result: 'not_offered', detail: `${t.where}: not measured: ${err.message}` };
+    return { ...base, result: 'fail', detail: `${t.where}: the speed test broke off: ${toError(err).message}`, fix: 'the connection does not hold under load: try again, then check the link\'s quality (or try another carrier)' };
+  }
 }
 
 /** IPv4 + UDP headers, IPv6 + UDP headers. */

@@ -44,6 +44,8 @@ export interface WizardInit {
   readonly dial?: Dialer;
   /** @default first-hop.ts firstHop */
   readonly firstHop?: ChecksInit['firstHop'];
+  /** Each direction of each endpoint's speed test, ms; 0 = none. @default 2000 */
+  readonly speedBudgetMs?: number;
   /** The running tunnel's state, for GET /api/wizard/state on a running client. */
   readonly running?: () => boolean;
 }
@@ -137,7 +139,7 @@ export function registerWizardRoutes(app: FastifyInstance, init: WizardInit & { 
     if (checking) return reply.code(409).send({ error: 'busy', message: 'a check is already running: wait for its result' });
     checking = true;
     try {
-      const items = await runChecks(r.config, { ...(init.checkTimeoutMs !== undefined ? { timeoutMs: init.checkTimeoutMs } : {}), ...(init.dial ? { dial: init.dial } : {}), ...(init.firstHop ? { firstHop: init.firstHop } : {}) });
+      const items = await runChecks(r.config, { ...(init.checkTimeoutMs !== undefined ? { timeoutMs: init.checkTimeoutMs } : {}), ...(init.dial ? { dial: init.dial } : {}), ...(init.firstHop ? { firstHop: init.firstHop } : {}), ...(init.speedBudgetMs !== undefined ? { speedBudgetMs: init.speedBudgetMs } : {}) });
       return { ok: items.every((i) => i.result !== 'fail'), items };
     } finally {
       checking = false;

@@ -150,6 +150,9 @@ describe('client web dashboard and setup wizard in a real browser', { skip }, ()
     await page.locator('table.checks').waitFor();
     assert.equal(await page.locator('[data-check="reach:link"] .badge').innerText(), 'pass');
     assert.equal(await page.locator('[data-check="udp"] .badge').innerText(), 'not offered');
+    // The speed through the server, both ways, with figures.
+    assert.equal(await page.locator('[data-check="speed:link"] .badge').innerText(), 'pass');
+    assert.match(await page.locator('[data-check="speed:link"]').innerText(), /↓ [\d.]+ Mbit\/s, ↑ [\d.]+ Mbit\/s/);
     await shot(page, '3-setup-checked');
 
     await page.getByRole('button', { name: 'Write the config and start' }).click();

@@ -142,7 +142,12 @@ describe('polytun client --ui', () => {
     assert.match(by('reach:backup1')?.fix ?? '', new RegExp(`nothing listens on 127\\.0\\.0\\.1:${deadPort}`));
     assert.equal(by('udp')?.result, 'pass');
     assert.equal(by('mtu')?.result, 'not_measured');
-    assert.equal(by('speed')?.result, 'not_measured');
+    // A download and an upload through each endpoint that answered, with figures; none through the dead one.
+    for (const id of ['speed:link', 'speed:backup0']) {
+      assert.equal(by(id)?.result, 'pass', JSON.stringify(by(id)));
+      assert.match(by(id)?.detail ?? '', /↓ \d+(\.\d+)? Mbit\/s, ↑ \d+(\.\d+)? Mbit\/s/);
+    }
+    assert.equal(by('speed:backup1'), undefined);
     assert.equal(r.json.ok, false);
   });
 });

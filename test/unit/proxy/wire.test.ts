@@ -3,13 +3,15 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ProtocolError } from '../../../src/core/errors.js';
 import { makeDestination } from '../../../src/core/address.js';
-import { decodeOpen, decodeUdp, encodeBindReply, encodeOpen, encodeUdp } from '../../../src/proxy/wire.js';
+import { decodeOpen, decodeUdp, encodeBindReply, encodeOpen, encodeUdp, MAX_SPEED_TEST_BYTES } from '../../../src/proxy/wire.js';
 
 describe('proxy wire', () => {
   it('encodes CONNECT to a fixed layout', () => {
     assert.equal(encodeOpen({ kind: 'connect', dest: makeDestination('127.0.0.1', 8080) }).toString('hex'), '01017f0000011f90');
     assert.equal(encodeOpen({ kind: 'connect', dest: makeDestination('example.com', 443) }).toString('hex'), '01030b6578616d706c652e636f6d01bb');
     assert.equal(encodeOpen({ kind: 'accepted', bindId: 7, peer: makeDestination('::1', 22) }).toString('hex'), '0300000007' + '04' + '00000000000000000000000000000001' + '0016');
+    assert.equal(encodeOpen({ kind: 'speed', direction: 'down', bytes: 0x01000000 }).toString('hex'), '040101000000');
+    assert.equal(encodeOpen({ kind: 'speed', direction: 'up', bytes: 5 }).toString('hex'), '040200000005');
     assert.equal(encodeBindReply(5, makeDestination('0.0.0.0', 9000)).toString('hex'), '00' + '00000005' + '01' + '00000000' + '2328');
   });
 
@@ -18,6 +20,8 @@ describe('proxy wire', () => {
       { kind: 'connect', dest: makeDestination('example.com', 80) },
       { kind: 'bind', dest: makeDestination('0.0.0.0', 2222) },
       { kind: 'accepted', bindId: 0xfffffffe, peer: makeDestination('2001:db8::5', 65535) },
+      { kind: 'speed', direction: 'up', bytes: MAX_SPEED_TEST_BYTES },
+      { kind: 'speed', direction: 'down', bytes: 1 },
     ] as const) {
       assert.deepEqual(decodeOpen(encodeOpen(req)), req);
     }
@@ -31,6 +35,10 @@ describe('proxy wire', () => {
     assert.throws(() => decodeOpen(Buffer.from('09', 'hex')), ProtocolError);
     assert.throws(() => decodeOpen(Buffer.from('01017f000001', 'hex')), ProtocolError); // no port
     assert.throws(() => decodeOpen(Buffer.from('01017f0000011f9000', 'hex')), ProtocolError); // trailing
+    assert.throws(() => decodeOpen(Buffer.from('0401000000', 'hex')), /6 expected/); // short speed test
+    assert.throws(() => decodeOpen(Buffer.from('040300000010', 'hex')), /direction 3/);
+    assert.throws(() => decodeOpen(Buffer.from('040100000000', 'hex')), /speed test of 0 bytes/);
+    assert.throws(() => decodeOpen(Buffer.from('040104000001', 'hex')), /speed test of 67108865 bytes/); // over the maximum
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
         try {

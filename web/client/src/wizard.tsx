@@ -404,9 +404,9 @@ export function Wizard() {
 
       <section class="card" aria-labelledby="step4-h">
         <h3 id="step4-h">4. Check</h3>
-        <p class="hint">Dials the server on every carrier the config names and completes a handshake, then looks at UDP and the MTU of the first hop.</p>
+        <p class="hint">Dials the server on every carrier the config names and completes a handshake, looks at UDP and the MTU of the first hop, then measures the speed through each endpoint that answered (about 2 s each way).</p>
         <button type="button" disabled={!ready || busy !== null} onClick={() => void check()}>
-          {busy === 'check' ? 'Checking… (up to 5 s per server)' : 'Run the checks'}
+          {busy === 'check' ? 'Checking… (about 5 s per server)' : 'Run the checks'}
         </button>
         <Feedback error={checkError} note={null} />
         {checks !== null && (
