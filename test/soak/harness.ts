@@ -323,11 +323,15 @@ export async function runSoak(init: SoakInit): Promise<SoakReport> {
   for (const r of report.streams.brokenOutsideOutage.slice(0, 5)) {
     const from = new Date(t0 + r.startedAt - 2000).toISOString();
     const to = new Date(t0 + r.endedAt + 2000).toISOString();
-    r.log = logOf(r.client)
+    const lines = logOf(r.client)
       .split('\n')
-      .filter((l) => l >= from && l <= to && /stream|reset|path|carrier|resum|refus|timeout/i.test(l))
-      .sort()
-      .slice(-40);
+      .filter((l) => l >= from && l <= to && /stream|reset|path|carrier|resum|detach|session|refus|timeout|connect|dial/i.test(l))
+      .sort();
+    // A batch of streams breaking together logs one reset line each: keep a few of those, and every
+    // other line of the window (cuts, resumes, dials, timeouts), which say why.
+    const resets = lines.filter((l) => /resetting stream|forwarded connection ended/.test(l));
+    const rest = lines.filter((l) => !/resetting stream|forwarded connection ended/.test(l));
+    r.log = [...rest.slice(0, 40), ...resets.slice(0, 3), ...resets.slice(-3)].sort();
   }
   for (const c of clients) {
     const pid = c.proc.child.pid as number;
