@@ -75,6 +75,8 @@ export interface PasswordVault {
   get(userId: string): Promise<string | undefined>;
   /** Sets (hash) or clears (undefined) a user's password hash. */
   set(userId: string, hash: string | undefined): Promise<void>;
+  /** Resolves once every write started so far reached the file (or failed): a deletion's drop is written in the background. */
+  settled(): Promise<void>;
   /** Stops following the store. Idempotent. */
   close(): void;
 }
@@ -147,6 +149,7 @@ export async function openPasswordVault(init: PasswordVaultInit): Promise<Passwo
       }
       return save();
     },
+    settled: () => queue,
     close: () => unsubscribe?.(),
   };
 }
