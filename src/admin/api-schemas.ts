@@ -27,6 +27,9 @@ const Dst = Nullable(Type.String({ minLength: 3, maxLength: 300 }));
 const Count = Nullable(Type.Integer({ minimum: 0 }));
 const Password = Type.String({ minLength: 8, maxLength: 256 });
 
+/** Bytes per second (1 kB/s to 1 TB/s), or null for no per-user cap. */
+const UdpRate = Type.Union([Type.Integer({ minimum: 1000, maximum: 1e12 }), Type.Null()]);
+
 /** Body of `POST /api/users`. */
 export const CreateUserSchema = Type.Object(
   {
@@ -55,6 +58,12 @@ export const CreateUserSchema = Type.Object(
      * beyond TLS, no probe resistance on that path). Needs wssPath and dst.
      */
     mtt: Type.Optional(Type.Boolean()),
+    /**
+     * The highest fixed rate, bytes per second, this user's udp clients may
+     * make the server send at (`--cc fixed:RATE`); null or absent: only the
+     * server's udp.maxRate caps it.
+     */
+    udpMaxRate: Type.Optional(UdpRate),
     /** Password for `POST /token` of provisioning. */
     provisionPassword: Type.Optional(Password),
   },
@@ -74,6 +83,8 @@ export const PatchUserSchema = Type.Object(
     enabled: Type.Optional(Type.Boolean()),
     /** mtt compatibility mode (see the create body). */
     mtt: Type.Optional(Type.Boolean()),
+    /** Per-user cap of a udp client's fixed rate (see the create body); null removes it. */
+    udpMaxRate: Type.Optional(UdpRate),
     /** Sets the traffic counters back to 0. */
     resetTraffic: Type.Optional(Type.Boolean()),
     /** Issues a new key or token (same kind); the reply carries it once. */
@@ -155,6 +166,7 @@ export function userJson(u: User, hasPassword: boolean): UserJson {
     expiresAt: u.expiresAt,
     enabled: u.enabled,
     mtt: u.mtt,
+    udpMaxRate: u.udpMaxRate,
     createdAt: u.createdAt,
     updatedAt: u.updatedAt,
     bytesUp: u.bytesUp,

@@ -188,6 +188,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
       ...(b.expiresAt === undefined ? {} : { expiresAt: b.expiresAt }),
       ...(b.enabled === undefined ? {} : { enabled: b.enabled }),
       ...(b.mtt === undefined ? {} : { mtt: b.mtt }),
+      ...(b.udpMaxRate === undefined ? {} : { udpMaxRate: b.udpMaxRate }),
     });
     if (hash !== undefined && passwords !== undefined) {
       try {
@@ -224,6 +225,7 @@ export function buildAdminApi(init: AdminApiInit): FastifyInstance {
     if (b.expiresAt !== undefined) patch.expiresAt = b.expiresAt;
     if (b.enabled !== undefined) patch.enabled = b.enabled;
     if (b.mtt !== undefined) patch.mtt = b.mtt;
+    if (b.udpMaxRate !== undefined) patch.udpMaxRate = b.udpMaxRate;
     if (b.resetTraffic === true) patch.resetTraffic = true;
     if (b.rekey === true && b.token !== undefined) throw new AdminInputError('body.token', 'give either rekey or token');
     if (b.rekey === true) patch.credential = { kind: cur.kind };

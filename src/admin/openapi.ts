@@ -264,6 +264,8 @@ export function adminOpenApi(): Json {
             quotaBytes: nullable('integer'),
             expiresAt: nullable('integer'),
             enabled: { type: 'boolean' },
+            mtt: { type: 'boolean', description: 'mtt compatibility mode' },
+            udpMaxRate: { ...nullable('integer'), description: "bytes per second: the highest fixed rate this user's udp clients may make the server send at; null: the server's udp.maxRate alone" },
             createdAt: { type: 'integer' },
             updatedAt: { type: 'integer' },
             bytesUp: { type: 'integer' },

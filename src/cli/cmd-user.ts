@@ -14,6 +14,7 @@
  * `DELETE /api/users/ID` kicks by default, `POST /api/users/ID/kick`).
  */
 import type { Command } from 'commander';
+import { parseBitRate } from '../arq/cc-choice.js';
 import { ConfigError } from '../core/errors.js';
 import { nullLogger } from '../core/logger.js';
 import { decodeKey, encodeKey } from '../secure/keys.js';
@@ -27,6 +28,13 @@ interface CommonOpts {
   store?: string;
 }
 
+/** --udp-max-rate: a bit rate (50mbit) as whole bytes per second. */
+function udpRate(text: string): number {
+  const r = parseBitRate(text);
+  if (typeof r === 'string') throw new ConfigError('--udp-max-rate', r);
+  return Math.round(r);
+}
+
 interface AddOpts extends CommonOpts {
   token?: boolean;
   publicKey?: string;
@@ -34,6 +42,7 @@ interface AddOpts extends CommonOpts {
   quota?: string;
   expires?: string;
   dst?: string;
+  udpMaxRate?: string;
   disabled?: boolean;
   qr?: boolean;
 }
@@ -97,6 +106,7 @@ export function registerUserCommand(program: Command, io: CliIo): Command {
     .option('--quota <bytes>', 'traffic quota, up + down (e.g. 20G); default unlimited')
     .option('--expires <time>', 'refuse the user from this date/time on (ISO 8601)')
     .option('--dst <host:port>', "fixed destination of all the user's traffic")
+    .option('--udp-max-rate <rate>', "the highest fixed rate (--cc fixed:RATE) this user's udp clients may make the server send at, e.g. 50mbit; default: the server's --udp-max-rate alone")
     .option('--disabled', 'create it disabled')
     .option('--qr', 'print QR codes too (default: only when stdout is a terminal)')
     .option('--no-qr', 'never print QR codes')
@@ -112,6 +122,7 @@ export function registerUserCommand(program: Command, io: CliIo): Command {
           ...(opts.quota === undefined ? {} : { quotaBytes: parseBytes(opts.quota) }),
           ...(opts.expires === undefined ? {} : { expiresAt: parseTime(opts.expires) }),
           ...(opts.dst === undefined ? {} : { dst: opts.dst }),
+          ...(opts.udpMaxRate === undefined ? {} : { udpMaxRate: udpRate(opts.udpMaxRate) }),
           ...(opts.disabled === true ? { enabled: false } : {}),
         });
         io.stderr.write(`polytun: added ${u.kind} user '${u.name}' (id ${u.id}, public key ${encodeKey(u.publicKey)})\n`);

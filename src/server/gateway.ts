@@ -198,6 +198,7 @@ export class Gateway {
       return user;
     },
     nameOf: (user) => user.name,
+    udpMaxRateOf: (user) => user.udpMaxRate,
     refuse: (user) => {
       const why = userRefusal(user, this.now()) ?? (this.overQuota(user) ? 'quota' : undefined);
       return why === undefined ? undefined : REFUSAL_CODE[why];

@@ -35,6 +35,8 @@ export interface UserLookup<U> {
   refuse?(user: U): number | undefined;
   /** The user's name for log lines (session opened/closed). */
   nameOf?(user: U): string;
+  /** The user's own cap on a udp client's fixed rate, bytes per second (below the listener's); undefined or null: none. */
+  udpMaxRateOf?(user: U): number | null | undefined;
 }
 
 export interface SessionServerInit<U> extends ChannelInit {
@@ -185,9 +187,12 @@ export class SessionServer<U> extends EventEmitter {
       // The responder admits and hands the session over in one turn (admit is synchronous): the same lookup finds the same user.
       const user = this.init.users.byKey(s.clientKey, {});
       if (user === undefined) return s.channel.abort();
-      // The client says how it wants our side to send (its --cc, its --udp-mode); a fixed rate is capped by ours.
+      // The client says how it wants our side to send (its --cc, its --udp-mode); a fixed rate is capped by
+      // the listener's udp.maxRate and the user's own udpMaxRate, whichever is lower.
       const params = decodeTransportParams(s.transportParams);
-      const cc = capCc(params.cc ?? opts.cc ?? { kind: 'bbr' }, opts.maxFixedRate);
+      const userCap = this.init.users.udpMaxRateOf?.(user) ?? undefined;
+      const cap = userCap === undefined ? opts.maxFixedRate : Math.min(userCap, opts.maxFixedRate ?? Infinity);
+      const cc = capCc(params.cc ?? opts.cc ?? { kind: 'bbr' }, cap);
       const channel = udpTransport(s.channel, { cc, peerCc: params.cc ?? { kind: 'bbr' }, mode: params.mode, clock: opts.clock ?? realClock });
       this.#adopt(channel, s.clientKey, s.hello, s.admission, s.channel.port.remote, user);
     });

@@ -125,6 +125,14 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (node, batch)
       );`,
   },
+  {
+    // Per-user cap on the fixed rate a udp client may ask the server to send at (issue 17), bytes per second;
+    // NULL: the server's udp.maxRate alone.
+    version: 4,
+    name: 'users.udp_max_rate',
+    sqlite: `ALTER TABLE users ADD COLUMN udp_max_rate INTEGER CHECK (udp_max_rate IS NULL OR udp_max_rate > 0);`,
+    postgres: `ALTER TABLE users ADD COLUMN udp_max_rate bigint CHECK (udp_max_rate IS NULL OR udp_max_rate > 0);`,
+  },
 ];
 
 /** The newest schema version this build knows. */

@@ -62,6 +62,7 @@ function toUser(r: Row): User {
     expiresAt: r.expires_at === null ? null : r.expires_at.getTime(),
     enabled: r.enabled,
     mtt: r.mtt,
+    udpMaxRate: num(r.udp_max_rate),
     createdAt: r.created_at.getTime(),
     updatedAt: r.updated_at.getTime(),
     bytesUp: Number(r.bytes_up),

@@ -57,6 +57,7 @@ function toUser(r: Row): User {
     expiresAt: r.expires_at,
     enabled: r.enabled !== 0,
     mtt: r.mtt !== 0,
+    udpMaxRate: r.udp_max_rate,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     bytesUp: r.bytes_up,

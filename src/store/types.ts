@@ -62,6 +62,11 @@ export interface User {
    * secret. Needs a wssPath and a dst to take effect.
    */
   readonly mtt: boolean;
+  /**
+   * The highest `fixed:RATE` (bytes per second) this user's udp clients may
+   * make the server send at; null: only the server's `udp.maxRate` caps it.
+   */
+  readonly udpMaxRate: number | null;
   readonly createdAt: number;
   /** Last change of anything but the traffic counters. */
   readonly updatedAt: number;
@@ -109,6 +114,8 @@ export interface NewUser {
   readonly enabled?: boolean;
   /** @default false */
   readonly mtt?: boolean;
+  /** Bytes per second; @default null (the server's udp.maxRate alone) */
+  readonly udpMaxRate?: number | null;
 }
 
 /** Input of {@link UserStore.updateUser}: only the fields present change. A `credential` replaces the key or token (re-keys the user). */
@@ -192,7 +199,7 @@ export interface UserStore {
 export type StoreErrorCode = 'ERR_STORE_CONFLICT' | 'ERR_STORE_NOT_FOUND' | 'ERR_STORE_INVALID' | 'ERR_STORE_BACKEND';
 
 /** Fields a store error can name. */
-export type StoreField = 'id' | 'name' | 'publicKey' | 'wssPath' | 'credential' | 'dst' | 'policy' | 'quotaBytes' | 'expiresAt' | 'enabled' | 'mtt' | 'traffic' | 'list' | 'url';
+export type StoreField = 'id' | 'name' | 'publicKey' | 'wssPath' | 'credential' | 'dst' | 'policy' | 'quotaBytes' | 'expiresAt' | 'enabled' | 'mtt' | 'udpMaxRate' | 'traffic' | 'list' | 'url';
 
 /**
  * A store operation failed. `field` names the offending field: for

@@ -23,9 +23,10 @@ export interface UserValues {
   expiresAt: number | null;
   enabled: boolean;
   mtt: boolean;
+  udpMaxRate: number | null;
 }
 
-const USER_COLUMNS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, mtt, created_at, updated_at, bytes_up, bytes_down';
+const USER_COLUMNS = 'id, name, public_key, kind, wss_path, dst, policy, quota_bytes, expires_at, enabled, mtt, udp_max_rate, created_at, updated_at, bytes_up, bytes_down';
 
 /** The columns a User is read from (same in both schemas); the secret only when asked for. */
 export function userColumns(withSecret: boolean | undefined): string {
@@ -45,6 +46,7 @@ export const COLUMN: { readonly [K in keyof UserValues]: string } = {
   expiresAt: 'expires_at',
   enabled: 'enabled',
   mtt: 'mtt',
+  udpMaxRate: 'udp_max_rate',
 };
 
 /** Maps a unique column (or a constraint name containing it) to the field a conflict names. */
@@ -157,7 +159,15 @@ export function prepareNew(input: NewUser): UserValues {
     expiresAt: checkCount(input.expiresAt ?? null, 'expiresAt'),
     enabled: checkEnabled(input.enabled ?? true),
     mtt: checkBool(input.mtt ?? false, 'mtt'),
+    udpMaxRate: checkRate(input.udpMaxRate ?? null),
   };
+}
+
+/** A rate cap in bytes per second (1 kB/s to 1 TB/s), or null for none. */
+function checkRate(v: unknown): number | null {
+  if (v === null) return null;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1000 || v > 1e12) invalid('udpMaxRate', 'expected bytes per second, an integer from 1000 to 10^12, or null');
+  return v;
 }
 
 function checkEnabled(v: unknown): boolean {
@@ -181,6 +191,7 @@ export function preparePatch(patch: UserPatch): { values: Partial<UserValues>; r
   if (patch.expiresAt !== undefined) v.expiresAt = checkCount(patch.expiresAt, 'expiresAt');
   if (patch.enabled !== undefined) v.enabled = checkEnabled(patch.enabled);
   if (patch.mtt !== undefined) v.mtt = checkBool(patch.mtt, 'mtt');
+  if (patch.udpMaxRate !== undefined) v.udpMaxRate = checkRate(patch.udpMaxRate);
   return { values: v, resetTraffic: patch.resetTraffic === true };
 }
 
@@ -309,6 +320,7 @@ export interface UserRowOf<Json, Int, Time, Bool> {
   expires_at: Time | null;
   enabled: Bool;
   mtt: Bool;
+  udp_max_rate: Int | null;
   created_at: Time;
   updated_at: Time;
   bytes_up: Int;

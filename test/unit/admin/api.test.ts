@@ -149,6 +149,8 @@ describe('admin API: users', () => {
       [{ kind: 'key' }, 'body.name'],
       [{ name: 'x', kind: 'key', quotaBytes: '5' }, 'body.quotaBytes'],
       [{ name: 'x', kind: 'key', quota: 5 }, 'body.quota'],
+      [{ name: 'x', kind: 'key', udpMaxRate: 10 }, 'body.udpMaxRate'],
+      [{ name: 'x', kind: 'key', udpMaxRate: '50mbit' }, 'body.udpMaxRate'],
       [{ name: 'x', kind: 'both' }, 'body.kind'],
       [{ name: 'x', kind: 'token', publicKey: encodeKey(generateKeyPair().publicKey) }, 'body.publicKey'],
       [{ name: 'x', kind: 'key', policy: { allow: ['1.2.3.4'], extra: [] } }, 'body.policy.extra'],
@@ -212,11 +214,13 @@ describe('admin API: users', () => {
     const changes: string[] = [];
     const off = store.onChange((c) => void changes.push(c.op));
     t.after(off);
-    const r = await call('PATCH', `/api/users/${id}`, { enabled: false, quotaBytes: null, expiresAt: 2_000_000_000_000, provisionPassword: 'correct horse' });
+    assert.equal((created.body?.user as { udpMaxRate: unknown }).udpMaxRate, null, 'no udp rate cap of its own by default');
+    const r = await call('PATCH', `/api/users/${id}`, { enabled: false, quotaBytes: null, expiresAt: 2_000_000_000_000, provisionPassword: 'correct horse', udpMaxRate: 6_250_000 });
     assert.equal(r.status, 200);
     assert.deepEqual(changes, ['update'], 'the store notified the change (caches follow it live)');
     const u = r.body?.user as Record<string, unknown>;
-    assert.deepEqual([u.enabled, u.expiresAt, u.provisioning], [false, 2_000_000_000_000, true]);
+    assert.deepEqual([u.enabled, u.expiresAt, u.provisioning, u.udpMaxRate], [false, 2_000_000_000_000, true, 6_250_000]);
+    assert.equal((await store.getUser(id))?.udpMaxRate, 6_250_000, 'written through the store');
     assert.ok((await passwords?.get(id))?.startsWith('scrypt$'));
     assert.equal(r.body?.secret, undefined, 'no secret without rekey');
     const rk = await call('PATCH', `/api/users/${id}`, { rekey: true, provisionPassword: null });

@@ -100,4 +100,32 @@ describe('--cc and --udp-mode', () => {
       await listener.close();
     }
   });
+
+  it("a user's own udpMaxRate caps its fixed rate below the listener's; a user without one gets the listener's cap", async () => {
+    const serverKeys = generateKeyPair();
+    const slow = generateKeyPair();
+    const free = generateKeyPair();
+    const caps = new Map([['slow', 625_000], ['free', null]]);
+    const server = new SessionServer<string>({
+      staticKeyPair: serverKeys,
+      users: { byKey: (k) => (k.equals(slow.publicKey) ? 'slow' : k.equals(free.publicKey) ? 'free' : undefined), udpMaxRateOf: (u) => caps.get(u) ?? null },
+    });
+    const sessions = new Map<string, Session>();
+    server.on('session', (e: { session: Session; user: string }) => sessions.set(e.user, e.session));
+    const responder = server.packetResponder({ maxFixedRate: 2_500_000 });
+    const carrier = new UdpPacketCarrier();
+    const listener = await carrier.listen({ host: '127.0.0.1', port: 0 }, (c) => responder.accept(c));
+    const clients = [slow, free].map((keys) => new SessionClient({ carrier, endpoint: listener.address, serverPublicKey: serverKeys.publicKey, clientKeyPair: keys, cc: { kind: 'fixed', rate: 12_500_000 } }));
+    try {
+      for (const c of clients) await c.connect();
+      await waitUntil(() => sessions.size === 2, 'both server sessions');
+      assert.equal(sessions.get('slow')?.stats.paths[0]?.transport?.cc, 'fixed:5mbit', "the user's own cap, below the listener's");
+      assert.equal(sessions.get('free')?.stats.paths[0]?.transport?.cc, 'fixed:20mbit', "the listener's cap");
+    } finally {
+      for (const c of clients) await c.close();
+      server.close();
+      responder.close();
+      await listener.close();
+    }
+  });
 });

@@ -12,7 +12,7 @@ import type { ListOptions, StoreChange, User, UserStore } from '../../../src/sto
 function user(id: string, over: Partial<User> = {}): User {
   return {
     id, name: `n-${id}`, kind: 'key', publicKey: generateKeyPair().publicKey, wssPath: `/u/${id}`, dst: null, policy: {},
-    quotaBytes: null, expiresAt: null, enabled: true, mtt: false, createdAt: 1, updatedAt: 1, bytesUp: 0, bytesDown: 0, ...over,
+    quotaBytes: null, expiresAt: null, enabled: true, mtt: false, udpMaxRate: null, createdAt: 1, updatedAt: 1, bytesUp: 0, bytesDown: 0, ...over,
   };
 }
 

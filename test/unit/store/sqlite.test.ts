@@ -57,6 +57,8 @@ describe('SQLite user store file', () => {
     t.after(() => store.close());
     assert.equal((await store.findByPath('/p'))?.mtt, true);
     assert.equal((await store.findByPath('/a'))?.mtt, false);
+    // Every later migration ran too: no user had a udp rate cap.
+    assert.equal((await store.findByPath('/a'))?.udpMaxRate, null);
   });
 
   it("'sqlite:' means the same file; 'sqlite:PATH' names one; other schemes are refused", async (t) => {

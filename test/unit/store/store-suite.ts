@@ -256,6 +256,22 @@ export function userStoreSuite(name: string, fx: StoreSuiteFixture): void {
       assert.equal((await again.updateUser(m.id, { mtt: false })).mtt, false);
     });
 
+    it('round-trips a per-user udp rate cap (none by default), refusing what is not bytes per second', async (t) => {
+      const { store, open } = await setup(t);
+      const plain = await store.createUser({ name: 'plain' });
+      assert.equal(plain.udpMaxRate, null);
+      const capped = await store.createUser({ name: 'capped', udpMaxRate: 6_250_000 });
+      assert.equal(capped.udpMaxRate, 6_250_000);
+      assert.equal((await store.updateUser(plain.id, { udpMaxRate: 125_000 })).udpMaxRate, 125_000);
+      for (const bad of [0, 999, 1.5, 1e13, '50mbit'] as unknown as number[]) {
+        await rejectsStore(store.createUser({ name: `bad-${String(bad)}`, udpMaxRate: bad }), 'ERR_STORE_INVALID', 'udpMaxRate');
+      }
+      await store.close();
+      const again = await open();
+      assert.equal((await again.getUser(capped.id))?.udpMaxRate, 6_250_000);
+      assert.equal((await again.updateUser(capped.id, { udpMaxRate: null })).udpMaxRate, null);
+    });
+
     it('adds traffic in batches, summing duplicates and ignoring unknown users', async (t) => {
       const { store } = await setup(t);
       const a = await store.createUser({ name: 'a' });
