@@ -280,7 +280,7 @@ export interface ScaleResult {
   connectSeconds: number;
 }
 
-function rssOf(pid: number): number {
+export function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) * KiB;
 }
@@ -291,8 +291,20 @@ async function inBatches<T>(items: readonly T[], size: number, fn: (t: T) => Pro
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
 }
 
-/** Figure 2: `sessions` wss sessions (one user each) × `perSession` idle streams on one server child. */
-export async function benchScale(sessions = 1000, perSession = 10): Promise<ScaleResult> {
+/** What {@link benchScale}'s `during` gets: the loaded server. */
+export interface ScaleServer {
+  readonly pid: number;
+  /** http://127.0.0.1:PORT of its admin listener. */
+  readonly admin: string;
+  readonly token: string;
+}
+
+/**
+ * Figure 2: `sessions` wss sessions (one user each) × `perSession` idle
+ * streams on one server child; `during` runs with all of them open (the
+ * dashboard bench measures the page's cost there).
+ */
+export async function benchScale(sessions = 1000, perSession = 10, during?: (srv: ScaleServer) => Promise<void>): Promise<ScaleResult> {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'polytun-bench-scale-'));
   const idle = nodeChild(IDLE);
@@ -345,6 +357,7 @@ export async function benchScale(sessions = 1000, perSession = 10): Promise<Scal
     });
     await settle(3000);
     const rssStreams = rssOf(pid);
+    await during?.({ pid, admin: `http://127.0.0.1:${adminPort}`, token });
     const MiB = (b: number): number => b / 2 ** 20;
     return {
       sessions,

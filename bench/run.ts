@@ -93,6 +93,18 @@ if (!only || only === 'gateway') {
   console.log(`goal: < 64 KiB per idle stream -> ${s.perIdleStreamKiB < 64 ? 'met' : 'NOT met'}`);
 }
 
+if (!only || only === 'dashboard') {
+  const { benchDashboard, dashboardBenchUnavailable, printDashboard } = await import('./dashboard.js');
+  const why = dashboardBenchUnavailable();
+  console.log('# dashboard: the server web dashboard\'s cost on the server with 1,000 live wss sessions (Chromium, same run)');
+  if (why) console.log(`skipped: ${why}`);
+  else {
+    const r = await benchDashboard();
+    results.dashboard = r;
+    printDashboard(r);
+  }
+}
+
 if (!only || only === 'proxy') {
   const { benchProxy, formatProxyBench } = await import('./proxy.js');
   const r = await benchProxy();

@@ -45,9 +45,8 @@ import type { PolyStream, StreamHost } from './stream.js';
 import { MAX_DATAGRAM_QUEUE_BYTES, MAX_REORDER_FRAMES, MAX_STREAMS, MAX_UNACKED_BYTES, SESSION_WINDOW, STREAM_HIGH_WATER_MARK, STREAM_WINDOW } from '../core/limits.js';
 
 export type { PathOptions, PathStats, PathRole } from './multipath/path.js';
-export { CloseCode, initialStreamWindow, SessionClosedError } from './options.js';
+export { CloseCode, initialStreamWindow, SessionClosedError, type SessionInit, type SessionOptions, type SessionState, type SessionStats } from './options.js';
 export type { DatagramHandler, Lane, StreamHandler } from './lanes.js';
-export type { SessionInit, SessionOptions, SessionState, SessionStats } from './options.js';
 
 export class Session extends EventEmitter implements StreamHost, ReceiverHost, LivenessHost {
   readonly id: Buffer;
