@@ -38,9 +38,11 @@ export function registerUiCommand(program: Command, run: UiRun): Command {
     .addHelpText(
       'after',
       `
-The page at / is the wizard (Setup) and, once a tunnel runs, the dashboard: this machine → each
-path (state, RTT, loss, rate) → the server, throughput per path live and over 90 days, the fronts
-and their counters, and recent events (reconnects, failovers, paths up and down).
+The page at / is the wizard (Setup: a link, its QR image or provisioning; the fronts; networks to
+bond; checks of reach, UDP, NAT, first-hop MTU and speed per endpoint; apply) and, once a tunnel
+runs, the dashboard: this machine → each path (state, RTT, loss, rate) → the server, throughput
+per path live and over 90 days, the fronts and their counters, and recent events (reconnects,
+failovers, paths up and down).
 The API it uses (JSON under /api/, live status as Server-Sent Events at /api/events):
   GET  /api/session, POST /api/login, POST /api/logout
   GET  /api/status, /api/events, /api/fronts, /api/timeline, /api/paths, /api/history?path=ID&res=60|3600&from&to

@@ -8,6 +8,7 @@
  * BIND     client → server  | 0x02 | bind host/port (address codec) |   (a -R forward)
  * ACCEPTED server → client  | 0x03 | bind id u32 | peer address (address codec) |
  * SPEED    client → server  | 0x04 | direction u8 (1 down, 2 up) | bytes u32 |   (a speed test)
+ * ADDRESS  client → server  | 0x05 |                                              (where the server sees us from)
  * ```
  *
  * The first byte the server writes on a CONNECT or BIND stream is a status:
@@ -27,6 +28,13 @@
  * per session, counted as the user's traffic. A server older than this
  * resets the OPEN (ResetCode.noHandler).
  *
+ * An ADDRESS stream asks where the server sees the session's paths come
+ * from (what STUN calls the reflexive address): the server answers
+ * | count u8 | address (address codec) × count | — each path's source
+ * address and port as seen there — and ends. Compared with a path's own
+ * local address it tells whether a NAT is on the way, and across two
+ * server addresses how the NAT maps (src/ui/nat.ts).
+ *
  * UDP rides the datagram lane. The datagram's flow id names a client-chosen
  * association; payloads are
  * ```
@@ -41,8 +49,11 @@ export const OPEN_CONNECT = 0x01;
 export const OPEN_BIND = 0x02;
 export const OPEN_ACCEPTED = 0x03;
 export const OPEN_SPEED_TEST = 0x04;
+export const OPEN_ADDRESS = 0x05;
 /** The open kinds of the proxy protocol (its stream lane on a session). */
-export const PROXY_OPEN_KINDS: readonly number[] = [OPEN_CONNECT, OPEN_BIND, OPEN_ACCEPTED, OPEN_SPEED_TEST];
+export const PROXY_OPEN_KINDS: readonly number[] = [OPEN_CONNECT, OPEN_BIND, OPEN_ACCEPTED, OPEN_SPEED_TEST, OPEN_ADDRESS];
+/** At most this many addresses in an ADDRESS answer. */
+export const MAX_OBSERVED_ADDRESSES = 32;
 /** The largest speed test a client may ask for, bytes. */
 export const MAX_SPEED_TEST_BYTES = 64 * 1024 * 1024;
 
@@ -76,9 +87,11 @@ export type OpenRequest =
   | { kind: 'connect'; dest: Destination }
   | { kind: 'bind'; dest: Destination }
   | { kind: 'accepted'; bindId: number; peer: Destination }
-  | { kind: 'speed'; direction: 'down' | 'up'; bytes: number };
+  | { kind: 'speed'; direction: 'down' | 'up'; bytes: number }
+  | { kind: 'address' };
 
 export function encodeOpen(req: OpenRequest): Buffer {
+  if (req.kind === 'address') return Buffer.from([OPEN_ADDRESS]);
   if (req.kind === 'speed') {
     const buf = Buffer.allocUnsafe(6);
     buf[0] = OPEN_SPEED_TEST;
@@ -99,6 +112,10 @@ export function encodeOpen(req: OpenRequest): Buffer {
 export function decodeOpen(buf: Buffer): OpenRequest {
   if (buf.length < 1) throw new ProtocolError('empty open payload');
   const kind = buf[0];
+  if (kind === OPEN_ADDRESS) {
+    if (buf.length !== 1) throw new ProtocolError(`address open payload of ${buf.length} bytes (1 expected)`);
+    return { kind: 'address' };
+  }
   if (kind === OPEN_SPEED_TEST) {
     if (buf.length !== 6) throw new ProtocolError(`speed test open payload of ${buf.length} bytes (6 expected)`);
     const dir = buf[1];
@@ -140,4 +157,30 @@ export function encodeUdp(addr: Destination, data: Buffer): Buffer {
 export function decodeUdp(buf: Buffer): { addr: Destination; data: Buffer } {
   const { dest, bytesRead } = decodeDestination(buf, 0);
   return { addr: dest, data: buf.subarray(bytesRead) };
+}
+
+/** An ADDRESS answer: | count u8 | address × count | (at most {@link MAX_OBSERVED_ADDRESSES}). */
+export function encodeAddresses(list: readonly Destination[]): Buffer {
+  const take = list.slice(0, MAX_OBSERVED_ADDRESSES);
+  const buf = Buffer.allocUnsafe(1 + take.reduce((n, d) => n + encodedDestinationLength(d), 0));
+  buf[0] = take.length;
+  let at = 1;
+  for (const d of take) at += writeDestination(d, buf, at);
+  return buf;
+}
+
+/** Decodes an ADDRESS answer; throws ProtocolError on anything malformed. */
+export function decodeAddresses(buf: Buffer): Destination[] {
+  if (buf.length < 1) throw new ProtocolError('empty address answer');
+  const n = buf[0] as number;
+  if (n > MAX_OBSERVED_ADDRESSES) throw new ProtocolError(`address answer of ${n} addresses (at most ${MAX_OBSERVED_ADDRESSES})`);
+  const out: Destination[] = [];
+  let at = 1;
+  for (let i = 0; i < n; i++) {
+    const { dest, bytesRead } = decodeDestination(buf, at);
+    out.push(dest);
+    at += bytesRead;
+  }
+  if (at !== buf.length) throw new ProtocolError('trailing bytes in address answer');
+  return out;
 }

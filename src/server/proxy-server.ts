@@ -6,6 +6,7 @@
  *                            │                            └─fail──▶ status = socksReply, end
  *                            ├─ BIND ────▶ ReverseBinds (listen; each accepted peer → ACCEPTED stream)
  *                            ├─ SPEED ───▶ serveSpeedTest (one at a time per session; speed-test.ts)
+ *                            ├─ ADDRESS ─▶ each path's source address as seen here, then end
  *                            └─ malformed / ACCEPTED ─▶ reset(ProxyResetCode.badOpen)
  *  (other open kinds are not the proxy's: the session resets them, ResetCode.noHandler)
  *  datagram (flow, payload) ───────────▶ UdpFlows (dgram socket per flow and family)
@@ -17,9 +18,10 @@
  */
 import { abortSocket, relay as relayBytes } from '../core/relay.js';
 import type { Socket } from 'node:net';
+import { parseHostPort, type Destination } from '../core/address.js';
 import { ClosedError, isBenignClose, toError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { decodeOpen, PROXY_OPEN_KINDS, STATUS_OK, UDP_FLOW_FIRST, UDP_FLOW_LAST, type OpenRequest } from '../proxy/wire.js';
+import { decodeOpen, encodeAddresses, PROXY_OPEN_KINDS, STATUS_OK, UDP_FLOW_FIRST, UDP_FLOW_LAST, type OpenRequest } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode, type PolyStream } from '../session/stream.js';
 import { logDenial } from './denials.js';
@@ -185,7 +187,10 @@ export function attachProxy(session: Session, init: ProxyServerInit): ProxyHandl
     s.once('close', () => streams.delete(s));
     if (req.kind === 'connect') connect(s, req);
     else if (req.kind === 'bind') binds.handle(s, req.dest);
-    else if (req.kind === 'speed') {
+    else if (req.kind === 'address') {
+      s.resume();
+      s.end(encodeAddresses(observedAddresses(session)));
+    } else if (req.kind === 'speed') {
       const cur = speedStream;
       if (cur !== undefined && !cur.destroyed && !(cur.readableEnded && cur.writableEnded)) {
         log.debug({ sid: s.id }, 'a second speed test while one runs; refused');
@@ -336,3 +341,16 @@ function statusWithFirstAnswer(s: PolyStream, sock: Socket, holdMs: number): voi
   sock.once('close', release);
 }
 
+
+/** Where each path of `session` comes from, as this end sees it (paths whose remote is not an address are left out). */
+function observedAddresses(session: Session): Destination[] {
+  const out: Destination[] = [];
+  for (const p of session.stats.paths) {
+    try {
+      out.push(parseHostPort(p.remote));
+    } catch {
+      // A carrier without an address (an in-memory pair in tests): nothing to tell.
+    }
+  }
+  return out;
+}

@@ -9,6 +9,7 @@
  *   mtu    the first hop's MTU toward the server (first-hop.ts), an upper bound of the
  *          path MTU: 'warn' when udp.datagramSize does not fit through it already,
  *          else 'not_measured' (the hops beyond it are not probed)
+ *   nat    this end's address of a path beside where the server sees it from (nat.ts)
  *   speed  one per endpoint that answered, one after the other (they would share the uplink):
  *          a download then an upload through that endpoint's session for a short budget
  *          (client/speed-test.ts); 'not_offered' from a server older than speed tests
@@ -16,7 +17,9 @@
  * Each item: { id, title, result: pass | warn | fail | not_offered | not_measured, detail, fix? }.
  */
 import { AuthError, TimeoutError, toError } from '../core/errors.js';
+import { ObservedAddressUnsupported, observedAddresses } from '../client/observed-address.js';
 import { SpeedTestUnsupported, speedTest, type SpeedResult } from '../client/speed-test.js';
+import { natItem, type NatSample } from './nat.js';
 import type { Session } from '../session/session.js';
 import { formatHostPort } from '../core/address.js';
 import { CertificateError, DialError } from '../carriers/errors.js';
@@ -151,6 +154,7 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
   const open: { t: Target; dialed: Dialed | undefined }[] = [];
   let speed: CheckItem[];
   let reach: CheckItem[];
+  const nat: NatSample[] = [];
   try {
     reach = await Promise.all(
       targets.map(async (t): Promise<CheckItem> => {
@@ -172,6 +176,17 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
     );
     // In the config's order, one after the other: tests side by side would share (and split) the uplink.
     open.sort((a, b) => targets.indexOf(a.t) - targets.indexOf(b.t));
+    for (const o of open) {
+      const s = o.dialed?.session;
+      const local = s?.stats.paths[0]?.local;
+      if (s === undefined || local === undefined) continue;
+      try {
+        const seen = (await observedAddresses(s))[0];
+        nat.push(seen === undefined ? { carrier: o.t.carrier, local, error: 'the server could not tell where it sees us from' } : { carrier: o.t.carrier, local, observed: seen });
+      } catch (err) {
+        nat.push({ carrier: o.t.carrier, local, error: err instanceof ObservedAddressUnsupported ? err.message : `the server did not say where it sees us from: ${toError(err).message}` });
+      }
+    }
     speed = [];
     for (const o of open) speed.push(await speedItem(o.t, o.dialed?.session, init.speedBudgetMs ?? 2000));
   } finally {
@@ -188,6 +203,7 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
   return [
     ...reach,
     udpItem,
+    natItem(nat),
     await mtuItem(cfg, init.firstHop ?? firstHop),
     ...speed,
   ];

@@ -141,6 +141,9 @@ describe('polytun client --ui', () => {
     assert.equal(by('reach:backup1')?.result, 'fail');
     assert.match(by('reach:backup1')?.fix ?? '', new RegExp(`nothing listens on 127\\.0\\.0\\.1:${deadPort}`));
     assert.equal(by('udp')?.result, 'pass');
+    // On loopback the server sees the udp path come from exactly this end's address.
+    assert.equal(by('nat')?.result, 'pass');
+    assert.match(by('nat')?.detail ?? '', /^no NAT: this machine is 127\.0\.0\.1:\d+, the server sees 127\.0\.0\.1:\d+ \(over udp\)$/);
     assert.equal(by('mtu')?.result, 'not_measured');
     // A download and an upload through each endpoint that answered, with figures; none through the dead one.
     for (const id of ['speed:link', 'speed:backup0']) {

@@ -42,6 +42,8 @@ export interface PathStats {
   role: PathRole;
   state: 'joining' | 'up';
   remote: string;
+  /** This end's address of the path (host:port). */
+  local: string;
   rttMs: number | undefined;
   inflightBytes: number;
   rateBytesPerSec: number;
@@ -367,6 +369,7 @@ export class SessionPath {
       role: this.role,
       state: this._up ? 'up' : 'joining',
       remote: this.channel.info.remote,
+      local: this.channel.info.local,
       rttMs: this._srtt,
       inflightBytes: this._inflight,
       rateBytesPerSec: Math.round((this.probes.rate > 0 ? this.probes.rate : this.ackRate) * 1000),

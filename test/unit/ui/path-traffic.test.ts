@@ -21,7 +21,7 @@ const dir = mkdtempSync(join(tmpdir(), 'polytun-ui-hist-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function path(id: number, label: string, carrier: string, sent: number, received: number): PathStats {
-  return { id, label, carrier, role: 'primary', state: 'up', remote: label, rttMs: 10, inflightBytes: 0, rateBytesPerSec: 0, bytesSent: sent, bytesReceived: received, pingsMissed: 0, protection: 'aead' };
+  return { id, label, carrier, role: 'primary', state: 'up', remote: label, local: '127.0.0.1:1', rttMs: 10, inflightBytes: 0, rateBytesPerSec: 0, bytesSent: sent, bytesReceived: received, pingsMissed: 0, protection: 'aead' };
 }
 
 class FakeSession extends EventEmitter {

@@ -404,7 +404,7 @@ export function Wizard() {
 
       <section class="card" aria-labelledby="step4-h">
         <h3 id="step4-h">4. Check</h3>
-        <p class="hint">Dials the server on every carrier the config names and completes a handshake, looks at UDP and the MTU of the first hop, then measures the speed through each endpoint that answered (about 2 s each way).</p>
+        <p class="hint">Dials the server on every carrier the config names and completes a handshake, looks at UDP, at a NAT on the way and at the MTU of the first hop, then measures the speed through each endpoint that answered (about 2 s each way).</p>
         <button type="button" disabled={!ready || busy !== null} onClick={() => void check()}>
           {busy === 'check' ? 'Checking… (about 5 s per server)' : 'Run the checks'}
         </button>

@@ -1,0 +1,56 @@
+/**
+ * Asks the server where it sees this session's paths come from (an ADDRESS
+ * stream, src/proxy/wire.ts): the reflexive addresses STUN would give,
+ * through the authenticated session. A server older than the question
+ * resets it (noHandler): {@link ObservedAddressUnsupported}.
+ */
+import type { Destination } from '../core/address.js';
+import { StreamResetError, TimeoutError } from '../core/errors.js';
+import { decodeAddresses, encodeOpen } from '../proxy/wire.js';
+import type { Session } from '../session/session.js';
+import { ResetCode } from '../session/stream.js';
+
+/** The server does not answer ADDRESS streams (it predates them). */
+export class ObservedAddressUnsupported extends Error {
+  constructor() {
+    super('the server does not tell observed addresses (it predates them): update it');
+    this.name = 'ObservedAddressUnsupported';
+  }
+}
+
+/** Each path's source address as the server sees it. Rejects with ObservedAddressUnsupported, TimeoutError or the stream's error. */
+export function observedAddresses(session: Session, timeoutMs = 5000): Promise<Destination[]> {
+  const s = session.openStream(encodeOpen({ kind: 'address' }));
+  s.end();
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      s.reset(ResetCode.cancel);
+      reject(new TimeoutError(`no observed address from the server within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    s.on('data', (d: Buffer) => {
+      size += d.length;
+      // 32 addresses of at most 259 bytes each, and the count.
+      if (size > 1 + 32 * 259) {
+        clearTimeout(timer);
+        s.reset(ResetCode.tooLarge);
+        reject(new Error('the observed address answer is too long'));
+        return;
+      }
+      parts.push(d);
+    });
+    s.once('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(decodeAddresses(Buffer.concat(parts)));
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+    s.once('error', (err: Error) => {
+      clearTimeout(timer);
+      reject(err instanceof StreamResetError && err.resetCode === ResetCode.noHandler ? new ObservedAddressUnsupported() : err);
+    });
+  });
+}
