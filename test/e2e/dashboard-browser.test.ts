@@ -221,12 +221,13 @@ describe('server web dashboard in a real browser', { skip }, () => {
     const detail = page.locator('.detail');
     const aliceRow = page.locator('table.users tbody tr').filter({ has: page.locator('button.link', { hasText: /^alice$/ }) });
     await detail.getByLabel('Quota, GiB (empty: none)').fill('2');
+    await detail.getByLabel('UDP cap, Mbit/s').fill('50');
     await detail.getByRole('button', { name: 'Save' }).click();
     await aliceRow.locator('td[data-label="Quota"]').filter({ hasText: '2.00 GiB' }).waitFor();
     await detail.getByRole('button', { name: 'Disable' }).click();
     await aliceRow.locator('td[data-label="State"]').filter({ hasText: 'disabled' }).waitFor();
     const disabled = (await api(gw, 'GET', '/api/users/alice')).body;
-    assert.deepEqual([disabled.enabled, disabled.quotaBytes], [false, 2 * 1024 ** 3]);
+    assert.deepEqual([disabled.enabled, disabled.quotaBytes, disabled.udpMaxRate], [false, 2 * 1024 ** 3, 6_250_000]);
     await detail.getByRole('button', { name: 'Enable' }).click();
     await aliceRow.locator('td[data-label="State"]').filter({ hasText: 'enabled' }).waitFor();
 

@@ -80,6 +80,8 @@ export interface User {
   enabled: boolean;
   quotaBytes: number | null;
   expiresAt: number | null;
+  /** Bytes per second, or null: the server's udp.maxRate alone. */
+  udpMaxRate: number | null;
   createdAt: number;
   bytesUp: number;
   bytesDown: number;

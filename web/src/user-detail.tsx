@@ -4,7 +4,7 @@ import { api, ApiError, type HistoryPoint, type User } from './api';
 import { Chart } from './chart';
 import { bytes, dateValue, when } from './format';
 import { Qr } from './qr';
-import { expiryMs, quotaBytes, quotaText } from './users';
+import { expiryMs, quotaBytes, quotaText, udpRate } from './users';
 import { Feedback } from './feedback';
 
 type Range = 'hour' | 'day' | 'month';
@@ -42,6 +42,7 @@ export function UserDetail({ id, fresh, onChanged, onDeleted }: { id: string; fr
   const [note, setNote] = useState<string | null>(null);
   const [quota, setQuota] = useState('');
   const [expiry, setExpiry] = useState('');
+  const [udpCap, setUdpCap] = useState('');
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [links, setLinks] = useState<string[] | null>(null);
   const [range, setRange] = useState<Range>('hour');
@@ -54,6 +55,7 @@ export function UserDetail({ id, fresh, onChanged, onDeleted }: { id: string; fr
       setUser(u);
       setQuota(quotaText(u.quotaBytes));
       setExpiry(dateValue(u.expiresAt));
+      setUdpCap(u.udpMaxRate === null ? '' : String(Math.round((u.udpMaxRate * 8) / 1e4) / 100));
     } catch (err) {
       setError(message(err));
     }
@@ -95,7 +97,7 @@ export function UserDetail({ id, fresh, onChanged, onDeleted }: { id: string; fr
   const save = (e: Event) => {
     e.preventDefault();
     void act(async () => {
-      await api('PATCH', `/api/users/${encodeURIComponent(id)}`, { quotaBytes: quotaBytes(quota), expiresAt: expiryMs(expiry) });
+      await api('PATCH', `/api/users/${encodeURIComponent(id)}`, { quotaBytes: quotaBytes(quota), expiresAt: expiryMs(expiry), udpMaxRate: udpRate(udpCap) });
       return 'Saved.';
     });
   };
@@ -165,6 +167,9 @@ export function UserDetail({ id, fresh, onChanged, onDeleted }: { id: string; fr
         <input id="edit-quota" inputMode="decimal" value={quota} onInput={(e) => setQuota(e.currentTarget.value)} />
         <label for="edit-expiry">Expires on (empty: never)</label>
         <input id="edit-expiry" type="date" value={expiry} onInput={(e) => setExpiry(e.currentTarget.value)} />
+        <label for="edit-udp-cap">UDP cap, Mbit/s</label>
+        <input id="edit-udp-cap" inputMode="decimal" value={udpCap} onInput={(e) => setUdpCap(e.currentTarget.value)} aria-describedby="udp-cap-help" />
+        <p id="udp-cap-help" class="hint">UDP cap: the highest <code>--cc fixed:RATE</code> this user's udp clients may make the server send at, from their next session on; empty: the server's own cap alone.</p>
         <button type="submit">Save</button>
       </form>
       <h4>Traffic</h4>

@@ -16,6 +16,15 @@ export function quotaBytes(v: string): number | null {
   return Math.round(n * GiB);
 }
 
+/** A Mbit/s field's value as bytes per second, or null for none (the API's udpMaxRate). */
+export function udpRate(v: string): number | null {
+  const t = v.trim();
+  if (t === '') return null;
+  const n = Number(t);
+  if (!Number.isFinite(n) || n < 0.008 || n > 8_000_000) throw new ApiError(400, 'invalid', 'UDP cap: a number of Mbit/s from 0.008, or empty for none', 'udpMaxRate');
+  return Math.round((n * 1e6) / 8);
+}
+
 /** A date field's value as ms (end of that day, UTC) or null. */
 export function expiryMs(v: string): number | null {
   return v === '' ? null : Date.parse(`${v}T23:59:59Z`);
