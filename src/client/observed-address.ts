@@ -2,23 +2,15 @@
  * Asks the server where it sees this session's paths come from (an ADDRESS
  * stream, src/proxy/wire.ts): the reflexive addresses STUN would give,
  * through the authenticated session. A server older than the question
- * resets it (noHandler): {@link ObservedAddressUnsupported}.
+ * resets it (noHandler): NotOfferedError.
  */
 import type { Destination } from '../core/address.js';
-import { StreamResetError, TimeoutError } from '../core/errors.js';
+import { NotOfferedError, StreamResetError, TimeoutError } from '../core/errors.js';
 import { decodeAddresses, encodeOpen } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode } from '../session/stream.js';
 
-/** The server does not answer ADDRESS streams (it predates them). */
-export class ObservedAddressUnsupported extends Error {
-  constructor() {
-    super('the server does not tell observed addresses (it predates them): update it');
-    this.name = 'ObservedAddressUnsupported';
-  }
-}
-
-/** Each path's source address as the server sees it. Rejects with ObservedAddressUnsupported, TimeoutError or the stream's error. */
+/** Each path's source address as the server sees it. Rejects with NotOfferedError, TimeoutError or the stream's error. */
 export function observedAddresses(session: Session, timeoutMs = 5000): Promise<Destination[]> {
   const s = session.openStream(encodeOpen({ kind: 'address' }));
   s.end();
@@ -50,7 +42,7 @@ export function observedAddresses(session: Session, timeoutMs = 5000): Promise<D
     });
     s.once('error', (err: Error) => {
       clearTimeout(timer);
-      reject(err instanceof StreamResetError && err.resetCode === ResetCode.noHandler ? new ObservedAddressUnsupported() : err);
+      reject(err instanceof StreamResetError && err.resetCode === ResetCode.noHandler ? new NotOfferedError('observed addresses') : err);
     });
   });
 }

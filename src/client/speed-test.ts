@@ -9,20 +9,12 @@
  *                                  ◀─ | received u32 | ms u32 |   rate = the server's count / its time
  *
  * A server that predates speed tests resets the OPEN with noHandler:
- * {@link SpeedTestUnsupported}.
+ * NotOfferedError.
  */
-import { StreamResetError, TimeoutError } from '../core/errors.js';
+import { NotOfferedError, StreamResetError, TimeoutError } from '../core/errors.js';
 import { encodeOpen, MAX_SPEED_TEST_BYTES } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode } from '../session/stream.js';
-
-/** The server does not offer speed tests (it is older than them). */
-export class SpeedTestUnsupported extends Error {
-  constructor() {
-    super('the server does not offer speed tests (it predates them): update it');
-    this.name = 'SpeedTestUnsupported';
-  }
-}
 
 /** One measured direction. */
 export interface SpeedResult {
@@ -52,7 +44,7 @@ const GRACE_MS = 5000;
 
 const result = (direction: 'down' | 'up', bytes: number, ms: number): SpeedResult => ({ direction, bytes, ms, bytesPerSec: bytes > 0 && ms > 0 ? (bytes * 1000) / ms : 0 });
 
-/** Measures one direction of `session`. Rejects with SpeedTestUnsupported, TimeoutError, or the stream's error. */
+/** Measures one direction of `session`. Rejects with NotOfferedError, TimeoutError, or the stream's error. */
 export function speedTest(session: Session, init: SpeedTestInit): Promise<SpeedResult> {
   const budgetMs = init.budgetMs ?? 2000;
   const max = Math.min(init.maxBytes ?? MAX_SPEED_TEST_BYTES, MAX_SPEED_TEST_BYTES);
@@ -72,7 +64,7 @@ export function speedTest(session: Session, init: SpeedTestInit): Promise<SpeedR
     const onAbort = (): void => finish(init.signal?.reason instanceof Error ? init.signal.reason : new TimeoutError('speed test aborted'));
     if (init.signal?.aborted) return onAbort();
     init.signal?.addEventListener('abort', onAbort, { once: true });
-    s.on('error', (err: Error) => finish(err instanceof StreamResetError && err.resetCode === ResetCode.noHandler ? new SpeedTestUnsupported() : err));
+    s.on('error', (err: Error) => finish(err instanceof StreamResetError && err.resetCode === ResetCode.noHandler ? new NotOfferedError('speed tests') : err));
     timers.push(setTimeout(() => finish(new TimeoutError(`speed test ${init.direction}: no answer within ${(budgetMs + GRACE_MS) / 1000} s`)), budgetMs + GRACE_MS));
 
     if (init.direction === 'down') {

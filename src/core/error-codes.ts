@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   ERR_REFUSED: { classes: ['RefusedError'], meaning: 'the server refused this client (kicked, quota, expired, unknown key) and the client stopped retrying' },
   ERR_PROXY_STATUS: { classes: ['ProxyStatusError'], meaning: 'the server refused a CONNECT, bind or UDP request with a status' },
   ERR_VPN_REFUSED: { classes: ['VpnRefusedError'], meaning: 'the server refused VPN mode' },
+  ERR_NOT_OFFERED: { classes: ['NotOfferedError'], meaning: 'the server does not offer what was asked (a speed test, its view of our address): it predates it' },
   // server, admin, store
   ERR_EGRESS: { classes: ['EgressError'], meaning: 'the server could not or would not dial a destination (policy, DNS, connect)' },
   ERR_ADMIN_INVALID: { classes: ['AdminInputError'], meaning: 'an admin API request has an invalid field' },

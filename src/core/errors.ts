@@ -16,6 +16,13 @@ export class PolytunError extends Error {
   }
 }
 
+/** The server does not offer what was asked (a speed test, its view of our address): it predates it. */
+export class NotOfferedError extends PolytunError {
+  constructor(what: string) {
+    super('ERR_NOT_OFFERED', `the server does not offer ${what} (it predates them): update it`);
+  }
+}
+
 /** A peer sent bytes that break the protocol (bad frame, bad length, bad field). */
 export class ProtocolError extends PolytunError {
   constructor(message: string, options?: { cause?: unknown }) {

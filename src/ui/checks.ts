@@ -16,10 +16,13 @@
  *
  * Each item: { id, title, result: pass | warn | fail | not_offered | not_measured, detail, fix? }.
  */
-import { AuthError, TimeoutError, toError } from '../core/errors.js';
-import { ObservedAddressUnsupported, observedAddresses } from '../client/observed-address.js';
-import { SpeedTestUnsupported, speedTest, type SpeedResult } from '../client/speed-test.js';
+import { AuthError, NotOfferedError, TimeoutError, toError } from '../core/errors.js';
+import { observedAddresses } from '../client/observed-address.js';
+import { speedTest, type SpeedResult } from '../client/speed-test.js';
 import { natItem, type NatSample } from './nat.js';
+import type { CheckItem } from './types.js';
+
+export type { CheckItem, CheckResult } from './types.js';
 import type { Session } from '../session/session.js';
 import { formatHostPort } from '../core/address.js';
 import { CertificateError, DialError } from '../carriers/errors.js';
@@ -29,23 +32,6 @@ import { RefusedError } from '../paths/refusal.js';
 import { SessionClient, type SessionClientInit } from '../paths/session-client.js';
 import { firstHop, type FirstHop } from './first-hop.js';
 
-/** How a check came out. */
-export type CheckResult = 'pass' | 'warn' | 'fail' | 'not_offered' | 'not_measured';
-
-/** One line of the self-check report. */
-export interface CheckItem {
-  readonly id: string;
-  readonly title: string;
-  readonly result: CheckResult;
-  /** What was seen (a time, an error). */
-  readonly detail: string;
-  /** What to do about a failure. */
-  readonly fix?: string;
-  /** The carrier of a reach item. */
-  readonly carrier?: string;
-  /** The handshake's duration, ms (a pass). */
-  readonly ms?: number;
-}
 
 /** A session a dial opened, for the speed test; close() ends it. (A fake dialer may give none.) */
 export interface Dialed {
@@ -184,7 +170,7 @@ export async function runChecks(cfg: ClientConfig, init: ChecksInit = {}): Promi
         const seen = (await observedAddresses(s))[0];
         nat.push(seen === undefined ? { carrier: o.t.carrier, local, error: 'the server could not tell where it sees us from' } : { carrier: o.t.carrier, local, observed: seen });
       } catch (err) {
-        nat.push({ carrier: o.t.carrier, local, error: err instanceof ObservedAddressUnsupported ? err.message : `the server did not say where it sees us from: ${toError(err).message}` });
+        nat.push({ carrier: o.t.carrier, local, error: err instanceof NotOfferedError ? err.message : `the server did not say where it sees us from: ${toError(err).message}` });
       }
     }
     speed = [];
@@ -226,7 +212,7 @@ async function speedItem(t: Target, session: Session | undefined, budgetMs: numb
       detail: `${t.where}: ↓ ${mbit(down)}, ↑ ${mbit(up)} (through the session with its encryption, about ${budgetMs / 1000} s each way, ${moved.toFixed(1)} MB moved)`,
     };
   } catch (err) {
-    if (err instanceof SpeedTestUnsupported) return { ...base, result: 'not_offered', detail: `${t.where}: not measured: ${err.message}` };
+    if (err instanceof NotOfferedError) return { ...base, result: 'not_offered', detail: `${t.where}: not measured: ${err.message}` };
     return { ...base, result: 'fail', detail: `${t.where}: the speed test broke off: ${toError(err).message}`, fix: 'the connection does not hold under load: try again, then check the link\'s quality (or try another carrier)' };
   }
 }

@@ -7,7 +7,7 @@
  * is not told: every check dials from a socket of its own.
  */
 import { formatHostPort, parseHostPort, type Destination } from '../core/address.js';
-import type { CheckItem } from './checks.js';
+import type { CheckItem } from './types.js';
 
 /** One endpoint's view. */
 export interface NatSample {

@@ -45,3 +45,21 @@ export interface TunnelStarter {
   /** none: never started; starting; running; failed (with why); stopped. */
   state(): { state: 'none' | 'starting' | 'running' | 'failed' | 'stopped'; error?: string };
 }
+
+/** How a check came out. */
+export type CheckResult = 'pass' | 'warn' | 'fail' | 'not_offered' | 'not_measured';
+
+/** One line of the self-check report. */
+export interface CheckItem {
+  readonly id: string;
+  readonly title: string;
+  readonly result: CheckResult;
+  /** What was seen (a time, an error). */
+  readonly detail: string;
+  /** What to do about a failure. */
+  readonly fix?: string;
+  /** The carrier of a reach item. */
+  readonly carrier?: string;
+  /** The handshake's duration, ms (a pass). */
+  readonly ms?: number;
+}

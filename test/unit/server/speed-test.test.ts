@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { StreamResetError } from '../../../src/core/errors.js';
-import { SpeedTestUnsupported, speedTest } from '../../../src/client/speed-test.js';
+import { NotOfferedError, StreamResetError } from '../../../src/core/errors.js';
+import { speedTest } from '../../../src/client/speed-test.js';
 import { encodeOpen, MAX_SPEED_TEST_BYTES } from '../../../src/proxy/wire.js';
 import { EgressDialer } from '../../../src/server/egress.js';
 import { DestinationPolicy } from '../../../src/server/policy.js';
@@ -97,8 +97,8 @@ describe('speed test', () => {
     assert.equal(await outcome(cs.openStream(raw)), ProxyResetCode.badOpen);
   });
 
-  it('a server without speed tests: SpeedTestUnsupported, which says to update it', async () => {
+  it('a server without speed tests: NotOfferedError, which says to update it', async () => {
     const { cs } = await setup(false);
-    await assert.rejects(speedTest(cs, { direction: 'down' }), (e: Error) => e instanceof SpeedTestUnsupported && /update it/.test(e.message));
+    await assert.rejects(speedTest(cs, { direction: 'down' }), (e: Error) => e instanceof NotOfferedError && e.code === 'ERR_NOT_OFFERED' && /speed tests .*update it/.test(e.message));
   });
 });

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { ObservedAddressUnsupported, observedAddresses } from '../../../src/client/observed-address.js';
+import { observedAddresses } from '../../../src/client/observed-address.js';
+import { NotOfferedError } from '../../../src/core/errors.js';
 import { makeDestination, parseHostPort } from '../../../src/core/address.js';
 import { EgressDialer } from '../../../src/server/egress.js';
 import { DestinationPolicy } from '../../../src/server/policy.js';
@@ -33,11 +34,11 @@ describe('observed address', () => {
     assert.equal(natItem([{ carrier: 'tcp', local, observed: seen[0] as ReturnType<typeof makeDestination> }]).detail.startsWith('no NAT'), true);
   });
 
-  it('a server without the question: ObservedAddressUnsupported', async () => {
+  it('a server without the question: NotOfferedError', async () => {
     const p = await makePair();
     cleanups.push(() => p.close());
     (await p.serverSession).lanes.streams([0x01], (s) => s.reset(ResetCode.refused));
-    await assert.rejects(observedAddresses(p.clientSession), ObservedAddressUnsupported);
+    await assert.rejects(observedAddresses(p.clientSession), NotOfferedError);
   });
 });
 
