@@ -96,7 +96,7 @@ if (!only || only === 'gateway') {
 if (!only || only === 'dashboard') {
   const { benchDashboard, dashboardBenchUnavailable, printDashboard } = await import('./dashboard.js');
   const why = dashboardBenchUnavailable();
-  console.log('# dashboard: the server web dashboard\'s cost on the server with 1,000 live wss sessions (Chromium, same run)');
+  console.log(`# dashboard: the server web dashboard's cost on the server with ${process.env.BENCH_DASHBOARD_SESSIONS ?? 1000} live wss sessions (Chromium, same run)`);
   if (why) console.log(`skipped: ${why}`);
   else {
     const r = await benchDashboard();
