@@ -9,7 +9,7 @@
  * with a sentence, the link is read from a QR image (drawn by uqr, decoded in
  * the page), a bad forward is named next to its field, the checks pass, the
  * apply writes the file (mode 600) and starts the tunnel, and HTTP goes
- * through it. The dashboard then shows the path in the topology with its
+ * through it (a forward, and curl through the SOCKS5 front). The dashboard then shows the path in the topology with its
  * RTT and a live rate, the fronts' counters and the events. A client with a
  * password asks for it first. Screenshots of each page go to
  * $POLYTUN_ARTIFACTS (default test-artifacts/client-dashboard/), and the
@@ -18,6 +18,7 @@
  * Skipped, saying why, when /usr/bin/chromium is absent (scripts/install-test-deps.sh installs it).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,13 +26,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { renderSVG } from 'uqr';
-import { ensureBuilt, freePort, polytun, ROOT, startClient, startServer, stopAll, waitForPort, type Proc, type Server } from '../helpers/cli.js';
+import { ensureBuilt, freePort, have, polytun, ROOT, startClient, startServer, stopAll, waitForPort, type Proc, type Server } from '../helpers/cli.js';
 import { ensureWebBuilt } from '../helpers/web.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (run scripts/install-test-deps.sh)`;
+const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} is not installed (run scripts/install-test-deps.sh)` : !have('curl') ? 'curl is not installed (run scripts/install-test-deps.sh)' : false;
 const ARTIFACTS = process.env.POLYTUN_ARTIFACTS ? join(process.env.POLYTUN_ARTIFACTS, 'client-dashboard') : join(ROOT, 'test-artifacts/client-dashboard');
 
 function get(port: number, path: string): Promise<string> {
@@ -160,6 +162,11 @@ describe('client web dashboard and setup wizard in a real browser', { skip }, ()
     assert.equal(statSync(file).mode & 0o777, 0o600, 'the config is mode 600');
     await waitForPort(fwd, '127.0.0.1', ui);
     assert.equal(await get(fwd, '/through-the-tunnel'), 'hello from origin /through-the-tunnel');
+    // And curl through the SOCKS5 front the wizard set up (the server resolves and dials the origin).
+    await waitForPort(socks, '127.0.0.1', ui);
+    // (Asynchronously: the origin answers from this process's event loop.)
+    const curl = await promisify(execFile)('curl', ['-sS', '--max-time', '20', '--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${originPort}/via-socks`], { encoding: 'utf8' });
+    assert.equal(curl.stdout, 'hello from origin /via-socks');
     await shot(page, '4-setup-applied');
 
     // The dashboard: connected, the path in the topology with its RTT.
