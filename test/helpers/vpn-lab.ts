@@ -203,3 +203,35 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
   }
 }
 
+// The target: HTTP on :8080 answers with the peer address it sees; TCP :7000
+// echoes lines; UDP :9000 answers "echo:<payload>" and logs "udp <src> <payload>".
+export const TARGET = `
+const http = require('node:http'), net = require('node:net'), dgram = require('node:dgram');
+const ip = process.argv[1];
+const h = http.createServer((req, res) => res.end(JSON.stringify({ remote: req.socket.remoteAddress })));
+const t = net.createServer((s) => s.pipe(s));
+const u = dgram.createSocket('udp4');
+u.on('message', (m, r) => { console.log('udp ' + r.address + ' ' + m.toString()); u.send('echo:' + m.toString(), r.port, r.address); });
+let n = 0; const up = () => { if (++n === 3) console.log('ready'); };
+h.listen(8080, ip, up); t.listen(7000, ip, up); u.bind(9000, ip, up);
+`;
+
+/** GETs a URL and prints the body (or {error}). */
+export const HTTP_GET = `
+require('node:http').get(process.argv[1], (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(b)); })
+  .on('error', (e) => { console.log(JSON.stringify({ error: e.message })); });
+`;
+
+// Sends SIZE random bytes to the target's TCP echo and checks what comes back: "intact" or why not.
+export const BULK_ECHO = `
+const crypto = require('node:crypto');
+const [host, size] = process.argv.slice(1);
+const data = crypto.randomBytes(Number(size));
+const back = [];
+let n = 0;
+const t = setTimeout(() => { console.log('timeout after ' + n + ' bytes'); process.exit(1); }, 60000);
+const sock = require('node:net').connect(7000, host, () => sock.write(data));
+sock.on('data', (c) => { back.push(c); n += c.length; if (n >= data.length) { clearTimeout(t); console.log(Buffer.concat(back).equals(data) ? 'intact' : 'corrupted'); sock.destroy(); } });
+sock.on('error', (e) => console.log('error ' + e.message));
+`;
+

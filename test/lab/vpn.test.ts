@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nativeAvailable, nativeUnavailableReason } from '../../src/native/addon.js';
 import { ensureBuilt, have } from '../helpers/cli.js';
-import { SERVER_IP, SERVER_IP2, TARGET_IP, TARGET_NET, VpnLab, until, type LabProc } from '../helpers/vpn-lab.js';
+import { BULK_ECHO, HTTP_GET, SERVER_IP, SERVER_IP2, TARGET, TARGET_IP, TARGET_NET, VpnLab, until, type LabProc } from '../helpers/vpn-lab.js';
 import { inProcessMalformedCheck } from './vpn-inprocess.js';
 
 /** The clients' status endpoint, on the client namespace's own loopback. */
@@ -38,24 +38,6 @@ const skipReason =
           : undefined;
 if (skipReason !== undefined) console.log(`# vpn lab skipped: ${skipReason}`);
 
-// The target: HTTP on :8080 answers with the peer address it sees; TCP :7000
-// echoes lines; UDP :9000 answers "echo:<payload>" and logs "udp <src> <payload>".
-const TARGET = `
-const http = require('node:http'), net = require('node:net'), dgram = require('node:dgram');
-const ip = process.argv[1];
-const h = http.createServer((req, res) => res.end(JSON.stringify({ remote: req.socket.remoteAddress })));
-const t = net.createServer((s) => s.pipe(s));
-const u = dgram.createSocket('udp4');
-u.on('message', (m, r) => { console.log('udp ' + r.address + ' ' + m.toString()); u.send('echo:' + m.toString(), r.port, r.address); });
-let n = 0; const up = () => { if (++n === 3) console.log('ready'); };
-h.listen(8080, ip, up); t.listen(7000, ip, up); u.bind(9000, ip, up);
-`;
-
-const HTTP_GET = `
-require('node:http').get(process.argv[1], (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(b)); })
-  .on('error', (e) => { console.log(JSON.stringify({ error: e.message })); });
-`;
-
 // Sends one UDP datagram (optionally from a given source address) and prints the reply or "timeout"
 // after waitMs (default 20 s: a hang guard for a reply that must come; absence checks pass a short one).
 const UDP_SEND = `
@@ -74,19 +56,6 @@ sock.on('data', (c) => { buf += c; for (const w of ['before', 'after']) if (buf.
 sock.on('error', (e) => console.log('error ' + e.message));
 sock.on('connect', () => sock.write('before\\n'));
 process.stdin.on('data', () => sock.write('after\\n'));
-`;
-
-// Sends SIZE random bytes to the target's TCP echo and checks what comes back: "intact" or why not.
-const BULK_ECHO = `
-const crypto = require('node:crypto');
-const [host, size] = process.argv.slice(1);
-const data = crypto.randomBytes(Number(size));
-const back = [];
-let n = 0;
-const t = setTimeout(() => { console.log('timeout after ' + n + ' bytes'); process.exit(1); }, 60000);
-const sock = require('node:net').connect(7000, host, () => sock.write(data));
-sock.on('data', (c) => { back.push(c); n += c.length; if (n >= data.length) { clearTimeout(t); console.log(Buffer.concat(back).equals(data) ? 'intact' : 'corrupted'); sock.destroy(); } });
-sock.on('error', (e) => console.log('error ' + e.message));
 `;
 
 describe('VPN mode (lab: client ns — server ns — target ns)', { skip: skipReason ?? false }, () => {
