@@ -122,11 +122,15 @@ describe('bonding lab: one session over several shaped, delayed links', { skip: 
     let cutAt: number | undefined;
     let cutBytes = 0;
     let cutting: Promise<void> | undefined;
+    let atDown: number[] | undefined;
     const r = await bl.download('/file', { onChunk: (bytes) => {
       if (cutting === undefined && bytes >= 12 * MiB) {
         cutAt = performance.now();
         cutBytes = bytes;
-        cutting = bl.lab.setLink(bl.cli, bl.linkAt(1).veth.aIf, false);
+        cutting = (async () => {
+          await bl.lab.setLink(bl.cli, bl.linkAt(1).veth.aIf, false);
+          atDown = await relayBytes();
+        })();
       }
     } });
     await cutting;
@@ -140,11 +144,14 @@ describe('bonding lab: one session over several shaped, delayed links', { skip: 
         `(ended ${(r.maxGapEndMs + r.startedAt - (cutAt as number)).toFixed(0)} ms after the cut); total ${(r.ms / 1000).toFixed(2)} s, ` +
         `${mbps(r.bytes, r.ms).toFixed(1)} Mbit/s; ${afterCut.length} chunks after the cut`,
     );
-    // Link 1 carried part of the file before the cut, link 0 everything after it.
-    const l1 = (mid[1] ?? 0) - (before[1] ?? 0);
+    // Link 1 carried part of the file until it went down, link 0 everything else. Counted from the
+    // relays alone: curl's count at the cut lags what link 1 carried until the link was really down.
+    assert.ok(atDown !== undefined);
+    const l1 = (atDown[1] ?? 0) - (before[1] ?? 0);
     const l0 = (mid[0] ?? 0) - (before[0] ?? 0);
     assert.ok(l1 > MiB, `link 1 carried ${l1} bytes before the cut`);
-    assert.ok(l0 >= SIZE - cutBytes, `link 0 carried ${l0} bytes; ${SIZE - cutBytes} remained at the cut`);
+    assert.ok((mid[1] ?? 0) - (atDown[1] ?? 0) < 64 * 1024, 'link 1 carried nothing once down');
+    assert.ok(l0 >= SIZE - l1 - MiB, `link 0 carried ${l0} bytes; ${SIZE - l1} remained when link 1 went down`);
     // The client noticed and dropped the dead path.
     const paths = (await bl.status()).paths;
     assert.deepEqual(paths.map((p) => p.label), [`${bl.linkAt(0).entry.host}:${bl.linkAt(0).entry.port}`]);
@@ -183,12 +190,14 @@ describe('bonding lab: one session over several shaped, delayed links', { skip: 
     );
     // Before: pings and pongs only (a few hundred bytes a second), no data.
     assert.ok(backupBefore < 64 * 1024, `backup carried ${backupBefore} bytes while both primaries were up`);
-    // After: all that the primaries had not carried when they went down (at most a stream window,
-    // 1 MiB, was buffered beyond curl at the cut).
+    // After: all that the primaries had not carried by the time they went down. Counted from the
+    // relays alone (what curl had read at the cut lags what the primaries carried meanwhile: on a
+    // loaded machine, megabytes): the primaries' bytes from the start until down, the backup's
+    // after the cut, together at least the file (the relays count record overhead on top).
     assert.ok(atDown !== undefined);
-    const primariesUntilDown = [0, 1].reduce((sum, i) => sum + ((atDown as number[])[i] ?? 0) - ((atCut as number[])[i] ?? 0), 0);
-    const remained = SIZE - cutBytes - primariesUntilDown;
-    assert.ok(backupAfter >= remained - 2 * MiB, `backup carried ${backupAfter} bytes; ${remained} remained when the primaries went down`);
+    const primariesUntilDown = [0, 1].reduce((sum, i) => sum + ((atDown as number[])[i] ?? 0) - (before[i] ?? 0), 0);
+    const remained = SIZE - primariesUntilDown;
+    assert.ok(backupAfter >= remained - MiB, `backup carried ${backupAfter} bytes; ${remained} remained when the primaries went down`);
     const paths = (await bl.status()).paths;
     assert.deepEqual(paths.map((p) => p.role), ['backup']);
     await reset();
