@@ -43,6 +43,7 @@
 import { ProtocolError, toError } from '../core/errors.js';
 import { decodeAckFrame, encodeAckFrame, type AckFrame } from './ack-frame.js';
 import { AckTracker } from './ack-tracker.js';
+import { MAX_ACK_FRAME_BYTES } from './constants.js';
 import type { CongestionController } from './congestion.js';
 import { LossDetector } from './loss-detection.js';
 import type { SentPacket } from './packet-numbers.js';
@@ -284,7 +285,12 @@ export class ArqConnection {
 
     let pos = writeVarint(out, 0, this.ld.nextPacketNumber);
     let ackLargest = -1;
-    if (ackPending || mayData) {
+    // An ACK rides along with data, but not in front of a waiting datagram it would leave no
+    // room for unless it is due: else every poll sent the ACK again, alone, and the datagram
+    // never went (a storm of ACK-only packets for as long as the socket took them).
+    const head = mayData ? this.#dgrams[0] : undefined;
+    const crowds = head !== undefined && pos + 1 + varintLength(head.length) + head.length + 1 + MAX_ACK_FRAME_BYTES > this.maxPacket;
+    if (this.acks.ackDue(now) || ((ackPending || mayData) && !crowds)) {
       const f = this.acks.takeAck(now);
       if (f !== undefined) {
         out[pos++] = FRAME_ACK;

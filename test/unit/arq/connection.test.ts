@@ -221,6 +221,24 @@ describe('arq connection', () => {
     assert.ok(l.ends[0].stats.datagramsDropped >= 1);
   });
 
+  it('a datagram of the largest size leaves though the ACK it would ride with is large; no ACK-only packets in a loop', () => {
+    const mk = () => new ArqConnection({ cc: new FixedWindow(1 << 20), maxPacket: 1150, onRecord: () => {}, onDatagram: () => {} });
+    const a = mk();
+    const b = mk();
+    const out = Buffer.alloc(1150);
+    // a streams to b; b misses every third packet, so its ACK carries many ranges.
+    for (const r of records(120, 5)) a.write(r, r.length);
+    for (let i = 0, n = a.poll(0, out); n > 0; i++, n = a.poll(0, out)) if (i % 3 !== 2) b.receive(Buffer.from(out.subarray(0, n)), 1);
+    assert.ok(b.stats.packetsIn > 20);
+    assert.ok(b.sendDatagram(Buffer.alloc(b.maxDatagram, 9)));
+    // Before, every poll put the (opportunistic) ACK first, the datagram never fitted behind it,
+    // and poll answered with another ACK-only packet for as long as the socket took them.
+    let polls = 0;
+    for (let n = b.poll(2, out); n > 0; n = b.poll(2, out)) assert.ok(++polls <= 3, `poll keeps sending: ${polls} packets, ${b.stats.ackOnly} ACK-only, ${b.stats.datagramsSent} datagrams`);
+    assert.equal(b.stats.datagramsSent, 1, 'the datagram left');
+    assert.ok(b.stats.ackOnly <= 1, `${b.stats.ackOnly} ACK-only packets`);
+  });
+
   it('keeps wire bytes near the useful bytes on a clean link (headers and ACKs only)', () => {
     const l = linked({ delayMs: 10, loss: 0, rate: 5000 });
     const a = records(200, 11);
