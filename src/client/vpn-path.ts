@@ -19,7 +19,7 @@
  */
 import { nullMetrics, type Metrics } from '../core/metrics.js';
 import type { TunWriteResult } from '../native/addon.js';
-import { sendPacket } from '../tun/gso.js';
+import { sendPacket, type DatagramSink } from '../tun/gso.js';
 import { parseIpBytes } from '../tun/ipaddr.js';
 import { clampMss, inspectPacket, mssFor, newPacketInfo, V4_DST, V6_DST } from '../tun/packet.js';
 import { checkOffload, GSO_WIRE_HEADER, MAX_SUPER_PACKET, metaOfGsoDatagram, OFF_CSUM, OFF_GSO } from '../tun/vnet.js';
@@ -56,7 +56,7 @@ export interface VpnPacketPathInit {
   tun: { readonly mtu: number; readonly closed: boolean; write(packets: readonly Buffer[], meta?: readonly number[]): TunWriteResult };
   mssClamp: boolean;
   /** The session to send on now (it changes when SessionClient renews it). */
-  session: () => { sendDatagram(flow: number, payload: Buffer): boolean } | undefined;
+  session: () => DatagramSink | undefined;
   /** Where to register the counters (`polytun_client_vpn_*`, read from `counters` when collected). @default nullMetrics */
   metrics?: Metrics;
 }

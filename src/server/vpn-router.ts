@@ -28,7 +28,7 @@
 import type { Logger } from '../core/logger.js';
 import { nullMetrics, type Metrics } from '../core/metrics.js';
 import { echoReply } from '../tun/echo.js';
-import { sendPacket } from '../tun/gso.js';
+import { sendPacket, type DatagramSink } from '../tun/gso.js';
 import { cidrContains } from '../tun/ipaddr.js';
 import { inspectPacket, newPacketInfo, packetAddress, V4_DST, V4_SRC, V6_DST, V6_SRC } from '../tun/packet.js';
 import type { AddressPool, Lease } from '../tun/pool.js';
@@ -45,9 +45,7 @@ import { TunWriteBatch, type TunSink } from '../tun/write-batch.js';
 export type { TunSink };
 
 /** The part of a Session the router uses. */
-export interface DatagramSink {
-  sendDatagram(flow: number, payload: Buffer): boolean;
-}
+export type { DatagramSink } from '../tun/gso.js';
 
 /** Packet counters of the VPN server. */
 export interface VpnCounters {

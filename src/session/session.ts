@@ -30,7 +30,7 @@ import type { RecordChannel } from '../secure/record-channel.js';
 import { ControlLane } from './control-lane.js';
 import { SessionCredit } from './credit.js';
 import { DatagramLane } from './datagram-lane.js';
-import { DATA_HEADER } from './frames.js';
+import { DATA_HEADER, DATAGRAM_HEADER } from './frames.js';
 import { Liveness, type LivenessHost } from './multipath/liveness.js';
 import type { PathOptions, SessionPath } from './multipath/path.js';
 import { PathScheduler } from './multipath/scheduler.js';
@@ -165,16 +165,16 @@ export class Session extends EventEmitter implements StreamHost, ReceiverHost, L
     this.lanes.setAnyStream(handler);
   }
 
-  /**
-   * Sends a datagram (unreliable, unordered with respect to streams). Returns
-   * false when it was dropped (no path, queue full, too large).
-   */
+  /** Sends a datagram (unreliable, unordered with streams); false when dropped (no path, queue full, too large). */
   sendDatagram(flow: number, payload: Buffer): boolean {
     if (!this.datagrams.send(this._state === 'open', flow, payload)) return false;
     this.idle.touch();
     this.scheduleFlush();
     return true;
   }
+
+  /** The largest datagram that leaves unreliably (a udp path); undefined when every path is a stream. */
+  get datagramRoom(): number | undefined { return this.scheduler.unreliableRoom(1 + DATAGRAM_HEADER); }
 
   /** Handles datagrams that no lane claims (lanes.ts). */
   onDatagram(handler: (flow: number, payload: Buffer) => void): void {

@@ -15,7 +15,7 @@
  * peers that negotiated offload never take it. sendPacket picks the path.
  */
 import { inspectPacket, PROTO_TCP, PROTO_UDP, type PacketInfo } from './packet.js';
-import { gsoDatagram, gsoDatagramInPlace, MAX_GSO_SEGS, MAX_SUPER_PACKET, OFF_CSUM, OFF_GSO } from './vnet.js';
+import { GSO_WIRE_HEADER, gsoDatagram, gsoDatagramInPlace, MAX_GSO_SEGS, MAX_SUPER_PACKET, OFF_CSUM, OFF_GSO } from './vnet.js';
 
 /** One's-complement sum of the 16-bit words of p[start, end), added to `acc` (not folded). */
 function sumWords(p: Uint8Array, start: number, end: number, acc: number): number {
@@ -121,6 +121,8 @@ export function toPlainPackets(p: Buffer, meta: number, info: PacketInfo, out: B
 /** The part of a Session a packet is sent on. */
 export interface DatagramSink {
   sendDatagram(flow: number, payload: Buffer): boolean;
+  /** The largest datagram that leaves unreliably now (a udp path); undefined when every path is a stream. */
+  readonly datagramRoom?: number | undefined;
 }
 
 /**
@@ -128,12 +130,16 @@ export interface DatagramSink {
  * `gsoFlow` when the peer takes offload and it is within the wire bounds
  * (MAX_SUPER_PACKET, at most MAX_GSO_SEGS segments even counting its
  * headers as payload), else cut and checksummed into plain packets on
- * `flow`. `inPlace`: `p` has room for the wire header in front of it (see
+ * `flow`. Over a udp path (the sink's `datagramRoom`) one too large to
+ * leave as a single unreliable datagram is cut too: whole, it would ride
+ * the reliable stream — TCP inside a retransmitting carrier.
+ * `inPlace`: `p` has room for the wire header in front of it (see
  * gsoDatagramInPlace). Returns true when every datagram was accepted.
  */
 export function sendPacket(sink: DatagramSink, flow: number, gsoFlow: number, p: Buffer, meta: number, peerOffload: boolean, inPlace: boolean, info: PacketInfo): boolean {
   if (meta === 0) return sink.sendDatagram(flow, p);
-  if (peerOffload && p.length <= MAX_SUPER_PACKET && ((meta & OFF_GSO) === 0 || Math.ceil(p.length / (meta & 0xffff)) <= MAX_GSO_SEGS)) {
+  const room = sink.datagramRoom;
+  if (peerOffload && p.length <= MAX_SUPER_PACKET && (room === undefined || p.length + GSO_WIRE_HEADER <= room) && ((meta & OFF_GSO) === 0 || Math.ceil(p.length / (meta & 0xffff)) <= MAX_GSO_SEGS)) {
     return sink.sendDatagram(gsoFlow, inPlace ? gsoDatagramInPlace(p, meta) : gsoDatagram(p, meta));
   }
   const plain: Buffer[] = [];

@@ -234,6 +234,17 @@ describe('sendPacket: whole to a peer that takes offload, cut for one that does 
     assert.equal(sendPacket(recorder(false), VPN_FLOW, VPN_GSO_FLOW, p, meta, false, false, info), false, 'refused by the session');
   });
 
+  it('over a udp path (the sink has a datagram room) one too large for a single datagram is cut, a small one goes whole', () => {
+    const big = tcpSuper('10.8.0.2', 1, '10.20.0.1', 2, data(4000));
+    const udpPath = Object.assign(recorder(), { datagramRoom: 1404 });
+    assert.equal(sendPacket(udpPath, VPN_FLOW, VPN_GSO_FLOW, big, meta, true, false, info), true);
+    assert.deepEqual(udpPath.got.map(([f, s]) => [f, s.length]), [[VPN_FLOW, 1400], [VPN_FLOW, 1400], [VPN_FLOW, 1320]], 'cut: each segment its own datagram');
+    const small = tcpSuper('10.8.0.2', 1, '10.20.0.1', 2, data(1000));
+    const roomy = Object.assign(recorder(), { datagramRoom: 1404 });
+    assert.equal(sendPacket(roomy, VPN_FLOW, VPN_GSO_FLOW, small, OFF_CSUM, true, false, info), true);
+    assert.deepEqual(roomy.got.map(([f]) => f), [VPN_GSO_FLOW], 'fits one datagram: whole, checksum left to the peer');
+  });
+
   it('past the wire bounds (over 64 segments even counting headers) it is cut for any peer', () => {
     const p = tcpSuper('10.8.0.2', 1, '10.20.0.1', 2, data(6400)); // 64 segments of 100, but 6440 / 100 > 64
     const s = recorder();
