@@ -92,7 +92,8 @@ function parseTime(text: string): number {
 
 function row(u: User): string[] {
   const iso = (t: number | null): string => (t === null ? '-' : new Date(t).toISOString().slice(0, 19).replace('T', ' '));
-  return [u.name, u.kind, u.enabled ? 'yes' : 'no', u.quotaBytes === null ? '-' : String(u.quotaBytes), String(u.bytesUp + u.bytesDown), iso(u.expiresAt), u.wssPath ?? '-', iso(u.createdAt)];
+  const udpCap = u.udpMaxRate === null ? '-' : `${Math.round((u.udpMaxRate * 8) / 1e4) / 100}mbit`;
+  return [u.name, u.kind, u.enabled ? 'yes' : 'no', u.quotaBytes === null ? '-' : String(u.quotaBytes), String(u.bytesUp + u.bytesDown), iso(u.expiresAt), udpCap, u.wssPath ?? '-', iso(u.createdAt)];
 }
 
 /** Adds `polytun user …` to `program`. */
@@ -152,7 +153,7 @@ export function registerUserCommand(program: Command, io: CliIo): Command {
           for (const u of users) io.stdout.write(`${JSON.stringify({ ...u, publicKey: encodeKey(u.publicKey) })}\n`);
           return;
         }
-        const rows = [['NAME', 'KIND', 'ENABLED', 'QUOTA', 'TRAFFIC', 'EXPIRES', 'WSS PATH', 'CREATED'], ...users.map(row)];
+        const rows = [['NAME', 'KIND', 'ENABLED', 'QUOTA', 'TRAFFIC', 'EXPIRES', 'UDP CAP', 'WSS PATH', 'CREATED'], ...users.map(row)];
         const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
         for (const r of rows) io.stdout.write(`${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}\n`);
       });

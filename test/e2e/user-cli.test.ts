@@ -31,7 +31,7 @@ describe('polytun user beside a running server', () => {
   });
 
   it('add prints working links once; list shows the user without its secret; disable, enable and del take effect on the running server', async () => {
-    const add = await cli(['user', 'add', 'carol', '--data-dir', gw.dataDir, '--quota', '1G']);
+    const add = await cli(['user', 'add', 'carol', '--data-dir', gw.dataDir, '--quota', '1G', '--udp-max-rate', '50mbit']);
     assert.equal(add.code, 0, add.stderr);
     const links = add.stdout.trim().split('\n');
     assert.deepEqual(links.map((l) => decodeLink(l).carrier), ['tcp', 'wss'], add.stdout);
@@ -50,8 +50,8 @@ describe('polytun user beside a running server', () => {
 
     const list = await cli(['user', 'list', '--data-dir', gw.dataDir]);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /^NAME +KIND +ENABLED/);
-    assert.match(list.stdout, /^carol +key +yes +1073741824 /m);
+    assert.match(list.stdout, /^NAME +KIND +ENABLED .* UDP CAP /);
+    assert.match(list.stdout, /^carol +key +yes +1073741824 +\d+ +- +50mbit /m);
     assert.equal(list.stdout.includes(decodeLink(links[0] as string).credential), false, 'no secret in the list');
 
     assert.equal((await cli(['user', 'disable', 'carol', '--data-dir', gw.dataDir])).code, 0);

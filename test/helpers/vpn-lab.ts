@@ -13,7 +13,7 @@
  * process the lab started (by pid) and deletes the namespaces, which takes
  * their veths and TUN devices along.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -109,9 +109,42 @@ export class LabProc {
 }
 
 /** The lab: namespace names and the processes started in them. */
+/** Labs not destroyed yet: removed at exit if after() never ran (a runner timeout's SIGTERM, a crash). */
+const LIVE = new Set<VpnLab>();
+let exitHook = false;
+function installExitHook(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const lab of LIVE) lab.destroySync();
+  });
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      for (const lab of LIVE) lab.destroySync();
+      process.exit(128 + (sig === 'SIGTERM' ? 15 : 2));
+    });
+  }
+}
+
 export class VpnLab {
   readonly procs = new Set<LabProc>();
-  private constructor(readonly c: string, readonly s: string, readonly t: string | undefined, private readonly links: string[]) {}
+  private constructor(readonly c: string, readonly s: string, readonly t: string | undefined, private readonly links: string[]) {
+    LIVE.add(this);
+    installExitHook();
+  }
+
+  /** What destroy() does, synchronously, for the exit hook: kill, delete the namespaces. Never throws. */
+  destroySync(): void {
+    LIVE.delete(this);
+    for (const p of this.procs) p.child.kill('SIGKILL');
+    for (const ns of this.namespaces) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        // Already gone.
+      }
+    }
+  }
 
   /** Creates the namespaces and links. On failure whatever was made is removed again. */
   static async create(tag: string, withTarget = true): Promise<VpnLab> {
@@ -175,6 +208,7 @@ export class VpnLab {
 
   /** Kills what is still running (SIGKILL after 3 s of SIGTERM) and deletes the namespaces. */
   async destroy(): Promise<void> {
+    LIVE.delete(this);
     await Promise.all([...this.procs].map(async (p) => {
       const t = setTimeout(() => p.child.kill('SIGKILL'), 3000);
       await p.stop();
