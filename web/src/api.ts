@@ -5,59 +5,20 @@
  * ever in the login request's body.
  */
 
-/** A refused request: the API's `{ error, message, field? }`. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
-}
+import { api, setCsrf } from './http';
 
-let csrf: string | null = null;
-let onLoggedOut: () => void = () => {};
-
-/** What to do when the server says the session is gone (401). */
-export function whenLoggedOut(f: () => void): void {
-  onLoggedOut = f;
-}
-
-/** Calls the API; JSON in and out. */
-export async function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (method !== 'GET' && csrf !== null) headers['x-polytun-csrf'] = csrf;
-  let r: Response;
-  try {
-    r = await fetch(path, { method, headers, credentials: 'same-origin', cache: 'no-store', ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-  } catch {
-    throw new ApiError(0, 'network', 'the server cannot be reached');
-  }
-  const j = (await r.json().catch(() => ({}))) as { error?: string; message?: string; field?: string };
-  if (!r.ok) {
-    if (r.status === 401 && path !== '/api/login') {
-      csrf = null;
-      onLoggedOut();
-    }
-    throw new ApiError(r.status, j.error ?? 'error', j.message ?? `HTTP ${r.status}`, j.field);
-  }
-  return j as T;
-}
+export { api, ApiError, whenLoggedOut } from './http';
 
 /** Logs in with the admin token; the server sets the session cookie. */
 export async function login(token: string): Promise<void> {
-  const r = await api<{ csrf: string }>('POST', '/api/login', { token });
-  csrf = r.csrf;
+  setCsrf((await api<{ csrf: string }>('POST', '/api/login', { token })).csrf);
 }
 
 /** After a reload: true when the cookie is still a live session (and the CSRF token is known again). */
 export async function restore(): Promise<boolean> {
   try {
     const r = await api<{ via: string | null; csrf: string | null }>('GET', '/api/session');
-    csrf = r.csrf;
+    setCsrf(r.csrf);
     return r.via !== null;
   } catch {
     return false;
@@ -68,7 +29,7 @@ export async function logout(): Promise<void> {
   try {
     await api('POST', '/api/logout');
   } finally {
-    csrf = null;
+    setCsrf(null);
   }
 }
 

@@ -13,6 +13,7 @@ import { logout, restore, whenLoggedOut } from './api';
 import { Login } from './login';
 import { Overview } from './overview';
 import { Sessions } from './sessions';
+import { TopBar } from './top-bar';
 import { Users } from './users';
 
 const PAGES = { overview: 'Overview', users: 'Users', sessions: 'Sessions' } as const;
@@ -43,19 +44,7 @@ function App() {
   if (phase === 'out') return <Login onIn={() => setPhase('in')} />;
   return (
     <>
-      <header class="top">
-        <span class="brand">polytun server</span>
-        <nav aria-label="Pages">
-          {(Object.keys(PAGES) as Page[]).map((p) => (
-            <a key={p} href={`#/${p}`} aria-current={p === page ? 'page' : undefined}>
-              {PAGES[p]}
-            </a>
-          ))}
-        </nav>
-        <button type="button" class="logout" onClick={() => void logout().finally(() => setPhase('out'))}>
-          Log out
-        </button>
-      </header>
+      <TopBar brand="polytun server" pages={PAGES} page={page} onLogout={() => void logout().finally(() => setPhase('out'))} />
       <main>
         {page === 'overview' && <Overview />}
         {page === 'users' && <Users />}

@@ -5,64 +5,31 @@
  * here.
  */
 
-/** A refused request: the API's `{ error, message, field?, issues? }`. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly issues: readonly { where: string; message: string }[] = [],
-  ) {
-    super(message);
-  }
-}
+import { api as call, setCsrf } from '../../src/http';
 
-let csrf: string | null = null;
-let onLoggedOut: () => void = () => {};
+export { ApiError, whenLoggedOut } from '../../src/http';
 
-/** What to do when the API says the login is gone (401). */
-export function whenLoggedOut(f: () => void): void {
-  onLoggedOut = f;
-}
-
-/** Calls the API; JSON in and out. */
-export async function api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (method !== 'GET' && csrf !== null) headers['x-polytun-csrf'] = csrf;
-  let r: Response;
-  try {
-    r = await fetch(path, { method, headers, credentials: 'same-origin', cache: 'no-store', ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-  } catch {
-    throw new ApiError(0, 'network', 'the client cannot be reached: is polytun still running?');
-  }
-  const j = (await r.json().catch(() => ({}))) as { error?: string; message?: string; issues?: { where: string; message: string }[] };
-  if (!r.ok) {
-    if (r.status === 401 && path !== '/api/login') {
-      csrf = null;
-      onLoggedOut();
-    }
-    throw new ApiError(r.status, j.error ?? 'error', j.message ?? `HTTP ${r.status}`, j.issues ?? []);
-  }
-  return j as T;
+/** Calls the client's API; JSON in and out. */
+export function api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  return call<T>(method, path, body, 'the client cannot be reached: is polytun still running?');
 }
 
 /** GET /api/session: whether a login is needed; keeps the CSRF token when one is handed out. */
 export async function session(): Promise<{ passwordRequired: boolean; authenticated: boolean }> {
   const r = await api<{ passwordRequired: boolean; authenticated: boolean; csrf?: string }>('GET', '/api/session');
-  csrf = r.csrf ?? null;
+  setCsrf(r.csrf ?? null);
   return r;
 }
 
 export async function login(password: string): Promise<void> {
-  csrf = (await api<{ csrf: string }>('POST', '/api/login', { password })).csrf;
+  setCsrf((await api<{ csrf: string }>('POST', '/api/login', { password })).csrf);
 }
 
 export async function logout(): Promise<void> {
   try {
     await api('POST', '/api/logout');
   } finally {
-    csrf = null;
+    setCsrf(null);
   }
 }
 

@@ -14,6 +14,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, logout, session, whenLoggedOut } from './api';
 import { Dashboard } from './dashboard';
 import { Login } from './login';
+import { TopBar } from '../../src/top-bar';
 import { Wizard } from './wizard';
 
 const PAGES = { dashboard: 'Dashboard', setup: 'Setup' } as const;
@@ -65,21 +66,7 @@ function App() {
   if (phase === 'out') return <Login onIn={() => void enter()} />;
   return (
     <>
-      <header class="top">
-        <span class="brand">polytun client</span>
-        <nav aria-label="Pages">
-          {(Object.keys(PAGES) as Page[]).map((p) => (
-            <a key={p} href={`#/${p}`} aria-current={p === page ? 'page' : undefined}>
-              {PAGES[p]}
-            </a>
-          ))}
-        </nav>
-        {passwordRequired && (
-          <button type="button" class="logout" onClick={() => void logout().finally(() => setPhase('out'))}>
-            Log out
-          </button>
-        )}
-      </header>
+      <TopBar brand="polytun client" pages={PAGES} page={page} onLogout={passwordRequired ? () => void logout().finally(() => setPhase('out')) : undefined} />
       <main>
         {page === 'dashboard' && <Dashboard />}
         {page === 'setup' && <Wizard />}
