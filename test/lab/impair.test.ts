@@ -201,7 +201,10 @@ describe('impair lab: a and b through the emulator', { skip: buildSkip ?? labSki
       const bps = ((f.unique + f.dups - 1) * frameBits) / (r.spanNs / 1e9);
       const owdMs = median(r.owdUs) / 1000;
       console.log(`# UDP into 10 Mbit/s, queue ${JSON.stringify(init)}: ${(bps / 1e6).toFixed(2)} Mbit/s of frames out, ${d.drop.queue} of 2000 dropped by the queue, median one-way delay ${owdMs.toFixed(1)} ms`);
-      assert.ok(bps > 0.85 * rate && bps < 1.05 * rate, `${bps / 1e6} Mbit/s out of a 10 Mbit/s bottleneck`);
+      // The rate is taken from the receiver's clock between its first and last frame: a loaded
+      // receiver that reads its first frames late shortens that span (a loaded run measured 11.9).
+      // Without the limit the 2.5-times offer would pass: 25 Mbit/s.
+      assert.ok(bps > 0.85 * rate && bps < 1.25 * rate, `${bps / 1e6} Mbit/s out of a 10 Mbit/s bottleneck`);
       // The sender means to offer 2.5 times the rate; under load it offers less (a loaded
       // suite run saw 480 drops, not the ~1,000 of an idle machine), so only ask that the
       // queue dropped the overload rather than passing it or holding it without bound.
