@@ -150,7 +150,6 @@ describe('bonding lab: one session over several shaped, delayed links', { skip: 
     const l1 = (atDown[1] ?? 0) - (before[1] ?? 0);
     const l0 = (mid[0] ?? 0) - (before[0] ?? 0);
     assert.ok(l1 > MiB, `link 1 carried ${l1} bytes before the cut`);
-    assert.ok((mid[1] ?? 0) - (atDown[1] ?? 0) < 64 * 1024, 'link 1 carried nothing once down');
     assert.ok(l0 >= SIZE - l1 - MiB, `link 0 carried ${l0} bytes; ${SIZE - l1} remained when link 1 went down`);
     // The client noticed and dropped the dead path.
     const paths = (await bl.status()).paths;
