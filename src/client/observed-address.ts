@@ -4,9 +4,9 @@
  * through the authenticated session. A server older than the question
  * resets it (noHandler): NotOfferedError.
  */
-import type { Destination } from '../core/address.js';
+import { MAX_DOMAIN_BYTES, type Destination } from '../core/address.js';
 import { NotOfferedError, StreamResetError, TimeoutError } from '../core/errors.js';
-import { decodeAddresses, encodeOpen } from '../proxy/wire.js';
+import { decodeAddresses, encodeOpen, MAX_OBSERVED_ADDRESSES } from '../proxy/wire.js';
 import type { Session } from '../session/session.js';
 import { ResetCode } from '../session/stream.js';
 
@@ -23,8 +23,8 @@ export function observedAddresses(session: Session, timeoutMs = 5000): Promise<D
     }, timeoutMs);
     s.on('data', (d: Buffer) => {
       size += d.length;
-      // 32 addresses of at most 259 bytes each, and the count.
-      if (size > 1 + 32 * 259) {
+      // The count, then at most MAX_OBSERVED_ADDRESSES addresses of at most ATYP + length + domain + port bytes.
+      if (size > 1 + MAX_OBSERVED_ADDRESSES * (2 + MAX_DOMAIN_BYTES + 2)) {
         clearTimeout(timer);
         s.reset(ResetCode.tooLarge);
         reject(new Error('the observed address answer is too long'));

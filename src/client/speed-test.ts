@@ -13,6 +13,7 @@
  */
 import { NotOfferedError, StreamResetError, TimeoutError } from '../core/errors.js';
 import { encodeOpen, MAX_SPEED_TEST_BYTES } from '../proxy/wire.js';
+import { writeZeros } from '../proxy/zeros.js';
 import type { Session } from '../session/session.js';
 import { ResetCode } from '../session/stream.js';
 
@@ -36,9 +37,6 @@ export interface SpeedTestInit {
   readonly signal?: AbortSignal;
 }
 
-const CHUNK = 64 * 1024;
-/** The upload's bytes: the session copies each payload into its record, so one buffer serves every write. */
-const ZEROS = Buffer.alloc(CHUNK);
 /** After the budget, how long the server's answer (upload) or its end (download) may take, ms. */
 const GRACE_MS = 5000;
 
@@ -90,25 +88,10 @@ export function speedTest(session: Session, init: SpeedTestInit): Promise<SpeedR
       if (r.length !== 8) return finish(new Error(`speed test up: an answer of ${r.length} bytes (8 expected)`));
       finish(undefined, result('up', r.readUInt32BE(0), r.readUInt32BE(4)));
     });
-    let sent = 0;
-    let stop = false;
-    timers.push(setTimeout(() => (stop = true), budgetMs));
-    const pump = (): void => {
-      if (s.writableEnded) return;
-      while (!stop && sent < max && !s.destroyed) {
-        const n = Math.min(CHUNK, max - sent);
-        sent += n;
-        if (!s.write(n === CHUNK ? ZEROS : ZEROS.subarray(0, n))) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      if (!s.destroyed) s.end();
-    };
-    // A full window waits for 'drain'; the budget's end must still end the stream.
+    writeZeros(s, max);
+    // The writes wait for 'drain' when the window is full: the budget's end ends the stream, and the writing with it.
     timers.push(setTimeout(() => {
       if (!s.destroyed && !s.writableEnded) s.end();
     }, budgetMs));
-    pump();
   });
 }

@@ -341,7 +341,6 @@ function statusWithFirstAnswer(s: PolyStream, sock: Socket, holdMs: number): voi
   sock.once('close', release);
 }
 
-
 /** Where each path of `session` comes from, as this end sees it (paths whose remote is not an address are left out). */
 function observedAddresses(session: Session): Destination[] {
   const out: Destination[] = [];

@@ -12,6 +12,7 @@
  * traffic (bytesUp / bytesDown), so quotas hold.
  */
 import type { Logger } from '../core/logger.js';
+import { writeZeros } from '../proxy/zeros.js';
 import type { PolyStream } from '../session/stream.js';
 import type { Tally } from './proxy-counters.js';
 
@@ -19,14 +20,6 @@ import type { Tally } from './proxy-counters.js';
 export const SPEED_TEST_DEADLINE_MS = 60_000;
 /** Reset code: the client sent more than it asked to, or the deadline passed (application range). */
 export const SPEED_TEST_RESET = 0x105;
-
-const CHUNK = 64 * 1024;
-/**
- * The bytes a download sends. One shared buffer: the session copies every
- * DATA payload into its record (PolyStream.chunksFreeAfterWrite), and
- * nothing writes to this one.
- */
-const ZEROS = Buffer.alloc(CHUNK);
 
 /** Serves one speed test on `s`; `done` runs once when it ends, whichever way. */
 export function serveSpeedTest(s: PolyStream, req: { direction: 'down' | 'up'; bytes: number }, tally: Tally, log: Logger, done: () => void): void {
@@ -40,22 +33,9 @@ export function serveSpeedTest(s: PolyStream, req: { direction: 'down' | 'up'; b
     done();
   });
   if (req.direction === 'down') {
-    let left = req.bytes;
-    const pump = (): void => {
-      while (left > 0 && !s.destroyed) {
-        const n = Math.min(CHUNK, left);
-        left -= n;
-        tally('bytesDown', n);
-        if (!s.write(n === CHUNK ? ZEROS : ZEROS.subarray(0, n))) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      if (!s.destroyed) s.end();
-    };
     // The client writes nothing on a download; whatever it sends is read and dropped.
     s.resume();
-    pump();
+    writeZeros(s, req.bytes, (n) => tally('bytesDown', n));
     return;
   }
   let received = 0;

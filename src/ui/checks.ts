@@ -17,21 +17,20 @@
  * Each item: { id, title, result: pass | warn | fail | not_offered | not_measured, detail, fix? }.
  */
 import { AuthError, NotOfferedError, TimeoutError, toError } from '../core/errors.js';
-import { observedAddresses } from '../client/observed-address.js';
-import { speedTest, type SpeedResult } from '../client/speed-test.js';
-import { natItem, type NatSample } from './nat.js';
-import type { CheckItem } from './types.js';
-
-export type { CheckItem, CheckResult } from './types.js';
-import type { Session } from '../session/session.js';
 import { formatHostPort } from '../core/address.js';
 import { CertificateError, DialError } from '../carriers/errors.js';
+import { observedAddresses } from '../client/observed-address.js';
+import { speedTest, type SpeedResult } from '../client/speed-test.js';
 import { clientInitForLink, pathsFromConfig } from '../config/dial-link.js';
 import type { ClientConfig } from '../config/schema.js';
 import { RefusedError } from '../paths/refusal.js';
 import { SessionClient, type SessionClientInit } from '../paths/session-client.js';
+import type { Session } from '../session/session.js';
 import { firstHop, type FirstHop } from './first-hop.js';
+import { natItem, type NatSample } from './nat.js';
+import type { CheckItem } from './types.js';
 
+export type { CheckItem, CheckResult } from './types.js';
 
 /** A session a dial opened, for the speed test; close() ends it. (A fake dialer may give none.) */
 export interface Dialed {

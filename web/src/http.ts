@@ -18,6 +18,11 @@ export class ApiError extends Error {
   }
 }
 
+/** What to show for a failure: the API's message, or the error's own. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 let csrf: string | null = null;
 let onLoggedOut: () => void = () => {};
 

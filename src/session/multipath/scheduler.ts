@@ -22,13 +22,6 @@ export interface SchedulerHost {
 export class PathScheduler {
   /** Live paths by id. */
   readonly paths = new Map<number, SessionPath>();
-
-  /** The largest record a path sends unreliably, less `header` bytes; undefined when none can (streams only). */
-  unreliableRoom(header: number): number | undefined {
-    let max = 0;
-    for (const p of this.paths.values()) max = Math.max(max, p.channel.maxUnreliableRecord ?? 0);
-    return max > header ? max - header : undefined;
-  }
   private nextPathId = 1;
 
   constructor(
@@ -60,6 +53,13 @@ export class PathScheduler {
 
   has(path: SessionPath): boolean {
     return this.paths.get(path.id) === path;
+  }
+
+  /** The largest record a path sends unreliably, less `header` bytes; undefined when none can (streams only). */
+  unreliableRoom(header: number): number | undefined {
+    let max = 0;
+    for (const p of this.paths.values()) max = Math.max(max, p.channel.maxUnreliableRecord ?? 0);
+    return max > header ? max - header : undefined;
   }
 
   /** Whether some path other than `p` is up. */

@@ -7,7 +7,7 @@
 
 import { api as call, setCsrf } from '../../src/http';
 
-export { ApiError, whenLoggedOut } from '../../src/http';
+export { ApiError, errorText, whenLoggedOut } from '../../src/http';
 
 /** Calls the client's API; JSON in and out. */
 export function api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {

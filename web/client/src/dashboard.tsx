@@ -10,9 +10,7 @@ import type uPlot from 'uplot';
 import { Chart, type ChartSeries } from '../../src/chart';
 import { Feedback } from '../../src/feedback';
 import { bytes, duration, rate } from '../../src/format';
-import { api, seriesId, type ClientStatus, type Front, type IdleState, type PathStatus, type TimelineEvent } from './api';
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+import { api, errorText, seriesId, type ClientStatus, type Front, type IdleState, type PathStatus, type TimelineEvent } from './api';
 
 /** Seconds of live throughput kept. */
 const WINDOW = 300;
@@ -255,7 +253,7 @@ function History() {
         setPaths(r.paths);
         setPath((p) => p || (r.paths[0] ?? ''));
       },
-      (err: unknown) => setError(err instanceof Error ? err.message : String(err)),
+      (err: unknown) => setError(errorText(err)),
     );
   }, []);
 
@@ -283,7 +281,7 @@ function History() {
         }
         setData([xs, up, down]);
       },
-      (err: unknown) => !gone && setError(message(err)),
+      (err: unknown) => !gone && setError(errorText(err)),
     );
     return () => {
       gone = true;
@@ -349,7 +347,7 @@ function usePoll<T>(path: string, ms: number): { data: T | null; error: string |
           setData(d);
           setError(null);
         },
-        (err: unknown) => !gone && setError(err instanceof Error ? err.message : String(err)),
+        (err: unknown) => !gone && setError(errorText(err)),
       ).finally(() => {
         if (!gone) timer.current = window.setTimeout(tick, ms);
       });

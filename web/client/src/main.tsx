@@ -11,7 +11,7 @@ import '../../src/style.css';
 import './client.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, logout, session, whenLoggedOut } from './api';
+import { api, ApiError, errorText, logout, session, whenLoggedOut } from './api';
 import { Dashboard } from './dashboard';
 import { Login } from './login';
 import { TopBar } from '../../src/top-bar';
@@ -50,7 +50,7 @@ function App() {
         if (s.passwordRequired && !s.authenticated) setPhase('out');
         else void enter();
       },
-      (err: unknown) => setError(err instanceof Error ? err.message : String(err)),
+      (err: unknown) => setError(errorText(err)),
     );
     const onHash = () => setPage(pageOf(location.hash) ?? 'dashboard');
     addEventListener('hashchange', onHash);

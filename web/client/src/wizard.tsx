@@ -8,13 +8,11 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { Feedback } from '../../src/feedback';
-import { api, ApiError, type CheckItem, type InterfaceInfo, type LinkSummary, type WizardState } from './api';
+import { api, ApiError, errorText, type CheckItem, type InterfaceInfo, type LinkSummary, type WizardState } from './api';
 import { readQrImage } from './qr-image';
 
 type Source = 'link' | 'qr' | 'provision';
 type Issues = readonly { where: string; message: string }[];
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /** The messages of the issues at `where` (or under it: config.forwards → config.forwards[1]). */
 function issuesAt(issues: Issues, where: string): string[] {
@@ -64,7 +62,7 @@ export function Wizard() {
   useEffect(() => {
     api<WizardState>('GET', '/api/wizard/state').then(setState, (err: unknown) => {
       if (err instanceof ApiError && err.status === 404) setOff('The setup is off on this client (ui.wizard: false in its config): edit the config file instead.');
-      else setOff(message(err));
+      else setOff(errorText(err));
     });
     api<{ interfaces: InterfaceInfo[] }>('GET', '/api/wizard/interfaces').then(
       (r) => setIfaces(r.interfaces),
@@ -85,7 +83,7 @@ export function Wizard() {
       setSummary(r.summary);
       setServerNote(how === 'qr' ? 'Read from the QR code.' : 'The link is valid.');
     } catch (err) {
-      setServerError(message(err));
+      setServerError(errorText(err));
     } finally {
       setBusy(null);
     }
@@ -102,7 +100,7 @@ export function Wizard() {
       text = await readQrImage(file);
     } catch (err) {
       setBusy(null);
-      setServerError(message(err));
+      setServerError(errorText(err));
       return;
     }
     setLink(text);
@@ -132,7 +130,7 @@ export function Wizard() {
       setProv((p) => ({ ...p, password: '' }));
       setServerNote(`Provisioned user ${r.user}: ${r.links.length} server${r.links.length === 1 ? '' : 's'} (also saved to ${r.file}).`);
     } catch (err) {
-      setServerError(message(err));
+      setServerError(errorText(err));
     } finally {
       setBusy(null);
     }
@@ -163,7 +161,7 @@ export function Wizard() {
       setChecks(await api<{ ok: boolean; items: CheckItem[] }>('POST', '/api/wizard/check', { config: config() }));
     } catch (err) {
       if (err instanceof ApiError) setIssues(err.issues);
-      setCheckError(message(err));
+      setCheckError(errorText(err));
     } finally {
       setBusy(null);
     }
@@ -180,7 +178,7 @@ export function Wizard() {
       setState((s) => (s === null ? s : { ...s, exists: true }));
     } catch (err) {
       if (err instanceof ApiError) setIssues(err.issues);
-      setApplyError(message(err));
+      setApplyError(errorText(err));
     } finally {
       setBusy(null);
     }
@@ -193,7 +191,7 @@ export function Wizard() {
       const r = await api<{ file: string; started: boolean; state: { state: string; error?: string } }>('POST', '/api/wizard/start', {});
       setApplied({ ...r, command: '' });
     } catch (err) {
-      setApplyError(message(err));
+      setApplyError(errorText(err));
     } finally {
       setBusy(null);
     }
